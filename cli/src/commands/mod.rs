@@ -1,0 +1,92 @@
+//! One module per subcommand: its clap Args and `run()`.
+
+pub mod doctor;
+pub mod down;
+pub mod logs;
+pub mod status;
+pub mod up;
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+use crate::exit;
+use crate::fleet::{self, Ctx, FleetProfile};
+
+/// storefront: boot a fleet of e-commerce microservices on real Postgres,
+/// Redis, RabbitMQ and Vault, drive its patterns under concurrency and faults,
+/// and check invariants against the databases.
+#[derive(Debug, Parser)]
+#[command(name = "storefront", version, after_help = exit::HELP)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options every command takes.
+#[derive(Debug, clap::Args)]
+pub struct Global {
+    /// Fleet profile: a name in profiles/ or a path to a TOML file.
+    #[arg(long, global = true, env = "STOREFRONT_PROFILE", default_value = "dev")]
+    pub profile: String,
+    /// Where the fleet keeps its data, logs and fleet.json [default: <project>/.storefront].
+    #[arg(long, global = true, env = "STOREFRONT_STATE_DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// Move every port of the fleet: overrides the profile's port_base.
+    #[arg(long, global = true, env = "STOREFRONT_PORT_BASE")]
+    pub port_base: Option<u16>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Boot the fleet: infrastructure, migrations, services; wait until all are ready.
+    Up(up::Args),
+    /// Stop the fleet: services first, then infrastructure; nothing left running.
+    Down(down::Args),
+    /// Show each component: pid, URL, state, boot time.
+    Status(status::Args),
+    /// Print (or follow) a component's log.
+    Logs(logs::Args),
+    /// Check that every program the fleet needs is installed and every port is free.
+    Doctor(doctor::Args),
+}
+
+impl Global {
+    /// Resolves the project root, state dir and profile.
+    pub fn ctx(&self) -> Result<Ctx> {
+        let root = fleet::project_root()?;
+        let (mut profile, profile_path) = FleetProfile::load(&root, &self.profile)?;
+        if let Some(base) = self.port_base {
+            profile.port_base = base;
+            FleetProfile::parse(&toml::to_string(&profile)?)
+                .map_err(|e| anyhow::anyhow!("--port-base {base}: {e}"))?;
+        }
+        let state_dir = match &self.state_dir {
+            Some(d) => std::path::absolute(d)?,
+            None => root.join(".storefront"),
+        };
+        let tools_dir = std::env::var_os("STOREFRONT_TOOLS")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| root.join(".storefront/tools"));
+        Ok(Ctx {
+            root,
+            state_dir,
+            tools_dir,
+            profile,
+            profile_path,
+        })
+    }
+}
+
+pub async fn run(cli: Cli) -> Result<u8> {
+    match cli.command {
+        Command::Up(a) => up::run(&cli.global, a).await,
+        Command::Down(a) => down::run(&cli.global, a).await,
+        Command::Status(a) => status::run(&cli.global, a).await,
+        Command::Logs(a) => logs::run(&cli.global, a).await,
+        Command::Doctor(a) => doctor::run(&cli.global, a).await,
+    }
+}

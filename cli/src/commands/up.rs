@@ -1,0 +1,97 @@
+//! `storefront up`: boot the fleet, or report the one already running.
+
+use std::time::Instant;
+
+use anyhow::Result;
+
+use crate::commands::Global;
+use crate::exit::{self, Exit};
+use crate::fleet::progress::Progress;
+use crate::fleet::{FleetState, InfraMode, native, observe};
+use crate::report::{self, fleet::FleetReport};
+
+#[derive(Debug, clap::Args)]
+#[command(after_help = exit::HELP)]
+pub struct Args {
+    /// Who runs the infrastructure: child processes here (native), docker compose, or an existing fleet (external).
+    #[arg(long, value_enum, default_value = "native")]
+    pub infra: InfraMode,
+    /// Print the fleet as JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub async fn run(g: &Global, args: Args) -> Result<u8> {
+    let ctx = g.ctx()?;
+    if let Some(state) = FleetState::load(&ctx.state_dir)? {
+        if observe::all_dead(&state) {
+            // A record of a fleet that is gone (machine restart, killed by hand).
+            FleetState::remove(&ctx.state_dir)?;
+        } else {
+            let seen = observe::observe(&state).await;
+            let dead: Vec<_> = seen
+                .iter()
+                .filter(|c| c.state == "dead")
+                .map(|c| c.name.clone())
+                .collect();
+            if !dead.is_empty() {
+                return Err(Exit::new(
+                    exit::ERROR,
+                    format!(
+                        "the fleet in {} is partly running (dead: {}); run `storefront down`, then `storefront up`",
+                        ctx.state_dir.display(),
+                        dead.join(", ")
+                    ),
+                ));
+            }
+            if args.json {
+                report::json(&FleetReport::new(&state, &ctx.state_dir, seen))?;
+            } else {
+                eprintln!(
+                    "the fleet (profile {}) is already running; nothing changed",
+                    state.profile
+                );
+                println!("{}", report::fleet::render(&seen));
+            }
+            return Ok(exit::OK);
+        }
+    }
+    if args.infra != InfraMode::Native {
+        return Err(Exit::new(
+            exit::USAGE,
+            format!(
+                "--infra {:?} is not built yet; use the default --infra native",
+                args.infra
+            )
+            .to_lowercase(),
+        ));
+    }
+    let progress = Progress::new(args.json);
+    let t = Instant::now();
+    let state = tokio::select! {
+        r = native::up(&ctx, &progress) => r?,
+        _ = tokio::signal::ctrl_c() => {
+            if let Some(s) = FleetState::load(&ctx.state_dir)? {
+                crate::fleet::stop::stop_all(&s, &ctx.state_dir, std::time::Duration::from_secs(ctx.profile.timeouts.stop_secs));
+                FleetState::remove(&ctx.state_dir)?;
+            }
+            return Err(Exit::new(exit::INTERRUPTED, "interrupted: everything `up` had started was stopped"));
+        }
+    };
+    let took = t.elapsed();
+    let seen = observe::observe(&state).await;
+    let mut rep = FleetReport::new(&state, &ctx.state_dir, seen);
+    rep.up_ms = Some(took.as_millis() as u64);
+    if args.json {
+        report::json(&rep)?;
+    } else {
+        println!("{}", report::fleet::render(&rep.components));
+        println!(
+            "fleet `{}` up in {:.2}s; state in {}; stop it with `storefront down`",
+            state.profile,
+            took.as_secs_f64(),
+            ctx.state_dir.display()
+        );
+    }
+    Ok(if rep.healthy { exit::OK } else { exit::FAILED })
+}

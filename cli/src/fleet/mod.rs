@@ -1,0 +1,132 @@
+//! The fleet supervisor: boots infrastructure and services, records what it
+//! started, and stops it again. `native` runs everything as child processes
+//! on loopback; `compose` and `external` only differ in who runs the infra.
+
+pub mod binaries;
+pub mod bootstrap;
+pub mod native;
+pub mod observe;
+pub mod postgres;
+pub mod process;
+pub mod profile;
+pub mod progress;
+pub mod rabbit;
+pub mod ready;
+pub mod services;
+pub mod state;
+pub mod stop;
+pub mod vault;
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+
+pub use profile::FleetProfile;
+pub use state::{FleetState, InfraMode};
+
+/// Where things are: resolved once per command from the global options.
+#[derive(Debug, Clone)]
+pub struct Ctx {
+    /// The project checkout (holds `profiles/`, `migrations/`, `compose.yaml`).
+    pub root: PathBuf,
+    /// All fleet data: `fleet.json`, logs, database files.
+    pub state_dir: PathBuf,
+    /// Where `scripts/setup.sh` installs tools (OpenBao's venv); survives `down --purge`.
+    pub tools_dir: PathBuf,
+    pub profile: FleetProfile,
+    pub profile_path: PathBuf,
+}
+
+impl Ctx {
+    pub fn logs_dir(&self) -> PathBuf {
+        self.state_dir.join("logs")
+    }
+
+    pub fn log_path(&self, component: &str) -> PathBuf {
+        self.logs_dir().join(format!("{component}.log"))
+    }
+
+    /// Creates the state directory tree we write to.
+    pub fn ensure_dirs(&self) -> Result<()> {
+        std::fs::create_dir_all(self.logs_dir())
+            .with_context(|| format!("cannot create state directory {}", self.state_dir.display()))
+    }
+}
+
+/// Finds the project root: the first ancestor of the working directory, then
+/// of the executable, that has `profiles/` beside a `Cargo.toml`.
+pub fn project_root() -> Result<PathBuf> {
+    if let Some(r) = std::env::var_os("STOREFRONT_ROOT") {
+        return Ok(PathBuf::from(r));
+    }
+    let is_root = |d: &Path| d.join("profiles").is_dir() && d.join("Cargo.toml").is_file();
+    let cwd = std::env::current_dir()?;
+    let exe = std::env::current_exe()?;
+    cwd.ancestors()
+        .chain(exe.ancestors())
+        .find(|d| is_root(d))
+        .map(Path::to_path_buf)
+        .context("cannot find the storefront project (a directory with profiles/ and Cargo.toml); run from the checkout or set STOREFRONT_ROOT")
+}
+
+/// Passwords, tokens and the Erlang cookie: generated on the first `up`,
+/// reused after, so a warm start finds the same roles. Mode 0600.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Secrets {
+    pub pg_admin_password: String,
+    pub vault_admin_password: String,
+    pub vault_root_token: String,
+    pub erlang_cookie: String,
+    #[serde(default)]
+    pub service_passwords: std::collections::BTreeMap<String, String>,
+}
+
+/// An alphanumeric secret (safe to inline in SQL and shell).
+pub fn random_secret(len: usize) -> String {
+    use rand::Rng;
+    use rand::distr::Alphanumeric;
+    rand::rng()
+        .sample_iter(&Alphanumeric)
+        .take(len)
+        .map(char::from)
+        .collect()
+}
+
+impl Secrets {
+    fn path(state_dir: &Path) -> PathBuf {
+        state_dir.join("secrets.json")
+    }
+
+    pub fn load_or_create(state_dir: &Path) -> Result<Self> {
+        let path = Self::path(state_dir);
+        if let Ok(bytes) = std::fs::read(&path) {
+            return serde_json::from_slice(&bytes)
+                .with_context(|| format!("{} is corrupt", path.display()));
+        }
+        let s = Self {
+            pg_admin_password: random_secret(24),
+            vault_admin_password: random_secret(24),
+            vault_root_token: format!("sf-{}", random_secret(24)),
+            // Erlang cookies are plain uppercase letters by convention.
+            erlang_cookie: random_secret(20)
+                .to_ascii_uppercase()
+                .replace(|c: char| c.is_ascii_digit(), "Q"),
+            service_passwords: Default::default(),
+        };
+        s.save(state_dir)?;
+        Ok(s)
+    }
+
+    pub fn save(&self, state_dir: &Path) -> Result<()> {
+        state::write_private(&Self::path(state_dir), &serde_json::to_vec_pretty(self)?)
+    }
+
+    /// The service's password, generated on first use.
+    pub fn service_password(&mut self, service: &str) -> String {
+        self.service_passwords
+            .entry(service.to_owned())
+            .or_insert_with(|| random_secret(24))
+            .clone()
+    }
+}

@@ -1,0 +1,63 @@
+//! What a recorded fleet looks like right now: each component alive, and
+//! answering its own readiness probe.
+
+use super::process;
+use super::state::{Component, ComponentKind, FleetState};
+use crate::report::fleet::Observed;
+
+async fn probe(client: &reqwest::Client, state: &FleetState, c: &Component) -> bool {
+    let p = &state.ports;
+    match (c.kind, c.name.as_str()) {
+        (ComponentKind::Service, _) => super::ready::http_ok(client, &format!("{}/ready", c.url))
+            .await
+            .is_ok(),
+        (_, "redis") => super::native::redis_ping(&state.endpoints.redis_url)
+            .await
+            .is_ok(),
+        (_, "rabbitmq") => super::rabbit::check(p.amqp).await.is_ok(),
+        (_, "vault") => super::vault::check(client, &state.endpoints.vault_addr)
+            .await
+            .is_ok(),
+        (_, "postgres") => super::postgres::check(&state.endpoints.postgres_admin_url)
+            .await
+            .is_ok(),
+        _ => c
+            .ports
+            .iter()
+            .all(|port| super::ready::port_listening(*port)),
+    }
+}
+
+/// Observes every component concurrently.
+pub async fn observe(state: &FleetState) -> Vec<Observed> {
+    let client = super::native::http_client();
+    let checks = state.components.iter().map(|c| {
+        let client = &client;
+        async move {
+            let alive = c.pid.is_none_or(|pid| process::alive(pid, c.start_ticks));
+            let s = if !alive {
+                "dead"
+            } else if tokio::time::timeout(
+                std::time::Duration::from_secs(3),
+                probe(client, state, c),
+            )
+            .await
+                == Ok(true)
+            {
+                "ready"
+            } else {
+                "running"
+            };
+            Observed::new(c, s)
+        }
+    });
+    futures::future::join_all(checks).await
+}
+
+/// True when every recorded process is dead (a stale record).
+pub fn all_dead(state: &FleetState) -> bool {
+    state
+        .components
+        .iter()
+        .all(|c| c.pid.is_none_or(|pid| !process::alive(pid, c.start_ticks)))
+}

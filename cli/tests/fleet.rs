@@ -1,0 +1,193 @@
+//! `storefront up/status/logs/down` against real Postgres, Redis, RabbitMQ,
+//! OpenBao and the catalog service, on a free port range.
+
+mod support;
+
+use std::time::Duration;
+
+use support::{Fleet, text};
+
+#[test]
+fn fleet_boots_serves_products_and_down_leaves_nothing() {
+    support::require_service_binaries();
+    let fleet = Fleet::new("dev");
+
+    let up = fleet.json(&["up", "--json"], 0);
+    assert_eq!(up["healthy"], true, "{up:#}");
+    let comps = up["components"].as_array().unwrap();
+    let names: Vec<&str> = comps.iter().map(|c| c["name"].as_str().unwrap()).collect();
+    for n in [
+        "postgres",
+        "redis",
+        "epmd",
+        "rabbitmq",
+        "vault",
+        "catalog-1",
+        "catalog-2",
+    ] {
+        assert!(names.contains(&n), "{n} missing from {names:?}");
+    }
+    assert!(comps.iter().all(|c| c["state"] == "ready"), "{up:#}");
+    let pids: Vec<i64> = comps.iter().map(|c| c["pid"].as_i64().unwrap()).collect();
+
+    // Products through HTTP, from each replica.
+    let client = reqwest::blocking::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    for url in up["services"]["catalog"].as_array().unwrap() {
+        let page: serde_json::Value = client
+            .get(format!("{}/products?limit=5", url.as_str().unwrap()))
+            .send()
+            .unwrap()
+            .json()
+            .unwrap();
+        let items = page["items"].as_array().unwrap();
+        assert_eq!(items.len(), 5, "{page:#}");
+        let next = page["next_after"]
+            .as_i64()
+            .expect("more than 5 products are seeded");
+        let page2: serde_json::Value = client
+            .get(format!(
+                "{}/products?limit=5&after={next}",
+                url.as_str().unwrap()
+            ))
+            .send()
+            .unwrap()
+            .json()
+            .unwrap();
+        assert!(
+            page2["items"][0]["id"].as_i64().unwrap() > next,
+            "keyset pagination moves forward"
+        );
+        let id = items[0]["id"].as_i64().unwrap();
+        let one: serde_json::Value = client
+            .get(format!("{}/products/{id}", url.as_str().unwrap()))
+            .send()
+            .unwrap()
+            .json()
+            .unwrap();
+        assert_eq!(one["sku"], items[0]["sku"]);
+        let missing = client
+            .get(format!("{}/products/999999999", url.as_str().unwrap()))
+            .send()
+            .unwrap();
+        assert_eq!(missing.status(), 404);
+    }
+
+    // `up` on a running fleet reports it and changes nothing.
+    let again = fleet.json(&["up", "--json"], 0);
+    let pids_again: Vec<i64> = again["components"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["pid"].as_i64().unwrap())
+        .collect();
+    assert_eq!(pids, pids_again, "second `up` must not restart anything");
+
+    let status = fleet.json(&["status", "--json"], 0);
+    assert_eq!(status["healthy"], true);
+    let logs = fleet.run(&["logs", "postgres", "-n", "3"]);
+    assert!(logs.status.success(), "{}", text(&logs.stderr));
+
+    let down = fleet.json(&["down", "--json"], 0);
+    assert!(down["stopped"].as_array().unwrap().len() >= 7, "{down:#}");
+    fleet.assert_nothing_left();
+    assert!(!fleet.dir().join("fleet.json").exists());
+    let status = fleet.run(&["status"]);
+    assert_eq!(
+        status.status.code(),
+        Some(2),
+        "status with no fleet is `unknown`"
+    );
+}
+
+#[test]
+fn taken_port_is_named_and_nothing_starts() {
+    let fleet = Fleet::new("dev");
+    let _holder = std::net::TcpListener::bind(("127.0.0.1", fleet.port_base + 1)).unwrap();
+    let out = fleet.run(&["up"]);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains(&format!("{} (redis)", fleet.port_base + 1)),
+        "{err}"
+    );
+    assert!(
+        err.contains("--port-base"),
+        "the error names the fix: {err}"
+    );
+    fleet.assert_nothing_left();
+}
+
+#[test]
+fn missing_binary_is_named_with_the_fix_and_nothing_starts() {
+    let mut fleet = Fleet::new("dev");
+    fleet
+        .env
+        .push(("STOREFRONT_BAO".into(), "/nonexistent/bao".into()));
+    let out = fleet.run(&["up"]);
+    assert_eq!(out.status.code(), Some(3));
+    let err = text(&out.stderr);
+    assert!(err.contains("bao not found at /nonexistent/bao"), "{err}");
+    assert!(err.contains("scripts/setup.sh"), "{err}");
+    fleet.assert_nothing_left();
+}
+
+#[test]
+fn crashed_dependency_fails_up_with_its_log_and_stops_the_rest() {
+    support::require_service_binaries();
+    let dir = tempfile::tempdir().unwrap();
+    let profile = dir.path().join("broken.toml");
+    // Postgres refuses to start on an invalid setting; everything else boots.
+    std::fs::write(&profile, "port_base = 40000\n[postgres.settings]\nshared_buffers = \"lots\"\n[[services]]\nname = \"catalog\"\nneeds = [\"postgres\", \"redis\"]\nschema = \"catalog\"\n").unwrap();
+    let fleet = Fleet::new(profile.to_str().unwrap());
+    let out = fleet.run(&["up"]);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stdout));
+    let err = text(&out.stderr);
+    assert!(err.contains("postgres exited during start-up"), "{err}");
+    assert!(
+        err.contains("shared_buffers"),
+        "the error shows postgres's own log: {err}"
+    );
+    assert!(
+        err.contains("everything it had started was stopped"),
+        "{err}"
+    );
+    fleet.assert_nothing_left();
+    assert!(!fleet.dir().join("fleet.json").exists());
+}
+
+#[test]
+fn bad_profile_names_file_line_and_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let profile = dir.path().join("typo.toml");
+    std::fs::write(
+        &profile,
+        "port_base = 40000\n\n[[services]]\nname = \"catalog\"\nreplica = 2\n",
+    )
+    .unwrap();
+    let fleet = Fleet::new(profile.to_str().unwrap());
+    let out = fleet.run(&["status"]);
+    assert_eq!(out.status.code(), Some(3));
+    let err = text(&out.stderr);
+    assert!(err.contains("typo.toml"), "{err}");
+    assert!(err.contains("line 5"), "{err}");
+    assert!(err.contains("replica"), "{err}");
+}
+
+#[test]
+fn help_documents_exit_codes() {
+    let out = std::process::Command::new(support::storefront())
+        .arg("--help")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(text(&out.stdout).contains("Exit codes"));
+    let bad = std::process::Command::new(support::storefront())
+        .arg("frobnicate")
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(64));
+}
