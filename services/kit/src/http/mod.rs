@@ -1,0 +1,98 @@
+//! Wraps a service's own routes with what every service exposes and every
+//! request passes through, in one call: [`app`].
+
+mod metrics;
+mod probes;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{MatchedPath, Request};
+use axum::http::{HeaderName, StatusCode};
+use axum::routing::get;
+use tower_http::LatencyUnit;
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::{DefaultOnResponse, TraceLayer};
+use tracing::Level;
+
+use crate::checks::Check;
+pub use metrics::prometheus_handle;
+
+/// The header carrying the request id across services and into logs.
+pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+/// Largest request body accepted; storefront bodies are small JSON.
+pub const BODY_LIMIT_BYTES: usize = 1024 * 1024;
+/// A request still running after this is answered with 503, so a stuck
+/// dependency can't hold connections forever.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Returns `routes` plus `GET /health`, `GET /ready` (running `checks`) and
+/// `GET /metrics`, all behind the request-id, tracing, metrics, timeout and
+/// body-limit layers.
+///
+/// Layers are added with [`Router::layer`] after routing so that
+/// [`MatchedPath`] (`/products/{id}`, not `/products/42`) is known to the
+/// metrics and the span: raw paths would explode label cardinality.
+pub fn app(service_name: &str, routes: Router, checks: impl IntoIterator<Item = Check>) -> Router {
+    let service: Arc<str> = Arc::from(service_name);
+    let probes = probes::Probes {
+        service: service.clone(),
+        checks: checks.into_iter().collect(),
+    };
+    let handle = prometheus_handle().clone();
+    let operational = Router::new()
+        .route("/health", get(probes::health))
+        .route("/ready", get(probes::ready))
+        .with_state(Arc::new(probes))
+        .route("/metrics", get(move || metrics::render(handle.clone())));
+
+    // Each `Router::layer` wraps the previous ones, so read bottom-up for the
+    // request's path: the id is set first, so the span and every response
+    // (including 408/413/503 from inner layers) carry it.
+    routes
+        .merge(operational)
+        .layer(RequestBodyLimitLayer::new(BODY_LIMIT_BYTES))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::SERVICE_UNAVAILABLE,
+            REQUEST_TIMEOUT,
+        ))
+        .layer(axum::middleware::from_fn(metrics::track))
+        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(move |request: &Request| request_span(&service, request))
+                .on_response(
+                    DefaultOnResponse::new()
+                        .level(Level::INFO)
+                        .latency_unit(LatencyUnit::Micros),
+                ),
+        )
+        .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+}
+
+/// The span every log line of a request is recorded in.
+fn request_span(service: &str, request: &Request) -> tracing::Span {
+    let request_id = request
+        .headers()
+        .get(REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("-");
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("unmatched", MatchedPath::as_str);
+    tracing::info_span!(
+        "request",
+        service,
+        method = %request.method(),
+        route,
+        uri = %request.uri(),
+        request_id,
+    )
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,26 @@
+//! What every storefront service needs once, so no service hand-rolls it:
+//! typed configuration from the environment, JSON telemetry, the
+//! `/health` `/ready` `/metrics` endpoints with request ids and HTTP metrics,
+//! graceful shutdown, RFC 9457 problem responses and pool construction.
+//!
+//! A service's `startup.rs` typically reads:
+//!
+//! ```ignore
+//! let config = CommonConfig::from_env()?;
+//! telemetry::init(&config.service_name);
+//! let pool = db::connect_pg(config.require_database_url()?, 10)?;
+//! let app = http::app(&config.service_name, routes, [checks::postgres(pool.clone())]);
+//! shutdown::serve(listener, app, config.shutdown_grace).await?;
+//! pool.close().await;
+//! ```
+
+pub mod checks;
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod http;
+pub mod shutdown;
+pub mod telemetry;
+
+pub use config::{CommonConfig, ConfigError, Vars};
+pub use error::Problem;
