@@ -32,7 +32,7 @@ pub struct Exit {
 }
 
 impl Exit {
-    pub fn new(code: u8, message: impl Into<String>) -> anyhow::Error {
+    pub fn error(code: u8, message: impl Into<String>) -> anyhow::Error {
         Self {
             code,
             message: message.into(),

@@ -56,10 +56,11 @@ pub async fn run(g: &Global, args: Args) -> Result<u8> {
                 move || stop::stop_all(&s, &dir, grace)
             })
             .await?;
+            crate::fleet::external::compose_down(&state, &ctx, args.purge)?;
             let survivors = stop::survivors(&state);
             let listening = stop::listening_ports(&state);
             if !survivors.is_empty() || !listening.is_empty() {
-                return Err(Exit::new(
+                return Err(Exit::error(
                     exit::ERROR,
                     format!(
                         "down left things behind: processes {:?}, listening ports {:?}; fleet.json is kept so `down` can retry",

@@ -36,7 +36,7 @@ pub async fn run(g: &Global, args: Args) -> Result<u8> {
             })
             .collect();
         names.sort();
-        return Err(Exit::new(
+        return Err(Exit::error(
             exit::USAGE,
             format!(
                 "no log for `{}` in {}; logs there: {}",

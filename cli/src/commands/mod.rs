@@ -1,5 +1,6 @@
 //! One module per subcommand: its clap Args and `run()`.
 
+pub mod bootstrap;
 pub mod doctor;
 pub mod down;
 pub mod logs;
@@ -50,6 +51,8 @@ pub enum Command {
     Status(status::Args),
     /// Print (or follow) a component's log.
     Logs(logs::Args),
+    /// Ready already-running infrastructure (roles, schemas, migrations, Vault) without starting services.
+    Bootstrap(bootstrap::Args),
     /// Check that every program the fleet needs is installed and every port is free.
     Doctor(doctor::Args),
 }
@@ -58,7 +61,7 @@ impl Global {
     /// Resolves the project root, state dir and profile.
     pub fn ctx(&self) -> Result<Ctx> {
         let root = fleet::project_root()?;
-        let (mut profile, profile_path) = FleetProfile::load(&root, &self.profile)?;
+        let (mut profile, _) = FleetProfile::load(&root, &self.profile)?;
         if let Some(base) = self.port_base {
             profile.port_base = base;
             FleetProfile::parse(&toml::to_string(&profile)?)
@@ -76,7 +79,6 @@ impl Global {
             state_dir,
             tools_dir,
             profile,
-            profile_path,
         })
     }
 }
@@ -88,5 +90,6 @@ pub async fn run(cli: Cli) -> Result<u8> {
         Command::Status(a) => status::run(&cli.global, a).await,
         Command::Logs(a) => logs::run(&cli.global, a).await,
         Command::Doctor(a) => doctor::run(&cli.global, a).await,
+        Command::Bootstrap(a) => bootstrap::run(&cli.global, a).await,
     }
 }

@@ -18,7 +18,7 @@ pub struct Args {
 pub async fn run(g: &Global, args: Args) -> Result<u8> {
     let ctx = g.ctx()?;
     let Some(state) = FleetState::load(&ctx.state_dir)? else {
-        return Err(Exit::new(
+        return Err(Exit::error(
             exit::UNKNOWN,
             format!(
                 "no fleet is up in {} (start one with `storefront up`)",

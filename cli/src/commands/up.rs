@@ -7,7 +7,7 @@ use anyhow::Result;
 use crate::commands::Global;
 use crate::exit::{self, Exit};
 use crate::fleet::progress::Progress;
-use crate::fleet::{FleetState, InfraMode, native, observe};
+use crate::fleet::{FleetState, InfraMode, boot, observe};
 use crate::report::{self, fleet::FleetReport};
 
 #[derive(Debug, clap::Args)]
@@ -35,7 +35,7 @@ pub async fn run(g: &Global, args: Args) -> Result<u8> {
                 .map(|c| c.name.clone())
                 .collect();
             if !dead.is_empty() {
-                return Err(Exit::new(
+                return Err(Exit::error(
                     exit::ERROR,
                     format!(
                         "the fleet in {} is partly running (dead: {}); run `storefront down`, then `storefront up`",
@@ -56,26 +56,16 @@ pub async fn run(g: &Global, args: Args) -> Result<u8> {
             return Ok(exit::OK);
         }
     }
-    if args.infra != InfraMode::Native {
-        return Err(Exit::new(
-            exit::USAGE,
-            format!(
-                "--infra {:?} is not built yet; use the default --infra native",
-                args.infra
-            )
-            .to_lowercase(),
-        ));
-    }
     let progress = Progress::new(args.json);
     let t = Instant::now();
     let state = tokio::select! {
-        r = native::up(&ctx, &progress) => r?,
+        r = boot::up(&ctx, &progress, args.infra, true) => r?,
         _ = tokio::signal::ctrl_c() => {
             if let Some(s) = FleetState::load(&ctx.state_dir)? {
                 crate::fleet::stop::stop_all(&s, &ctx.state_dir, std::time::Duration::from_secs(ctx.profile.timeouts.stop_secs));
                 FleetState::remove(&ctx.state_dir)?;
             }
-            return Err(Exit::new(exit::INTERRUPTED, "interrupted: everything `up` had started was stopped"));
+            return Err(Exit::error(exit::INTERRUPTED, "interrupted: everything `up` had started was stopped"));
         }
     };
     let took = t.elapsed();

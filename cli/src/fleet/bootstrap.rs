@@ -37,11 +37,17 @@ fn ident(s: &str) -> Result<&str> {
     }
 }
 
+/// A password we inline in SQL: only characters that need no quoting.
 fn literal(s: &str) -> Result<&str> {
-    if s.chars().all(|c| c.is_ascii_alphanumeric()) {
+    if !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+    {
         Ok(s)
     } else {
-        bail!("generated secret is not alphanumeric")
+        bail!(
+            "database passwords may only use letters, digits and - _ . (check STOREFRONT_*_DB_PASSWORD)"
+        )
     }
 }
 

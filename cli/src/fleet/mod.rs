@@ -3,7 +3,9 @@
 //! on loopback; `compose` and `external` only differ in who runs the infra.
 
 pub mod binaries;
+pub mod boot;
 pub mod bootstrap;
+pub mod external;
 pub mod native;
 pub mod observe;
 pub mod postgres;
@@ -35,7 +37,6 @@ pub struct Ctx {
     /// Where `scripts/setup.sh` installs tools (OpenBao's venv); survives `down --purge`.
     pub tools_dir: PathBuf,
     pub profile: FleetProfile,
-    pub profile_path: PathBuf,
 }
 
 impl Ctx {

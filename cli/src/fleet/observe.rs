@@ -30,7 +30,7 @@ async fn probe(client: &reqwest::Client, state: &FleetState, c: &Component) -> b
 
 /// Observes every component concurrently.
 pub async fn observe(state: &FleetState) -> Vec<Observed> {
-    let client = super::native::http_client();
+    let client = super::boot::http_client();
     let checks = state.components.iter().map(|c| {
         let client = &client;
         async move {

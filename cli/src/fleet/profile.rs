@@ -281,12 +281,6 @@ impl FleetProfile {
         }
         out
     }
-
-    /// Which infrastructure any service needs; infra nobody needs is still
-    /// started (experiments read it), except that this keeps the door open.
-    pub fn needs(&self, dep: Dependency) -> bool {
-        self.services.iter().any(|s| s.needs.contains(&dep))
-    }
 }
 
 #[cfg(test)]

@@ -88,7 +88,11 @@ pub fn command(
 /// Ready = the AMQP listener answers our protocol header with a
 /// Connection.Start method frame (it only listens once the node has booted).
 pub async fn check(port: u16) -> Result<()> {
-    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
+    check_at("127.0.0.1", port).await
+}
+
+pub async fn check_at(host: &str, port: u16) -> Result<()> {
+    let mut s = tokio::net::TcpStream::connect((host, port)).await?;
     s.write_all(b"AMQP\x00\x00\x09\x01").await?;
     let mut frame = [0u8; 11];
     s.read_exact(&mut frame).await.context("no AMQP greeting")?;

@@ -75,6 +75,9 @@ pub struct FleetState {
     pub ready_at: Option<chrono::DateTime<chrono::Utc>>,
     pub components: Vec<Component>,
     pub endpoints: Endpoints,
+    /// `docker compose -p` project name when the infra runs in compose.
+    #[serde(default)]
+    pub compose_project: Option<String>,
 }
 
 impl FleetState {
@@ -111,10 +114,6 @@ impl FleetState {
             Some(slot) => *slot = c,
             None => self.components.push(c),
         }
-    }
-
-    pub fn component(&self, name: &str) -> Option<&Component> {
-        self.components.iter().find(|c| c.name == name)
     }
 }
 

@@ -29,10 +29,13 @@ pub fn storefront() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_storefront"))
 }
 
+/// Binaries the dev profile runs.
+pub const SERVICE_BINARIES: &[&str] = &["catalog"];
+
 /// Fails loudly if the service binaries were not built beside storefront.
 pub fn require_service_binaries() {
     let dir = storefront().parent().unwrap().to_path_buf();
-    for b in ["catalog"] {
+    for b in SERVICE_BINARIES {
         assert!(
             dir.join(b).exists(),
             "service binary {b} missing in {}: run `cargo build --workspace` before the tests (scripts/test.sh does)",
