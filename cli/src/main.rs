@@ -2,6 +2,7 @@
 
 mod commands;
 mod exit;
+mod experiments;
 mod fleet;
 mod report;
 

@@ -4,6 +4,7 @@ pub mod bootstrap;
 pub mod doctor;
 pub mod down;
 pub mod logs;
+pub mod race;
 pub mod status;
 pub mod up;
 
@@ -51,6 +52,8 @@ pub enum Command {
     Status(status::Args),
     /// Print (or follow) a component's log.
     Logs(logs::Args),
+    /// Experiment: N clients race one conditional stock decrement; exactly one may win (xmin OCC → 412).
+    Race(race::Args),
     /// Ready already-running infrastructure (roles, schemas, migrations, Vault) without starting services.
     Bootstrap(bootstrap::Args),
     /// Check that every program the fleet needs is installed and every port is free.
@@ -90,6 +93,7 @@ pub async fn run(cli: Cli) -> Result<u8> {
         Command::Status(a) => status::run(&cli.global, a).await,
         Command::Logs(a) => logs::run(&cli.global, a).await,
         Command::Doctor(a) => doctor::run(&cli.global, a).await,
+        Command::Race(a) => race::run(&cli.global, a).await,
         Command::Bootstrap(a) => bootstrap::run(&cli.global, a).await,
     }
 }

@@ -6,7 +6,6 @@ use super::state::{Component, ComponentKind, FleetState};
 use crate::report::fleet::Observed;
 
 async fn probe(client: &reqwest::Client, state: &FleetState, c: &Component) -> bool {
-    let p = &state.ports;
     match (c.kind, c.name.as_str()) {
         (ComponentKind::Service, _) => super::ready::http_ok(client, &format!("{}/ready", c.url))
             .await
@@ -14,7 +13,11 @@ async fn probe(client: &reqwest::Client, state: &FleetState, c: &Component) -> b
         (_, "redis") => super::native::redis_ping(&state.endpoints.redis_url)
             .await
             .is_ok(),
-        (_, "rabbitmq") => super::rabbit::check(p.amqp).await.is_ok(),
+        (_, "rabbitmq") => {
+            let u = reqwest::Url::parse(&state.endpoints.amqp_url).ok();
+            let host = u.as_ref().and_then(|u| u.host_str().map(str::to_owned)).unwrap_or_else(|| "127.0.0.1".into());
+            super::rabbit::check_at(&host, u.and_then(|u| u.port()).unwrap_or(5672)).await.is_ok()
+        }
         (_, "vault") => super::vault::check(client, &state.endpoints.vault_addr)
             .await
             .is_ok(),

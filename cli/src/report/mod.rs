@@ -1,5 +1,6 @@
 //! Rendering only: tables and JSON. Commands build plain data, these print it.
 
+pub mod experiment;
 pub mod fleet;
 
 use std::io::IsTerminal;
