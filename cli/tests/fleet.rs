@@ -198,7 +198,8 @@ fn external_infra_is_bootstrapped_and_only_our_services_are_stopped() {
     // Someone else's infrastructure: an infra-only native fleet.
     let infra = Fleet::new("test-infra");
     infra.json(&["up", "--json"], 0);
-    let rec: serde_json::Value = serde_json::from_slice(&std::fs::read(infra.dir().join("fleet.json")).unwrap()).unwrap();
+    let rec: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(infra.dir().join("fleet.json")).unwrap()).unwrap();
     let e = &rec["endpoints"];
     let s = |k: &str| e[k].as_str().unwrap().to_owned();
 
@@ -212,12 +213,33 @@ fn external_infra_is_bootstrapped_and_only_our_services_are_stopped() {
     ];
     let up = ext.json(&["up", "--infra", "external", "--json"], 0);
     assert_eq!(up["healthy"], true, "{up:#}");
-    let pg = up["components"].as_array().unwrap().iter().find(|c| c["name"] == "postgres").unwrap();
+    let pg = up["components"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "postgres")
+        .unwrap();
     assert!(pg["pid"].is_null(), "external infra has no pid of ours");
-    assert!(!pg["url"].as_str().unwrap().contains(&s("postgres_admin_url")), "passwords are redacted");
+    assert!(
+        !pg["url"]
+            .as_str()
+            .unwrap()
+            .contains(&s("postgres_admin_url")),
+        "passwords are redacted"
+    );
     let url = up["services"]["catalog"][0].as_str().unwrap();
-    let client = reqwest::blocking::Client::builder().no_proxy().build().unwrap();
-    assert_eq!(client.get(format!("{url}/products/1")).send().unwrap().status(), 200);
+    let client = reqwest::blocking::Client::builder()
+        .no_proxy()
+        .build()
+        .unwrap();
+    assert_eq!(
+        client
+            .get(format!("{url}/products/1"))
+            .send()
+            .unwrap()
+            .status(),
+        200
+    );
 
     ext.json(&["down", "--json"], 0);
     ext.assert_nothing_left();
@@ -228,7 +250,47 @@ fn external_infra_is_bootstrapped_and_only_our_services_are_stopped() {
 #[test]
 fn external_infra_without_its_urls_names_the_variable() {
     let fleet = Fleet::new("dev");
-    let out = fleet.cmd(&["up", "--infra", "external"]).env_remove("STOREFRONT_POSTGRES_URL").output().unwrap();
+    let out = fleet
+        .cmd(&["up", "--infra", "external"])
+        .env_remove("STOREFRONT_POSTGRES_URL")
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(3));
-    assert!(text(&out.stderr).contains("STOREFRONT_POSTGRES_URL"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("STOREFRONT_POSTGRES_URL"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn a_crashed_service_instance_restarts_and_the_fleet_is_whole_again() {
+    support::require_service_binaries();
+    let dir = tempfile::tempdir().unwrap();
+    let profile = dir.path().join("one.toml");
+    std::fs::write(&profile, "port_base = 40000\n[[services]]\nname = \"catalog\"\nneeds = [\"postgres\", \"redis\"]\nschema = \"catalog\"\n").unwrap();
+    let fleet = Fleet::new(profile.to_str().unwrap());
+    let up = fleet.json(&["up", "--json"], 0);
+    let pid = |v: &serde_json::Value| {
+        v["components"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == "catalog")
+            .unwrap()["pid"]
+            .as_i64()
+    };
+    let before = pid(&up);
+    let out = fleet.run(&["restart", "catalog", "--crash"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let status = fleet.json(&["status", "--json"], 0);
+    assert_eq!(status["healthy"], true);
+    assert_ne!(pid(&status), before, "a new process serves");
+    let bad = fleet.run(&["restart", "postgres"]);
+    assert_eq!(bad.status.code(), Some(3));
+    assert!(
+        text(&bad.stderr).contains("infrastructure"),
+        "{}",
+        text(&bad.stderr)
+    );
 }

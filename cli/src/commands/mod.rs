@@ -5,6 +5,7 @@ pub mod doctor;
 pub mod down;
 pub mod logs;
 pub mod race;
+pub mod restart;
 pub mod status;
 pub mod up;
 
@@ -52,6 +53,8 @@ pub enum Command {
     Status(status::Args),
     /// Print (or follow) a component's log.
     Logs(logs::Args),
+    /// Stop one service instance (gracefully or as a crash) and start it again.
+    Restart(restart::Args),
     /// Experiment: N clients race one conditional stock decrement; exactly one may win (xmin OCC → 412).
     Race(race::Args),
     /// Ready already-running infrastructure (roles, schemas, migrations, Vault) without starting services.
@@ -93,6 +96,7 @@ pub async fn run(cli: Cli) -> Result<u8> {
         Command::Status(a) => status::run(&cli.global, a).await,
         Command::Logs(a) => logs::run(&cli.global, a).await,
         Command::Doctor(a) => doctor::run(&cli.global, a).await,
+        Command::Restart(a) => restart::run(&cli.global, a).await,
         Command::Race(a) => race::run(&cli.global, a).await,
         Command::Bootstrap(a) => bootstrap::run(&cli.global, a).await,
     }

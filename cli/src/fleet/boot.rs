@@ -10,10 +10,10 @@ use anyhow::{Context, Result, bail};
 use futures::future::{FutureExt, LocalBoxFuture, try_join_all};
 use tokio::sync::watch;
 
-use super::process::{self, Spawned};
+use super::process::Spawned;
 use super::profile::{Dependency, ServiceSpec};
 use super::progress::{Progress, Step};
-use super::ready::{self, Watch};
+use super::ready;
 use super::state::{Component, ComponentKind, Endpoints, FleetState, InfraMode};
 use super::{Ctx, Secrets, binaries, external, native, services};
 
@@ -304,35 +304,12 @@ async fn boot_service(b: &Boot<'_>, spec: ServiceSpec, instance: String, port: u
             b.gates.wait(*d).await;
         }
         step.stage("starting");
-        let binary = binaries::service_binary(spec.binary())?;
         let endpoints = b.record.snapshot().endpoints;
-        let cmd = services::command(
-            &binary,
-            &spec,
-            &instance,
-            port,
-            &endpoints,
-            b.ctx.profile.lab_endpoints,
-        );
-        let log = b.ctx.log_path(&instance);
-        let sp = process::spawn(cmd, &log, &b.ctx.state_dir)?;
+        let (sp, log) = services::spawn(b.ctx, &spec, &instance, port, &endpoints)?;
         let url = services::base_url(port);
-        b.record.spawned(
-            &instance,
-            ComponentKind::Service,
-            sp,
-            vec![port],
-            url.clone(),
-            &log,
-        )?;
-        let w = Watch {
-            what: &instance,
-            pid: Some((sp.pid, sp.start_ticks)),
-            log: Some(&log),
-        };
-        let ready_url = format!("{url}/ready");
-        let deadline = Duration::from_secs(b.ctx.profile.timeouts.service_ready_secs);
-        let took = ready::poll(w, deadline, || ready::http_ok(b.client, &ready_url)).await?;
+        b.record
+            .spawned(&instance, ComponentKind::Service, sp, vec![port], url, &log)?;
+        let took = services::wait_ready(b.ctx, b.client, &instance, port, sp).await?;
         b.record.ready(&instance, took, None)?;
         anyhow::Ok(took)
     };

@@ -17,11 +17,13 @@ use super::profile::{FleetProfile, ServiceSpec};
 pub const VAULT_ADMIN: &str = "vault_admin";
 
 static CATALOG: Migrator = sqlx::migrate!("../migrations/catalog");
+static CLAIMS: Migrator = sqlx::migrate!("../migrations/claims");
 
 /// Embedded migrations of each service that owns a schema.
 pub fn migrator(service: &str) -> Option<&'static Migrator> {
     match service {
         "catalog" => Some(&CATALOG),
+        "claims" => Some(&CLAIMS),
         _ => None,
     }
 }

@@ -5,6 +5,7 @@
 pub mod binaries;
 pub mod boot;
 pub mod bootstrap;
+pub mod control;
 pub mod external;
 pub mod native;
 pub mod observe;

@@ -15,8 +15,13 @@ async fn probe(client: &reqwest::Client, state: &FleetState, c: &Component) -> b
             .is_ok(),
         (_, "rabbitmq") => {
             let u = reqwest::Url::parse(&state.endpoints.amqp_url).ok();
-            let host = u.as_ref().and_then(|u| u.host_str().map(str::to_owned)).unwrap_or_else(|| "127.0.0.1".into());
-            super::rabbit::check_at(&host, u.and_then(|u| u.port()).unwrap_or(5672)).await.is_ok()
+            let host = u
+                .as_ref()
+                .and_then(|u| u.host_str().map(str::to_owned))
+                .unwrap_or_else(|| "127.0.0.1".into());
+            super::rabbit::check_at(&host, u.and_then(|u| u.port()).unwrap_or(5672))
+                .await
+                .is_ok()
         }
         (_, "vault") => super::vault::check(client, &state.endpoints.vault_addr)
             .await
