@@ -4,6 +4,7 @@ mod commands;
 mod exit;
 mod experiments;
 mod fleet;
+mod load;
 mod report;
 
 use std::process::ExitCode;

@@ -24,15 +24,25 @@ impl Lab {
         let Some(state) = FleetState::load(&ctx.state_dir)? else {
             return Err(Exit::error(
                 exit::UNKNOWN,
-                format!("no fleet is up in {}: start one with `storefront up` (nothing was judged)", ctx.state_dir.display()),
+                format!(
+                    "no fleet is up in {}: start one with `storefront up` (nothing was judged)",
+                    ctx.state_dir.display()
+                ),
             ));
         };
         let seen = observe::observe(&state).await;
-        let bad: Vec<String> = seen.iter().filter(|c| c.state != "ready").map(|c| format!("{} ({})", c.name, c.state)).collect();
+        let bad: Vec<String> = seen
+            .iter()
+            .filter(|c| c.state != "ready")
+            .map(|c| format!("{} ({})", c.name, c.state))
+            .collect();
         if !bad.is_empty() {
             return Err(Exit::error(
                 exit::UNKNOWN,
-                format!("the fleet is not healthy: {}; see `storefront status` (nothing was judged)", bad.join(", ")),
+                format!(
+                    "the fleet is not healthy: {}; see `storefront status` (nothing was judged)",
+                    bad.join(", ")
+                ),
             ));
         }
         let pg = PgPoolOptions::new()
@@ -57,6 +67,11 @@ impl Lab {
             .get(service)
             .map(Vec::as_slice)
             .filter(|u| !u.is_empty())
-            .with_context(|| format!("the fleet's profile `{}` runs no `{service}` service", self.state.profile))
+            .with_context(|| {
+                format!(
+                    "the fleet's profile `{}` runs no `{service}` service",
+                    self.state.profile
+                )
+            })
     }
 }

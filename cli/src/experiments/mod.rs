@@ -38,7 +38,13 @@ pub struct Invariant {
 
 impl Invariant {
     /// Pass iff `holds`.
-    pub fn check(name: &str, holds: bool, expected: impl ToString, observed: impl ToString, evidence: impl ToString) -> Self {
+    pub fn check(
+        name: &str,
+        holds: bool,
+        expected: impl ToString,
+        observed: impl ToString,
+        evidence: impl ToString,
+    ) -> Self {
         Self {
             name: name.into(),
             verdict: if holds { Verdict::Pass } else { Verdict::Fail },
@@ -49,7 +55,12 @@ impl Invariant {
     }
 
     /// Pass iff `observed == expected`.
-    pub fn equal<T: PartialEq + std::fmt::Display>(name: &str, expected: T, observed: T, evidence: impl ToString) -> Self {
+    pub fn equal<T: PartialEq + std::fmt::Display>(
+        name: &str,
+        expected: T,
+        observed: T,
+        evidence: impl ToString,
+    ) -> Self {
         let holds = expected == observed;
         Self::check(name, holds, expected, observed, evidence)
     }
@@ -165,14 +176,20 @@ mod tests {
 
     #[test]
     fn any_fail_fails_the_run() {
-        let v = vec![Invariant::equal("a", 1, 1, "x"), Invariant::equal("b", 1, 2, "y")];
+        let v = vec![
+            Invariant::equal("a", 1, 1, "x"),
+            Invariant::equal("b", 1, 2, "y"),
+        ];
         assert_eq!(overall(&v), Verdict::Fail);
         assert_eq!(v[1].observed, "2");
     }
 
     #[test]
     fn unknown_without_fail_is_unknown_and_empty_is_never_a_pass() {
-        let v = vec![Invariant::equal("a", 1, 1, "x"), Invariant::unknown("b", 1, "read failed")];
+        let v = vec![
+            Invariant::equal("a", 1, 1, "x"),
+            Invariant::unknown("b", 1, "read failed"),
+        ];
         assert_eq!(overall(&v), Verdict::Unknown);
         assert_eq!(overall(&[]), Verdict::Unknown);
     }

@@ -54,7 +54,12 @@ fn uuid_like() -> String {
 }
 
 async fn stock_in_postgres(lab: &Lab, id: i64) -> Result<i32> {
-    Ok(sqlx::query_scalar("SELECT stock FROM catalog.products WHERE id = $1").bind(id).fetch_one(&lab.pg).await?)
+    Ok(
+        sqlx::query_scalar("SELECT stock FROM catalog.products WHERE id = $1")
+            .bind(id)
+            .fetch_one(&lab.pg)
+            .await?,
+    )
 }
 
 async fn etag(http: &reqwest::Client, base: &str, id: i64) -> Result<String> {
@@ -62,25 +67,49 @@ async fn etag(http: &reqwest::Client, base: &str, id: i64) -> Result<String> {
     if r.status() != StatusCode::OK {
         bail!("GET /products/{id} on {base} answered {}", r.status());
     }
-    r.headers().get("etag").and_then(|v| v.to_str().ok()).map(str::to_owned).context("no ETag header")
+    r.headers()
+        .get("etag")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+        .context("no ETag header")
 }
 
 /// One decrement attempt; returns the outcome, the latency and the new ETag on success.
-async fn decrement(http: &reqwest::Client, base: &str, id: i64, tag: &str, control: bool) -> (String, Duration, Option<String>) {
+async fn decrement(
+    http: &reqwest::Client,
+    base: &str,
+    id: i64,
+    tag: &str,
+    control: bool,
+) -> (String, Duration, Option<String>) {
     let t = Instant::now();
     let req = if control {
-        http.post(format!("{base}/lab/products/{id}/blind-decrement")).json(&json!({"by": 1}))
+        http.post(format!("{base}/lab/products/{id}/blind-decrement"))
+            .json(&json!({"by": 1}))
     } else {
-        http.patch(format!("{base}/products/{id}")).header("if-match", tag).json(&json!({"stock_delta": -1}))
+        http.patch(format!("{base}/products/{id}"))
+            .header("if-match", tag)
+            .json(&json!({"stock_delta": -1}))
     };
     let r = req.send().await;
     let took = t.elapsed();
-    let new_tag = r.as_ref().ok().and_then(|r| r.headers().get("etag")).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let new_tag = r
+        .as_ref()
+        .ok()
+        .and_then(|r| r.headers().get("etag"))
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
     (outcome_of(&r.map(|r| r.status())), took, new_tag)
 }
 
 /// Polls every replica until it serves `tag`; returns the slowest time, or None past the bound.
-async fn convergence(lab: &Lab, urls: &[String], id: i64, tag: &str, bound: Duration) -> Option<Duration> {
+async fn convergence(
+    lab: &Lab,
+    urls: &[String],
+    id: i64,
+    tag: &str,
+    bound: Duration,
+) -> Option<Duration> {
     let t = Instant::now();
     for base in urls {
         loop {
@@ -98,12 +127,17 @@ async fn convergence(lab: &Lab, urls: &[String], id: i64, tag: &str, bound: Dura
 
 pub async fn run(lab: &Lab, p: &Params, seed: u64) -> Result<Report> {
     let started = Instant::now();
-    let mut report = Report::new("race", seed, json!({"n": p.n, "rounds": p.rounds, "control": p.control}));
+    let mut report = Report::new(
+        "race",
+        seed,
+        json!({"n": p.n, "rounds": p.rounds, "control": p.control}),
+    );
     let urls: Arc<Vec<String>> = Arc::new(lab.urls("catalog")?.to_vec());
     let n = p.n as i32;
     let mut lat = Latencies::default();
     let mut out = Outcomes::default();
-    let (mut lost_total, mut conv_fail, mut phase2_bad, mut conv_unjudged) = (0i64, Vec::new(), Vec::new(), 0u32);
+    let (mut lost_total, mut conv_fail, mut phase2_bad, mut conv_unjudged) =
+        (0i64, Vec::new(), Vec::new(), 0u32);
     let (mut winners_bad, mut losers_bad, mut others_bad) = (Vec::new(), Vec::new(), Vec::new());
     for round in 0..p.rounds {
         let t_round = Instant::now();
@@ -113,7 +147,8 @@ pub async fn run(lab: &Lab, p: &Params, seed: u64) -> Result<Report> {
         let barrier = Arc::new(Barrier::new(p.n as usize));
         let mut tasks = Vec::new();
         for i in 0..p.n as usize {
-            let (http, urls, barrier, control) = (lab.http.clone(), urls.clone(), barrier.clone(), p.control);
+            let (http, urls, barrier, control) =
+                (lab.http.clone(), urls.clone(), barrier.clone(), p.control);
             tasks.push(tokio::spawn(async move {
                 let base = &urls[i % urls.len()];
                 let tag = etag(&http, base, id).await;
@@ -154,7 +189,15 @@ pub async fn run(lab: &Lab, p: &Params, seed: u64) -> Result<Report> {
         // Both replicas must serve the winner's version within the bound.
         match (p.control, winner_tag.as_deref()) {
             (true, _) => {}
-            (false, Some(tag)) => match convergence(lab, &urls, id, tag, Duration::from_millis(p.convergence_bound_ms)).await {
+            (false, Some(tag)) => match convergence(
+                lab,
+                &urls,
+                id,
+                tag,
+                Duration::from_millis(p.convergence_bound_ms),
+            )
+            .await
+            {
                 Some(d) => lat.record("replica convergence", d),
                 None => conv_fail.push(format!("round {round}")),
             },
@@ -167,33 +210,61 @@ pub async fn run(lab: &Lab, p: &Params, seed: u64) -> Result<Report> {
             let landed = retry_phase(lab, &urls, id, p.n, &mut lat, &mut out).await?;
             let after2 = stock_in_postgres(lab, id).await?;
             if landed != p.n || after2 != before2 - n {
-                phase2_bad.push(format!("round {round}: {landed}/{} landed, stock {before2} → {after2}", p.n));
+                phase2_bad.push(format!(
+                    "round {round}: {landed}/{} landed, stock {before2} → {after2}",
+                    p.n
+                ));
             }
         }
         lat.record("round", t_round.elapsed());
-        sqlx::query("DELETE FROM catalog.products WHERE id = $1").bind(id).execute(&lab.pg).await.ok();
+        sqlx::query("DELETE FROM catalog.products WHERE id = $1")
+            .bind(id)
+            .execute(&lab.pg)
+            .await
+            .ok();
     }
     let rounds = p.rounds;
-    let none = |v: &Vec<String>| if v.is_empty() { "every round".to_string() } else { v.join("; ") };
+    let none = |v: &Vec<String>| {
+        if v.is_empty() {
+            "every round".to_string()
+        } else {
+            v.join("; ")
+        }
+    };
     report.push(Invariant::check(
         "exactly one 2xx per round",
         winners_bad.is_empty(),
         format!("1 winner in each of {rounds} round(s)"),
-        if winners_bad.is_empty() { "1 in every round".into() } else { winners_bad.join("; ") },
-        format!("HTTP statuses of the racing requests: {}", out.summary(LABEL_RACE)),
+        if winners_bad.is_empty() {
+            "1 in every round".into()
+        } else {
+            winners_bad.join("; ")
+        },
+        format!(
+            "HTTP statuses of the racing requests: {}",
+            out.summary(LABEL_RACE)
+        ),
     ));
     report.push(Invariant::check(
         "exactly N−1 412s per round",
         losers_bad.is_empty(),
         format!("{} per round", p.n - 1),
-        if losers_bad.is_empty() { format!("{} in every round", p.n - 1) } else { losers_bad.join("; ") },
+        if losers_bad.is_empty() {
+            format!("{} in every round", p.n - 1)
+        } else {
+            losers_bad.join("; ")
+        },
         "412 Precondition Failed count per round",
     ));
     report.push(Invariant::check(
         "no other status",
         others_bad.is_empty(),
         "only 2xx and 412",
-        if others_bad.is_empty() { "none".into() } else { others_bad.join("; ") },
+        if others_bad.is_empty() {
+            "none".into()
+        } else {
+            others_bad.join("; ")
+        },
         "every racing request's outcome, counted",
     ));
     report.push(Invariant::equal(
@@ -206,13 +277,21 @@ pub async fn run(lab: &Lab, p: &Params, seed: u64) -> Result<Report> {
         let name = "both replicas serve the new version within the bound";
         let expected = format!("≤ {} ms after the winning write", p.convergence_bound_ms);
         report.push(if conv_unjudged == p.rounds {
-            Invariant::unknown(name, expected, "no round had a winner whose version could be awaited")
+            Invariant::unknown(
+                name,
+                expected,
+                "no round had a winner whose version could be awaited",
+            )
         } else {
             Invariant::check(
                 name,
                 conv_fail.is_empty(),
                 expected,
-                if conv_fail.is_empty() { none(&conv_fail) } else { format!("not converged: {}", conv_fail.join(", ")) },
+                if conv_fail.is_empty() {
+                    none(&conv_fail)
+                } else {
+                    format!("not converged: {}", conv_fail.join(", "))
+                },
                 "GET /products/{id} ETag polled on every catalog replica",
             )
         });
@@ -220,7 +299,11 @@ pub async fn run(lab: &Lab, p: &Params, seed: u64) -> Result<Report> {
             "retrying clients all land; final stock = start − 1 − N",
             phase2_bad.is_empty(),
             format!("{} decrements landed per round", p.n),
-            if phase2_bad.is_empty() { "every round".into() } else { phase2_bad.join("; ") },
+            if phase2_bad.is_empty() {
+                "every round".into()
+            } else {
+                phase2_bad.join("; ")
+            },
             "Postgres stock before and after phase 2",
         ));
     }
@@ -228,7 +311,10 @@ pub async fn run(lab: &Lab, p: &Params, seed: u64) -> Result<Report> {
         report.measure("lost updates found", lost_total);
     }
     if let Some(h) = lat.get("replica convergence") {
-        report.measure("replica convergence (max)", format!("{:.2} ms", h.max() as f64 / 1000.0));
+        report.measure(
+            "replica convergence (max)",
+            format!("{:.2} ms", h.max() as f64 / 1000.0),
+        );
     }
     report.outcomes = out;
     report.latencies = lat;
@@ -239,7 +325,14 @@ pub async fn run(lab: &Lab, p: &Params, seed: u64) -> Result<Report> {
 /// Each client loops: read the ETag, send the conditional decrement; on 412
 /// read again. Returns how many landed (bounded attempts; a stuck client
 /// counts as not landed).
-async fn retry_phase(lab: &Lab, urls: &Arc<Vec<String>>, id: i64, n: u32, lat: &mut Latencies, out: &mut Outcomes) -> Result<u32> {
+async fn retry_phase(
+    lab: &Lab,
+    urls: &Arc<Vec<String>>,
+    id: i64,
+    n: u32,
+    lat: &mut Latencies,
+    out: &mut Outcomes,
+) -> Result<u32> {
     let barrier = Arc::new(Barrier::new(n as usize));
     let mut tasks = Vec::new();
     for i in 0..n as usize {

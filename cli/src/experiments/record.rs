@@ -14,11 +14,20 @@ pub struct Outcomes(pub BTreeMap<String, BTreeMap<String, u64>>);
 
 impl Outcomes {
     pub fn add(&mut self, label: &str, outcome: impl Into<String>) {
-        *self.0.entry(label.into()).or_default().entry(outcome.into()).or_default() += 1;
+        *self
+            .0
+            .entry(label.into())
+            .or_default()
+            .entry(outcome.into())
+            .or_default() += 1;
     }
 
     pub fn count(&self, label: &str, outcome: &str) -> u64 {
-        self.0.get(label).and_then(|m| m.get(outcome)).copied().unwrap_or(0)
+        self.0
+            .get(label)
+            .and_then(|m| m.get(outcome))
+            .copied()
+            .unwrap_or(0)
     }
 
     pub fn total(&self, label: &str) -> u64 {
@@ -27,13 +36,20 @@ impl Outcomes {
 
     /// Sum of outcomes for which `pred` holds.
     pub fn count_where(&self, label: &str, pred: impl Fn(&str) -> bool) -> u64 {
-        self.0.get(label).map_or(0, |m| m.iter().filter(|(k, _)| pred(k)).map(|(_, v)| v).sum())
+        self.0.get(label).map_or(0, |m| {
+            m.iter().filter(|(k, _)| pred(k)).map(|(_, v)| v).sum()
+        })
     }
 
     pub fn merge(&mut self, other: &Outcomes) {
         for (label, m) in &other.0 {
             for (k, v) in m {
-                *self.0.entry(label.clone()).or_default().entry(k.clone()).or_default() += v;
+                *self
+                    .0
+                    .entry(label.clone())
+                    .or_default()
+                    .entry(k.clone())
+                    .or_default() += v;
             }
         }
     }
@@ -42,7 +58,12 @@ impl Outcomes {
     pub fn summary(&self, label: &str) -> String {
         self.0
             .get(label)
-            .map(|m| m.iter().map(|(k, v)| format!("{k}: {v}")).collect::<Vec<_>>().join(", "))
+            .map(|m| {
+                m.iter()
+                    .map(|(k, v)| format!("{k}: {v}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            })
             .unwrap_or_else(|| "none".into())
     }
 }
@@ -68,12 +89,20 @@ fn new_histogram() -> Histogram<u64> {
 impl Latencies {
     pub fn record(&mut self, label: &str, d: Duration) {
         let us = (d.as_micros() as u64).clamp(1, 3_600_000_000);
-        self.0.entry(label.into()).or_insert_with(new_histogram).record(us).expect("clamped into bounds");
+        self.0
+            .entry(label.into())
+            .or_insert_with(new_histogram)
+            .record(us)
+            .expect("clamped into bounds");
     }
 
     pub fn merge(&mut self, other: &Latencies) {
         for (label, h) in &other.0 {
-            self.0.entry(label.clone()).or_insert_with(new_histogram).add(h).expect("same bounds");
+            self.0
+                .entry(label.clone())
+                .or_insert_with(new_histogram)
+                .add(h)
+                .expect("same bounds");
         }
     }
 

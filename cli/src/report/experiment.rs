@@ -10,10 +10,20 @@ use crate::experiments::{Report, Verdict};
 
 pub fn render(r: &Report) -> String {
     let mut out = String::new();
-    let _ = writeln!(out, "experiment `{}`  seed {}  params {}", r.experiment, r.seed, r.params);
+    let _ = writeln!(
+        out,
+        "experiment `{}`  seed {}  params {}",
+        r.experiment, r.seed, r.params
+    );
     let mut t = super::table(&["invariant", "verdict", "expected", "observed", "evidence"]);
     for i in &r.invariants {
-        t.add_row(vec![i.name.clone(), verdict(i.verdict).into(), i.expected.clone(), i.observed.clone(), i.evidence.clone()]);
+        t.add_row(vec![
+            i.name.clone(),
+            verdict(i.verdict).into(),
+            i.expected.clone(),
+            i.observed.clone(),
+            i.evidence.clone(),
+        ]);
     }
     let _ = writeln!(out, "{t}");
     if !r.outcomes.0.is_empty() {
@@ -24,7 +34,17 @@ pub fn render(r: &Report) -> String {
         let _ = writeln!(out, "{t}");
     }
     if !r.latencies.0.is_empty() {
-        let mut t = super::table(&["latency (ms)", "count", "min", "p50", "p90", "p99", "p99.9", "max", "distribution"]);
+        let mut t = super::table(&[
+            "latency (ms)",
+            "count",
+            "min",
+            "p50",
+            "p90",
+            "p99",
+            "p99.9",
+            "max",
+            "distribution",
+        ]);
         for (label, h) in &r.latencies.0 {
             let s = summarize(h);
             let f = |v: f64| format!("{v:.2}");
@@ -45,7 +65,11 @@ pub fn render(r: &Report) -> String {
     for (k, v) in &r.measurements {
         let _ = writeln!(out, "{k}: {v}");
     }
-    let passed = r.invariants.iter().filter(|i| i.verdict == Verdict::Pass).count();
+    let passed = r
+        .invariants
+        .iter()
+        .filter(|i| i.verdict == Verdict::Pass)
+        .count();
     let _ = writeln!(
         out,
         "verdict: {}  ({passed}/{} invariants passed, {:.2}s)",
@@ -78,15 +102,27 @@ pub fn bars(h: &Histogram<u64>) -> String {
     let mut counts = [0u64; N];
     for v in h.iter_recorded() {
         let x = v.value_iterated_to() as f64;
-        let i = (((x / lo).ln() / ratio.ln()) * N as f64).floor().clamp(0.0, (N - 1) as f64) as usize;
+        let i = (((x / lo).ln() / ratio.ln()) * N as f64)
+            .floor()
+            .clamp(0.0, (N - 1) as f64) as usize;
         counts[i] += v.count_at_value();
     }
     let max = *counts.iter().max().unwrap_or(&1);
     let bar: String = counts
         .iter()
-        .map(|&c| if c == 0 { LEVELS[0] } else { LEVELS[1 + ((c as f64 / max as f64) * 7.0).round() as usize] })
+        .map(|&c| {
+            if c == 0 {
+                LEVELS[0]
+            } else {
+                LEVELS[1 + ((c as f64 / max as f64) * 7.0).round() as usize]
+            }
+        })
         .collect();
-    format!("{:.2}ms |{bar}| {:.2}ms", edge(0) / 1000.0, edge(N) / 1000.0)
+    format!(
+        "{:.2}ms |{bar}| {:.2}ms",
+        edge(0) / 1000.0,
+        edge(N) / 1000.0
+    )
 }
 
 #[cfg(test)]
@@ -111,7 +147,8 @@ mod tests {
         let mut r = Report::new("race", 7, serde_json::json!({"n": 2}));
         r.push(Invariant::equal("exactly one winner", 1, 2, "statuses"));
         r.outcomes.add("decrement", "200");
-        r.latencies.record("decrement", std::time::Duration::from_millis(3));
+        r.latencies
+            .record("decrement", std::time::Duration::from_millis(3));
         r.conclude(std::time::Duration::from_millis(10));
         let text = render(&r);
         assert!(text.contains("exactly one winner"));
