@@ -1,0 +1,138 @@
+//! The claims service's routes; the kit adds `/health`, `/ready`, `/metrics`.
+//!
+//! `POST /claims` and the lab's naive variant share everything but the
+//! SQL: [`Prepared::from_request`] validates the key and body and renders
+//! the response up front, [`respond`] turns what the database returned into
+//! a 201, a replay or a 422.
+
+mod claims;
+mod error;
+mod lab;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::rejection::JsonRejection;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde_json::Value;
+use sqlx::PgPool;
+
+use crate::claim::{Claim, NewClaim};
+use crate::fingerprint::fingerprint;
+use crate::idempotency::{IDEMPOTENT_REPLAYED, IdempotencyKey, Outcome, Recorded};
+use crate::store::NewRecord;
+pub use error::ClaimsError;
+
+/// Counter of `POST /claims` outcomes, labelled `created|replayed|key_reused`.
+pub const OUTCOME_METRIC: &str = "claims_idempotency_outcomes_total";
+
+/// The service's routes, with the pool as state. The lab route exists only
+/// when `lab_endpoints` is on; otherwise it is an ordinary 404.
+pub fn router(pool: PgPool, lab_endpoints: bool) -> Router {
+    let mut router = Router::new()
+        .route("/claims", post(claims::create))
+        .route("/claims/{id}", get(claims::get));
+    if lab_endpoints {
+        router = router.route(
+            "/lab/claims/check-then-insert",
+            post(lab::check_then_insert),
+        );
+    }
+    router.with_state(pool)
+}
+
+/// A request that passed validation, with its response already rendered.
+struct Prepared {
+    /// The client's key.
+    key: IdempotencyKey,
+    /// Fingerprint of the body as sent (canonical JSON, SHA-256).
+    request_hash: String,
+    /// The claim to record, id and timestamp included.
+    claim: Claim,
+    /// The 201 body, rendered once so a replay can send the same bytes.
+    body: String,
+}
+
+impl Prepared {
+    /// Checks the key (400), then the body (400/415 unparsable, 422 invalid).
+    fn from_request(
+        headers: &HeaderMap,
+        body: Result<axum::Json<Value>, JsonRejection>,
+    ) -> Result<Self, ClaimsError> {
+        let key = IdempotencyKey::from_headers(headers)?;
+        let axum::Json(body) = body?;
+        let request = NewClaim::from_json(&body).map_err(ClaimsError::Invalid)?;
+        let claim = Claim::new(request, chrono::Utc::now());
+        let rendered = serde_json::to_string(&claim).map_err(ClaimsError::Render)?;
+        Ok(Self {
+            key,
+            request_hash: fingerprint(&body),
+            claim,
+            body: rendered,
+        })
+    }
+
+    /// The row to insert for this request.
+    fn record(&self) -> NewRecord<'_> {
+        NewRecord {
+            claim: &self.claim,
+            key: &self.key,
+            request_hash: &self.request_hash,
+            response_status: 201,
+            response_body: &self.body,
+        }
+    }
+}
+
+/// 201 with `Location`, the stored response again with
+/// `Idempotent-Replayed: true`, or 422 when the key belongs to another body.
+fn respond(prepared: Prepared, recorded: Recorded) -> Result<Response, ClaimsError> {
+    let outcome = Outcome::of(&recorded, &prepared.request_hash);
+    metrics::counter!(OUTCOME_METRIC, "outcome" => outcome.as_str()).increment(1);
+    tracing::info!(
+        outcome = outcome.as_str(),
+        key = prepared.key.as_str(),
+        claim_id = %recorded.claim_id,
+        "idempotent request answered"
+    );
+    match outcome {
+        Outcome::Created => Ok(stored_response(
+            StatusCode::CREATED,
+            &recorded,
+            prepared.body,
+        )),
+        Outcome::Replayed => {
+            // The status is stored as a smallint; anything out of range would
+            // be a corrupt row, not something to replay.
+            let status = u16::try_from(recorded.response_status)
+                .ok()
+                .and_then(|s| StatusCode::from_u16(s).ok())
+                .ok_or(ClaimsError::CorruptRecord(recorded.response_status))?;
+            let mut response = stored_response(status, &recorded, recorded.response_body.clone());
+            response
+                .headers_mut()
+                .insert(IDEMPOTENT_REPLAYED, HeaderValue::from_static("true"));
+            Ok(response)
+        }
+        Outcome::KeyReused => Err(ClaimsError::KeyReused(prepared.key)),
+    }
+}
+
+/// `body` verbatim as `application/json`, with `Location` of the claim.
+fn stored_response(status: StatusCode, recorded: &Recorded, body: String) -> Response {
+    let location = format!("/claims/{}", recorded.claim_id);
+    let mut response = (status, Body::from(body)).into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    if let Ok(location) = HeaderValue::from_str(&location) {
+        headers.insert(header::LOCATION, location);
+    }
+    response
+}
+
+#[cfg(test)]
+mod tests;
