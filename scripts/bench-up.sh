@@ -8,7 +8,7 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 runs=${RUNS:-5}
-base=${BENCH_PORT_BASE:-45100}
+base=${BENCH_PORT_BASE:-25100}
 bin=target/release/storefront
 [ -x "$bin" ] || cargo build --release --workspace
 out=$(mktemp)

@@ -5,6 +5,7 @@ pub mod doctor;
 pub mod down;
 pub mod logs;
 pub mod race;
+pub mod replay;
 pub mod restart;
 pub mod status;
 pub mod up;
@@ -57,6 +58,8 @@ pub enum Command {
     Restart(restart::Args),
     /// Experiment: N clients race one conditional stock decrement; exactly one may win (xmin OCC → 412).
     Race(race::Args),
+    /// Experiment: N identical POSTs per idempotency key; one claim, N−1 byte-identical replays, one row.
+    Replay(replay::Args),
     /// Ready already-running infrastructure (roles, schemas, migrations, Vault) without starting services.
     Bootstrap(bootstrap::Args),
     /// Check that every program the fleet needs is installed and every port is free.
@@ -98,6 +101,7 @@ pub async fn run(cli: Cli) -> Result<u8> {
         Command::Doctor(a) => doctor::run(&cli.global, a).await,
         Command::Restart(a) => restart::run(&cli.global, a).await,
         Command::Race(a) => race::run(&cli.global, a).await,
+        Command::Replay(a) => replay::run(&cli.global, a).await,
         Command::Bootstrap(a) => bootstrap::run(&cli.global, a).await,
     }
 }

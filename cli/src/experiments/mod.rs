@@ -7,6 +7,7 @@
 pub mod lab;
 pub mod race;
 pub mod record;
+pub mod replay;
 
 use serde::Serialize;
 

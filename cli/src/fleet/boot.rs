@@ -187,12 +187,16 @@ fn preflight(
         .collect();
     if !taken.is_empty() {
         let p = ctx.profile.ports();
+        let last = p.services_from + ctx.profile.instances().len() as u16;
+        let ephemeral = ready::ephemeral_range()
+            .filter(|(lo, hi)| p.postgres <= *hi && last >= *lo)
+            .map(|(lo, hi)| format!("; note: they lie in the kernel's ephemeral port range {lo}–{hi}, where outgoing connections can hold a port briefly: prefer a port_base below {lo}"))
+            .unwrap_or_default();
         bail!(
-            "port(s) already in use on 127.0.0.1: {}; stop whatever holds them, or move the fleet with --port-base N (profile {} uses {}..{})",
+            "port(s) already in use on 127.0.0.1: {}; stop whatever holds them, or move the fleet with --port-base N (profile {} uses {}..{last}){ephemeral}",
             taken.join(", "),
             ctx.profile.name,
             p.postgres,
-            p.services_from + ctx.profile.instances().len() as u16
         );
     }
     Ok(bins)

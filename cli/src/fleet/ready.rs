@@ -74,6 +74,13 @@ pub fn port_listening(port: u16) -> bool {
         .is_ok()
 }
 
+/// The kernel's ephemeral port range, if it can be read.
+pub fn ephemeral_range() -> Option<(u16, u16)> {
+    let text = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").ok()?;
+    let mut it = text.split_whitespace().map(|x| x.parse().ok());
+    Some((it.next()??, it.next()??))
+}
+
 /// Can we bind 127.0.0.1:port right now?
 pub fn port_free(port: u16) -> bool {
     std::net::TcpListener::bind(("127.0.0.1", port)).is_ok()

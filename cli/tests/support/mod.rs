@@ -12,13 +12,15 @@ use std::time::{Duration, Instant};
 /// Ports a fleet may use from its base (infra block + services).
 pub const SPAN: u16 = 30;
 
-/// A free port range no other test of this process has taken.
+/// A free port range no other test of this process has taken, below the
+/// kernel's ephemeral range (32768+), where outgoing connections could
+/// briefly hold one of our ports.
 pub fn free_port_base() -> u16 {
     static NEXT: AtomicU16 = AtomicU16::new(0);
     // Spread processes apart by pid; tests within one process by a counter.
-    let start = 20_000 + (std::process::id() % 300) as u16 * 100;
+    let spread = (std::process::id() % 200) as u16 * 100;
     loop {
-        let base = start + NEXT.fetch_add(SPAN + 10, Ordering::SeqCst) % 20_000;
+        let base = 10_000 + (spread + NEXT.fetch_add(SPAN + 10, Ordering::SeqCst)) % 22_000;
         if (base..base + SPAN).all(|p| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok()) {
             return base;
         }

@@ -1,0 +1,24 @@
+//! `storefront replay`: the idempotency contract of claims under concurrent
+//! identical requests, checked against Postgres.
+
+use anyhow::Result;
+
+use crate::commands::Global;
+use crate::exit;
+use crate::experiments::{self, CommonArgs, Lab, replay};
+
+#[derive(Debug, clap::Args)]
+#[command(after_help = exit::HELP)]
+pub struct Args {
+    #[command(flatten)]
+    pub params: replay::Params,
+    #[command(flatten)]
+    pub common: CommonArgs,
+}
+
+pub async fn run(g: &Global, args: Args) -> Result<u8> {
+    let ctx = g.ctx()?;
+    let lab = Lab::connect(&ctx).await?;
+    let report = replay::run(&lab, &args.params, args.common.seed()).await?;
+    experiments::finish(&report, args.common.json)
+}
