@@ -1,9 +1,14 @@
-//! The catalog service: the read path for products.
+//! The catalog service: products and stock. Reads go through a two-level
+//! cache ([`cache`]) kept coherent across replicas by pub/sub
+//! ([`invalidation`]); writes use optimistic concurrency on the row's
+//! `xmin`; reservations take stock all-or-nothing, idempotently.
 //!
 //! A library as well as a binary so `tests/` can build the real
 //! [`startup::Application`] on port 0 against a throwaway schema.
 
+pub mod cache;
 pub mod config;
+pub mod invalidation;
 pub mod routes;
 pub mod startup;
 pub mod store;

@@ -9,9 +9,17 @@ use sqlx::PgPool;
 use storefront_kit::db::{self, DbError};
 use storefront_kit::{checks, http, shutdown};
 use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
 
+use crate::cache::ProductCache;
 use crate::config::Config;
-use crate::routes;
+use crate::invalidation;
+use crate::routes::{self, AppState};
+
+/// How long `run` waits for the invalidation subscription before serving
+/// anyway: with Redis down the catalog still serves (from Postgres), and
+/// `/ready` says what is wrong.
+const SUBSCRIBE_WAIT: Duration = Duration::from_secs(2);
 
 /// Why the service could not start or stopped abnormally.
 #[derive(Debug, thiserror::Error)]
@@ -42,6 +50,10 @@ pub struct Application {
     router: Router,
     /// Kept to close it after draining, so Postgres sees clean disconnects.
     pool: PgPool,
+    /// The cache the invalidation subscriber evicts from.
+    cache: ProductCache,
+    /// Opens the subscriber's dedicated pub/sub connections.
+    redis_client: redis::Client,
     /// How long in-flight requests get after SIGTERM.
     grace: Duration,
 }
@@ -59,9 +71,16 @@ impl Application {
             .port();
         let pool = db::connect_pg(&config.database_url, config.pg_max_connections)?;
         let redis = db::connect_redis(&config.redis_url)?;
+        let redis_client = redis::Client::open(config.redis_url.as_str())
+            .map_err(|error| AppError::Pool(DbError::RedisUrl(error)))?;
+        let cache = ProductCache::new(&config.cache, redis.clone());
+        let state = AppState {
+            pool: pool.clone(),
+            cache: cache.clone(),
+        };
         let router = http::app(
             &config.common.service_name,
-            routes::router(pool.clone()),
+            routes::router(state, config.common.lab_endpoints),
             [checks::postgres(pool.clone()), checks::redis(redis)],
         );
         tracing::info!(%addr, port, "catalog listening");
@@ -70,6 +89,8 @@ impl Application {
             port,
             router,
             pool,
+            cache,
+            redis_client,
             grace: config.common.shutdown_grace,
         })
     }
@@ -79,7 +100,8 @@ impl Application {
         self.port
     }
 
-    /// Serves until SIGTERM/SIGINT, drains, then closes the pool.
+    /// Serves until SIGTERM/SIGINT, drains, stops the invalidation
+    /// subscriber, then closes the pool.
     pub async fn run(self) -> Result<(), AppError> {
         self.run_until(shutdown::shutdown_signal()).await
     }
@@ -89,7 +111,24 @@ impl Application {
         self,
         signal: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), AppError> {
+        let stop = CancellationToken::new();
+        let (subscribed_tx, subscribed) = tokio::sync::oneshot::channel();
+        let subscriber =
+            invalidation::spawn(self.redis_client, self.cache, stop.clone(), subscribed_tx);
+        // Serving before the first subscription would let L1 fill with
+        // entries whose invalidations nobody hears (the subscriber clears
+        // L1 when it subscribes, so they'd only be wasted, not stale).
+        if tokio::time::timeout(SUBSCRIBE_WAIT, subscribed)
+            .await
+            .is_err()
+        {
+            tracing::warn!("serving before the invalidation subscription is up");
+        }
         let served = shutdown::serve_until(self.listener, self.router, self.grace, signal).await;
+        stop.cancel();
+        if let Err(error) = subscriber.await {
+            tracing::error!(%error, "invalidation subscriber panicked");
+        }
         self.pool.close().await;
         tracing::info!("catalog stopped");
         served.map_err(AppError::Serve)

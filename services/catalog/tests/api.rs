@@ -1,127 +1,11 @@
-//! The catalog over real HTTP against a real Postgres and Redis.
-//!
-//! Each test gets its own schema with the migrations applied, so tests run
-//! in parallel and leave nothing behind but a schema they drop. They need
-//! `TEST_DATABASE_URL` (a role that may create schemas) and `TEST_REDIS_URL`;
-//! without them each test prints why and passes, so `cargo test` works on a
-//! machine without the fleet.
+//! The catalog's read path over real HTTP against a real Postgres and
+//! Redis; see `common` for the harness and what it needs.
 
-use std::str::FromStr;
+mod common;
 
 use reqwest::StatusCode;
-use serde_json::Value;
-use sqlx::PgPool;
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use storefront_catalog::config::Config;
-use storefront_catalog::startup::Application;
-use storefront_kit::Vars;
 
-/// A running catalog on a fresh schema.
-struct TestApp {
-    /// `http://127.0.0.1:<port>`.
-    base: String,
-    /// Admin pool, to drop the schema afterwards.
-    admin: PgPool,
-    /// The schema this test owns.
-    schema: String,
-    /// Stops the server when dropped or sent.
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    http: reqwest::Client,
-}
-
-impl TestApp {
-    async fn get(&self, path: &str) -> (StatusCode, Option<String>, Value) {
-        let response = self
-            .http
-            .get(format!("{}{path}", self.base))
-            .send()
-            .await
-            .unwrap();
-        let status = response.status();
-        let content_type = response
-            .headers()
-            .get("content-type")
-            .map(|v| v.to_str().unwrap().to_owned());
-        let body = response.json().await.unwrap_or(Value::Null);
-        (status, content_type, body)
-    }
-
-    async fn cleanup(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        sqlx::query(&format!("DROP SCHEMA \"{}\" CASCADE", self.schema))
-            .execute(&self.admin)
-            .await
-            .unwrap();
-    }
-}
-
-/// `None` (and a note on stderr) when the test environment isn't set up.
-async fn spawn_app() -> Option<TestApp> {
-    let (Ok(db_url), Ok(redis_url)) = (
-        std::env::var("TEST_DATABASE_URL"),
-        std::env::var("TEST_REDIS_URL"),
-    ) else {
-        // In CI a missing environment is a failure, never a silent pass:
-        // scripts/test.sh boots the servers and sets both.
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "TEST_DATABASE_URL and TEST_REDIS_URL are not set: run the tests through scripts/test.sh"
-        );
-        eprintln!(
-            "skipped: set TEST_DATABASE_URL and TEST_REDIS_URL (scripts/test.sh does) to run against real services"
-        );
-        return None;
-    };
-    let schema = format!("test_{}", uuid::Uuid::new_v4().simple());
-    let admin = PgPoolOptions::new()
-        .max_connections(1)
-        .connect(&db_url)
-        .await
-        .unwrap();
-    sqlx::query(&format!("CREATE SCHEMA \"{schema}\""))
-        .execute(&admin)
-        .await
-        .unwrap();
-    let options = PgConnectOptions::from_str(&db_url)
-        .unwrap()
-        .options([("search_path", schema.as_str())]);
-    let migrator = PgPoolOptions::new()
-        .max_connections(1)
-        .connect_with(options)
-        .await
-        .unwrap();
-    sqlx::migrate!("../../migrations/catalog")
-        .run(&migrator)
-        .await
-        .unwrap();
-    migrator.close().await;
-
-    let separator = if db_url.contains('?') { '&' } else { '?' };
-    let app_db_url = format!("{db_url}{separator}options=-c%20search_path%3D{schema}");
-    let vars = Vars::from_pairs([
-        ("SERVICE_NAME", "catalog-test"),
-        ("BIND_ADDR", "127.0.0.1:0"),
-        ("DATABASE_URL", app_db_url.as_str()),
-        ("REDIS_URL", redis_url.as_str()),
-    ]);
-    let app = Application::build(Config::from_vars(&vars).unwrap())
-        .await
-        .unwrap();
-    let base = format!("http://127.0.0.1:{}", app.port());
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(app.run_until(async move {
-        let _ = stopped.await;
-    }));
-    Some(TestApp {
-        base,
-        admin,
-        schema,
-        stop: Some(stop),
-        http: reqwest::Client::new(),
-    })
-}
+use common::spawn_app;
 
 #[tokio::test]
 async fn ready_reports_postgres_and_redis_ok() {
@@ -187,6 +71,57 @@ async fn product_by_id_has_the_documented_shape() {
     assert!(
         chrono::DateTime::parse_from_rfc3339(updated_at).is_ok(),
         "{updated_at}"
+    );
+    assert!(body["version"].as_i64().unwrap() > 0);
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn product_has_an_etag_naming_its_version_and_says_where_it_came_from() {
+    let Some(app) = spawn_app().await else { return };
+    let reply = app.product(2).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    let version = reply.body["version"].as_i64().unwrap();
+    assert_eq!(reply.etag(), format!("\"{version}\""));
+    assert_eq!(reply.header("x-cache"), "db");
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn if_none_match_with_the_current_etag_is_304() {
+    let Some(app) = spawn_app().await else { return };
+    let etag = app.product(3).await.etag();
+    let reply = app
+        .send(
+            app.http
+                .get(app.url("/products/3"))
+                .header("if-none-match", &etag),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::NOT_MODIFIED);
+    assert_eq!(reply.etag(), etag);
+    let other = app
+        .send(
+            app.http
+                .get(app.url("/products/3"))
+                .header("if-none-match", "\"1\""),
+        )
+        .await;
+    assert_eq!(other.status, StatusCode::OK);
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn list_items_carry_their_version_too() {
+    let Some(app) = spawn_app().await else { return };
+    let (status, _, body) = app.get("/products?limit=3").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        body["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|p| p["version"].is_i64())
     );
     app.cleanup().await;
 }

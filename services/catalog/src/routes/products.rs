@@ -1,61 +1,27 @@
-//! `GET /products` (keyset pagination) and `GET /products/{id}`.
+//! `GET /products` (keyset pagination), `GET /products/{id}` (through the
+//! cache, with an ETag) and `PATCH /products/{id}` (optimistic concurrency:
+//! `If-Match` is required and checked in the same statement that writes).
 
 use axum::Json;
-use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
+use axum::http::header::ETAG;
+use axum::http::{HeaderMap, HeaderName, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
-use sqlx::PgPool;
-use storefront_kit::Problem;
 
-use crate::store::{self, PageQuery, Product};
+use super::AppState;
+use super::error::ApiError;
+use super::preconditions::{self, etag};
+use crate::cache::Source;
+use crate::store::{self, PageQuery, PatchOutcome, Product, ProductPatch, StockChange};
 
 /// Page size when the client doesn't ask for one.
 pub const DEFAULT_LIMIT: u32 = 20;
 /// Largest page a client may ask for; bounds the cost of one request.
 pub const MAX_LIMIT: u32 = 100;
-
-/// Everything that can go wrong in these handlers, mapped to a status once,
-/// in [`IntoResponse`].
-#[derive(Debug, thiserror::Error)]
-pub enum ProductsError {
-    /// The query string doesn't deserialise (e.g. `limit=abc`).
-    #[error(transparent)]
-    BadQuery(#[from] QueryRejection),
-    /// The path id isn't an integer.
-    #[error(transparent)]
-    BadPath(#[from] PathRejection),
-    /// `limit` is outside `1..=MAX_LIMIT`.
-    #[error("limit must be between 1 and {MAX_LIMIT}, got {0}")]
-    LimitOutOfRange(u32),
-    /// No product has this id.
-    #[error("no product with id {0}")]
-    NotFound(i64),
-    /// Postgres failed; details are logged, never sent.
-    #[error("database query failed")]
-    Database(#[from] sqlx::Error),
-}
-
-impl IntoResponse for ProductsError {
-    fn into_response(self) -> Response {
-        let problem = match self {
-            Self::BadQuery(rejection) => Problem::from(rejection),
-            Self::BadPath(rejection) => Problem::from(rejection),
-            Self::LimitOutOfRange(_) => {
-                Problem::bad_request(self.to_string()).with_member("param", "limit")
-            }
-            Self::NotFound(id) => Problem::not_found(self.to_string()).with_member("id", id),
-            // The pool couldn't hand out a connection: the database is down
-            // or saturated, which a retry may outlive.
-            Self::Database(ref error @ (sqlx::Error::PoolTimedOut | sqlx::Error::Io(_))) => {
-                tracing::warn!(%error, "database unavailable");
-                Problem::unavailable("the product database is unavailable; retry later")
-            }
-            Self::Database(ref error) => Problem::internal(error),
-        };
-        problem.into_response()
-    }
-}
+/// Says which level answered a `GET /products/{id}`: `l1`, `l2` or `db`.
+pub const X_CACHE: HeaderName = HeaderName::from_static("x-cache");
 
 /// `GET /products` query string.
 #[derive(Debug, Deserialize)]
@@ -70,10 +36,13 @@ pub struct ListParams {
 
 impl ListParams {
     /// Validates the parameters into a store query.
-    fn into_page(self) -> Result<PageQuery, ProductsError> {
+    fn into_page(self) -> Result<PageQuery, ApiError> {
         let limit = self.limit.unwrap_or(DEFAULT_LIMIT);
         if !(1..=MAX_LIMIT).contains(&limit) {
-            return Err(ProductsError::LimitOutOfRange(limit));
+            return Err(ApiError::LimitOutOfRange {
+                got: limit,
+                max: MAX_LIMIT,
+            });
         }
         Ok(PageQuery {
             after: self.after.unwrap_or(0),
@@ -109,34 +78,132 @@ impl ProductPage {
     }
 }
 
+/// `PATCH /products/{id}` body: at least one field; unknown fields are
+/// refused rather than ignored, so a typo can't pass as a no-op.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PatchBody {
+    /// Add this to the stored stock (negative to take away).
+    stock_delta: Option<i32>,
+    /// Set the stock to this.
+    stock: Option<i32>,
+    /// Set the price to this, in minor units.
+    price_cents: Option<i64>,
+}
+
+impl PatchBody {
+    /// Validates the body into a store patch. A negative resulting stock is
+    /// left to the database's CHECK: only it knows the stored value, and
+    /// the version precondition must be judged first.
+    fn into_patch(self) -> Result<ProductPatch, ApiError> {
+        let stock = match (self.stock, self.stock_delta) {
+            (Some(_), Some(_)) => {
+                return Err(ApiError::InvalidBody(
+                    "give stock or stock_delta, not both".into(),
+                ));
+            }
+            (Some(n), None) => Some(StockChange::Set(n)),
+            (None, Some(d)) => Some(StockChange::Delta(d)),
+            (None, None) => None,
+        };
+        if self.price_cents.is_some_and(|p| p < 0) {
+            return Err(ApiError::InvalidBody(
+                "price_cents must not be negative".into(),
+            ));
+        }
+        if stock.is_none() && self.price_cents.is_none() {
+            return Err(ApiError::InvalidBody(
+                "nothing to change: give stock_delta, stock or price_cents".into(),
+            ));
+        }
+        Ok(ProductPatch {
+            stock,
+            price_cents: self.price_cents,
+        })
+    }
+}
+
 /// `GET /products?limit=N&after=ID&category=C`.
 #[tracing::instrument(skip_all, fields(limit, after, category))]
 pub async fn list(
-    State(pool): State<PgPool>,
+    State(state): State<AppState>,
     params: Result<Query<ListParams>, QueryRejection>,
-) -> Result<Json<ProductPage>, ProductsError> {
+) -> Result<Json<ProductPage>, ApiError> {
     let Query(params) = params?;
     let page = params.into_page()?;
     let span = tracing::Span::current();
     span.record("limit", page.limit);
     span.record("after", page.after);
     span.record("category", page.category.as_deref());
-    let rows = store::list_products(&pool, &page).await?;
+    let rows = store::list_products(&state.pool, &page).await?;
     Ok(Json(ProductPage::from_rows(rows, page.limit)))
 }
 
-/// `GET /products/{id}`.
-#[tracing::instrument(skip_all, fields(id))]
+/// `GET /products/{id}`: L1, then L2, then Postgres; 304 when
+/// `If-None-Match` names the current version.
+#[tracing::instrument(skip_all, fields(id, cache))]
 pub async fn get(
-    State(pool): State<PgPool>,
+    State(state): State<AppState>,
     id: Result<Path<i64>, PathRejection>,
-) -> Result<Json<Product>, ProductsError> {
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
     let Path(id) = id?;
-    tracing::Span::current().record("id", id);
-    store::get_product(&pool, id)
+    let span = tracing::Span::current();
+    span.record("id", id);
+    let pool = &state.pool;
+    let (product, source) = state
+        .cache
+        .get_or_load(id, || store::get_product(pool, id))
         .await?
-        .map(Json)
-        .ok_or(ProductsError::NotFound(id))
+        .ok_or(ApiError::NotFound(id))?;
+    span.record("cache", source.as_str());
+    let headers_out = [
+        (ETAG, etag(product.version)),
+        (X_CACHE, source.as_str().to_owned()),
+    ];
+    if preconditions::none_match(&headers, product.version) {
+        return Ok((StatusCode::NOT_MODIFIED, headers_out).into_response());
+    }
+    Ok((headers_out, Json(&*product)).into_response())
+}
+
+/// `PATCH /products/{id}` with `If-Match`: 200 with the new version, 412
+/// if someone wrote first, 422 if stock would go negative.
+#[tracing::instrument(skip_all, fields(id, expected_version))]
+pub async fn patch(
+    State(state): State<AppState>,
+    id: Result<Path<i64>, PathRejection>,
+    headers: HeaderMap,
+    body: Result<Json<PatchBody>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let Path(id) = id?;
+    let span = tracing::Span::current();
+    span.record("id", id);
+    let expected = preconditions::if_match(&headers)?;
+    span.record("expected_version", expected);
+    let Json(body) = body?;
+    let patch = body.into_patch()?;
+    match store::patch_product(&state.pool, id, expected, &patch).await? {
+        PatchOutcome::Updated(product) => {
+            state.cache.invalidate(&[id]).await;
+            Ok(product_response(&product))
+        }
+        PatchOutcome::Stale { current_version } => {
+            Err(ApiError::PreconditionFailed { current_version })
+        }
+        PatchOutcome::Missing => Err(ApiError::NotFound(id)),
+        PatchOutcome::NegativeStock => Err(ApiError::NegativeStock(id)),
+        PatchOutcome::OutOfRange => Err(ApiError::StockOutOfRange(id)),
+    }
+}
+
+/// A product fresh from Postgres, with its ETag.
+fn product_response(product: &Product) -> Response {
+    let headers = [
+        (ETAG, etag(product.version)),
+        (X_CACHE, Source::Db.as_str().to_owned()),
+    ];
+    (headers, Json(product)).into_response()
 }
 
 #[cfg(test)]
@@ -162,6 +229,7 @@ mod tests {
             currency: "EUR".into(),
             stock: 1,
             updated_at: chrono::DateTime::UNIX_EPOCH,
+            version: 1,
         }
     }
 
@@ -175,7 +243,7 @@ mod tests {
     fn limit_outside_1_to_100_is_rejected() {
         assert!(matches!(
             params(Some(0)).into_page(),
-            Err(ProductsError::LimitOutOfRange(0))
+            Err(ApiError::LimitOutOfRange { got: 0, .. })
         ));
         assert!(params(Some(101)).into_page().is_err());
         assert!(params(Some(100)).into_page().is_ok());
@@ -193,5 +261,55 @@ mod tests {
         let page = ProductPage::from_rows((1..=2).map(product).collect(), 3);
         assert_eq!(page.items.len(), 2);
         assert_eq!(page.next_after, None);
+    }
+
+    fn body(json: &str) -> Result<ProductPatch, String> {
+        let body: PatchBody = serde_json::from_str(json).map_err(|e| e.to_string())?;
+        body.into_patch().map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn patch_body_takes_any_one_or_price_with_stock() {
+        assert_eq!(
+            body(r#"{"stock_delta": -3}"#).unwrap(),
+            ProductPatch {
+                stock: Some(StockChange::Delta(-3)),
+                price_cents: None
+            }
+        );
+        assert_eq!(
+            body(r#"{"stock": 5, "price_cents": 990}"#).unwrap(),
+            ProductPatch {
+                stock: Some(StockChange::Set(5)),
+                price_cents: Some(990)
+            }
+        );
+        assert_eq!(body(r#"{"price_cents": 0}"#).unwrap().stock, None);
+    }
+
+    #[test]
+    fn patch_body_must_change_something() {
+        assert!(body("{}").unwrap_err().contains("nothing to change"));
+        assert!(body(r#"{"stock": null}"#).is_err());
+    }
+
+    #[test]
+    fn patch_body_refuses_unknown_fields_and_both_stock_forms() {
+        assert!(
+            body(r#"{"stok": 1}"#)
+                .unwrap_err()
+                .contains("unknown field")
+        );
+        assert!(
+            body(r#"{"stock": 1, "stock_delta": 1}"#)
+                .unwrap_err()
+                .contains("not both")
+        );
+    }
+
+    #[test]
+    fn patch_body_refuses_negative_price_but_leaves_stock_to_the_database() {
+        assert!(body(r#"{"price_cents": -1}"#).is_err());
+        assert!(body(r#"{"stock": -1}"#).is_ok());
     }
 }

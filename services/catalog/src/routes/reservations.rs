@@ -1,0 +1,171 @@
+//! `POST /reservations` and `DELETE /reservations/{id}`: stock held for a
+//! checkout, idempotent by the caller's reservation id, all items or none.
+
+use axum::Json;
+use axum::extract::rejection::{JsonRejection, PathRejection};
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::AppState;
+use super::error::ApiError;
+use crate::store::{self, ReleaseOutcome, ReservationItem, ReserveOutcome};
+
+/// Most lines one reservation may have; bounds one transaction's locks.
+pub const MAX_ITEMS: usize = 100;
+
+/// `POST /reservations` body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReserveBody {
+    /// Chosen by the caller, so a retry is recognised as the same request.
+    reservation_id: Uuid,
+    /// What to hold.
+    items: Vec<ReservationItem>,
+}
+
+impl ReserveBody {
+    /// Validates and sorts the items by product id: the lock order, and the
+    /// canonical form two requests are compared in.
+    fn into_parts(self) -> Result<(Uuid, Vec<ReservationItem>), ApiError> {
+        let mut items = self.items;
+        if items.is_empty() || items.len() > MAX_ITEMS {
+            return Err(ApiError::InvalidBody(format!(
+                "items must hold between 1 and {MAX_ITEMS} lines"
+            )));
+        }
+        if let Some(bad) = items.iter().find(|i| i.quantity <= 0) {
+            return Err(ApiError::InvalidBody(format!(
+                "quantity must be positive (product {})",
+                bad.product_id
+            )));
+        }
+        items.sort_unstable();
+        if let Some(pair) = items
+            .windows(2)
+            .find(|w| w[0].product_id == w[1].product_id)
+        {
+            return Err(ApiError::InvalidBody(format!(
+                "product {} appears more than once",
+                pair[0].product_id
+            )));
+        }
+        Ok((self.reservation_id, items))
+    }
+}
+
+/// A reservation as every response shows it; items in product-id order.
+#[derive(Debug, Serialize)]
+pub struct ReservationBody {
+    /// The caller's id.
+    reservation_id: Uuid,
+    /// `reserved` or `released`.
+    status: &'static str,
+    /// What is (or was) held.
+    items: Vec<ReservationItem>,
+}
+
+/// `POST /reservations`: 201 when stock was taken now, 200 for a retry of
+/// the same reservation, 409 when an item is short (nothing taken).
+#[tracing::instrument(skip_all, fields(reservation_id))]
+pub async fn create(
+    State(state): State<AppState>,
+    body: Result<Json<ReserveBody>, JsonRejection>,
+) -> Result<(StatusCode, Json<ReservationBody>), ApiError> {
+    let Json(body) = body?;
+    let (id, items) = body.into_parts()?;
+    tracing::Span::current().record("reservation_id", tracing::field::display(id));
+    let status = match store::reserve(&state.pool, id, &items).await? {
+        ReserveOutcome::Created => {
+            let ids: Vec<i64> = items.iter().map(|i| i.product_id).collect();
+            state.cache.invalidate(&ids).await;
+            StatusCode::CREATED
+        }
+        ReserveOutcome::Existing => StatusCode::OK,
+        ReserveOutcome::Mismatch => return Err(ApiError::ReservationMismatch(id)),
+        ReserveOutcome::Released => return Err(ApiError::ReservationReleased(id)),
+        ReserveOutcome::UnknownProduct(product_id) => {
+            return Err(ApiError::UnknownProduct(product_id));
+        }
+        ReserveOutcome::OutOfStock {
+            product_id,
+            requested,
+            available,
+        } => {
+            return Err(ApiError::OutOfStock {
+                product_id,
+                requested,
+                available,
+            });
+        }
+    };
+    let body = ReservationBody {
+        reservation_id: id,
+        status: "reserved",
+        items,
+    };
+    Ok((status, Json(body)))
+}
+
+/// `DELETE /reservations/{id}`: gives the stock back once; repeating it
+/// answers the same and changes nothing.
+#[tracing::instrument(skip_all, fields(reservation_id))]
+pub async fn release(
+    State(state): State<AppState>,
+    id: Result<Path<Uuid>, PathRejection>,
+) -> Result<Json<ReservationBody>, ApiError> {
+    let Path(id) = id?;
+    tracing::Span::current().record("reservation_id", tracing::field::display(id));
+    let items = match store::release_reservation(&state.pool, id).await? {
+        ReleaseOutcome::Released(items) => {
+            let ids: Vec<i64> = items.iter().map(|i| i.product_id).collect();
+            state.cache.invalidate(&ids).await;
+            items
+        }
+        ReleaseOutcome::AlreadyReleased(items) => items,
+        ReleaseOutcome::Missing => return Err(ApiError::ReservationNotFound(id)),
+    };
+    Ok(Json(ReservationBody {
+        reservation_id: id,
+        status: "released",
+        items,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parts(json: &str) -> Result<Vec<ReservationItem>, String> {
+        let body: ReserveBody = serde_json::from_str(json).map_err(|e| e.to_string())?;
+        body.into_parts()
+            .map(|(_, items)| items)
+            .map_err(|e| e.to_string())
+    }
+
+    const ID: &str = "7d8f5a43-2b1e-4b44-9a53-0f6f5d7c9e01";
+
+    #[test]
+    fn items_are_sorted_by_product_id() {
+        let items = parts(&format!(
+            r#"{{"reservation_id": "{ID}", "items": [{{"product_id": 9, "quantity": 1}}, {{"product_id": 2, "quantity": 3}}]}}"#
+        ))
+        .unwrap();
+        let ids: Vec<i64> = items.iter().map(|i| i.product_id).collect();
+        assert_eq!(ids, [2, 9]);
+    }
+
+    #[test]
+    fn bad_reservations_are_refused() {
+        for items in [
+            "[]",
+            r#"[{"product_id": 1, "quantity": 0}]"#,
+            r#"[{"product_id": 1, "quantity": 1}, {"product_id": 1, "quantity": 2}]"#,
+            r#"[{"product_id": 1, "quantity": 1, "note": "x"}]"#,
+        ] {
+            let json = format!(r#"{{"reservation_id": "{ID}", "items": {items}}}"#);
+            assert!(parts(&json).is_err(), "{items}");
+        }
+    }
+}

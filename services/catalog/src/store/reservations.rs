@@ -1,0 +1,204 @@
+//! Reserving and releasing stock, each in one transaction.
+//!
+//! Stock is taken with `UPDATE … SET stock = stock - q WHERE stock >= q`:
+//! the check and the write are one statement, and under READ COMMITTED a
+//! writer that waited for another's row lock re-checks the `WHERE` against
+//! the committed row, so concurrent reservations can never oversell. Rows are
+//! locked in product-id order in both directions, so two multi-item
+//! reservations can't deadlock on each other.
+
+use serde::{Deserialize, Serialize};
+use sqlx::{PgConnection, PgPool};
+use uuid::Uuid;
+
+/// One line of a reservation.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, sqlx::FromRow,
+)]
+#[serde(deny_unknown_fields)]
+pub struct ReservationItem {
+    /// Field order matters: the derived `Ord` sorts by product id, the lock order.
+    pub product_id: i64,
+    /// Units held; positive.
+    pub quantity: i32,
+}
+
+/// What `reserve` found or did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReserveOutcome {
+    /// Stock was taken now.
+    Created,
+    /// This id already holds exactly these items: a retry; nothing changed.
+    Existing,
+    /// This id already holds other items.
+    Mismatch,
+    /// This id was reserved and released; ids are not reused.
+    Released,
+    /// Not enough stock for one item; nothing was taken.
+    OutOfStock {
+        /// The first product (in id order) that is short.
+        product_id: i64,
+        /// What the reservation asked for.
+        requested: i32,
+        /// What was on hand when we looked.
+        available: i32,
+    },
+    /// An item names no product; nothing was taken.
+    UnknownProduct(i64),
+}
+
+/// What `release_reservation` found or did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReleaseOutcome {
+    /// The stock went back now.
+    Released(Vec<ReservationItem>),
+    /// It had gone back before; nothing changed.
+    AlreadyReleased(Vec<ReservationItem>),
+    /// No reservation has this id.
+    Missing,
+}
+
+/// Takes stock for every item or for none. `items` must be sorted by
+/// product id with no product twice (the handler's validation ensures it).
+///
+/// The reservation row is inserted first with `ON CONFLICT DO NOTHING`: a
+/// concurrent request with the same id waits on that row's unique-index
+/// entry until the first commits (then finds it) or rolls back (then
+/// proceeds), so a retried reservation never takes stock twice.
+#[tracing::instrument(skip_all, fields(reservation_id = %id, items = items.len()))]
+pub async fn reserve(
+    pool: &PgPool,
+    id: Uuid,
+    items: &[ReservationItem],
+) -> Result<ReserveOutcome, sqlx::Error> {
+    debug_assert!(items.windows(2).all(|w| w[0].product_id < w[1].product_id));
+    let mut tx = pool.begin().await?;
+    let inserted = sqlx::query(
+        "INSERT INTO reservations (reservation_id) VALUES ($1) ON CONFLICT (reservation_id) DO NOTHING",
+    )
+    .bind(id)
+    .execute(&mut *tx)
+    .await?;
+    if inserted.rows_affected() == 0 {
+        // Read-only from here; dropping `tx` rolls it back.
+        return existing(&mut tx, id, items).await;
+    }
+    for item in items {
+        if let Some(refused) = take(&mut tx, item).await? {
+            return Ok(refused);
+        }
+    }
+    let (product_ids, quantities): (Vec<i64>, Vec<i32>) =
+        items.iter().map(|i| (i.product_id, i.quantity)).unzip();
+    sqlx::query(
+        "INSERT INTO reservation_items (reservation_id, product_id, quantity) \
+         SELECT $1, * FROM unnest($2::bigint[], $3::integer[])",
+    )
+    .bind(id)
+    .bind(&product_ids)
+    .bind(&quantities)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(ReserveOutcome::Created)
+}
+
+/// Compares a reservation that already exists with the one requested.
+async fn existing(
+    db: &mut PgConnection,
+    id: Uuid,
+    requested: &[ReservationItem],
+) -> Result<ReserveOutcome, sqlx::Error> {
+    let status: String =
+        sqlx::query_scalar("SELECT status FROM reservations WHERE reservation_id = $1")
+            .bind(id)
+            .fetch_one(&mut *db)
+            .await?;
+    if status == "released" {
+        return Ok(ReserveOutcome::Released);
+    }
+    let stored = items_of(db, id).await?;
+    Ok(if stored == requested {
+        ReserveOutcome::Existing
+    } else {
+        ReserveOutcome::Mismatch
+    })
+}
+
+/// Takes one item's stock; `Some` says why it couldn't (the caller then
+/// drops the transaction, undoing the items taken before).
+async fn take(
+    db: &mut PgConnection,
+    item: &ReservationItem,
+) -> Result<Option<ReserveOutcome>, sqlx::Error> {
+    let taken = sqlx::query(
+        "UPDATE products SET stock = stock - $2, updated_at = now() WHERE id = $1 AND stock >= $2",
+    )
+    .bind(item.product_id)
+    .bind(item.quantity)
+    .execute(&mut *db)
+    .await?;
+    if taken.rows_affected() == 1 {
+        return Ok(None);
+    }
+    let available: Option<i32> = sqlx::query_scalar("SELECT stock FROM products WHERE id = $1")
+        .bind(item.product_id)
+        .fetch_optional(&mut *db)
+        .await?;
+    Ok(Some(match available {
+        None => ReserveOutcome::UnknownProduct(item.product_id),
+        Some(available) => ReserveOutcome::OutOfStock {
+            product_id: item.product_id,
+            requested: item.quantity,
+            available,
+        },
+    }))
+}
+
+/// Gives a reservation's stock back, exactly once: the status flips from
+/// `reserved` to `released` in the same transaction that returns the stock,
+/// and a concurrent second release waits for that row and then finds
+/// nothing left to flip.
+#[tracing::instrument(skip_all, fields(reservation_id = %id))]
+pub async fn release_reservation(pool: &PgPool, id: Uuid) -> Result<ReleaseOutcome, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    let flipped = sqlx::query(
+        "UPDATE reservations SET status = 'released', released_at = now() \
+         WHERE reservation_id = $1 AND status = 'reserved'",
+    )
+    .bind(id)
+    .execute(&mut *tx)
+    .await?;
+    if flipped.rows_affected() == 0 {
+        let found: Option<String> =
+            sqlx::query_scalar("SELECT status FROM reservations WHERE reservation_id = $1")
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await?;
+        return Ok(match found {
+            None => ReleaseOutcome::Missing,
+            Some(_) => ReleaseOutcome::AlreadyReleased(items_of(&mut tx, id).await?),
+        });
+    }
+    let items = items_of(&mut tx, id).await?;
+    for item in &items {
+        sqlx::query("UPDATE products SET stock = stock + $2, updated_at = now() WHERE id = $1")
+            .bind(item.product_id)
+            .bind(item.quantity)
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await?;
+    Ok(ReleaseOutcome::Released(items))
+}
+
+/// A reservation's items in product-id order (the lock order).
+async fn items_of(db: &mut PgConnection, id: Uuid) -> Result<Vec<ReservationItem>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT product_id, quantity FROM reservation_items \
+         WHERE reservation_id = $1 ORDER BY product_id",
+    )
+    .bind(id)
+    .fetch_all(db)
+    .await
+}
