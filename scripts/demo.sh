@@ -20,6 +20,7 @@ curl -fsS "$catalog/products?limit=3" | python3 -m json.tool | head -30
 
 rc=0
 $sf race --n 50 --rounds 3 || rc=$?
+$sf replay --n 50 --keys 20 || rc=$?
 $sf down
 trap - EXIT
 exit $rc
