@@ -299,14 +299,43 @@ fn a_crashed_service_instance_restarts_and_the_fleet_is_whole_again() {
 fn doctor_finds_every_program_and_names_the_fix_for_a_missing_one() {
     let fleet = Fleet::new("dev");
     let found = fleet.json(&["doctor", "--json"], 0);
-    let checks: Vec<&str> = found.as_array().unwrap().iter().map(|f| f["check"].as_str().unwrap()).collect();
-    for program in ["postgres", "redis-server", "rabbitmq-server", "epmd", "bao", "service catalog"] {
-        assert!(checks.contains(&program), "{program} not checked: {checks:?}");
+    let checks: Vec<&str> = found
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["check"].as_str().unwrap())
+        .collect();
+    for program in [
+        "postgres",
+        "redis-server",
+        "rabbitmq-server",
+        "epmd",
+        "bao",
+        "service catalog",
+    ] {
+        assert!(
+            checks.contains(&program),
+            "{program} not checked: {checks:?}"
+        );
     }
     let mut broken = Fleet::new("dev");
-    broken.env.push(("STOREFRONT_REDIS_SERVER".into(), "/nonexistent/redis-server".into()));
+    broken.env.push((
+        "STOREFRONT_REDIS_SERVER".into(),
+        "/nonexistent/redis-server".into(),
+    ));
     let report = broken.json(&["doctor", "--json"], 1);
-    let redis = report.as_array().unwrap().iter().find(|f| f["check"] == "redis-server").unwrap();
+    let redis = report
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["check"] == "redis-server")
+        .unwrap();
     assert_eq!(redis["ok"], false);
-    assert!(redis["fix"].as_str().unwrap().contains("apt-get install redis-server"), "{redis:#}");
+    assert!(
+        redis["fix"]
+            .as_str()
+            .unwrap()
+            .contains("apt-get install redis-server"),
+        "{redis:#}"
+    );
 }
