@@ -42,7 +42,9 @@ pub struct Retention {
 }
 
 impl Retention {
-    /// Starts the loop: a pass now, then one every `interval`.
+    /// Starts the loop: a pass every `interval`, the first one interval from
+    /// now (expired keys outlive a restart by at most one interval, and a
+    /// test's own `run_once` never races a pass at start-up).
     pub fn spawn(pool: PgPool, retention: Duration, interval: Duration) -> Self {
         let (stop, stopped) = oneshot::channel();
         let task = tokio::spawn(run_loop(pool, retention, interval, stopped));
@@ -64,7 +66,7 @@ async fn run_loop(
     interval: Duration,
     mut stopped: oneshot::Receiver<()>,
 ) {
-    let mut ticks = tokio::time::interval(interval);
+    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
     // After a slow pass (or a stalled database) wait a whole interval
     // rather than firing the missed passes back to back.
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
