@@ -59,7 +59,8 @@ pub struct Endpoints {
     pub vault_token: String,
     /// `service -> base URL` of each instance, e.g. catalog → [http://127.0.0.1:47110].
     pub services: std::collections::BTreeMap<String, Vec<String>>,
-    /// `service -> database URL` for services with a static login role.
+    /// `service -> database URL`: with the login for static-credential
+    /// services; only where Postgres is for dynamic ones (Vault issues the login).
     pub service_database_urls: std::collections::BTreeMap<String, String>,
 }
 

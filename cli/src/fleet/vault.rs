@@ -136,6 +136,11 @@ pub fn role_definition(group: &str, default_ttl: &str, max_ttl: &str) -> Value {
             format!("CREATE ROLE \"{{{{name}}}}\" WITH LOGIN PASSWORD '{{{{password}}}}' VALID UNTIL '{{{{expiration}}}}' IN ROLE {group}"),
             format!("ALTER ROLE \"{{{{name}}}}\" SET role = {group}"),
             format!("ALTER ROLE \"{{{{name}}}}\" SET search_path = {group}"),
+            // Vault's admin is only CREATEROLE: to terminate the role's
+            // backends, REASSIGN and DROP OWNED on revocation, Postgres wants
+            // it to hold the role's privileges (PG15 refuses with 42501
+            // otherwise and the lease is never revoked).
+            format!("GRANT \"{{{{name}}}}\" TO {VAULT_ADMIN}"),
         ],
         "revocation_statements": [
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = '{{name}}'",
@@ -157,6 +162,8 @@ mod tests {
         assert!(create.contains("\"{{name}}\""), "{create}");
         assert!(create.contains("'{{password}}'"));
         assert!(create.contains("IN ROLE identity"));
+        let grant = v["creation_statements"][3].as_str().unwrap();
+        assert_eq!(grant, "GRANT \"{{name}}\" TO vault_admin");
         assert_eq!(v["max_ttl"], "2m");
     }
 }

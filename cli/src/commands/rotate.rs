@@ -1,0 +1,24 @@
+//! `storefront rotate`: Vault-issued Postgres credentials of the identity
+//! service rotating (and revoked) under load, checked against Postgres.
+
+use anyhow::Result;
+
+use crate::commands::Global;
+use crate::exit;
+use crate::experiments::{self, CommonArgs, Lab, rotate};
+
+#[derive(Debug, clap::Args)]
+#[command(after_help = exit::HELP)]
+pub struct Args {
+    #[command(flatten)]
+    pub params: rotate::Params,
+    #[command(flatten)]
+    pub common: CommonArgs,
+}
+
+pub async fn run(g: &Global, args: Args) -> Result<u8> {
+    let ctx = g.ctx()?;
+    let lab = Lab::connect(&ctx).await?;
+    let report = rotate::run(&lab, &args.params, args.common.seed()).await?;
+    experiments::finish(&report, args.common.json)
+}

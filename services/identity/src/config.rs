@@ -1,0 +1,170 @@
+//! What the identity service reads from its environment, on top of the
+//! common set.
+
+use std::time::Duration;
+
+use secrecy::SecretString;
+use storefront_kit::{CommonConfig, ConfigError, Vars};
+
+/// Default `ACCESS_TOKEN_TTL_SECS`: five minutes, short enough that the
+/// denylist stays small, long enough that clients refresh rarely.
+pub const DEFAULT_ACCESS_TTL_SECS: u64 = 300;
+/// Default `REFRESH_TOKEN_TTL_SECS`: a day.
+pub const DEFAULT_REFRESH_TTL_SECS: u64 = 86_400;
+
+/// Where Postgres credentials come from.
+#[derive(Debug, Clone)]
+pub enum DbSource {
+    /// `VAULT_ADDR` + `VAULT_TOKEN` + `VAULT_DB_ROLE`: dynamic credentials
+    /// from the database secrets engine; `DATABASE_URL` (credentials, if
+    /// any, ignored) says where the server is.
+    Vault {
+        addr: String,
+        token: SecretString,
+        /// `VAULT_DB_MOUNT` (default `database`).
+        mount: String,
+        role: String,
+        server_url: SecretString,
+    },
+    /// `DATABASE_URL` with a static login (the service's own tests).
+    Static { url: SecretString },
+}
+
+/// The service's configuration; built once in `main`, before anything starts.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `SERVICE_NAME`, `BIND_ADDR`, `REDIS_URL`, `LAB_ENDPOINTS`, ….
+    pub common: CommonConfig,
+    pub db: DbSource,
+    /// `REDIS_URL`: required, the denylist lives there.
+    pub redis_url: String,
+    /// `PG_MAX_CONNECTIONS` (default 10): size of each generation's pool.
+    pub pg_max_connections: u32,
+    /// `IDENTITY_ISSUER` (default `storefront-identity`): the `iss` claim.
+    pub issuer: String,
+    /// `IDENTITY_AUDIENCE` (default `storefront`): the `aud` claim.
+    pub audience: String,
+    /// `ACCESS_TOKEN_TTL_SECS` (default 300).
+    pub access_ttl: Duration,
+    /// `REFRESH_TOKEN_TTL_SECS` (default 86400): each refresh token's
+    /// lifetime; a refresh issues a successor with a fresh lifetime.
+    pub refresh_ttl: Duration,
+    /// `JWT_SIGNING_SEED`: 32 bytes base64url; unset means a key generated
+    /// at startup (tokens then die with the process).
+    pub signing_seed: Option<SecretString>,
+}
+
+impl Config {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_vars(&Vars::process())
+    }
+
+    /// Reads the given variables.
+    pub fn from_vars(vars: &Vars) -> Result<Self, ConfigError> {
+        let common = CommonConfig::from_vars(vars)?;
+        let url = common.database_url.clone().ok_or_else(|| {
+            ConfigError::missing(
+                "DATABASE_URL",
+                "a postgres:// URL (without credentials when VAULT_ADDR is set)",
+            )
+        })?;
+        let db = match vars.optional::<String>("VAULT_ADDR")? {
+            Some(addr) => DbSource::Vault {
+                addr,
+                token: vars.secret("VAULT_TOKEN")?,
+                mount: vars.with_default("VAULT_DB_MOUNT", "database".to_owned())?,
+                role: vars.required("VAULT_DB_ROLE")?,
+                server_url: url,
+            },
+            None => DbSource::Static { url },
+        };
+        Ok(Self {
+            redis_url: common.require_redis_url()?.to_owned(),
+            db,
+            pg_max_connections: vars.with_default("PG_MAX_CONNECTIONS", 10)?,
+            issuer: vars.with_default("IDENTITY_ISSUER", "storefront-identity".to_owned())?,
+            audience: vars.with_default("IDENTITY_AUDIENCE", "storefront".to_owned())?,
+            access_ttl: positive_secs(vars, "ACCESS_TOKEN_TTL_SECS", DEFAULT_ACCESS_TTL_SECS)?,
+            refresh_ttl: positive_secs(vars, "REFRESH_TOKEN_TTL_SECS", DEFAULT_REFRESH_TTL_SECS)?,
+            signing_seed: vars.optional_secret("JWT_SIGNING_SEED")?,
+            common,
+        })
+    }
+}
+
+fn positive_secs(vars: &Vars, name: &'static str, default: u64) -> Result<Duration, ConfigError> {
+    match vars.with_default(name, default)? {
+        0 => Err(ConfigError::Invalid {
+            name,
+            value: "0".into(),
+            expected: "a positive number of seconds".into(),
+            reason: "must be at least 1".into(),
+        }),
+        secs => Ok(Duration::from_secs(secs)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn base() -> Vec<(&'static str, &'static str)> {
+        vec![
+            ("SERVICE_NAME", "identity"),
+            ("BIND_ADDR", "127.0.0.1:0"),
+            ("REDIS_URL", "redis://127.0.0.1:6379/"),
+            ("DATABASE_URL", "postgres://127.0.0.1:5432/storefront"),
+        ]
+    }
+
+    #[test]
+    fn vault_variables_select_dynamic_credentials() {
+        let mut vars = base();
+        vars.extend([
+            ("VAULT_ADDR", "http://127.0.0.1:8200"),
+            ("VAULT_TOKEN", "t"),
+            ("VAULT_DB_ROLE", "identity"),
+        ]);
+        let config = Config::from_vars(&Vars::from_pairs(vars)).unwrap();
+        let DbSource::Vault { mount, role, .. } = config.db else {
+            panic!("expected Vault credentials");
+        };
+        assert_eq!((mount.as_str(), role.as_str()), ("database", "identity"));
+        assert_eq!(config.access_ttl, Duration::from_secs(300));
+    }
+
+    #[test]
+    fn without_vault_the_database_url_is_the_login() {
+        let config = Config::from_vars(&Vars::from_pairs(base())).unwrap();
+        assert!(matches!(config.db, DbSource::Static { .. }));
+    }
+
+    #[test]
+    fn vault_without_a_role_is_named() {
+        let mut vars = base();
+        vars.extend([("VAULT_ADDR", "http://v"), ("VAULT_TOKEN", "t")]);
+        let err = Config::from_vars(&Vars::from_pairs(vars)).unwrap_err();
+        assert!(
+            err.to_string().starts_with("VAULT_DB_ROLE is not set"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn missing_redis_and_zero_ttls_are_named() {
+        let vars: Vec<_> = base()
+            .into_iter()
+            .filter(|(k, _)| *k != "REDIS_URL")
+            .collect();
+        let err = Config::from_vars(&Vars::from_pairs(vars)).unwrap_err();
+        assert!(err.to_string().starts_with("REDIS_URL is not set"), "{err}");
+        let mut vars = base();
+        vars.push(("ACCESS_TOKEN_TTL_SECS", "0"));
+        let err = Config::from_vars(&Vars::from_pairs(vars)).unwrap_err();
+        assert!(
+            err.to_string().starts_with("ACCESS_TOKEN_TTL_SECS="),
+            "{err}"
+        );
+    }
+}

@@ -1,0 +1,19 @@
+//! The identity service: logins (password grant) issue short-lived access
+//! JWTs signed with Ed25519 and single-use refresh tokens that rotate with
+//! reuse detection; revoked `jti`s go on a Redis denylist; public keys are
+//! at `/.well-known/jwks.json`. Its Postgres credentials come from Vault and
+//! rotate while it serves ([`db`]).
+//!
+//! A library as well as a binary so `tests/` can build the real
+//! [`startup::Application`] on port 0 against a throwaway schema.
+
+pub mod config;
+pub mod db;
+pub mod denylist;
+pub mod keys;
+pub mod password;
+pub mod refresh;
+pub mod routes;
+pub mod startup;
+pub mod store;
+pub mod tokens;

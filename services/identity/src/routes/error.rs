@@ -1,0 +1,148 @@
+//! Everything that can go wrong in the identity handlers, mapped to a
+//! status and problem type once, in [`IntoResponse`]. Token-endpoint
+//! errors carry OAuth's `error` code (RFC 6749 §5.2) as a member, so OAuth
+//! clients and problem+json clients both find what they look for.
+
+use axum::extract::rejection::JsonRejection;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use storefront_kit::Problem;
+
+use crate::refresh::Refusal;
+use crate::tokens::TokenError;
+
+/// Problem type: the request is malformed or lacks a field.
+pub const INVALID_REQUEST_TYPE: &str = "/problems/invalid-request";
+/// Problem type: wrong password, or an unusable refresh token.
+pub const INVALID_GRANT_TYPE: &str = "/problems/invalid-grant";
+/// Problem type: a `grant_type` other than `password` or `refresh_token`.
+pub const UNSUPPORTED_GRANT_TYPE: &str = "/problems/unsupported-grant-type";
+/// Problem type: no usable bearer token (missing, invalid, expired, revoked).
+pub const INVALID_TOKEN_TYPE: &str = "/problems/invalid-token";
+
+/// Why a bearer token was not accepted; the `reason` member.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rejected {
+    Missing,
+    Invalid,
+    Expired,
+    Revoked,
+}
+
+impl Rejected {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Missing => "missing",
+            Self::Invalid => "invalid",
+            Self::Expired => "expired",
+            Self::Revoked => "revoked",
+        }
+    }
+}
+
+impl From<TokenError> for Rejected {
+    fn from(e: TokenError) -> Self {
+        match e {
+            TokenError::Expired => Self::Expired,
+            TokenError::Invalid => Self::Invalid,
+        }
+    }
+}
+
+/// Why an identity request failed.
+#[derive(Debug, thiserror::Error)]
+pub enum IdentityError {
+    /// The body isn't JSON (or not declared as JSON).
+    #[error(transparent)]
+    BadBody(#[from] JsonRejection),
+    /// A required field is missing or a value is out of range.
+    #[error("{0}")]
+    InvalidRequest(String),
+    /// `grant_type` is none we support.
+    #[error("grant_type {0:?} is not supported (use \"password\" or \"refresh_token\")")]
+    UnsupportedGrant(String),
+    /// Unknown user or wrong password (one message for both).
+    #[error("wrong username or password")]
+    BadCredentials,
+    /// The refresh token can't be used.
+    #[error("the refresh token cannot be used ({})", .0.as_str())]
+    RefreshRefused(Refusal),
+    /// A used refresh token came back: its family is revoked.
+    #[error("this refresh token was already used; its session is revoked")]
+    ReuseDetected,
+    /// The bearer token is not accepted.
+    #[error("the access token is {}", .0.as_str())]
+    Unauthorized(Rejected),
+    /// Postgres failed; details are logged, never sent.
+    #[error("database query failed")]
+    Database(#[from] sqlx::Error),
+    /// Redis (the denylist) failed.
+    #[error("denylist unavailable")]
+    Redis(#[from] redis::RedisError),
+}
+
+impl IntoResponse for IdentityError {
+    fn into_response(self) -> Response {
+        let detail = self.to_string();
+        let problem = match self {
+            Self::BadBody(rejection) => Problem::from(rejection),
+            Self::InvalidRequest(_) => Problem::bad_request(detail)
+                .with_type(INVALID_REQUEST_TYPE)
+                .with_title("Invalid request")
+                .with_member("error", "invalid_request"),
+            Self::UnsupportedGrant(_) => Problem::bad_request(detail)
+                .with_type(UNSUPPORTED_GRANT_TYPE)
+                .with_title("Unsupported grant type")
+                .with_member("error", "unsupported_grant_type"),
+            Self::BadCredentials => invalid_grant(detail, "bad_credentials"),
+            Self::RefreshRefused(why) => invalid_grant(detail, why.as_str()),
+            Self::ReuseDetected => invalid_grant(detail, "reuse_detected"),
+            Self::Unauthorized(why) => {
+                let problem = Problem::new(StatusCode::UNAUTHORIZED)
+                    .with_type(INVALID_TOKEN_TYPE)
+                    .with_title("Invalid token")
+                    .with_detail(detail)
+                    .with_member("error", "invalid_token")
+                    .with_member("reason", why.as_str());
+                return with_challenge(problem.into_response(), why);
+            }
+            Self::Database(ref error)
+                if crate::db::is_stale(error) || matches!(error, sqlx::Error::PoolTimedOut) =>
+            {
+                tracing::warn!(%error, "database unavailable");
+                Problem::unavailable("the identity database is unavailable; retry shortly")
+            }
+            Self::Database(ref error) => Problem::internal(error),
+            Self::Redis(ref error) => {
+                tracing::warn!(%error, "denylist unavailable");
+                Problem::unavailable("the token denylist is unavailable; retry shortly")
+            }
+        };
+        problem.into_response()
+    }
+}
+
+fn invalid_grant(detail: String, reason: &str) -> Problem {
+    Problem::bad_request(detail)
+        .with_type(INVALID_GRANT_TYPE)
+        .with_title("Invalid grant")
+        .with_member("error", "invalid_grant")
+        .with_member("reason", reason)
+}
+
+/// RFC 6750 §3: a 401 names the scheme and, for a presented token, why.
+fn with_challenge(mut response: Response, why: Rejected) -> Response {
+    let value = match why {
+        Rejected::Missing => r#"Bearer realm="storefront""#.to_owned(),
+        other => format!(
+            r#"Bearer realm="storefront", error="invalid_token", error_description="the access token is {}""#,
+            other.as_str()
+        ),
+    };
+    if let Ok(value) = HeaderValue::from_str(&value) {
+        response
+            .headers_mut()
+            .insert(header::WWW_AUTHENTICATE, value);
+    }
+    response
+}

@@ -1,0 +1,68 @@
+//! Lab-only routes (`LAB_ENDPOINTS=true`): what `storefront rotate` needs to
+//! see and steer the credential rotation. Lease ids are operator secrets:
+//! with a Vault token they revoke the service's database access, which is
+//! exactly what the experiment does with them.
+
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::State;
+use axum::extract::rejection::JsonRejection;
+use axum::http::StatusCode;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use storefront_kit::Problem;
+
+use super::AppState;
+
+/// How long `POST /lab/rotate` waits for the new generation.
+const ROTATE_WAIT: Duration = Duration::from_secs(15);
+
+/// `GET /lab/lease`: the current login and lease, and every generation's
+/// timeline (Unix ms), for the experiment's windows and ground truth.
+pub async fn lease(State(state): State<AppState>) -> Json<Value> {
+    let current = state.db.current();
+    Json(json!({
+        "generation": current.number,
+        "username": current.username,
+        "lease_id": current.lease_id,
+        "naive": state.db.is_naive(),
+        "history": state.db.history(),
+    }))
+}
+
+/// `POST /lab/rotate`: rotate now (e.g. to pick up a role's new TTLs);
+/// answers once the new generation is current.
+pub async fn rotate(State(state): State<AppState>) -> Result<Json<Value>, Problem> {
+    let before = state.db.current().number;
+    if !state.db.request_rotation() {
+        return Err(Problem::conflict(
+            "this instance uses a static DATABASE_URL; there is nothing to rotate",
+        ));
+    }
+    let now = state.db.wait_newer_than(before, ROTATE_WAIT).await;
+    if now.number == before {
+        return Err(Problem::new(StatusCode::GATEWAY_TIMEOUT)
+            .with_detail("the rotation did not complete in time; see the service log"));
+    }
+    Ok(Json(
+        json!({ "generation": now.number, "username": now.username }),
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Mode {
+    /// The control arm: no retry, old leases revoked before they drain.
+    naive: bool,
+}
+
+/// `PUT /lab/rotation-mode` `{"naive": bool}`.
+pub async fn rotation_mode(
+    State(state): State<AppState>,
+    body: Result<Json<Mode>, JsonRejection>,
+) -> Result<Json<Value>, Problem> {
+    let Json(mode) = body.map_err(Problem::from)?;
+    state.db.set_naive(mode.naive);
+    tracing::warn!(naive = mode.naive, "rotation mode changed");
+    Ok(Json(json!({ "naive": mode.naive })))
+}

@@ -1,0 +1,192 @@
+//! Wiring: listener, signing key, Redis, Postgres behind Vault credentials
+//! (or a static URL in tests), routes, readiness — in the zero-to-production
+//! shape: `build` does everything that can fail before serving, `port()`
+//! lets tests bind port 0, `run` serves and cleans up.
+
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use secrecy::ExposeSecret;
+use sqlx::postgres::PgConnectOptions;
+use storefront_kit::checks::{self, Check};
+use storefront_kit::db::{self, DbError};
+use storefront_kit::{http, shutdown};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::config::{Config, DbSource};
+use crate::db::Db;
+use crate::db::rotator::{self, PoolSpec, Rotator, StartError};
+use crate::db::vault::VaultClient;
+use crate::keys::{KeyError, SigningKeys};
+use crate::routes::{self, AppState};
+use crate::tokens::Minter;
+
+/// Attempts at the first credentials before giving up on startup.
+const START_ATTEMPTS: u32 = 5;
+/// Pause between those attempts.
+const START_BACKOFF: Duration = Duration::from_secs(1);
+
+/// Why the service could not start or stopped abnormally.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// `BIND_ADDR` is taken or not ours to bind.
+    #[error("cannot bind BIND_ADDR {addr}: {source}")]
+    Bind {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
+    /// A URL does not parse.
+    #[error("{0}")]
+    Pool(#[from] DbError),
+    /// `JWT_SIGNING_SEED` is unusable.
+    #[error("{0}")]
+    Keys(#[from] KeyError),
+    /// No working database credentials from Vault.
+    #[error("{0}")]
+    Credentials(#[from] StartError),
+    /// The server failed while serving.
+    #[error("server error: {0}")]
+    Serve(#[source] std::io::Error),
+}
+
+/// A built identity service, bound and ready to serve.
+pub struct Application {
+    listener: TcpListener,
+    port: u16,
+    router: Router,
+    db: Db,
+    /// The credential rotation task, started by `run` (absent with a static URL).
+    rotator: Option<Rotator>,
+    grace: Duration,
+}
+
+impl Application {
+    /// Binds, makes the key, gets the first credentials, builds the routes.
+    pub async fn build(config: Config) -> Result<Self, AppError> {
+        let addr = config.common.bind_addr;
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| AppError::Bind { addr, source })?;
+        let port = listener
+            .local_addr()
+            .map_err(|source| AppError::Bind { addr, source })?
+            .port();
+        let keys = SigningKeys::new(config.signing_seed.as_ref())?;
+        let kid = keys.kid.clone();
+        let minter = Arc::new(Minter::new(keys, &config.issuer, &config.audience));
+        let redis = db::connect_redis(&config.redis_url)?;
+        let (db, rotator, vault) = database(&config).await?;
+        let mut readiness = vec![postgres_check(db.clone()), checks::redis(redis.clone())];
+        if let Some(vault) = vault {
+            readiness.push(Check::new("vault", move || {
+                let vault = vault.clone();
+                async move { vault.health().await }
+            }));
+        }
+        let state = AppState {
+            db: db.clone(),
+            redis,
+            minter,
+            access_ttl: config.access_ttl,
+            refresh_ttl: config.refresh_ttl,
+            lab_endpoints: config.common.lab_endpoints,
+        };
+        let router = http::app(
+            &config.common.service_name,
+            routes::router(state),
+            readiness,
+        );
+        tracing::info!(%addr, port, %kid, dynamic_credentials = rotator.is_some(), lab_endpoints = config.common.lab_endpoints, "identity listening");
+        Ok(Self {
+            listener,
+            port,
+            router,
+            db,
+            rotator,
+            grace: config.common.shutdown_grace,
+        })
+    }
+
+    /// The port the listener is bound to.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Serves until SIGTERM/SIGINT, drains, stops the rotation (revoking the lease).
+    pub async fn run(self) -> Result<(), AppError> {
+        self.run_until(shutdown::shutdown_signal()).await
+    }
+
+    /// [`Application::run`] with the shutdown trigger supplied (for tests).
+    pub async fn run_until(
+        self,
+        signal: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), AppError> {
+        let (stop, stopped) = watch::channel(false);
+        let rotation = self.rotator.map(|r| tokio::spawn(r.run(stopped)));
+        let served = shutdown::serve_until(self.listener, self.router, self.grace, signal).await;
+        let _ = stop.send(true);
+        match rotation {
+            Some(task) => {
+                let _ = task.await;
+            }
+            None => self.db.current().pool.close().await,
+        }
+        tracing::info!("identity stopped");
+        served.map_err(AppError::Serve)
+    }
+}
+
+type Database = (Db, Option<Rotator>, Option<VaultClient>);
+
+async fn database(config: &Config) -> Result<Database, AppError> {
+    match &config.db {
+        DbSource::Static { url } => {
+            let pool = db::connect_pg(url, config.pg_max_connections)?;
+            let user = PgConnectOptions::from_str(url.expose_secret())
+                .map(|o| o.get_username().to_owned())
+                .unwrap_or_default();
+            Ok((Db::fixed(pool, user), None, None))
+        }
+        DbSource::Vault {
+            addr,
+            token,
+            mount,
+            role,
+            server_url,
+        } => {
+            let server = PgConnectOptions::from_str(server_url.expose_secret())
+                .map_err(DbError::PostgresUrl)?
+                .application_name(&config.common.service_name);
+            let vault = VaultClient::new(addr, token.clone(), mount, role);
+            let spec = PoolSpec {
+                server,
+                max_connections: config.pg_max_connections,
+            };
+            let mut attempt = 1;
+            let (db, rotator) = loop {
+                match rotator::start(vault.clone(), spec.clone()).await {
+                    Ok(started) => break started,
+                    Err(error) if attempt < START_ATTEMPTS => {
+                        tracing::warn!(%error, attempt, "no database credentials yet; retrying");
+                        attempt += 1;
+                        tokio::time::sleep(START_BACKOFF).await;
+                    }
+                    Err(error) => return Err(error.into()),
+                }
+            };
+            Ok((db, Some(rotator), Some(vault)))
+        }
+    }
+}
+
+/// `SELECT 1` on whichever pool is current.
+fn postgres_check(db: Db) -> Check {
+    Check::new("postgres", move || {
+        let pool = db.current().pool.clone();
+        async move { sqlx::query("SELECT 1").execute(&pool).await.map(drop) }
+    })
+}
