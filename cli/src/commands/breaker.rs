@@ -1,0 +1,24 @@
+//! `storefront breaker`: fail, kill and restore a catalog replica while
+//! reads go through the BFF; its circuit breaker must isolate and readmit it.
+
+use anyhow::Result;
+
+use crate::commands::Global;
+use crate::exit;
+use crate::experiments::{self, CommonArgs, Lab, breaker};
+
+#[derive(Debug, clap::Args)]
+#[command(after_help = exit::HELP)]
+pub struct Args {
+    #[command(flatten)]
+    pub params: breaker::Params,
+    #[command(flatten)]
+    pub common: CommonArgs,
+}
+
+pub async fn run(g: &Global, args: Args) -> Result<u8> {
+    let ctx = g.ctx()?;
+    let lab = Lab::connect(&ctx).await?;
+    let report = breaker::run(&ctx, &lab, &args.params, args.common.seed()).await?;
+    experiments::finish(&report, args.common.json)
+}

@@ -1,0 +1,690 @@
+//! `storefront flood`: open-model load through the BFF, above its sessions'
+//! refill rate, checking the token bucket from outside: per session, what
+//! was accepted against `capacity + refill × time`; every refusal a 429
+//! with a usable `Retry-After`; no 5xx; the catalog's own request count
+//! equal to what the BFF accepted; and a refused client that waits
+//! `Retry-After` gets in.
+//!
+//! The expectations come from the running BFF (`GET /admin/config`, with
+//! the profile's admin token), not from the profile file, which may have
+//! been edited since the fleet booted. The hidden `--expect-capacity` is
+//! the control arm: a wrong capacity must fail the run.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use serde_json::json;
+
+use super::breaker::{Gateway, sum_counter};
+use super::record::{Latencies, Outcomes, outcome_of, summarize};
+use super::{Invariant, Lab, Report};
+use crate::fleet::Ctx;
+use crate::load::open::{self, Done, OpenModel};
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct Params {
+    /// Arrivals per second, all sessions together (loopback only).
+    #[arg(long, default_value_t = 400, value_parser = clap::value_parser!(u32).range(1..=5000))]
+    pub rps: u32,
+    /// Seconds of load.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=60))]
+    pub duration: u64,
+    /// Sessions the arrivals are spread over (round-robin), each its own bucket.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub sessions: u32,
+    /// How far below the ideal count a session's acceptances may fall (percent).
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(0..=100))]
+    pub tolerance_pct: u32,
+    /// Afterwards, time N cached GETs through the BFF and N straight to the replicas, interleaved (0: skip).
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=100_000))]
+    pub compare_direct: u32,
+    /// Control arm: judge against this capacity instead of the BFF's (a wrong one must fail).
+    #[arg(long, hide = true)]
+    pub expect_capacity: Option<u32>,
+}
+
+/// Requests in flight at most; beyond it an arrival is dropped and counted.
+const MAX_IN_FLIGHT: usize = 4096;
+const ACCEPTED: &str = "accepted (200)";
+const REJECTED: &str = "rejected (429)";
+const OTHER: &str = "other";
+
+/// What one session got.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SessionCount {
+    pub sent: u64,
+    pub accepted: u64,
+    pub rejected: u64,
+    /// 429s whose `Retry-After` or `RateLimit` headers were missing or wrong.
+    pub bad_rejections: u64,
+    /// 5xx and transport errors.
+    pub errors: u64,
+}
+
+/// The bucket the checks assume.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub capacity: u64,
+    pub refill_per_sec: u64,
+}
+
+impl Limits {
+    /// `Retry-After` is whole seconds until a token exists: at least 1, at
+    /// most the time one token takes, rounded up.
+    fn retry_after_ok(&self, value: Option<&str>) -> bool {
+        let longest = 1u64.div_ceil(self.refill_per_sec.max(1)).max(1);
+        value
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .is_some_and(|v| (1..=longest).contains(&v))
+    }
+}
+
+pub async fn run(ctx: &Ctx, lab: &Lab, p: &Params, seed: u64) -> Result<Report> {
+    let started = Instant::now();
+    let gw = Gateway::connect(ctx)?;
+    let config = gw.config().await?;
+    let rl = &config["rate_limit"];
+    let live = Limits {
+        capacity: rl["capacity"]
+            .as_u64()
+            .context("/admin/config: no rate_limit.capacity")?,
+        refill_per_sec: rl["refill_per_sec"]
+            .as_u64()
+            .context("/admin/config: no rate_limit.refill_per_sec")?,
+    };
+    let limits = Limits {
+        capacity: p.expect_capacity.map_or(live.capacity, u64::from),
+        ..live
+    };
+    let mut report = Report::new(
+        "flood",
+        seed,
+        json!({
+            "rps": p.rps, "duration_s": p.duration, "sessions": p.sessions,
+            "tolerance_pct": p.tolerance_pct, "compare_direct": p.compare_direct,
+            "bucket (from GET /admin/config)": {"capacity": live.capacity, "refill_per_sec": live.refill_per_sec},
+            "expect_capacity (control)": p.expect_capacity,
+        }),
+    );
+    let catalog = lab.urls("catalog")?.to_vec();
+    let id: i64 = sqlx::query_scalar("SELECT id FROM catalog.products ORDER BY id LIMIT 1")
+        .fetch_one(&lab.pg)
+        .await
+        .context("arrange: no product in catalog.products")?;
+    let path = format!("/products/{id}");
+    // Warm every replica's cache, so the flood measures the gateway.
+    for base in &catalog {
+        lab.http.get(format!("{base}{path}")).send().await?;
+    }
+    let upstream_before = upstream_count(lab, &catalog).await;
+    let failed_open_before = failed_open(lab, &gw.url).await;
+
+    let nonce = format!("{seed:x}-{:x}", rand::random::<u32>());
+    let tallies = Arc::new(Mutex::new(vec![
+        SessionCount::default();
+        p.sessions as usize
+    ]));
+    let model = OpenModel {
+        rate: f64::from(p.rps),
+        duration: Duration::from_secs(p.duration),
+        max_in_flight: MAX_IN_FLIGHT,
+    };
+    let url = Arc::new(format!("{}/api/catalog{path}", gw.url));
+    let sessions = p.sessions as u64;
+    let run = open::drive(model, |i| {
+        let (http, url, tallies) = (lab.http.clone(), url.clone(), tallies.clone());
+        let s = (i % sessions) as usize;
+        let session = format!("flood-{nonce}-{s}");
+        async move {
+            let r = http
+                .get(url.as_str())
+                .header("x-session-id", session)
+                .send()
+                .await;
+            let mut t = SessionCount {
+                sent: 1,
+                ..SessionCount::default()
+            };
+            let label = match &r {
+                Ok(r) if r.status() == 200 => {
+                    t.accepted = 1;
+                    ACCEPTED
+                }
+                Ok(r) if r.status() == 429 => {
+                    t.rejected = 1;
+                    let h = r.headers();
+                    let header = |n: &str| h.get(n).and_then(|v| v.to_str().ok());
+                    let fine = live.retry_after_ok(header("retry-after"))
+                        && header("ratelimit").is_some_and(|v| v.contains("r=0"))
+                        && header("ratelimit-policy").is_some();
+                    t.bad_rejections = u64::from(!fine);
+                    REJECTED
+                }
+                Ok(r) => {
+                    t.errors = u64::from(r.status().is_server_error());
+                    OTHER
+                }
+                Err(_) => {
+                    t.errors = 1;
+                    OTHER
+                }
+            };
+            {
+                let mut all = tallies
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                let c = &mut all[s];
+                c.sent += t.sent;
+                c.accepted += t.accepted;
+                c.rejected += t.rejected;
+                c.bad_rejections += t.bad_rejections;
+                c.errors += t.errors;
+            }
+            Done {
+                label: label.into(),
+                outcome: outcome_of(&r.map(|r| r.status())),
+            }
+        }
+    })
+    .await;
+    let upstream_after = upstream_count(lab, &catalog).await;
+    let failed_open = failed_open_before
+        .zip(failed_open(lab, &gw.url).await)
+        .map(|(a, b)| b - a);
+    let counts = tallies
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone();
+
+    let waited = retry_after_probe(lab, &gw.url, &path, &nonce, live).await?;
+
+    let window = run.took.as_secs_f64();
+    let tolerance = f64::from(p.tolerance_pct) / 100.0;
+    report.push(upper_bound(&counts, limits, window, failed_open));
+    report.push(lower_bound(&counts, limits, p.duration as f64, tolerance));
+    report.push(rejections_valid(&counts, live));
+    report.push(no_server_errors(&counts, &run.outcomes));
+    let accepted: u64 = counts.iter().map(|c| c.accepted).sum();
+    report.push(upstream_matches(
+        accepted,
+        upstream_before.zip(upstream_after).map(|(a, b)| b - a),
+    ));
+    report.push(waited);
+    report.push(rejections_cheaper(&run.latencies));
+
+    report.outcomes = run.outcomes;
+    for (s, c) in counts.iter().enumerate() {
+        let label = format!("session {s}");
+        for (outcome, n) in [
+            ("200", c.accepted),
+            ("429", c.rejected),
+            ("other", c.sent - c.accepted - c.rejected),
+        ] {
+            if n > 0 {
+                *report
+                    .outcomes
+                    .0
+                    .entry(label.clone())
+                    .or_default()
+                    .entry(outcome.into())
+                    .or_default() += n;
+            }
+        }
+    }
+    report.latencies = run.latencies;
+    report.measure(
+        "arrivals",
+        format!(
+            "{} sent, {} dropped (in-flight bound {MAX_IN_FLIGHT}), worst send lag {:.1} ms, took {:.2} s",
+            run.sent,
+            run.dropped,
+            run.max_send_lag.as_secs_f64() * 1000.0,
+            window
+        ),
+    );
+    let per_session = f64::from(p.rps) / p.sessions as f64;
+    if per_session <= live.refill_per_sec as f64 {
+        report.measure(
+            "note",
+            format!("{per_session:.0}/s per session is not above the refill rate: nothing should be refused once the burst is spent"),
+        );
+    }
+    if p.compare_direct > 0 {
+        compare_direct(
+            lab,
+            &gw.url,
+            &catalog,
+            &path,
+            &nonce,
+            p.compare_direct,
+            &mut report,
+        )
+        .await;
+    }
+    report.conclude(started.elapsed());
+    Ok(report)
+}
+
+/// The catalog replicas' own count of `GET /products/{id}`, all statuses;
+/// `None` if a replica's /metrics can't be read.
+async fn upstream_count(lab: &Lab, catalog: &[String]) -> Option<f64> {
+    let mut total = 0.0;
+    for base in catalog {
+        let page = lab
+            .http
+            .get(format!("{base}/metrics"))
+            .send()
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()?;
+        total += sum_counter(&page, "http_requests_total", |l| {
+            l.contains("method=\"GET\"") && l.contains("route=\"/products/{id}\"")
+        });
+    }
+    Some(total)
+}
+
+/// The BFF's count of requests let through unlimited because Redis did
+/// not answer in time (`bff_ratelimit_decisions_total{decision="fail_open"}`).
+async fn failed_open(lab: &Lab, bff: &str) -> Option<f64> {
+    let page = lab
+        .http
+        .get(format!("{bff}/metrics"))
+        .send()
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()?;
+    Some(sum_counter(&page, "bff_ratelimit_decisions_total", |l| {
+        l.contains("decision=\"fail_open\"")
+    }))
+}
+
+/// A fresh session spends its bucket until refused, waits the
+/// `Retry-After` it was given, and must then be let in.
+async fn retry_after_probe(
+    lab: &Lab,
+    bff: &str,
+    path: &str,
+    nonce: &str,
+    l: Limits,
+) -> Result<Invariant> {
+    let name = "after waiting Retry-After, a request succeeds";
+    let expected = "200 after sleeping Retry-After";
+    let session = format!("flood-{nonce}-probe");
+    let url = format!("{bff}/api/catalog{path}");
+    let get = || lab.http.get(&url).header("x-session-id", &session).send();
+    // Bursts of 50 outrun any refill the bucket gets meanwhile.
+    let most = l.capacity + 2 * l.refill_per_sec + 500;
+    let mut sent = 0;
+    let mut refusal = None;
+    while sent < most && refusal.is_none() {
+        let burst = futures::future::join_all((0..50).map(|_| get())).await;
+        sent += 50;
+        refusal = burst.into_iter().flatten().find(|r| r.status() == 429);
+    }
+    let Some(refusal) = refusal else {
+        return Ok(Invariant::unknown(
+            name,
+            expected,
+            format!("no 429 after {sent} requests on a fresh session"),
+        ));
+    };
+    let Some(secs) = refusal
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+    else {
+        return Ok(Invariant::check(
+            name,
+            false,
+            expected,
+            "429 without a usable Retry-After",
+            "fresh session drained",
+        ));
+    };
+    tokio::time::sleep(Duration::from_secs(secs)).await;
+    let status = get().await.map(|r| r.status());
+    let o = outcome_of(&status);
+    Ok(Invariant::check(
+        name,
+        o == "200",
+        expected,
+        format!("{o} after {secs} s"),
+        format!("a fresh session drained with {sent} requests in bursts of 50, then refused"),
+    ))
+}
+
+// ---------------------------------------------------------------------------
+// The checks, as functions of their evidence (unit-tested with bad evidence).
+
+fn describe(bad: &[String]) -> String {
+    if bad.is_empty() {
+        "every session".into()
+    } else {
+        bad.join("; ")
+    }
+}
+
+/// accepted ≤ capacity + refill × W + 1 per session, W the run's length
+/// (first arrival to last response: all the time the bucket could refill).
+pub fn upper_bound(
+    counts: &[SessionCount],
+    l: Limits,
+    window_secs: f64,
+    failed_open: Option<f64>,
+) -> Invariant {
+    let bound = l.capacity as f64 + l.refill_per_sec as f64 * window_secs + 1.0;
+    let bad: Vec<String> = counts
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| c.accepted as f64 > bound)
+        .map(|(s, c)| format!("session {s}: {} > {bound:.0}", c.accepted))
+        .collect();
+    let max = counts.iter().map(|c| c.accepted).max().unwrap_or(0);
+    Invariant::check(
+        "per session: accepted ≤ capacity + refill × D (+1)",
+        bad.is_empty(),
+        format!(
+            "≤ {} + {} × {window_secs:.2} s + 1 = {bound:.0}",
+            l.capacity, l.refill_per_sec
+        ),
+        if bad.is_empty() {
+            format!("at most {max}")
+        } else {
+            describe(&bad)
+        },
+        format!(
+            "200s counted per X-Session-Id; D = first arrival to last response; the BFF failed open (Redis too slow) {} time(s) meanwhile",
+            failed_open.map_or("?".into(), |n| n.to_string())
+        ),
+    )
+}
+
+/// accepted ≥ (1 − tolerance) × min(sent, capacity + refill × D) per
+/// session: the limiter is not over-strict.
+pub fn lower_bound(
+    counts: &[SessionCount],
+    l: Limits,
+    duration_secs: f64,
+    tolerance: f64,
+) -> Invariant {
+    let ideal = |c: &SessionCount| {
+        (c.sent as f64).min(l.capacity as f64 + l.refill_per_sec as f64 * duration_secs)
+    };
+    let bad: Vec<String> = counts
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| (c.accepted as f64) < ((1.0 - tolerance) * ideal(c)).floor())
+        .map(|(s, c)| {
+            format!(
+                "session {s}: {} < {:.0}",
+                c.accepted,
+                ((1.0 - tolerance) * ideal(c)).floor()
+            )
+        })
+        .collect();
+    let min = counts.iter().map(|c| c.accepted).min().unwrap_or(0);
+    Invariant::check(
+        "per session: accepted not far below it (limiter not over-strict)",
+        bad.is_empty() && !counts.is_empty(),
+        format!(
+            "≥ {:.0} % of min(sent, {} + {} × {duration_secs} s)",
+            (1.0 - tolerance) * 100.0,
+            l.capacity,
+            l.refill_per_sec
+        ),
+        if bad.is_empty() {
+            format!("at least {min}")
+        } else {
+            describe(&bad)
+        },
+        "200s counted per X-Session-Id; D = the configured duration (arrivals span it)",
+    )
+}
+
+pub fn rejections_valid(counts: &[SessionCount], l: Limits) -> Invariant {
+    let rejected: u64 = counts.iter().map(|c| c.rejected).sum();
+    let bad: u64 = counts.iter().map(|c| c.bad_rejections).sum();
+    Invariant::check(
+        "every rejection is a 429 with a valid Retry-After",
+        bad == 0,
+        format!(
+            "Retry-After in 1..={} s, RateLimit r=0, RateLimit-Policy, on every 429",
+            1u64.div_ceil(l.refill_per_sec.max(1)).max(1)
+        ),
+        format!("{bad} of {rejected} 429s malformed"),
+        "headers of every 429",
+    )
+}
+
+pub fn no_server_errors(counts: &[SessionCount], outcomes: &Outcomes) -> Invariant {
+    let errors: u64 = counts.iter().map(|c| c.errors).sum();
+    Invariant::equal(
+        "no 5xx",
+        0,
+        errors,
+        format!(
+            "5xx and transport errors; other outcomes: {}",
+            outcomes.summary(OTHER)
+        ),
+    )
+}
+
+pub fn upstream_matches(accepted: u64, upstream_delta: Option<f64>) -> Invariant {
+    let name = "the upstream's own request count equals the accepted count";
+    match upstream_delta {
+        None => Invariant::unknown(
+            name,
+            accepted,
+            "a catalog replica's /metrics could not be read",
+        ),
+        Some(d) => Invariant::check(
+            name,
+            d == accepted as f64,
+            accepted,
+            d,
+            "sum over catalog replicas of http_requests_total{method=GET,route=/products/{id}} before/after, vs 200s seen",
+        ),
+    }
+}
+
+/// Refusals must be cheaper than acceptances: the median 429 (a Redis round
+/// trip) against the median 200 (the same plus the upstream call).
+pub fn rejections_cheaper(lat: &Latencies) -> Invariant {
+    let name = "rejections are fast (median 429 ≤ median 200, service time)";
+    let key = |l: &str| format!("{l} (service time)");
+    match (lat.get(&key(REJECTED)), lat.get(&key(ACCEPTED))) {
+        (Some(r), Some(a)) if !r.is_empty() && !a.is_empty() => {
+            let (r, a) = (summarize(r), summarize(a));
+            Invariant::check(
+                name,
+                r.p50_ms <= a.p50_ms,
+                format!("≤ {:.2} ms", a.p50_ms),
+                format!("{:.2} ms (p99 {:.2} ms)", r.p50_ms, r.p99_ms),
+                "HDR histograms of the 429s and 200s, from the actual send",
+            )
+        }
+        _ => Invariant::unknown(name, "both 200s and 429s", "one of the two never happened"),
+    }
+}
+
+/// The gateway's added latency: the same cached read through the BFF and
+/// straight to a replica, interleaved so both see the same machine.
+async fn compare_direct(
+    lab: &Lab,
+    bff: &str,
+    catalog: &[String],
+    path: &str,
+    nonce: &str,
+    n: u32,
+    report: &mut Report,
+) {
+    const VIA: &str = "cached GET via BFF";
+    const DIRECT: &str = "cached GET direct to a replica";
+    let mut lat = Latencies::default();
+    let mut out = Outcomes::default();
+    for i in 0..n {
+        // Sessions rotate so the bench is never throttled (64 buckets).
+        let session = format!("bench-{nonce}-{}", i % 64);
+        let via = lab
+            .http
+            .get(format!("{bff}/api/catalog{path}"))
+            .header("x-session-id", session);
+        let direct = lab
+            .http
+            .get(format!("{}{path}", catalog[i as usize % catalog.len()]));
+        let order = if i % 2 == 0 {
+            [(VIA, via), (DIRECT, direct)]
+        } else {
+            [(DIRECT, direct), (VIA, via)]
+        };
+        for (label, request) in order {
+            let t = Instant::now();
+            let r = request.send().await;
+            let took = t.elapsed();
+            let cache = r
+                .as_ref()
+                .ok()
+                .and_then(|r| r.headers().get("x-cache"))
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("-")
+                .to_owned();
+            let status = outcome_of(&r.map(|r| r.status()));
+            if status == "200" {
+                lat.record(label, took);
+            }
+            out.add(label, format!("{status} x-cache={cache}"));
+        }
+    }
+    if let (Some(v), Some(d)) = (lat.get(VIA), lat.get(DIRECT)) {
+        let (v, d) = (summarize(v), summarize(d));
+        report.measure(
+            "BFF added latency (cached GET, sequential)",
+            format!(
+                "p50 {:.3} ms vs {:.3} ms direct (+{:.3}); p99 {:.3} ms vs {:.3} ms (+{:.3})",
+                v.p50_ms,
+                d.p50_ms,
+                v.p50_ms - d.p50_ms,
+                v.p99_ms,
+                d.p99_ms,
+                v.p99_ms - d.p99_ms
+            ),
+        );
+    }
+    report.latencies.merge(&lat);
+    report.outcomes.merge(&out);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::experiments::Verdict;
+
+    const L: Limits = Limits {
+        capacity: 200,
+        refill_per_sec: 100,
+    };
+
+    fn session(sent: u64, accepted: u64) -> SessionCount {
+        SessionCount {
+            sent,
+            accepted,
+            rejected: sent - accepted,
+            ..SessionCount::default()
+        }
+    }
+
+    #[test]
+    fn too_many_acceptances_fail_the_upper_bound() {
+        assert_eq!(
+            upper_bound(&[session(1500, 700)], L, 5.0, None).verdict,
+            Verdict::Pass
+        );
+        assert_eq!(
+            upper_bound(&[session(1500, 702)], L, 5.0, None).verdict,
+            Verdict::Fail
+        );
+        // The control arm: judged against a wrong (smaller) capacity.
+        let wrong = Limits { capacity: 20, ..L };
+        assert_eq!(
+            upper_bound(&[session(1500, 700)], wrong, 5.0, None).verdict,
+            Verdict::Fail
+        );
+    }
+
+    #[test]
+    fn too_few_acceptances_fail_the_lower_bound() {
+        assert_eq!(
+            lower_bound(&[session(1500, 690)], L, 5.0, 0.1).verdict,
+            Verdict::Pass
+        );
+        assert_eq!(
+            lower_bound(&[session(1500, 600)], L, 5.0, 0.1).verdict,
+            Verdict::Fail
+        );
+        // Below the refill rate everything must pass the limiter.
+        assert_eq!(
+            lower_bound(&[session(100, 100)], L, 5.0, 0.0).verdict,
+            Verdict::Pass
+        );
+        assert_eq!(
+            lower_bound(&[session(100, 80)], L, 5.0, 0.1).verdict,
+            Verdict::Fail
+        );
+        let wrong = Limits {
+            capacity: 2000,
+            ..L
+        };
+        assert_eq!(
+            lower_bound(&[session(3000, 700)], wrong, 5.0, 0.1).verdict,
+            Verdict::Fail
+        );
+    }
+
+    #[test]
+    fn a_bad_rejection_or_a_5xx_fails() {
+        let mut s = session(10, 5);
+        assert_eq!(rejections_valid(&[s], L).verdict, Verdict::Pass);
+        s.bad_rejections = 1;
+        assert_eq!(rejections_valid(&[s], L).verdict, Verdict::Fail);
+        s.errors = 1;
+        assert_eq!(
+            no_server_errors(&[s], &Outcomes::default()).verdict,
+            Verdict::Fail
+        );
+    }
+
+    #[test]
+    fn retry_after_must_be_a_whole_second_count_within_one_token() {
+        assert!(L.retry_after_ok(Some("1")));
+        assert!(!L.retry_after_ok(Some("0")));
+        assert!(!L.retry_after_ok(Some("5")));
+        assert!(!L.retry_after_ok(Some("soon")));
+        assert!(!L.retry_after_ok(None));
+    }
+
+    #[test]
+    fn an_upstream_count_off_by_one_fails() {
+        assert_eq!(upstream_matches(10, Some(10.0)).verdict, Verdict::Pass);
+        assert_eq!(upstream_matches(10, Some(11.0)).verdict, Verdict::Fail);
+        assert_eq!(upstream_matches(10, None).verdict, Verdict::Unknown);
+    }
+
+    #[test]
+    fn slow_rejections_fail() {
+        let mut lat = Latencies::default();
+        lat.record("accepted (200) (service time)", Duration::from_millis(2));
+        lat.record("rejected (429) (service time)", Duration::from_millis(1));
+        assert_eq!(rejections_cheaper(&lat).verdict, Verdict::Pass);
+        for _ in 0..3 {
+            lat.record("rejected (429) (service time)", Duration::from_millis(9));
+        }
+        assert_eq!(rejections_cheaper(&lat).verdict, Verdict::Fail);
+    }
+}

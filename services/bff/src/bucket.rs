@@ -1,0 +1,257 @@
+//! The token bucket as a pure function of `(state, now)`, governor-style:
+//! time is a parameter, so tests step it instead of sleeping, and a refusal
+//! says when to retry.
+//!
+//! The arithmetic is integer on purpose: `limiter.lua` runs the same steps
+//! inside Redis (where numbers are doubles, exact below 2^53), and the two
+//! are tested against the same cases. Tokens are counted in micro-tokens and
+//! time in microseconds, so a refill of `R` tokens per second adds exactly
+//! `R` micro-tokens per microsecond: no remainder is ever dropped.
+
+/// Micro-tokens in one token (and microseconds in one second).
+pub const MICRO: i64 = 1_000_000;
+/// Largest capacity and refill rate accepted, so every intermediate value
+/// stays below 2^53 and the Lua copy computes exactly what this one does.
+pub const MAX_RATE: u32 = 1_000_000;
+
+/// How big a bucket is and how fast it refills.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Policy {
+    /// Tokens a full bucket holds: the burst a fresh session may send.
+    pub capacity: u32,
+    /// Tokens added per second, up to `capacity`.
+    pub refill_per_sec: u32,
+}
+
+/// A session's bucket as stored (in Redis: a hash with these two fields).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Bucket {
+    /// Micro-tokens in the bucket after the last request.
+    pub level: i64,
+    /// When `level` was computed, in µs on the limiter's clock.
+    pub at_us: i64,
+}
+
+/// What one request got.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Decision {
+    /// Whether a token was taken.
+    pub allowed: bool,
+    /// Micro-tokens left after this request.
+    pub level: i64,
+    /// Refused: µs until a whole token exists. Allowed: 0.
+    pub retry_after_us: i64,
+    /// µs until the bucket is full again (also how long its key must live).
+    pub full_after_us: i64,
+}
+
+impl Decision {
+    /// Whole tokens left, for `RateLimit: r=`.
+    pub fn remaining(&self) -> u64 {
+        u64::try_from(self.level / MICRO).unwrap_or(0)
+    }
+}
+
+/// `ceil(a / b)` for `a >= 0`, `b > 0`; negative `a` counts as 0.
+fn ceil_div(a: i64, b: i64) -> i64 {
+    if a <= 0 { 0 } else { (a + b - 1) / b }
+}
+
+/// `µs` rounded up to whole seconds, at least 1: `Retry-After` is in
+/// seconds and a client told 0 would retry at once and be refused again.
+pub fn whole_seconds_up(us: i64) -> u64 {
+    u64::try_from(ceil_div(us, MICRO)).unwrap_or(0).max(1)
+}
+
+impl Policy {
+    /// A policy, refused when a number is 0 or above [`MAX_RATE`].
+    pub fn new(capacity: u32, refill_per_sec: u32) -> Result<Self, String> {
+        for (name, v) in [("capacity", capacity), ("refill", refill_per_sec)] {
+            if v == 0 || v > MAX_RATE {
+                return Err(format!("{name} must be in 1..={MAX_RATE}, got {v}"));
+            }
+        }
+        Ok(Self {
+            capacity,
+            refill_per_sec,
+        })
+    }
+
+    /// A full bucket, in micro-tokens.
+    fn full(&self) -> i64 {
+        i64::from(self.capacity) * MICRO
+    }
+
+    /// Takes one token from `state` (absent: a full bucket) at `now_us`.
+    ///
+    /// Steps, mirrored line by line in `limiter.lua`:
+    /// 1. refill for the time since `at` (a clock running backwards refills
+    ///    nothing), capped at capacity;
+    /// 2. take a token if a whole one is there;
+    /// 3. otherwise say how long until one is.
+    pub fn take(&self, state: Option<Bucket>, now_us: i64) -> (Bucket, Decision) {
+        let rate = i64::from(self.refill_per_sec);
+        let full = self.full();
+        let Bucket { mut level, at_us } = state.unwrap_or(Bucket {
+            level: full,
+            at_us: now_us,
+        });
+        let elapsed = (now_us - at_us).max(0);
+        let to_fill = ceil_div(full - level, rate);
+        level = if elapsed >= to_fill {
+            full
+        } else {
+            (level + elapsed * rate).min(full)
+        };
+        let at_us = at_us.max(now_us);
+        let (allowed, retry_after_us) = if level >= MICRO {
+            level -= MICRO;
+            (true, 0)
+        } else {
+            (false, ceil_div(MICRO - level, rate))
+        };
+        let decision = Decision {
+            allowed,
+            level,
+            retry_after_us,
+            full_after_us: ceil_div(full - level, rate),
+        };
+        (Bucket { level, at_us }, decision)
+    }
+}
+
+/// Shared cases for this module's tests and the Lua script's (in
+/// `tests/limiter.rs`, against a real Redis): a sequence of request times
+/// (µs) and whether each is allowed.
+pub mod cases {
+    use super::Policy;
+
+    /// One scenario: a policy and `(now_us, allowed, retry_after_us)` steps.
+    pub struct Case {
+        /// What it shows.
+        pub name: &'static str,
+        /// The bucket's policy.
+        pub policy: Policy,
+        /// Request time, expected verdict, expected retry-after.
+        pub steps: Vec<(i64, bool, i64)>,
+    }
+
+    /// A realistic epoch in µs (2024), so the Lua copy is exercised with
+    /// 16-digit numbers, where a careless `tostring` would lose digits.
+    pub const T0: i64 = 1_717_171_717_000_000;
+
+    /// The scenarios both implementations must agree on.
+    pub fn all() -> Vec<Case> {
+        let p = |c, r| Policy::new(c, r).expect("valid");
+        vec![
+            Case {
+                name: "a burst of capacity passes, the next waits one token",
+                policy: p(3, 10),
+                steps: vec![
+                    (T0, true, 0),
+                    (T0, true, 0),
+                    (T0, true, 0),
+                    (T0, false, 100_000),
+                    (T0 + 40_000, false, 60_000),
+                    (T0 + 100_000, true, 0),
+                    (T0 + 100_001, false, 99_999),
+                ],
+            },
+            Case {
+                name: "refill is capped at capacity after a long idle",
+                policy: p(2, 1),
+                steps: vec![
+                    (T0, true, 0),
+                    (T0, true, 0),
+                    (T0 + 3_600_000_000, true, 0),
+                    (T0 + 3_600_000_000, true, 0),
+                    (T0 + 3_600_000_000, false, 1_000_000),
+                ],
+            },
+            Case {
+                name: "a clock running backwards refills nothing",
+                policy: p(1, 1),
+                steps: vec![
+                    (T0 + 500_000, true, 0),
+                    (T0, false, 1_000_000),
+                    (T0 + 1_400_000, false, 100_000),
+                    (T0 + 1_500_000, true, 0),
+                ],
+            },
+            Case {
+                name: "partial refills accumulate exactly (no remainder lost)",
+                // 3 micro-tokens per µs: every 111,111 µs adds 333,333.
+                policy: p(1, 3),
+                steps: vec![
+                    (T0 + 1, true, 0),
+                    (T0 + 111_112, false, 222_223),
+                    (T0 + 222_223, false, 111_112),
+                    (T0 + 333_334, false, 1),
+                    (T0 + 333_335, true, 0),
+                ],
+            },
+        ]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn policy_refuses_zero_and_huge_numbers() {
+        assert!(Policy::new(0, 1).is_err());
+        assert!(Policy::new(1, 0).is_err());
+        assert!(Policy::new(MAX_RATE + 1, 1).is_err());
+        assert!(Policy::new(200, 100).is_ok());
+    }
+
+    #[test]
+    fn the_shared_cases_hold_for_the_rust_bucket() {
+        for case in cases::all() {
+            let mut state = None;
+            for (i, (now, allowed, retry)) in case.steps.iter().enumerate() {
+                let (next, d) = case.policy.take(state, *now);
+                assert_eq!(
+                    (d.allowed, d.retry_after_us),
+                    (*allowed, *retry),
+                    "{}: step {i}",
+                    case.name
+                );
+                state = Some(next);
+            }
+        }
+    }
+
+    #[test]
+    fn accepted_over_a_span_is_capacity_plus_refill_times_span() {
+        // 1000 requests/s for 5 s against capacity 200, refill 100/s:
+        // 200 at once, then one per 10 ms.
+        let policy = Policy::new(200, 100).unwrap();
+        let mut state = None;
+        let mut accepted = 0;
+        for i in 0..5000 {
+            let (next, d) = policy.take(state, i * 1000);
+            state = Some(next);
+            accepted += u32::from(d.allowed);
+        }
+        // Requests at 0..4.999 s: 200 + floor(4.999 * 100) = 699.
+        assert_eq!(accepted, 699);
+    }
+
+    #[test]
+    fn remaining_and_full_after_describe_the_bucket() {
+        let policy = Policy::new(10, 2).unwrap();
+        let (_, d) = policy.take(None, 0);
+        assert_eq!(d.remaining(), 9);
+        assert_eq!(d.full_after_us, 500_000);
+    }
+
+    #[test]
+    fn retry_after_rounds_up_to_at_least_one_second() {
+        assert_eq!(whole_seconds_up(1), 1);
+        assert_eq!(whole_seconds_up(0), 1);
+        assert_eq!(whole_seconds_up(1_000_000), 1);
+        assert_eq!(whole_seconds_up(1_000_001), 2);
+    }
+}

@@ -1,0 +1,19 @@
+//! The BFF (backend for frontend): the one door browsers knock on. It routes
+//! `/api/<service>/…` to a healthy replica, limits each session with a token
+//! bucket kept in Redis, stops calling a failing replica (circuit breaker),
+//! retries idempotent requests within a budget, and can inject faults on
+//! purpose (chaos) so the lab can watch all of that work.
+//!
+//! The patterns are the modules: [`bucket`] (pure) and [`limiter`] (Redis,
+//! Lua), [`breaker`], [`retry`], [`chaos`]; [`upstream`] ties them to real
+//! replicas and [`routes`] to HTTP.
+
+pub mod breaker;
+pub mod bucket;
+pub mod chaos;
+pub mod config;
+pub mod limiter;
+pub mod retry;
+pub mod routes;
+pub mod startup;
+pub mod upstream;

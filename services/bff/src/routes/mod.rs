@@ -1,0 +1,71 @@
+//! The BFF's routes; the kit adds `/health`, `/ready`, `/metrics`.
+//!
+//! - `/api/{service}/{*rest}`: forwarded to a replica of `service` as
+//!   `/{rest}`, behind the per-session rate limit ([`limit`]).
+//! - `/admin/*`: chaos, breakers and the live configuration, behind the
+//!   admin bearer token ([`admin`]).
+
+mod admin;
+mod limit;
+mod proxy;
+
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::routing::{any, get};
+use rand::rngs::StdRng;
+use secrecy::SecretString;
+
+use crate::breaker::BreakerConfig;
+use crate::chaos::Chaos;
+use crate::limiter::Limiter;
+use crate::retry::{RetryBudget, RetryConfig};
+use crate::upstream::Upstreams;
+
+/// Everything the handlers share.
+pub struct Gateway {
+    /// The routed services and their replicas' breakers.
+    pub upstreams: Upstreams,
+    /// Pooled, no proxy; timeouts are per attempt.
+    pub client: reqwest::Client,
+    /// The per-session token buckets.
+    pub limiter: Limiter,
+    /// Active faults.
+    pub chaos: Mutex<Chaos>,
+    /// Retries left, shared by all requests.
+    pub budget: Mutex<RetryBudget>,
+    /// Draws the backoff jitter.
+    pub rng: Mutex<StdRng>,
+    pub retry: RetryConfig,
+    /// Reported by `GET /admin/config`.
+    pub breaker: BreakerConfig,
+    /// `BFF_ADMIN_TOKEN`; `None` refuses every admin request.
+    pub admin_token: Option<SecretString>,
+    /// Honour `X-Lab-Upstream` (pin a request to one instance), lab only.
+    pub lab_endpoints: bool,
+    /// Reported by `GET /admin/config`.
+    pub redis_failure: crate::config::FailMode,
+}
+
+/// The handlers' state.
+pub type AppState = Arc<Gateway>;
+
+/// The BFF's routes.
+pub fn router(state: AppState) -> Router {
+    let api = Router::new()
+        .route("/api/{service}/{*rest}", any(proxy::forward))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            limit::rate_limit,
+        ));
+    let admin = Router::new()
+        .route(
+            "/admin/chaos",
+            get(admin::show_chaos)
+                .put(admin::set_chaos)
+                .delete(admin::clear_chaos),
+        )
+        .route("/admin/breakers", get(admin::breakers))
+        .route("/admin/config", get(admin::config));
+    api.merge(admin).with_state(state)
+}

@@ -1,0 +1,258 @@
+//! `ANY /api/{service}/{*rest}`: forwards to a replica of `service` as
+//! `/{rest}`, retrying idempotent requests on another replica with
+//! full-jitter backoff while the retry budget allows.
+
+use std::time::{Duration, Instant};
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use storefront_kit::Problem;
+
+use super::AppState;
+use crate::bucket::whole_seconds_up;
+use crate::retry::{full_jitter, is_idempotent};
+use crate::upstream::{self, Attempt, Forward, Service, Transport};
+
+/// Request headers passed to the upstream; anything else (cookies, auth)
+/// stays at the edge.
+const FORWARDED_REQUEST: [&str; 7] = [
+    "accept",
+    "content-type",
+    "idempotency-key",
+    "if-match",
+    "if-none-match",
+    "etag",
+    "x-request-id",
+];
+
+/// Response headers passed back to the client.
+const FORWARDED_RESPONSE: [&str; 9] = [
+    "content-type",
+    "etag",
+    "location",
+    "idempotent-replayed",
+    "x-cache",
+    "cache-control",
+    "last-modified",
+    "retry-after",
+    "x-chaos",
+];
+
+/// Names the instance that answered (or last failed).
+pub const X_UPSTREAM: HeaderName = HeaderName::from_static("x-upstream");
+/// Lab only: pins a request to one instance (`catalog-2`), so experiments
+/// can aim at a replica whose breaker is open.
+pub const X_LAB_UPSTREAM: &str = "x-lab-upstream";
+/// Counter of retries, labelled `service` and `result`.
+pub const RETRIES_METRIC: &str = "bff_retries_total";
+
+/// An upstream's operational endpoints are not the public's.
+const PRIVATE_FIRST_SEGMENTS: [&str; 3] = ["health", "ready", "metrics"];
+
+/// The forwarding handler.
+#[tracing::instrument(skip_all, fields(service = %service))]
+pub async fn forward(
+    State(gw): State<AppState>,
+    Path((service, _rest)): Path<(String, String)>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let Some(svc) = gw.upstreams.get(&service) else {
+        return Problem::not_found(format!("no upstream service named {service:?}"))
+            .into_response();
+    };
+    let prefix_len = "/api/".len() + service.len();
+    let path = uri.path().get(prefix_len..).unwrap_or("/");
+    if let Err(problem) = check_path(path) {
+        return problem.into_response();
+    }
+    let pinned = match pin(&gw, svc, &headers) {
+        Ok(p) => p,
+        Err(problem) => return problem.into_response(),
+    };
+    let forward = Forward {
+        method: method.clone(),
+        path_and_query: uri
+            .query()
+            .map_or_else(|| path.to_owned(), |q| format!("{path}?{q}")),
+        headers: select(&headers, &FORWARDED_REQUEST),
+        body,
+    };
+    let idempotent = is_idempotent(&method, &headers);
+    relay(&gw, svc, pinned, &forward, idempotent).await
+}
+
+/// Refuses `..` segments and the upstreams' operational endpoints.
+fn check_path(path: &str) -> Result<(), Problem> {
+    let mut segments = path.trim_start_matches('/').split('/');
+    if path.split('/').any(|s| s == ".." || s == ".") {
+        return Err(Problem::bad_request(
+            "dot segments are not allowed in the path",
+        ));
+    }
+    match segments.next() {
+        Some(first) if PRIVATE_FIRST_SEGMENTS.contains(&first) => Err(Problem::not_found(
+            "an upstream's operational endpoints are not routed",
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// The instance `X-Lab-Upstream` pins the request to (lab only).
+fn pin(gw: &AppState, svc: &Service, headers: &HeaderMap) -> Result<Option<usize>, Problem> {
+    let Some(v) = headers.get(X_LAB_UPSTREAM).filter(|_| gw.lab_endpoints) else {
+        return Ok(None);
+    };
+    let name = v.to_str().unwrap_or_default();
+    svc.position(name).map(Some).ok_or_else(|| {
+        Problem::bad_request(format!(
+            "X-Lab-Upstream {name:?} is not an instance of {}",
+            svc.name
+        ))
+    })
+}
+
+/// Attempts, retries and the response.
+async fn relay(
+    gw: &AppState,
+    svc: &Service,
+    pinned: Option<usize>,
+    forward: &Forward,
+    idempotent: bool,
+) -> Response {
+    gw.budget
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .deposit(Instant::now());
+    let mut tried = Vec::new();
+    let mut last: Option<(Attempt, String)> = None;
+    for n in 0..gw.retry.max_attempts {
+        let admitted = match pinned {
+            Some(i) => svc.admit_one(i, Instant::now()).map(|t| (i, t)),
+            None => svc.admit(&tried, Instant::now()),
+        };
+        let (i, ticket) = match admitted {
+            Ok(x) => x,
+            Err(wait) => {
+                return match last {
+                    Some((attempt, name)) => respond(attempt, &name),
+                    None => circuit_open(&svc.name, wait),
+                };
+            }
+        };
+        tried.push(i);
+        let name = ticket.instance.name.clone();
+        let attempt = upstream::send(&gw.client, &gw.chaos, &ticket, svc.timeout, forward).await;
+        ticket.settle(attempt.ok());
+        let last_try = n + 1 == gw.retry.max_attempts;
+        if attempt.ok() || !attempt.retryable() || !idempotent || last_try {
+            return respond(attempt, &name);
+        }
+        let granted = gw
+            .budget
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .try_withdraw(Instant::now());
+        let result = if granted {
+            "retried"
+        } else {
+            "budget_exhausted"
+        };
+        metrics::counter!(RETRIES_METRIC, "service" => svc.name.clone(), "result" => result)
+            .increment(1);
+        if !granted {
+            return respond(attempt, &name);
+        }
+        let delay = {
+            let mut rng = gw
+                .rng
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            full_jitter(n, gw.retry.base, gw.retry.cap, &mut *rng)
+        };
+        last = Some((attempt, name));
+        tokio::time::sleep(delay).await;
+    }
+    match last {
+        Some((attempt, name)) => respond(attempt, &name),
+        None => Problem::unavailable("no attempt was made").into_response(),
+    }
+}
+
+/// The allowed subset of `headers`.
+fn select(headers: &HeaderMap, names: &[&'static str]) -> HeaderMap {
+    let mut out = HeaderMap::new();
+    for name in names {
+        for v in headers.get_all(*name) {
+            out.append(HeaderName::from_static(name), v.clone());
+        }
+    }
+    out
+}
+
+/// The client's response for an attempt, tagged with the instance.
+fn respond(attempt: Attempt, instance: &str) -> Response {
+    let mut response = match attempt {
+        Attempt::Reply(reply) => {
+            let mut r = Response::new(Body::from(reply.body));
+            *r.status_mut() = reply.status;
+            *r.headers_mut() = select(&reply.headers, &FORWARDED_RESPONSE);
+            r
+        }
+        Attempt::Failed(Transport::Timeout) => Problem::new(StatusCode::GATEWAY_TIMEOUT)
+            .with_detail(format!("{instance} did not answer in time"))
+            .into_response(),
+        Attempt::Failed(_) => Problem::new(StatusCode::BAD_GATEWAY)
+            .with_detail(format!(
+                "{instance} could not be reached or reset the connection"
+            ))
+            .into_response(),
+    };
+    if let Ok(v) = HeaderValue::from_str(instance) {
+        response.headers_mut().insert(X_UPSTREAM, v);
+    }
+    response
+}
+
+/// 503 without calling anyone: every eligible breaker is open.
+fn circuit_open(service: &str, wait: Duration) -> Response {
+    let us = i64::try_from(wait.as_micros()).unwrap_or(i64::MAX);
+    let mut response = Problem::unavailable(format!(
+        "the circuit to {service} is open; no call was made"
+    ))
+    .with_type("/problems/circuit-open")
+    .into_response();
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(whole_seconds_up(us)));
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use storefront_kit::http::REQUEST_ID;
+
+    #[test]
+    fn private_and_dot_paths_are_refused() {
+        assert!(check_path("/products/1").is_ok());
+        assert!(check_path("/metrics").is_err());
+        assert!(check_path("/health").is_err());
+        assert!(check_path("/products/../metrics").is_err());
+    }
+
+    #[test]
+    fn only_listed_headers_pass() {
+        let mut h = HeaderMap::new();
+        h.insert("if-match", "\"1\"".parse().unwrap());
+        h.insert("cookie", "session=1".parse().unwrap());
+        h.insert(REQUEST_ID, "r1".parse().unwrap());
+        let out = select(&h, &FORWARDED_REQUEST);
+        assert_eq!(out.len(), 2);
+        assert!(out.contains_key("if-match") && !out.contains_key("cookie"));
+    }
+}

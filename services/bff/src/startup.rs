@@ -1,0 +1,161 @@
+//! Wiring, in the zero-to-production shape: `build` binds the listener and
+//! builds everything that can fail, `port()` lets tests bind port 0, `run`
+//! serves until shutdown.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use storefront_kit::db::{self, DbError};
+use storefront_kit::{checks, http, shutdown};
+use tokio::net::TcpListener;
+
+use crate::chaos::Chaos;
+use crate::config::Config;
+use crate::limiter::Limiter;
+use crate::retry::RetryBudget;
+use crate::routes::{self, Gateway};
+use crate::upstream::Upstreams;
+
+/// Idle upstream connections kept per replica: the BFF's hot path reuses
+/// them instead of paying a TCP handshake per request.
+const POOL_IDLE_PER_HOST: usize = 256;
+/// Connecting to a replica on the same network takes microseconds; a dead
+/// one refuses at once. Longer than this means it is not there.
+const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// Why the BFF could not start or stopped abnormally.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// `BIND_ADDR` is taken or not ours to bind.
+    #[error("cannot bind BIND_ADDR {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    /// The Redis URL does not parse.
+    #[error("{0}")]
+    Pool(#[from] DbError),
+    /// The upstream HTTP client could not be built.
+    #[error("cannot build the upstream HTTP client: {0}")]
+    Client(#[source] reqwest::Error),
+    /// The server failed while serving.
+    #[error("server error: {0}")]
+    Serve(#[source] std::io::Error),
+}
+
+/// A built BFF, bound and ready to serve.
+pub struct Application {
+    listener: TcpListener,
+    port: u16,
+    router: Router,
+    grace: Duration,
+}
+
+impl Application {
+    /// Binds the listener and builds the Redis connection (lazy), the
+    /// upstream client and the routes.
+    pub async fn build(config: Config) -> Result<Self, AppError> {
+        let addr = config.common.bind_addr;
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| AppError::Bind { addr, source })?;
+        let port = listener
+            .local_addr()
+            .map_err(|source| AppError::Bind { addr, source })?
+            .port();
+        let redis = db::connect_redis(&config.redis_url)?;
+        let client = reqwest::Client::builder()
+            .no_proxy()
+            .pool_max_idle_per_host(POOL_IDLE_PER_HOST)
+            .connect_timeout(CONNECT_TIMEOUT)
+            .tcp_nodelay(true)
+            .build()
+            .map_err(AppError::Client)?;
+        let now = Instant::now();
+        let gateway = Gateway {
+            upstreams: Upstreams::new(&config.upstreams, config.breaker, now),
+            client,
+            limiter: Limiter::new(redis.clone(), config.limit.clone()),
+            chaos: Mutex::new(Chaos::default()),
+            budget: Mutex::new(RetryBudget::new(
+                config.retry.budget_ratio,
+                config.retry.budget_min_per_sec,
+                now,
+            )),
+            rng: Mutex::new(StdRng::from_os_rng()),
+            retry: config.retry,
+            breaker: config.breaker,
+            admin_token: config.admin_token.clone(),
+            lab_endpoints: config.common.lab_endpoints,
+            redis_failure: config.limit.on_redis_failure,
+        };
+        for u in &config.upstreams {
+            tracing::info!(service = %u.service, urls = ?u.urls, "routing /api/{}/", u.service);
+        }
+        let router = http::app(
+            &config.common.service_name,
+            routes::router(Arc::new(gateway)),
+            [checks::redis(redis)],
+        );
+        tracing::info!(%addr, port, "bff listening");
+        Ok(Self {
+            listener,
+            port,
+            router,
+            grace: config.common.shutdown_grace,
+        })
+    }
+
+    /// The port the listener is bound to.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Serves until SIGTERM/SIGINT, then drains.
+    pub async fn run(self) -> Result<(), AppError> {
+        self.run_until(shutdown::shutdown_signal()).await
+    }
+
+    /// [`Application::run`] with the shutdown trigger supplied (for tests).
+    ///
+    /// Not `kit::shutdown::serve_until`: that serves a plain `Router`, and
+    /// the rate limiter needs each connection's peer address
+    /// (`ConnectInfo`) to give anonymous clients a bucket per address. The
+    /// drain is the same: stop accepting, wait at most `grace`.
+    pub async fn run_until(
+        self,
+        signal: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), AppError> {
+        let (draining_tx, draining_rx) = tokio::sync::oneshot::channel::<()>();
+        let server = axum::serve(
+            self.listener,
+            self.router
+                .into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move {
+            signal.await;
+            tracing::info!("no longer accepting connections; draining in-flight requests");
+            let _ = draining_tx.send(());
+        });
+        let grace = self.grace;
+        let grace_expired = async move {
+            match draining_rx.await {
+                Ok(()) => tokio::time::sleep(grace).await,
+                Err(_) => std::future::pending().await,
+            }
+        };
+        let served = tokio::select! {
+            result = server => result,
+            () = grace_expired => {
+                tracing::warn!("grace period over; abandoning in-flight requests");
+                Ok(())
+            }
+        };
+        tracing::info!("bff stopped");
+        served.map_err(AppError::Serve)
+    }
+}
