@@ -1,8 +1,298 @@
-//! Load generation. `open` is the open-model driver (a constant arrival
-//! rate, independent of responses), shared by `storefront flood` and
-//! `storefront load --rate`.
+//! Load generation: a load profile (`profile`) compiled into a plan
+//! (`plan`), run either closed-model by goose (`closed`) or open-model at a
+//! constant arrival rate (`arrivals`, on the `open` driver, which `flood`
+//! shares). Every request's latency goes into our own HDR histograms
+//! (`recorder`); afterwards the thresholds are judged, the profile's
+//! invariants checked in Postgres (`checks`), and the histograms can be
+//! written as HdrHistogram interval logs (`hdrlog`) for merging.
 
-// Its callers (`flood`, `load --rate`) are being written; until they land
-// only its tests use it. Remove this allow with them.
-#[allow(dead_code)]
+pub mod arrivals;
+pub mod checks;
+pub mod closed;
+pub mod hdrlog;
+pub mod live;
 pub mod open;
+pub mod plan;
+pub mod profile;
+pub mod recorder;
+pub mod summary;
+pub mod target;
+pub mod template;
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use anyhow::{Context, Result, ensure};
+use serde::Deserialize;
+
+use crate::experiments::{Invariant, Lab};
+use plan::{Plan, Shared};
+use profile::{Check, LoadProfile};
+use recorder::Recorder;
+use summary::{LoadReport, TxReport};
+use target::Targets;
+use template::{IN_STOCK_MIN, Source, Sources, VarSpec, VarWorld};
+
+/// How to run a profile.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    pub seed: u64,
+    /// Open model: scenario passes started per second.
+    pub rate: Option<f64>,
+    /// Open model: requests in flight at most (beyond: dropped and counted).
+    pub max_in_flight: usize,
+    /// goose's HTML report (closed model).
+    pub html: Option<PathBuf>,
+    pub hdr_out: Option<PathBuf>,
+    /// No live progress line.
+    pub quiet: bool,
+    pub via: target::Via,
+}
+
+pub async fn run(lab: &Lab, profile: LoadProfile, opts: &Options) -> Result<LoadReport> {
+    let t = Instant::now();
+    let started = SystemTime::now();
+    let plan = Plan::new(profile);
+    let p = &plan.profile;
+    let mut services = p.services();
+    if needs_catalog(p) {
+        services.insert("catalog".into());
+    }
+    let targets = Targets::resolve(lab, &services, opts.via)?;
+    let sources = fetch_sources(lab, &targets, &p.vars).await?;
+    let world = VarWorld {
+        specs: p.vars.clone(),
+        sources,
+        run_tag: format!("{:08x}", rand::random::<u32>()),
+    };
+    let checks = p.invariants.clone();
+    let before = checks::before(lab, &checks).await?;
+    let (model, total) = match opts.rate {
+        None => (
+            format!(
+                "closed: {} users, ramp {}/s, {}s, think {}",
+                p.users,
+                p.ramp(),
+                p.duration.0.as_secs(),
+                p.think_time
+            ),
+            p.duration.0 + Duration::from_secs_f64(f64::from(p.users) / p.ramp()),
+        ),
+        Some(rate) => (
+            format!(
+                "open: {rate} scenario passes/s for {}s, think {}",
+                p.duration.0.as_secs(),
+                p.think_time
+            ),
+            p.duration.0,
+        ),
+    };
+    let shards = match opts.rate {
+        None => (p.users as usize).min(32),
+        Some(_) => 32,
+    };
+    let shared = Arc::new(Shared {
+        recorder: Recorder::new(plan.txs.len(), shards),
+        plan,
+        targets,
+        world,
+        seed: opts.seed,
+    });
+
+    let live = live::Live::start(shared.clone(), total, opts.quiet);
+    let mut builtin = Vec::new();
+    let mut measurements = Vec::new();
+    let (goose, corrected_means) = match opts.rate {
+        None => {
+            let r = closed::run(shared.clone(), opts.html.as_deref()).await?;
+            measurements.push((
+                "goose run".into(),
+                format!("{:.2}s (ramp included)", r.took.as_secs_f64()),
+            ));
+            (Some(r.goose), String::new())
+        }
+        Some(rate) => {
+            let model = open::OpenModel {
+                rate,
+                duration: shared.plan.profile.duration.0,
+                max_in_flight: opts.max_in_flight,
+            };
+            let r = arrivals::run(shared.clone(), model, lab.http.clone()).await;
+            builtin.push(Invariant::equal(
+                "every arrival was sent (none dropped for overload)",
+                0,
+                r.dropped,
+                format!(
+                    "{} of {} arrivals sent; at most {} in flight",
+                    r.sent,
+                    model.arrivals(),
+                    opts.max_in_flight
+                ),
+            ));
+            measurements.push((
+                "arrivals sent".into(),
+                format!("{} of {}", r.sent, model.arrivals()),
+            ));
+            measurements.push((
+                "latest send (generator lag)".into(),
+                format!("{:.3} ms", r.max_send_lag.as_secs_f64() * 1000.0),
+            ));
+            (None, "latency from each request's intended send time (open model); raw = from the actual send".to_owned())
+        }
+    };
+    drop(live);
+
+    let mut tallies = shared.recorder.finish();
+    let corrected_means = if goose.is_some() {
+        let cadence = closed::correct(&mut tallies, shared.plan.profile.think_time.mean());
+        format!(
+            "raw latency with coordinated omission corrected: every request slower than a user's usual cadence ({:.3} ms: the median latency plus the mean think time) also stands for the requests that user did not send meanwhile",
+            cadence as f64 / 1000.0
+        )
+    } else {
+        corrected_means
+    };
+    let window = shared.recorder.window().as_secs_f64();
+    let mut txs: Vec<TxReport> = shared
+        .plan
+        .txs
+        .iter()
+        .zip(tallies.iter().cloned())
+        .map(|(tx, t)| TxReport::new(tx.label.clone(), t, window))
+        .collect();
+    if let Some(views) = goose {
+        for (tx, v) in txs.iter_mut().zip(views) {
+            tx.goose = v;
+        }
+        builtin.push(summary::cross_check(&txs));
+    }
+    let thresholds = summary::judge(&shared.plan.profile.thresholds, &txs);
+    let mut invariants = builtin;
+    invariants.extend(
+        checks::after(
+            lab,
+            &checks,
+            &before,
+            &shared.world.run_tag,
+            &shared.plan,
+            &tallies,
+        )
+        .await,
+    );
+    if checks.contains(&Check::CatalogStockConservation) {
+        let n = checks::release_held(lab, &shared.world.run_tag, &shared.targets)
+            .await
+            .context("cleanup: cannot release the run's reservations")?;
+        if n > 0 {
+            measurements.push((
+                "reservations left held, released after the checks".into(),
+                n.to_string(),
+            ));
+        }
+    }
+    let mut report = LoadReport {
+        profile: shared.plan.profile.name.clone(),
+        description: shared.plan.profile.description.clone(),
+        model,
+        target: shared.targets.describe(),
+        seed: Some(opts.seed),
+        run_tag: shared.world.run_tag.clone(),
+        verdict: crate::experiments::Verdict::Unknown,
+        window_s: window,
+        corrected_means,
+        transactions: txs,
+        thresholds,
+        invariants,
+        measurements,
+        took_ms: t.elapsed().as_millis() as u64,
+    };
+    report.conclude();
+    if let Some(dir) = &opts.hdr_out {
+        let path = hdrlog::write(dir, &report, started)?;
+        report
+            .measurements
+            .push(("HDR interval log".into(), path.display().to_string()));
+    }
+    if let Some(h) = &opts.html {
+        report
+            .measurements
+            .push(("goose HTML report".into(), h.display().to_string()));
+    }
+    Ok(report)
+}
+
+fn needs_catalog(p: &LoadProfile) -> bool {
+    p.invariants.contains(&Check::CatalogStockConservation)
+        || p.vars.values().any(|v| matches!(v, VarSpec::From(_)))
+}
+
+#[derive(Deserialize)]
+struct Page {
+    items: Vec<Item>,
+    next_after: Option<i64>,
+}
+
+#[derive(Deserialize)]
+struct Item {
+    id: i64,
+    stock: i64,
+}
+
+/// Fetches the lists the profile's variables draw from, through the same
+/// target as the load (so through the BFF when there is one).
+async fn fetch_sources(
+    lab: &Lab,
+    targets: &Targets,
+    vars: &std::collections::BTreeMap<String, VarSpec>,
+) -> Result<Sources> {
+    let needed: BTreeSet<Source> = vars
+        .values()
+        .filter_map(|v| match v {
+            VarSpec::From(s) => Some(*s),
+            _ => None,
+        })
+        .collect();
+    let mut out = Sources::default();
+    if needed.is_empty() {
+        return Ok(out);
+    }
+    let (mut all, mut in_stock) = (Vec::new(), Vec::new());
+    let mut after = 0i64;
+    loop {
+        let url = targets.url("catalog", &format!("/products?limit=100&after={after}"), 0);
+        let page: Page = lab
+            .http
+            .get(&url)
+            .send()
+            .await
+            .and_then(reqwest::Response::error_for_status)
+            .with_context(|| format!("cannot list the products the load draws from: GET {url}"))?
+            .json()
+            .await
+            .with_context(|| format!("GET {url}: not a page of products"))?;
+        for p in page.items {
+            all.push(p.id.to_string());
+            if p.stock >= IN_STOCK_MIN {
+                in_stock.push(p.id.to_string());
+            }
+        }
+        match page.next_after {
+            Some(n) => after = n,
+            None => break,
+        }
+    }
+    for s in needed {
+        let list = match s {
+            Source::CatalogProducts => all.clone(),
+            Source::CatalogProductsInStock => in_stock.clone(),
+        };
+        ensure!(
+            !list.is_empty(),
+            "the catalog has no product for {s:?}: is it migrated and seeded?"
+        );
+        out.0.insert(s, list);
+    }
+    Ok(out)
+}

@@ -1,0 +1,129 @@
+//! `storefront load --profile NAME`: run a load profile against the fleet
+//! that is up, and judge its thresholds and invariants.
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+
+use crate::commands::Global;
+use crate::exit::{self, Exit};
+use crate::experiments::{CommonArgs, Lab};
+use crate::fleet;
+use crate::load::profile::{Dur, LoadProfile};
+use crate::load::target::Via;
+use crate::load::{self, Options};
+use crate::report;
+
+const HELP: &str = "\
+Here --profile names the LOAD profile: profiles/NAME.toml with [[scenarios]]
+(browse, claims, smoke), or a path. The fleet is whichever is up in
+--state-dir (fleet.json says where everything is); no fleet profile is needed
+(STOREFRONT_FLEET_PROFILE names one if ever it matters, default dev).
+Requests go through the fleet's BFF when it runs one (each user with its own
+X-Session-Id), else straight to the services; --via chooses.
+
+Closed model (default): goose runs the profile's users, started at `ramp`
+per second, each looping through its scenario with think time.
+Open model (--rate N): N scenario passes start every second on schedule,
+whatever the answers; latency counts from each request's intended send time.
+
+Exit codes:
+  0    every threshold and invariant passed
+  1    a threshold or invariant failed
+  2    unknown: no fleet is up (run `storefront up`), or nothing could be judged
+  3    error: bad profile (the message names file, line and field), or the run failed
+  64   usage: bad command line";
+
+#[derive(Debug, clap::Args)]
+#[command(after_help = HELP)]
+pub struct Args {
+    /// Open model: start N scenario passes per second (`500` or `500/s`).
+    #[arg(long, value_name = "N/s", value_parser = parse_rate)]
+    pub rate: Option<f64>,
+    /// Open model: requests in flight at most; arrivals beyond it are dropped, counted, and fail the run.
+    #[arg(long, default_value_t = 10_000, requires = "rate")]
+    pub max_in_flight: usize,
+    /// Run this long instead of the profile's duration (whole seconds: 10s, 1m).
+    #[arg(long)]
+    pub duration: Option<Dur>,
+    /// Closed model: this many users instead of the profile's.
+    #[arg(long, conflicts_with = "rate")]
+    pub users: Option<u32>,
+    /// Where the requests go: through the BFF when the fleet runs one (auto), or not.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub via: Via,
+    /// Write the histograms as HdrHistogram interval logs into DIR (merge with `storefront report merge`).
+    #[arg(long, value_name = "DIR")]
+    pub hdr_out: Option<PathBuf>,
+    /// Closed model: write goose's own HTML report to FILE.
+    #[arg(long, value_name = "FILE", conflicts_with = "rate")]
+    pub html: Option<PathBuf>,
+    #[command(flatten)]
+    pub common: CommonArgs,
+}
+
+fn parse_rate(s: &str) -> Result<f64, String> {
+    let n = s.strip_suffix("/s").unwrap_or(s);
+    match n.parse::<f64>() {
+        Ok(r) if r > 0.0 && r.is_finite() => Ok(r),
+        _ => Err(format!("`{s}`: give a rate above 0, such as 500 or 500/s")),
+    }
+}
+
+/// The fleet's context for a command whose `--profile` names something
+/// else: the state dir and port base as given, the fleet profile from
+/// `STOREFRONT_FLEET_PROFILE` (default `dev`); only the state dir matters
+/// to find a running fleet.
+pub fn fleet_ctx(g: &Global) -> Result<fleet::Ctx> {
+    Global {
+        profile: std::env::var("STOREFRONT_FLEET_PROFILE").unwrap_or_else(|_| "dev".into()),
+        state_dir: g.state_dir.clone(),
+        port_base: g.port_base,
+    }
+    .ctx()
+}
+
+pub async fn run(g: &Global, args: Args) -> Result<u8> {
+    let root = fleet::project_root()?;
+    let (mut profile, _) = LoadProfile::load(&root, &g.profile)?;
+    if let Some(u) = args.users {
+        profile.users = u;
+    }
+    if let Some(d) = args.duration {
+        profile.duration = d;
+    }
+    profile
+        .check_overrides()
+        .map_err(|e| Exit::error(exit::USAGE, format!("--users/--duration: {e}")))?;
+    let ctx = fleet_ctx(g)?;
+    let lab = Lab::connect(&ctx).await?;
+    let opts = Options {
+        seed: args.common.seed(),
+        rate: args.rate,
+        max_in_flight: args.max_in_flight,
+        html: args.html,
+        hdr_out: args.hdr_out,
+        quiet: args.common.json,
+        via: args.via,
+    };
+    let rep = load::run(&lab, profile, &opts).await?;
+    if args.common.json {
+        report::json(&rep)?;
+    } else {
+        print!("{}", report::load::render(&rep));
+    }
+    Ok(rep.exit_code())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rates_take_an_optional_per_second_suffix() {
+        assert_eq!(parse_rate("500").unwrap(), 500.0);
+        assert_eq!(parse_rate("2.5/s").unwrap(), 2.5);
+        assert!(parse_rate("0").is_err());
+        assert!(parse_rate("fast").is_err());
+    }
+}

@@ -1,0 +1,434 @@
+//! `storefront verify`: the CI gate. Runs every experiment (and, for those
+//! with a control arm, the control arm, which must FAIL: proof the checkers
+//! can fail) plus the `smoke` load, against the fleet that is up — or one it
+//! boots for the purpose and stops again. Exit 0 all pass, 1 a failure,
+//! 2 something could not be judged; `--junit` writes one test case per
+//! invariant and threshold.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use futures::future::BoxFuture;
+use serde::Serialize;
+
+use crate::commands::Global;
+use crate::exit::{self, Exit};
+use crate::experiments::{Invariant, Lab, Report, Verdict, overall, race, replay};
+use crate::fleet::progress::Progress;
+use crate::fleet::{Ctx, FleetState, InfraMode, boot, observe, stop};
+use crate::load::profile::LoadProfile;
+use crate::load::summary::LoadReport;
+use crate::report::{self, junit};
+
+#[derive(Debug, clap::Args)]
+#[command(after_help = exit::HELP)]
+pub struct Args {
+    /// Print the outcome as one JSON document.
+    #[arg(long)]
+    pub json: bool,
+    /// Write a JUnit XML report to FILE: one test case per invariant and threshold.
+    #[arg(long, value_name = "FILE")]
+    pub junit: Option<PathBuf>,
+    /// Seed for every check [default: random, printed].
+    #[arg(long)]
+    pub seed: Option<u64>,
+}
+
+/// What a check is expected to conclude.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+enum Expect {
+    Pass,
+    /// A control arm: its checkers must catch the broken behaviour.
+    Fail,
+}
+
+/// A check's own result, whatever ran it.
+struct Ran {
+    verdict: Verdict,
+    invariants: Vec<Invariant>,
+    text: String,
+    json: serde_json::Value,
+}
+
+impl From<Report> for Ran {
+    fn from(r: Report) -> Self {
+        Self {
+            verdict: r.verdict,
+            text: report::experiment::render(&r),
+            json: serde_json::to_value(&r).unwrap_or_default(),
+            invariants: r.invariants,
+        }
+    }
+}
+
+impl From<LoadReport> for Ran {
+    fn from(r: LoadReport) -> Self {
+        Self {
+            verdict: r.verdict,
+            text: report::load::render(&r),
+            json: serde_json::to_value(&r).unwrap_or_default(),
+            invariants: r.thresholds.into_iter().chain(r.invariants).collect(),
+        }
+    }
+}
+
+/// What a check runs against: the fleet's context and its lab connections.
+struct Env {
+    ctx: Ctx,
+    lab: Lab,
+}
+
+type Runner = Box<dyn for<'a> Fn(&'a Env, u64) -> BoxFuture<'a, Result<Ran>> + Send + Sync>;
+
+struct Check {
+    name: &'static str,
+    expect: Expect,
+    run: Runner,
+}
+
+fn check<F>(name: &'static str, expect: Expect, f: F) -> Check
+where
+    F: for<'a> Fn(&'a Env, u64) -> BoxFuture<'a, Result<Ran>> + Send + Sync + 'static,
+{
+    Check {
+        name,
+        expect,
+        run: Box::new(f),
+    }
+}
+
+/// An experiment's parameters as its command line would give them, so the
+/// gate reads like the commands it runs (and its defaults stay the
+/// experiment's own).
+fn params<T: clap::Args + clap::FromArgMatches>(args: &[&str]) -> T {
+    #[derive(clap::Parser)]
+    struct Line<T: clap::Args + clap::FromArgMatches> {
+        #[command(flatten)]
+        params: T,
+    }
+    <Line<T> as clap::Parser>::try_parse_from(std::iter::once("verify").chain(args.iter().copied()))
+        .unwrap_or_else(|e| panic!("the gate's own arguments {args:?} are wrong: {e}"))
+        .params
+}
+
+/// An experiment arm of the gate: `arm!(name, Pass | Fail, module, [args…])`
+/// runs `module::run(&lab, &params(args), seed)`; the `ctx:` form is for
+/// experiments whose `run` also takes the fleet's `Ctx` (they restart
+/// services).
+macro_rules! arm {
+    ($name:expr, $expect:ident, $m:ident, [$($a:expr),* $(,)?]) => {
+        check($name, Expect::$expect, |e, s| {
+            Box::pin(async move { Ok($m::run(&e.lab, &params(&[$($a),*]), s).await?.into()) })
+        })
+    };
+    (ctx: $name:expr, $expect:ident, $m:ident, [$($a:expr),* $(,)?]) => {
+        check($name, Expect::$expect, |e, s| {
+            Box::pin(async move { Ok($m::run(&e.ctx, &e.lab, &params(&[$($a),*]), s).await?.into()) })
+        })
+    };
+}
+
+/// Every check of the gate, in order: one line per experiment arm. A
+/// control arm (`Fail`) must be caught by its checkers.
+#[rustfmt::skip]
+fn gate() -> Vec<Check> {
+    vec![
+        arm!("race", Pass, race, ["--n", "20", "--rounds", "2"]),
+        arm!("race --control", Fail, race, ["--n", "20", "--control"]),
+        arm!("replay", Pass, replay, ["--n", "10", "--keys", "5"]),
+        arm!("replay --control", Fail, replay, ["--n", "10", "--keys", "5", "--control"]),
+        check("load --profile smoke", Expect::Pass, |e, s| Box::pin(smoke(e, s))),
+    ]
+}
+
+async fn smoke(e: &Env, seed: u64) -> Result<Ran> {
+    let (profile, _) = LoadProfile::load(&e.ctx.root, "smoke")?;
+    let opts = crate::load::Options {
+        seed,
+        quiet: true,
+        ..Default::default()
+    };
+    Ok(crate::load::run(&e.lab, profile, &opts).await?.into())
+}
+
+/// One check as judged by the gate: its test cases are its invariants, or
+/// for a control arm the single "the checkers catch it" case.
+#[derive(Serialize)]
+struct Judged {
+    name: &'static str,
+    expect: Expect,
+    verdict: Verdict,
+    took_ms: u64,
+    cases: Vec<Invariant>,
+    report: serde_json::Value,
+    #[serde(skip)]
+    text: String,
+}
+
+fn judge(c: &Check, ran: Result<Ran>, took: Duration) -> Judged {
+    let (cases, text, json) = match (ran, c.expect) {
+        (Err(e), _) => (
+            vec![Invariant::unknown(
+                c.name,
+                "the check runs",
+                format!("{e:#}"),
+            )],
+            format!("{}: could not run: {e:#}\n", c.name),
+            serde_json::Value::Null,
+        ),
+        (Ok(r), Expect::Pass) => (r.invariants, r.text, r.json),
+        (Ok(r), Expect::Fail) => {
+            let caught: Vec<&str> = r
+                .invariants
+                .iter()
+                .filter(|i| i.verdict == Verdict::Fail)
+                .map(|i| i.name.as_str())
+                .collect();
+            let name = format!("{}: the checkers catch the control arm", c.name);
+            let inv = match r.verdict {
+                Verdict::Unknown => {
+                    Invariant::unknown(&name, "FAIL", "the control arm could not be judged")
+                }
+                v => Invariant::check(
+                    &name,
+                    v == Verdict::Fail,
+                    "FAIL (the broken path is caught)",
+                    report::load::verdict_label(v),
+                    if caught.is_empty() {
+                        "no invariant failed".into()
+                    } else {
+                        format!("failed as they must: {}", caught.join("; "))
+                    },
+                ),
+            };
+            (vec![inv], r.text, r.json)
+        }
+    };
+    Judged {
+        name: c.name,
+        expect: c.expect,
+        verdict: overall(&cases),
+        took_ms: took.as_millis() as u64,
+        cases,
+        report: json,
+        text,
+    }
+}
+
+#[derive(Serialize)]
+struct Outcome {
+    verdict: Verdict,
+    seed: u64,
+    booted_a_fleet: bool,
+    checks: Vec<Judged>,
+}
+
+pub async fn run(g: &Global, args: Args) -> Result<u8> {
+    let ctx = g.ctx()?;
+    let seed = args.seed.unwrap_or_else(rand::random);
+    let booted = ensure_fleet(&ctx, args.json).await?;
+    let result = tokio::select! {
+        r = run_gate(&ctx, seed, args.json) => r,
+        _ = tokio::signal::ctrl_c() => Err(Exit::error(exit::INTERRUPTED, "interrupted")),
+    };
+    if booted {
+        teardown(&ctx).await?;
+    }
+    let checks = result?;
+    let all: Vec<Invariant> = checks.iter().flat_map(|c| c.cases.clone()).collect();
+    let outcome = Outcome {
+        verdict: overall(&all),
+        seed,
+        booted_a_fleet: booted,
+        checks,
+    };
+    if let Some(path) = &args.junit {
+        let suites: Vec<junit::Suite<'_>> = outcome
+            .checks
+            .iter()
+            .map(|c| junit::Suite {
+                name: c.name,
+                took: Duration::from_millis(c.took_ms),
+                cases: &c.cases,
+            })
+            .collect();
+        junit::write(path, "storefront verify", &suites)?;
+    }
+    if args.json {
+        report::json(&outcome)?;
+    } else {
+        print_summary(&outcome, args.junit.as_deref());
+    }
+    Ok(match outcome.verdict {
+        Verdict::Pass => exit::OK,
+        Verdict::Fail => exit::FAILED,
+        Verdict::Unknown => exit::UNKNOWN,
+    })
+}
+
+async fn run_gate(ctx: &Ctx, seed: u64, json: bool) -> Result<Vec<Judged>> {
+    let env = Env {
+        lab: Lab::connect(ctx).await?,
+        ctx: ctx.clone(),
+    };
+    let mut out = Vec::new();
+    for c in gate() {
+        if !json {
+            eprintln!("verify: {} …", c.name);
+        }
+        let t = Instant::now();
+        let ran = (c.run)(&env, seed).await;
+        let j = judge(&c, ran, t.elapsed());
+        if !json {
+            println!("== {} (expected {:?}) ==\n{}", c.name, c.expect, j.text);
+        }
+        out.push(j);
+    }
+    Ok(out)
+}
+
+fn print_summary(o: &Outcome, junit: Option<&std::path::Path>) {
+    let mut t = report::table(&["check", "expected", "verdict", "cases passed", "took"]);
+    for c in &o.checks {
+        let passed = c
+            .cases
+            .iter()
+            .filter(|i| i.verdict == Verdict::Pass)
+            .count();
+        t.add_row(vec![
+            c.name.to_string(),
+            format!("{:?}", c.expect).to_uppercase(),
+            report::load::verdict_label(c.verdict).into(),
+            format!("{passed}/{}", c.cases.len()),
+            report::secs(Some(c.took_ms)),
+        ]);
+    }
+    println!("{t}");
+    if let Some(p) = junit {
+        println!("JUnit report: {}", p.display());
+    }
+    println!(
+        "verify: {}  (seed {})",
+        report::load::verdict_label(o.verdict),
+        o.seed
+    );
+}
+
+/// Boots a fleet unless one is up; true when it booted one (to stop after).
+async fn ensure_fleet(ctx: &Ctx, json: bool) -> Result<bool> {
+    if let Some(state) = FleetState::load(&ctx.state_dir)? {
+        if !observe::all_dead(&state) {
+            return Ok(false);
+        }
+        FleetState::remove(&ctx.state_dir)?;
+    }
+    if !json {
+        eprintln!(
+            "verify: no fleet is up in {}; booting `{}` for the gate (stopped again after)",
+            ctx.state_dir.display(),
+            ctx.profile.name
+        );
+    }
+    let progress = Progress::new(json);
+    boot::up(ctx, &progress, InfraMode::Native, true)
+        .await
+        .context("verify: cannot boot a fleet")?;
+    Ok(true)
+}
+
+/// Stops the fleet `ensure_fleet` booted, as `down` does, and checks that
+/// nothing of it is left.
+async fn teardown(ctx: &Ctx) -> Result<()> {
+    let Some(state) = FleetState::load(&ctx.state_dir)? else {
+        return Ok(());
+    };
+    let grace = Duration::from_secs(ctx.profile.timeouts.stop_secs);
+    let (s, dir) = (state.clone(), ctx.state_dir.clone());
+    tokio::task::spawn_blocking(move || stop::stop_all(&s, &dir, grace)).await?;
+    let (survivors, listening) = (stop::survivors(&state), stop::listening_ports(&state));
+    if !survivors.is_empty() || !listening.is_empty() {
+        return Err(Exit::error(
+            exit::ERROR,
+            format!(
+                "verify: stopping its fleet left processes {survivors:?}, listening ports {listening:?}; run `storefront down`"
+            ),
+        ));
+    }
+    FleetState::remove(&ctx.state_dir)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ran(verdict: Verdict, invariants: Vec<Invariant>) -> Result<Ran> {
+        Ok(Ran {
+            verdict,
+            invariants,
+            text: String::new(),
+            json: serde_json::Value::Null,
+        })
+    }
+
+    #[test]
+    fn a_control_arm_passes_the_gate_only_by_failing() {
+        let control = check("x --control", Expect::Fail, |_, _| {
+            Box::pin(async { unreachable!() })
+        });
+        let failed = judge(
+            &control,
+            ran(
+                Verdict::Fail,
+                vec![Invariant::check("no lost update", false, 0, 3, "pg")],
+            ),
+            Duration::ZERO,
+        );
+        assert_eq!(failed.verdict, Verdict::Pass);
+        assert_eq!(failed.cases.len(), 1);
+        assert!(
+            failed.cases[0].observed.contains("FAIL")
+                && failed.cases[0].evidence.contains("no lost update")
+        );
+        let passed = judge(&control, ran(Verdict::Pass, vec![]), Duration::ZERO);
+        assert_eq!(
+            passed.verdict,
+            Verdict::Fail,
+            "a control arm that passes means a checker that cannot fail"
+        );
+    }
+
+    #[test]
+    fn a_check_that_cannot_run_is_unknown_and_a_normal_arm_keeps_its_invariants() {
+        let c = check("race", Expect::Pass, |_, _| {
+            Box::pin(async { unreachable!() })
+        });
+        let j = judge(&c, Err(anyhow::anyhow!("boom")), Duration::ZERO);
+        assert_eq!(j.verdict, Verdict::Unknown);
+        let inv = vec![
+            Invariant::check("a", true, 1, 1, "e"),
+            Invariant::check("b", true, 1, 1, "e"),
+        ];
+        let j = judge(&c, ran(Verdict::Pass, inv), Duration::ZERO);
+        assert_eq!((j.verdict, j.cases.len()), (Verdict::Pass, 2));
+    }
+
+    #[test]
+    fn the_gate_runs_every_experiment_arm_and_the_smoke_load() {
+        let names: Vec<&str> = gate().iter().map(|c| c.name).collect();
+        assert_eq!(
+            names,
+            [
+                "race",
+                "race --control",
+                "replay",
+                "replay --control",
+                "load --profile smoke"
+            ]
+        );
+        // The gate's argument lists parse (a wrong flag would panic here, not in CI).
+        let p: race::Params = params(&["--n", "20", "--control"]);
+        assert!(p.control && p.n == 20);
+    }
+}

@@ -1,0 +1,189 @@
+//! Every request's exact latency and outcome, per transaction. Users record
+//! into shards (user i into shard i mod N), so a lock is almost never
+//! contended; the shards merge once at the end. Two atomic counters feed
+//! the live progress line.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+
+/// Same bounds as the experiments' histograms: 1 µs to 1 h, 3 significant digits.
+pub fn histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("static bounds")
+}
+
+pub fn micros(d: Duration) -> u64 {
+    (d.as_micros() as u64).clamp(1, 3_600_000_000)
+}
+
+/// One transaction's record.
+#[derive(Debug, Clone)]
+pub struct TxTally {
+    /// Each request's own latency (send to last body byte), in µs.
+    pub raw: Histogram<u64>,
+    /// Open model: latency from the intended send time. Closed model: empty
+    /// until the run ends, then derived from `raw` (see `closed::correct`).
+    pub corrected: Histogram<u64>,
+    /// Latencies of the requests that failed (their count is the error count).
+    pub failed: Histogram<u64>,
+    /// Exact count per status (`200`) or error kind (`error: connect`).
+    pub outcomes: BTreeMap<String, u64>,
+}
+
+impl Default for TxTally {
+    fn default() -> Self {
+        Self {
+            raw: histogram(),
+            corrected: histogram(),
+            failed: histogram(),
+            outcomes: BTreeMap::new(),
+        }
+    }
+}
+
+impl TxTally {
+    pub fn merge(&mut self, o: &TxTally) {
+        self.raw.add(&o.raw).expect("same bounds");
+        self.corrected.add(&o.corrected).expect("same bounds");
+        self.failed.add(&o.failed).expect("same bounds");
+        for (k, v) in &o.outcomes {
+            *self.outcomes.entry(k.clone()).or_default() += v;
+        }
+    }
+
+    pub fn count(&self) -> u64 {
+        self.raw.len()
+    }
+
+    pub fn errors(&self) -> u64 {
+        self.failed.len()
+    }
+}
+
+/// What one request left behind.
+pub struct Sample<'a> {
+    pub tx: usize,
+    pub raw: Duration,
+    /// From the intended send time (open model only).
+    pub corrected: Option<Duration>,
+    pub outcome: &'a str,
+    pub ok: bool,
+}
+
+pub struct Recorder {
+    /// Lazily filled: a shard holds only the transactions its users ran.
+    shards: Vec<Mutex<Vec<Option<TxTally>>>>,
+    transactions: usize,
+    pub requests: AtomicU64,
+    pub errors: AtomicU64,
+    /// Rates are per second of the window from the first send to the last
+    /// answer (µs since `epoch`), whatever the ramp and shutdown took.
+    epoch: Instant,
+    first_send: AtomicU64,
+    last_answer: AtomicU64,
+}
+
+impl Recorder {
+    pub fn new(transactions: usize, shards: usize) -> Self {
+        Self {
+            shards: (0..shards.max(1))
+                .map(|_| Mutex::new(vec![None; transactions]))
+                .collect(),
+            transactions,
+            requests: AtomicU64::new(0),
+            errors: AtomicU64::new(0),
+            epoch: Instant::now(),
+            first_send: AtomicU64::new(u64::MAX),
+            last_answer: AtomicU64::new(0),
+        }
+    }
+
+    /// From the first request sent to the last answer received.
+    pub fn window(&self) -> Duration {
+        let (a, b) = (
+            self.first_send.load(Ordering::Relaxed),
+            self.last_answer.load(Ordering::Relaxed),
+        );
+        Duration::from_micros(b.saturating_sub(a))
+    }
+
+    pub fn record(&self, shard: usize, s: Sample<'_>) {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        let now = self.epoch.elapsed();
+        self.last_answer
+            .fetch_max(now.as_micros() as u64, Ordering::Relaxed);
+        self.first_send.fetch_min(
+            now.saturating_sub(s.raw).as_micros() as u64,
+            Ordering::Relaxed,
+        );
+        if !s.ok {
+            self.errors.fetch_add(1, Ordering::Relaxed);
+        }
+        let mut g = self.shards[shard % self.shards.len()]
+            .lock()
+            .expect("a recorder shard is never poisoned: recording cannot panic");
+        let t = g[s.tx].get_or_insert_with(TxTally::default);
+        let raw = micros(s.raw);
+        t.raw.record(raw).expect("clamped");
+        if let Some(c) = s.corrected {
+            t.corrected.record(micros(c)).expect("clamped");
+        }
+        if !s.ok {
+            t.failed.record(raw).expect("clamped");
+        }
+        match t.outcomes.get_mut(s.outcome) {
+            Some(n) => *n += 1,
+            None => {
+                t.outcomes.insert(s.outcome.to_owned(), 1);
+            }
+        }
+    }
+
+    /// Merges the shards: one tally per transaction, in plan order.
+    pub fn finish(&self) -> Vec<TxTally> {
+        let mut out = vec![TxTally::default(); self.transactions];
+        for shard in &self.shards {
+            let g = shard.lock().expect("not poisoned");
+            for (i, t) in g.iter().enumerate() {
+                if let Some(t) = t {
+                    out[i].merge(t);
+                }
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shards_merge_into_exact_counts_per_transaction() {
+        let r = Recorder::new(2, 4);
+        for i in 0..100u64 {
+            let ok = i % 10 != 0;
+            r.record(
+                i as usize,
+                Sample {
+                    tx: (i % 2) as usize,
+                    raw: Duration::from_micros(100 + i),
+                    corrected: None,
+                    outcome: if ok { "200" } else { "error: connect" },
+                    ok,
+                },
+            );
+        }
+        let t = r.finish();
+        assert_eq!(t[0].count() + t[1].count(), 100);
+        assert_eq!(t[0].count(), 50);
+        assert_eq!(t[0].errors() + t[1].errors(), 10);
+        assert_eq!(t[0].outcomes["error: connect"], 10);
+        assert_eq!(r.requests.load(Ordering::Relaxed), 100);
+        assert_eq!(r.errors.load(Ordering::Relaxed), 10);
+        assert!(t[0].corrected.is_empty());
+    }
+}
