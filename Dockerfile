@@ -37,7 +37,9 @@ RUN --mount=type=cache,id=storefront-cargo-registry,target=/usr/local/cargo/regi
  && mkdir -p /out \
  && install -m 0755 -t /out \
         target/release/storefront \
-        target/release/catalog
+        target/release/catalog \
+        target/release/bff \
+        target/release/identity
 
 # ---------------------------------------------------------------------------
 # Same Debian release as the builder, so the binaries find the glibc they were

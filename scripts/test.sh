@@ -34,3 +34,12 @@ export TEST_DATABASE_URL TEST_REDIS_URL
 
 step "cargo test --workspace"
 cargo test --workspace --locked
+
+step "storefront verify: every experiment (control arms must fail) and the smoke load"
+cleanup # the services' test infrastructure is done with
+# A throwaway state dir and a port range of its own: verify boots its fleet
+# there, stops it after, and the trap stops it whatever happens.
+verify_state=$(mktemp -d -t storefront-verify-XXXXXX)
+vf() { target/debug/storefront --state-dir "$verify_state" --port-base "${STOREFRONT_VERIFY_PORT_BASE:-26200}" "$@"; }
+trap 'vf down --purge >/dev/null 2>&1 || true; rm -rf "$verify_state"' EXIT
+vf verify --junit target/verify-junit.xml

@@ -1,14 +1,21 @@
 //! One module per subcommand: its clap Args and `run()`.
 
 pub mod bootstrap;
+pub mod breaker;
+pub mod chaos;
 pub mod doctor;
 pub mod down;
+pub mod flood;
+pub mod load;
 pub mod logs;
 pub mod race;
 pub mod replay;
+pub mod report;
 pub mod restart;
+pub mod rotate;
 pub mod status;
 pub mod up;
+pub mod verify;
 
 use std::path::PathBuf;
 
@@ -58,8 +65,22 @@ pub enum Command {
     Restart(restart::Args),
     /// Experiment: N clients race one conditional stock decrement; exactly one may win (xmin OCC → 412).
     Race(race::Args),
+    /// Experiment: open-model load above the BFF's refill rate; each session gets capacity + refill × D, refusals are 429 + Retry-After.
+    Flood(flood::Args),
+    /// Experiment: fail, kill and restore a catalog replica behind the BFF; its breaker opens, fails fast, and closes again.
+    Breaker(breaker::Args),
+    /// Set, clear or show the BFF's injected faults (latency, errors, aborts; each with a TTL).
+    Chaos(chaos::Args),
     /// Experiment: N identical POSTs per idempotency key; one claim, N−1 byte-identical replays, one row.
     Replay(replay::Args),
+    /// Experiment: identity's Vault-issued Postgres logins rotate (and one is revoked) under load; no request may fail.
+    Rotate(rotate::Args),
+    /// Load: run a load profile (`--profile browse`; closed model, or open with --rate) and judge its thresholds and invariants.
+    Load(load::Args),
+    /// Reports: `report merge FILES…` merges HdrHistogram interval logs from `load --hdr-out`.
+    Report(report::Args),
+    /// CI gate: every experiment (control arms must fail) and the smoke load, on a fleet it boots if none is up.
+    Verify(verify::Args),
     /// Ready already-running infrastructure (roles, schemas, migrations, Vault) without starting services.
     Bootstrap(bootstrap::Args),
     /// Check that every program the fleet needs is installed and every port is free.
@@ -101,7 +122,14 @@ pub async fn run(cli: Cli) -> Result<u8> {
         Command::Doctor(a) => doctor::run(&cli.global, a).await,
         Command::Restart(a) => restart::run(&cli.global, a).await,
         Command::Race(a) => race::run(&cli.global, a).await,
+        Command::Flood(a) => flood::run(&cli.global, a).await,
+        Command::Breaker(a) => breaker::run(&cli.global, a).await,
+        Command::Chaos(a) => chaos::run(&cli.global, a).await,
         Command::Replay(a) => replay::run(&cli.global, a).await,
+        Command::Rotate(a) => rotate::run(&cli.global, a).await,
+        Command::Load(a) => load::run(&cli.global, a).await,
+        Command::Report(a) => report::run(&cli.global, a).await,
+        Command::Verify(a) => verify::run(&cli.global, a).await,
         Command::Bootstrap(a) => bootstrap::run(&cli.global, a).await,
     }
 }

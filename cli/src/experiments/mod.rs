@@ -4,10 +4,13 @@
 //! databases, each with expected, observed and evidence) → report.
 //! The verdict is the report's: any fail → 1, else any unknown → 2, else 0.
 
+pub mod breaker;
+pub mod flood;
 pub mod lab;
 pub mod race;
 pub mod record;
 pub mod replay;
+pub mod rotate;
 
 use serde::Serialize;
 

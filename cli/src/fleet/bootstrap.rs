@@ -18,12 +18,14 @@ pub const VAULT_ADMIN: &str = "vault_admin";
 
 static CATALOG: Migrator = sqlx::migrate!("../migrations/catalog");
 static CLAIMS: Migrator = sqlx::migrate!("../migrations/claims");
+static IDENTITY: Migrator = sqlx::migrate!("../migrations/identity");
 
 /// Embedded migrations of each service that owns a schema.
 pub fn migrator(service: &str) -> Option<&'static Migrator> {
     match service {
         "catalog" => Some(&CATALOG),
         "claims" => Some(&CLAIMS),
+        "identity" => Some(&IDENTITY),
         _ => None,
     }
 }
@@ -53,8 +55,9 @@ fn literal(s: &str) -> Result<&str> {
     }
 }
 
-/// Creates the database, roles and schemas; returns each static-login
-/// service's database URL.
+/// Creates the database, roles and schemas; returns each service's database
+/// URL (for dynamic-credential services one without credentials: where
+/// Postgres is, the login comes from Vault).
 pub async fn database(
     pg: &PgAdmin,
     profile: &FleetProfile,
@@ -123,7 +126,7 @@ async fn service_role(
 ) -> Result<Option<String>> {
     let url = if svc.dynamic_credentials {
         ensure_role(c, role, "NOLOGIN").await?;
-        None
+        Some(format!("postgres://{}:{}/{DATABASE}", pg.host, pg.port))
     } else {
         let pw = secrets.service_password(&svc.name);
         ensure_role(c, role, &format!("LOGIN PASSWORD '{}'", literal(&pw)?)).await?;

@@ -2,6 +2,8 @@
 
 pub mod experiment;
 pub mod fleet;
+pub mod junit;
+pub mod load;
 
 use std::io::IsTerminal;
 
