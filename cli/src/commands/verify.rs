@@ -14,7 +14,9 @@ use serde::Serialize;
 
 use crate::commands::Global;
 use crate::exit::{self, Exit};
-use crate::experiments::{Invariant, Lab, Report, Verdict, overall, race, replay};
+use crate::experiments::{
+    Invariant, Lab, Report, Verdict, breaker, flood, overall, race, replay, rotate,
+};
 use crate::fleet::progress::Progress;
 use crate::fleet::{Ctx, FleetState, InfraMode, boot, observe, stop};
 use crate::load::profile::LoadProfile;
@@ -139,6 +141,11 @@ fn gate() -> Vec<Check> {
         arm!("race --control", Fail, race, ["--n", "20", "--control"]),
         arm!("replay", Pass, replay, ["--n", "10", "--keys", "5"]),
         arm!("replay --control", Fail, replay, ["--n", "10", "--keys", "5", "--control"]),
+        arm!(ctx: "flood", Pass, flood, ["--duration", "3"]),
+        arm!(ctx: "flood with a wrong expected capacity", Fail, flood, ["--duration", "3", "--expect-capacity", "20"]),
+        arm!(ctx: "breaker", Pass, breaker, []),
+        arm!("rotate", Pass, rotate, ["--duration", "10s", "--rps", "30", "--ttl", "4s"]),
+        arm!("rotate --control", Fail, rotate, ["--duration", "8s", "--rps", "30", "--ttl", "4s", "--control"]),
         check("load --profile smoke", Expect::Pass, |e, s| Box::pin(smoke(e, s))),
     ]
 }
