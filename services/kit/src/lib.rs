@@ -14,11 +14,17 @@
 //! pool.close().await;
 //! ```
 
+#[cfg(feature = "amqp")]
+pub mod amqp;
 pub mod checks;
 pub mod config;
 pub mod db;
 pub mod error;
 pub mod http;
+#[cfg(feature = "amqp")]
+pub mod inbox;
+#[cfg(feature = "amqp")]
+pub mod outbox;
 pub mod shutdown;
 pub mod telemetry;
 
