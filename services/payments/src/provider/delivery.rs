@@ -1,0 +1,173 @@
+//! The simulated provider's webhook sender: claims due deliveries with a
+//! lease (so no connection is held across HTTP), signs each at send time in
+//! its provider's shape, POSTs it to the payments service's webhook
+//! endpoint, and retries with backoff until it gets a 2xx — at least once,
+//! as real providers do.
+
+use std::time::Duration;
+
+use secrecy::{ExposeSecret, SecretString};
+use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::WebhookConfig;
+use crate::contract::Provider;
+use crate::signature;
+
+/// Deliveries sent per pass.
+const BATCH: i64 = 64;
+/// How long a claimed delivery is ours before another pass may take it.
+const LEASE_SECS: f64 = 10.0;
+/// Longest wait between retries of one delivery.
+const MAX_RETRY_SECS: f64 = 5.0;
+/// Counter of webhook deliveries, by provider and outcome.
+pub const DELIVERIES_METRIC: &str = "provider_webhook_deliveries_total";
+
+/// One claimed delivery.
+#[derive(Debug, sqlx::FromRow)]
+struct Due {
+    id: i64,
+    provider: String,
+    body: String,
+}
+
+/// What the sender needs.
+#[derive(Clone)]
+pub struct Sender {
+    /// The provider's own records.
+    pub pool: PgPool,
+    /// Outbound HTTP.
+    pub http: reqwest::Client,
+    /// `http://host:port` of the payments service's webhook endpoints.
+    pub base_url: String,
+    /// The signing secrets (shared with the endpoints, as with a real provider).
+    pub stripe_secret: SecretString,
+    /// See `stripe_secret`.
+    pub paypal_secret: SecretString,
+}
+
+impl Sender {
+    /// A sender posting to `base_url` with the secrets of `webhooks`.
+    pub fn new(pool: PgPool, base_url: String, webhooks: &WebhookConfig) -> Self {
+        Self {
+            pool,
+            http: reqwest::Client::builder()
+                .no_proxy()
+                .timeout(Duration::from_secs(5))
+                .build()
+                .expect("static client configuration"),
+            base_url,
+            stripe_secret: webhooks.stripe_secret.clone(),
+            paypal_secret: webhooks.paypal_secret.clone(),
+        }
+    }
+
+    /// Sends due deliveries every `interval` until `stop` fires.
+    pub async fn run(self, interval: Duration, stop: CancellationToken) {
+        loop {
+            let sent = match self.pass().await {
+                Ok(n) => n,
+                Err(error) => {
+                    tracing::warn!(%error, "provider delivery pass failed");
+                    0
+                }
+            };
+            if sent as i64 >= BATCH {
+                continue;
+            }
+            tokio::select! {
+                () = stop.cancelled() => break,
+                () = tokio::time::sleep(interval) => {}
+            }
+        }
+        tracing::info!("provider webhook sender stopped");
+    }
+
+    /// One pass: claim, send concurrently, record. Returns how many were sent.
+    pub async fn pass(&self) -> Result<usize, sqlx::Error> {
+        let due: Vec<Due> = sqlx::query_as(
+            "UPDATE provider_deliveries SET deliver_at = now() + make_interval(secs => $2), \
+                 attempts = attempts + 1 \
+             WHERE id IN (SELECT id FROM provider_deliveries \
+                          WHERE delivered_at IS NULL AND deliver_at <= now() \
+                          ORDER BY deliver_at LIMIT $1 FOR UPDATE SKIP LOCKED) \
+             RETURNING id, provider, body",
+        )
+        .bind(BATCH)
+        .bind(LEASE_SECS)
+        .fetch_all(&self.pool)
+        .await?;
+        let n = due.len();
+        let results = futures::future::join_all(due.iter().map(|d| self.send(d))).await;
+        for (d, status) in due.iter().zip(results) {
+            let ok = status.is_some_and(|s| (200..300).contains(&s));
+            let outcome = match status {
+                Some(s) => s.to_string(),
+                None => "error".into(),
+            };
+            metrics::counter!(DELIVERIES_METRIC, "provider" => d.provider.clone(), "outcome" => outcome)
+                .increment(1);
+            let sql = if ok {
+                "UPDATE provider_deliveries SET delivered_at = now(), last_status = $2 WHERE id = $1"
+            } else {
+                "UPDATE provider_deliveries SET last_status = $2, \
+                     deliver_at = now() + make_interval(secs => least($3, 0.1 * power(2, attempts))) \
+                 WHERE id = $1"
+            };
+            sqlx::query(sql)
+                .bind(d.id)
+                .bind(status.map(i32::from))
+                .bind(MAX_RETRY_SECS)
+                .execute(&self.pool)
+                .await?;
+        }
+        Ok(n)
+    }
+
+    /// Signs and POSTs one delivery; the status, or `None` if no answer.
+    async fn send(&self, d: &Due) -> Option<u16> {
+        let provider = Provider::parse(&d.provider)?;
+        let url = format!("{}/webhooks/{}", self.base_url, provider.as_str());
+        let body = d.body.as_bytes();
+        let now = chrono::Utc::now();
+        let request = match provider {
+            Provider::Stripe => {
+                let header = signature::stripe_header(
+                    self.stripe_secret.expose_secret().as_bytes(),
+                    now.timestamp(),
+                    body,
+                );
+                self.http
+                    .post(url)
+                    .header(signature::STRIPE_SIGNATURE, header)
+            }
+            Provider::Paypal => {
+                let id = uuid::Uuid::new_v4().to_string();
+                let time = now.to_rfc3339();
+                let sig = signature::paypal_signature(
+                    self.paypal_secret.expose_secret().as_bytes(),
+                    &id,
+                    &time,
+                    body,
+                );
+                self.http
+                    .post(url)
+                    .header(signature::PAYPAL_TRANSMISSION_ID, id)
+                    .header(signature::PAYPAL_TRANSMISSION_TIME, time)
+                    .header(signature::PAYPAL_TRANSMISSION_SIG, sig)
+            }
+        };
+        let sent = request
+            .header("content-type", "application/json")
+            .body(d.body.clone())
+            .send()
+            .await;
+        match sent {
+            Ok(response) => Some(response.status().as_u16()),
+            Err(error) => {
+                tracing::debug!(%error, "webhook delivery failed");
+                None
+            }
+        }
+    }
+}

@@ -1,0 +1,65 @@
+//! Lab-only: a signing oracle, mounted only when `LAB_ENDPOINTS=true`.
+//! `POST /lab/sign/{provider}` signs a body as the provider would at a
+//! given time, so `storefront saga` can replay real webhooks (freshly
+//! signed, as a provider's resend does) and make stale ones (validly signed
+//! long ago) without holding the secrets. A real provider keeps this to
+//! itself; a production replica doesn't have the route at all (404).
+
+use axum::Json;
+use axum::extract::rejection::{JsonRejection, PathRejection};
+use axum::extract::{Path, State};
+use secrecy::ExposeSecret;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::{ApiError, AppState};
+use crate::contract::Provider;
+use crate::signature;
+
+/// `POST /lab/sign/{provider}` body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SignRequest {
+    /// The exact body to sign.
+    body: String,
+    /// Unix seconds to sign at (default: now).
+    at: Option<i64>,
+}
+
+/// The headers to send with `body`.
+pub async fn sign(
+    State(state): State<AppState>,
+    provider: Result<Path<String>, PathRejection>,
+    request: Result<Json<SignRequest>, JsonRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Path(provider) = provider?;
+    let Json(request) = request.map_err(|e| ApiError::Lab(e.body_text()))?;
+    let provider = Provider::parse(&provider)
+        .ok_or_else(|| ApiError::Lab(format!("unknown provider {provider:?}")))?;
+    let at = request.at.unwrap_or_else(|| chrono::Utc::now().timestamp());
+    let body = request.body.as_bytes();
+    let headers = match provider {
+        Provider::Stripe => json!({
+            signature::STRIPE_SIGNATURE: signature::stripe_header(
+                state.webhooks.stripe_secret.expose_secret().as_bytes(), at, body),
+        }),
+        Provider::Paypal => {
+            let id = uuid::Uuid::new_v4().to_string();
+            let time = chrono::DateTime::from_timestamp(at, 0)
+                .ok_or_else(|| ApiError::Lab("at is out of range".into()))?
+                .to_rfc3339();
+            let sig = signature::paypal_signature(
+                state.webhooks.paypal_secret.expose_secret().as_bytes(),
+                &id,
+                &time,
+                body,
+            );
+            json!({
+                signature::PAYPAL_TRANSMISSION_ID: id,
+                signature::PAYPAL_TRANSMISSION_TIME: time,
+                signature::PAYPAL_TRANSMISSION_SIG: sig,
+            })
+        }
+    };
+    Ok(Json(json!({ "headers": headers })))
+}

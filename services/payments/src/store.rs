@@ -1,0 +1,402 @@
+//! Payments in Postgres. Every change is one transaction holding the
+//! payment's row lock: the inbox or webhook dedupe row, the new status and
+//! its history row, the event for checkout (outbox) and the provider call
+//! all commit together or not at all.
+
+use std::sync::Arc;
+
+use serde::Serialize;
+use sqlx::{PgConnection, PgPool};
+use storefront_kit::inbox::{self, InboxTable};
+use storefront_kit::outbox::{self, NewMessage, OutboxTable};
+use uuid::Uuid;
+
+use crate::contract::{Command, Event, Provider};
+use crate::payment::{self, Announce, Call, Input, Status, Step};
+use crate::provider::Simulator;
+use crate::webhook::{self, ProviderEvent};
+
+/// The outbox table and its NOTIFY channel.
+pub fn outbox_table() -> OutboxTable {
+    OutboxTable::new("outbox", "payments_outbox")
+}
+
+/// The inbox table.
+pub fn inbox_table() -> InboxTable {
+    InboxTable::new("inbox")
+}
+
+/// What handling a message or webhook came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// The state machine took it (possibly changing nothing but announcing).
+    Applied,
+    /// Seen before (same message id or provider event id): nothing done.
+    Duplicate,
+    /// Not applicable; the reason is logged and recorded.
+    Ignored(&'static str),
+}
+
+impl Outcome {
+    /// A label for metrics and the webhook table.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Self::Applied => "applied",
+            Self::Duplicate => "duplicate",
+            Self::Ignored(reason) => reason,
+        }
+    }
+}
+
+/// A payment row.
+#[derive(Debug, Clone, sqlx::FromRow, Serialize)]
+pub struct PaymentRow {
+    /// The session id.
+    pub payment_id: Uuid,
+    /// The order.
+    pub order_id: Uuid,
+    /// `stripe` or `paypal`.
+    pub provider: String,
+    /// The provider's session id.
+    pub provider_ref: String,
+    /// The amount.
+    pub amount_cents: i64,
+    /// ISO 4217.
+    pub currency: String,
+    /// Last four digits of the card.
+    pub card_last4: String,
+    /// The status (see [`Status`]).
+    pub status: String,
+    /// Bumped on every change.
+    pub version: i32,
+}
+
+/// One history row.
+#[derive(Debug, Clone, sqlx::FromRow, Serialize)]
+pub struct TransitionRow {
+    /// Before (none for the creation).
+    pub from_status: Option<String>,
+    /// After.
+    pub to_status: String,
+    /// The command or provider event.
+    pub cause: String,
+    /// When.
+    pub at: chrono::DateTime<chrono::Utc>,
+}
+
+const PAYMENT_COLUMNS: &str = "payment_id, order_id, provider, provider_ref, amount_cents, \
+     currency::text AS currency, card_last4::text AS card_last4, status, version";
+
+/// The payments store.
+#[derive(Clone)]
+pub struct Store {
+    /// The service's pool.
+    pub pool: PgPool,
+    /// The provider whose API the changes call.
+    pub provider: Arc<Simulator>,
+    /// Events for checkout.
+    outbox: OutboxTable,
+    /// Commands handled.
+    inbox: InboxTable,
+    /// Where events for checkout go.
+    events_queue: String,
+}
+
+impl Store {
+    /// A store on `pool` calling `provider`, announcing to `events_queue`.
+    pub fn new(pool: PgPool, provider: Arc<Simulator>, events_queue: String) -> Self {
+        Self {
+            pool,
+            provider,
+            events_queue,
+            outbox: outbox_table(),
+            inbox: inbox_table(),
+        }
+    }
+
+    /// Applies a command from checkout, once per message id.
+    #[tracing::instrument(skip_all, fields(%message_id, kind = command.kind(), order_id = %command.order_id()))]
+    pub async fn handle_command(
+        &self,
+        message_id: Uuid,
+        command: &Command,
+    ) -> Result<Outcome, sqlx::Error> {
+        let mut tx = self.pool.begin().await?;
+        if !inbox::record(&mut *tx, &self.inbox, message_id, command.kind()).await? {
+            tx.commit().await?;
+            return Ok(Outcome::Duplicate);
+        }
+        let outcome = match command {
+            Command::AuthorizePayment {
+                order_id,
+                amount_cents,
+                currency,
+                card_number,
+                provider,
+            } => {
+                self.open(
+                    &mut tx,
+                    *order_id,
+                    *amount_cents,
+                    currency,
+                    card_number,
+                    *provider,
+                )
+                .await?
+            }
+            Command::CapturePayment { order_id } => {
+                self.by_order(&mut tx, *order_id, Input::Capture).await?
+            }
+            Command::VoidPayment { order_id } => {
+                self.by_order(&mut tx, *order_id, Input::Void).await?
+            }
+        };
+        tx.commit().await?;
+        if let Outcome::Ignored(reason) = &outcome {
+            tracing::warn!(reason, "command ignored");
+        }
+        Ok(outcome)
+    }
+
+    /// Opens the order's payment session and asks the provider to
+    /// authorize; a second request for the same order changes nothing.
+    async fn open(
+        &self,
+        db: &mut PgConnection,
+        order_id: Uuid,
+        amount_cents: i64,
+        currency: &str,
+        card: &str,
+        provider: Provider,
+    ) -> Result<Outcome, sqlx::Error> {
+        if amount_cents <= 0 || currency.len() != 3 || card.len() < 4 {
+            return Ok(Outcome::Ignored("invalid authorize command"));
+        }
+        let payment_id = Uuid::new_v4();
+        let provider_ref = webhook::intent_id(provider, payment_id);
+        let inserted = sqlx::query(
+            "INSERT INTO payments (payment_id, order_id, provider, provider_ref, amount_cents, \
+                 currency, card_last4, status) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending') ON CONFLICT (order_id) DO NOTHING",
+        )
+        .bind(payment_id)
+        .bind(order_id)
+        .bind(provider.as_str())
+        .bind(&provider_ref)
+        .bind(amount_cents)
+        .bind(currency)
+        .bind(&card[card.len() - 4..])
+        .execute(&mut *db)
+        .await?
+        .rows_affected()
+            == 1;
+        if !inserted {
+            return Ok(Outcome::Ignored("payment already open for this order"));
+        }
+        history(db, payment_id, None, Status::Pending, "authorize_command").await?;
+        self.provider
+            .authorize(db, provider, payment_id, card, amount_cents, currency)
+            .await?;
+        Ok(Outcome::Applied)
+    }
+
+    /// Locks the order's payment and feeds it `input`.
+    async fn by_order(
+        &self,
+        db: &mut PgConnection,
+        order_id: Uuid,
+        input: Input,
+    ) -> Result<Outcome, sqlx::Error> {
+        let payment: Option<PaymentRow> = sqlx::query_as(&format!(
+            "SELECT {PAYMENT_COLUMNS} FROM payments WHERE order_id = $1 FOR UPDATE"
+        ))
+        .bind(order_id)
+        .fetch_optional(&mut *db)
+        .await?;
+        match payment {
+            Some(payment) => self.apply(db, &payment, input, input.as_str()).await,
+            None => Ok(Outcome::Ignored("no payment for this order")),
+        }
+    }
+
+    /// Applies a verified provider webhook, once per provider event id.
+    #[tracing::instrument(skip_all, fields(provider = provider.as_str(), event_id = %event.event_id))]
+    pub async fn handle_webhook(
+        &self,
+        provider: Provider,
+        event: &ProviderEvent,
+        body: &serde_json::Value,
+    ) -> Result<Outcome, sqlx::Error> {
+        let mut tx = self.pool.begin().await?;
+        // First, so a concurrent duplicate waits on this row and then finds it.
+        let first = sqlx::query(
+            "INSERT INTO webhook_events (provider, event_id, event_type, provider_ref, body, outcome) \
+             VALUES ($1, $2, $3, $4, $5, 'received') ON CONFLICT (provider, event_id) DO NOTHING",
+        )
+        .bind(provider.as_str())
+        .bind(&event.event_id)
+        .bind(&event.event_type)
+        .bind(&event.provider_ref)
+        .bind(body)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            == 1;
+        if !first {
+            tx.commit().await?;
+            return Ok(Outcome::Duplicate);
+        }
+        let outcome = match event.kind {
+            None => Outcome::Ignored("event type not handled"),
+            Some(kind) => {
+                let payment: Option<PaymentRow> = sqlx::query_as(&format!(
+                    "SELECT {PAYMENT_COLUMNS} FROM payments WHERE provider = $1 AND provider_ref = $2 FOR UPDATE"
+                ))
+                .bind(provider.as_str())
+                .bind(&event.provider_ref)
+                .fetch_optional(&mut *tx)
+                .await?;
+                match payment {
+                    Some(payment) => {
+                        self.apply(&mut tx, &payment, kind.input(), &event.event_id)
+                            .await?
+                    }
+                    None => Outcome::Ignored("unknown payment"),
+                }
+            }
+        };
+        sqlx::query("UPDATE webhook_events SET outcome = $3 WHERE provider = $1 AND event_id = $2")
+            .bind(provider.as_str())
+            .bind(&event.event_id)
+            .bind(outcome.label())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(outcome)
+    }
+
+    /// Runs the state machine on a locked payment and writes what it says.
+    async fn apply(
+        &self,
+        db: &mut PgConnection,
+        payment: &PaymentRow,
+        input: Input,
+        cause: &str,
+    ) -> Result<Outcome, sqlx::Error> {
+        let Some(from) = Status::parse(&payment.status) else {
+            return Ok(Outcome::Ignored("unknown stored status"));
+        };
+        let Some(Step { to, announce, call }) = payment::step(from, input) else {
+            tracing::debug!(
+                from = from.as_str(),
+                input = input.as_str(),
+                "input ignored in this status"
+            );
+            return Ok(Outcome::Ignored("not applicable in this status"));
+        };
+        if to != from {
+            sqlx::query(
+                "UPDATE payments SET status = $2, version = version + 1, updated_at = now() \
+                 WHERE payment_id = $1",
+            )
+            .bind(payment.payment_id)
+            .bind(to.as_str())
+            .execute(&mut *db)
+            .await?;
+            history(db, payment.payment_id, Some(from), to, cause).await?;
+        }
+        if let Some(announce) = announce {
+            let event = event_for(payment, announce);
+            let payload = serde_json::to_value(&event).expect("events serialize");
+            outbox::enqueue(
+                &mut *db,
+                &self.outbox,
+                &NewMessage {
+                    id: Uuid::new_v4(),
+                    destination: &self.events_queue,
+                    kind: event.kind(),
+                    payload: &payload,
+                },
+            )
+            .await?;
+        }
+        match call {
+            Some(Call::Capture) => self.provider.capture(db, &payment.provider_ref).await?,
+            Some(Call::Void) => self.provider.void(db, &payment.provider_ref).await?,
+            None => {}
+        }
+        Ok(Outcome::Applied)
+    }
+
+    /// The order's payment and its history.
+    pub async fn payment_of_order(
+        &self,
+        order_id: Uuid,
+    ) -> Result<Option<(PaymentRow, Vec<TransitionRow>)>, sqlx::Error> {
+        let payment: Option<PaymentRow> = sqlx::query_as(&format!(
+            "SELECT {PAYMENT_COLUMNS} FROM payments WHERE order_id = $1"
+        ))
+        .bind(order_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(payment) = payment else {
+            return Ok(None);
+        };
+        let history = sqlx::query_as(
+            "SELECT from_status, to_status, cause, at FROM payment_transitions \
+             WHERE payment_id = $1 ORDER BY id",
+        )
+        .bind(payment.payment_id)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(Some((payment, history)))
+    }
+}
+
+/// The event that announces `announce` for `payment`.
+fn event_for(payment: &PaymentRow, announce: Announce) -> Event {
+    let (order_id, payment_id) = (payment.order_id, payment.payment_id);
+    match announce {
+        Announce::Authorized => Event::PaymentAuthorized {
+            order_id,
+            payment_id,
+        },
+        Announce::Declined => Event::PaymentDeclined {
+            order_id,
+            payment_id,
+        },
+        Announce::Captured => Event::PaymentCaptured {
+            order_id,
+            payment_id,
+            amount_cents: payment.amount_cents,
+        },
+        Announce::CaptureFailed => Event::PaymentCaptureFailed {
+            order_id,
+            payment_id,
+        },
+        Announce::Voided => Event::PaymentVoided {
+            order_id,
+            payment_id,
+        },
+    }
+}
+
+/// Appends a history row.
+async fn history(
+    db: &mut PgConnection,
+    payment_id: Uuid,
+    from: Option<Status>,
+    to: Status,
+    cause: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO payment_transitions (payment_id, from_status, to_status, cause) VALUES ($1, $2, $3, $4)",
+    )
+    .bind(payment_id)
+    .bind(from.map(Status::as_str))
+    .bind(to.as_str())
+    .bind(cause)
+    .execute(db)
+    .await?;
+    Ok(())
+}
