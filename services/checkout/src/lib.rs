@@ -1,0 +1,16 @@
+//! The checkout orchestrator: one saga per order — StockReservation (HTTP
+//! to catalog) → PaymentSession → Capture (commands to payments over
+//! RabbitMQ) → Complete — with a named compensation for every failure and
+//! a deadline for every answer awaited. Each transition is persisted with
+//! its outbound command (transactional outbox) before anything is sent;
+//! events are applied once (inbox); the saga row carries a version for
+//! optimistic concurrency; a sweeper resumes whatever a crash interrupted.
+
+pub mod catalog;
+pub mod config;
+pub mod events;
+pub mod orchestrator;
+pub mod routes;
+pub mod saga;
+pub mod startup;
+pub mod store;

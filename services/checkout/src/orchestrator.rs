@@ -1,0 +1,177 @@
+//! Drives sagas forward: runs the HTTP steps (reserve, release) and turns
+//! passed deadlines into inputs. Work reaches it two ways — a kick right
+//! after a transition into an HTTP step (so a checkout doesn't wait for the
+//! next sweep), and the sweeper, which claims every saga whose next look is
+//! due. A saga being worked on is leased; after a crash the lease runs out
+//! and the sweeper resumes it, which is all crash recovery needs: every
+//! step is idempotent (the reservation id is the order id) and every result
+//! is applied only to the version it was computed from.
+
+use std::time::Duration;
+
+use futures::StreamExt;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::catalog::{Catalog, Reservation, reservation_id};
+use crate::config::SagaConfig;
+use crate::saga::{Input, State, Wake};
+use crate::store::{Applied, SagaRow, Store};
+
+/// Sagas claimed per sweep.
+const SWEEP_BATCH: i64 = 64;
+/// Sagas stepped concurrently per sweep.
+const SWEEP_CONCURRENCY: usize = 16;
+/// Longest wait between retries of an HTTP step.
+const MAX_RETRY: Duration = Duration::from_secs(5);
+
+/// The delay before HTTP attempt `attempts + 1`: 100 ms doubling, at most 5 s.
+pub fn retry_delay(attempts: i32) -> Duration {
+    let factor = 2u32.saturating_pow(attempts.clamp(0, 16) as u32);
+    (Duration::from_millis(100) * factor).min(MAX_RETRY)
+}
+
+/// The saga driver.
+#[derive(Clone)]
+pub struct Orchestrator {
+    /// Sagas in Postgres.
+    pub store: Store,
+    /// The catalog's HTTP API.
+    catalog: Catalog,
+    /// Deadlines and pace.
+    config: SagaConfig,
+}
+
+impl Orchestrator {
+    /// A driver over `store` and `catalog`.
+    pub fn new(store: Store, catalog: Catalog, config: SagaConfig) -> Self {
+        Self {
+            store,
+            catalog,
+            config,
+        }
+    }
+
+    /// Steps the saga now, in the background (after a transition into an
+    /// HTTP step).
+    pub fn kick(&self, order_id: Uuid) {
+        let me = self.clone();
+        tokio::spawn(async move {
+            if let Err(error) = me.advance(order_id).await {
+                tracing::warn!(%order_id, %error, "saga step failed; the sweeper will retry");
+            }
+        });
+    }
+
+    /// Runs the saga's HTTP steps until it waits for an answer or ends.
+    pub async fn advance(&self, order_id: Uuid) -> Result<(), sqlx::Error> {
+        while let Some(saga) = self.store.load(order_id).await? {
+            if !saga.state().is_http_step() || !self.step(&saga).await? {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// One step of `saga` as read; `true` if it moved into another HTTP step.
+    async fn step(&self, saga: &SagaRow) -> Result<bool, sqlx::Error> {
+        let (id, version) = (saga.order_id, saga.version);
+        let applied = match saga.state() {
+            State::Reserving => match self.catalog.reserve(reservation_id(id), &saga.items).await {
+                Ok(Reservation::Reserved { amount_cents }) => {
+                    self.store
+                        .apply_at(id, version, Input::Reserved, Some(amount_cents))
+                        .await?
+                }
+                Ok(Reservation::Refused(detail)) => {
+                    tracing::info!(order_id = %id, %detail, "reservation refused");
+                    self.store
+                        .apply_at(id, version, Input::ReservationRefused, None)
+                        .await?
+                }
+                Err(error) if chrono::Utc::now() >= saga.reserve_deadline => {
+                    tracing::warn!(order_id = %id, %error, "reservation deadline passed");
+                    self.store
+                        .apply_at(id, version, Input::ReserveTimedOut, None)
+                        .await?
+                }
+                Err(error) => {
+                    tracing::info!(order_id = %id, %error, attempts = saga.attempts, "reservation will be retried");
+                    self.store
+                        .retry_later(id, version, retry_delay(saga.attempts))
+                        .await?;
+                    return Ok(false);
+                }
+            },
+            State::ReleasingStock => match self.catalog.release(reservation_id(id)).await {
+                Ok(()) => {
+                    self.store
+                        .apply_at(id, version, Input::StockReleased, None)
+                        .await?
+                }
+                Err(error) => {
+                    tracing::info!(order_id = %id, %error, attempts = saga.attempts, "release will be retried");
+                    self.store
+                        .retry_later(id, version, retry_delay(saga.attempts))
+                        .await?;
+                    return Ok(false);
+                }
+            },
+            // Claimed by the sweeper because its deadline passed.
+            State::AwaitingAuthorization | State::AwaitingCapture | State::VoidingPayment => {
+                self.store
+                    .apply_at(id, version, Input::DeadlinePassed, None)
+                    .await?
+            }
+            State::Completed | State::Failed | State::Rejected => Applied::Ignored,
+        };
+        Ok(matches!(applied, Applied::Moved(t) if t.wake == Wake::Now))
+    }
+
+    /// Every `sweep_interval`, claims due sagas and steps them, until `stop`.
+    pub async fn sweep(self, stop: CancellationToken) {
+        let mut ticks = tokio::time::interval(self.config.sweep_interval);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => break,
+                _ = ticks.tick() => {}
+            }
+            let due = match self.store.claim_due(SWEEP_BATCH).await {
+                Ok(due) => due,
+                Err(error) => {
+                    tracing::warn!(%error, "sweep failed");
+                    continue;
+                }
+            };
+            let me = &self;
+            futures::stream::iter(due)
+                .for_each_concurrent(SWEEP_CONCURRENCY, |saga| async move {
+                    let this = me;
+                    let stepped = match this.step(&saga).await {
+                        Ok(true) => this.advance(saga.order_id).await,
+                        Ok(false) => Ok(()),
+                        Err(error) => Err(error),
+                    };
+                    if let Err(error) = stepped {
+                        tracing::warn!(order_id = %saga.order_id, %error, "swept saga step failed");
+                    }
+                })
+                .await;
+        }
+        tracing::info!("saga sweeper stopped");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn http_steps_back_off_from_100ms_to_5s() {
+        let delays: Vec<u128> = (0..8).map(|n| retry_delay(n).as_millis()).collect();
+        assert_eq!(delays, [100, 200, 400, 800, 1600, 3200, 5000, 5000]);
+        assert_eq!(retry_delay(i32::MAX), MAX_RETRY);
+        assert_eq!(retry_delay(-1), Duration::from_millis(100));
+    }
+}

@@ -1,0 +1,255 @@
+//! `POST /checkout` starts an order's saga (202, then it runs on its own;
+//! the same `Idempotency-Key` again answers 200 with the same saga) and
+//! `GET /checkout/{order_id}` shows its state and history.
+
+use axum::Json;
+use axum::extract::rejection::{JsonRejection, PathRejection};
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use storefront_payments::contract::Provider;
+use storefront_payments::provider::luhn_valid;
+use uuid::Uuid;
+
+use super::{ApiError, AppState};
+use crate::catalog::Item;
+use crate::store::{Created, NewSaga, SagaRow, StepRow};
+
+/// Most lines one order may have (catalog takes up to 100 per reservation).
+pub const MAX_ITEMS: usize = 50;
+/// Most units of one line.
+pub const MAX_QUANTITY: i32 = 1000;
+/// Request header naming the checkout; a retry sends the same value.
+pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
+
+/// `POST /checkout` body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckoutBody {
+    /// What to buy.
+    items: Vec<Item>,
+    /// The card (sandbox test numbers choose the provider's behaviour).
+    card_number: String,
+    /// `stripe` or `paypal`.
+    provider: Provider,
+    /// Only `EUR` is sold.
+    #[serde(default = "eur")]
+    currency: String,
+}
+
+fn eur() -> String {
+    "EUR".into()
+}
+
+fn idempotency_key(headers: &HeaderMap) -> Result<String, ApiError> {
+    let value = headers.get(IDEMPOTENCY_KEY).ok_or(ApiError::KeyMissing)?;
+    let key = value.to_str().map_err(|_| ApiError::KeyMalformed)?;
+    let ok = (1..=255).contains(&key.len())
+        && key
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b':' | b'-'));
+    if ok {
+        Ok(key.to_owned())
+    } else {
+        Err(ApiError::KeyMalformed)
+    }
+}
+
+impl CheckoutBody {
+    /// Validates and puts the request in canonical form (items by product id).
+    fn into_new_saga(self, idempotency_key: String) -> Result<NewSaga, ApiError> {
+        let mut items = self.items;
+        if items.is_empty() || items.len() > MAX_ITEMS {
+            return Err(ApiError::Invalid(format!(
+                "items must hold between 1 and {MAX_ITEMS} lines"
+            )));
+        }
+        if let Some(bad) = items
+            .iter()
+            .find(|i| !(1..=MAX_QUANTITY).contains(&i.quantity))
+        {
+            return Err(ApiError::Invalid(format!(
+                "quantity must be between 1 and {MAX_QUANTITY} (product {})",
+                bad.product_id
+            )));
+        }
+        items.sort_unstable();
+        if let Some(w) = items
+            .windows(2)
+            .find(|w| w[0].product_id == w[1].product_id)
+        {
+            return Err(ApiError::Invalid(format!(
+                "product {} appears more than once",
+                w[0].product_id
+            )));
+        }
+        if !luhn_valid(&self.card_number) {
+            return Err(ApiError::Invalid(
+                "card_number is not a valid card number".into(),
+            ));
+        }
+        if self.currency != "EUR" {
+            return Err(ApiError::Invalid("currency must be EUR".into()));
+        }
+        let request = json!({
+            "items": items,
+            "card_number": self.card_number,
+            "provider": self.provider,
+            "currency": self.currency,
+        });
+        Ok(NewSaga {
+            idempotency_key,
+            request,
+            items,
+            card_number: self.card_number,
+            provider: self.provider,
+            currency: self.currency,
+        })
+    }
+}
+
+/// The saga as clients see it.
+fn view(saga: &SagaRow, history: &[StepRow]) -> Value {
+    json!({
+        "order_id": saga.order_id,
+        "state": saga.state,
+        "terminal": saga.state().is_terminal(),
+        "failure": saga.failure,
+        "items": &*saga.items,
+        "provider": saga.provider,
+        "amount_cents": saga.amount_cents,
+        "currency": saga.currency,
+        "version": saga.version,
+        "created_at": saga.created_at,
+        "updated_at": saga.updated_at,
+        "finished_at": saga.finished_at,
+        "history": history,
+    })
+}
+
+/// `POST /checkout`.
+#[tracing::instrument(skip_all, fields(order_id))]
+pub async fn create(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Json<CheckoutBody>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let key = idempotency_key(&headers)?;
+    let Json(body) = body?;
+    let new = body.into_new_saga(key)?;
+    let store = &state.orchestrator.store;
+    let (status, saga) = match store.create(&new, state.saga.reserve_timeout).await? {
+        Created::New(saga) => {
+            state.orchestrator.kick(saga.order_id);
+            (StatusCode::ACCEPTED, saga)
+        }
+        Created::Replay(saga) => (StatusCode::OK, saga),
+        Created::KeyReused => return Err(ApiError::KeyReused),
+    };
+    tracing::Span::current().record("order_id", tracing::field::display(saga.order_id));
+    let history = store.history(saga.order_id).await?;
+    let mut response = (status, Json(view(&saga, &history))).into_response();
+    if let Ok(location) = HeaderValue::from_str(&format!("/checkout/{}", saga.order_id)) {
+        response.headers_mut().insert(header::LOCATION, location);
+    }
+    if status == StatusCode::OK {
+        response
+            .headers_mut()
+            .insert("idempotent-replayed", HeaderValue::from_static("true"));
+    }
+    Ok(response)
+}
+
+/// `GET /checkout/{order_id}`.
+#[tracing::instrument(skip_all, fields(order_id))]
+pub async fn get(
+    State(state): State<AppState>,
+    order_id: Result<Path<Uuid>, PathRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Path(order_id) = order_id?;
+    tracing::Span::current().record("order_id", tracing::field::display(order_id));
+    let store = &state.orchestrator.store;
+    let saga = store
+        .load(order_id)
+        .await?
+        .ok_or(ApiError::NotFound(order_id))?;
+    let history = store.history(order_id).await?;
+    Ok(Json(view(&saga, &history)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(json: &str) -> Result<NewSaga, String> {
+        let body: CheckoutBody = serde_json::from_str(json).map_err(|e| e.to_string())?;
+        body.into_new_saga("k".into()).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn a_valid_request_is_put_in_canonical_form() {
+        let saga = parse(
+            r#"{"items":[{"product_id":9,"quantity":1},{"product_id":2,"quantity":3}],
+                "card_number":"4242424242424242","provider":"paypal"}"#,
+        )
+        .unwrap();
+        let ids: Vec<i64> = saga.items.iter().map(|i| i.product_id).collect();
+        assert_eq!(ids, [2, 9]);
+        assert_eq!(saga.request["currency"], "EUR");
+        assert_eq!(saga.request["items"][0]["product_id"], 2);
+    }
+
+    #[test]
+    fn bad_requests_are_refused_with_a_reason() {
+        for (json, why) in [
+            (
+                r#"{"items":[],"card_number":"4242424242424242","provider":"stripe"}"#,
+                "items",
+            ),
+            (
+                r#"{"items":[{"product_id":1,"quantity":0}],"card_number":"4242424242424242","provider":"stripe"}"#,
+                "quantity",
+            ),
+            (
+                r#"{"items":[{"product_id":1,"quantity":1},{"product_id":1,"quantity":2}],"card_number":"4242424242424242","provider":"stripe"}"#,
+                "more than once",
+            ),
+            (
+                r#"{"items":[{"product_id":1,"quantity":1}],"card_number":"4242424242424241","provider":"stripe"}"#,
+                "card",
+            ),
+            (
+                r#"{"items":[{"product_id":1,"quantity":1}],"card_number":"4242424242424242","provider":"stripe","currency":"USD"}"#,
+                "EUR",
+            ),
+            (
+                r#"{"items":[{"product_id":1,"quantity":1}],"card_number":"4242424242424242","provider":"visa"}"#,
+                "unknown variant",
+            ),
+        ] {
+            let err = parse(json).unwrap_err();
+            assert!(err.contains(why), "{json}: {err}");
+        }
+    }
+
+    #[test]
+    fn idempotency_keys_are_validated() {
+        let mut headers = HeaderMap::new();
+        assert!(matches!(
+            idempotency_key(&headers),
+            Err(ApiError::KeyMissing)
+        ));
+        headers.insert(
+            IDEMPOTENCY_KEY,
+            HeaderValue::from_static("order-42:attempt-1"),
+        );
+        assert_eq!(idempotency_key(&headers).unwrap(), "order-42:attempt-1");
+        headers.insert(IDEMPOTENCY_KEY, HeaderValue::from_static("has space"));
+        assert!(matches!(
+            idempotency_key(&headers),
+            Err(ApiError::KeyMalformed)
+        ));
+    }
+}

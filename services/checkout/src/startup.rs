@@ -1,0 +1,176 @@
+//! Wiring: listener, pool, routes, readiness, and the background tasks —
+//! the outbox relay, the event consumer, the saga sweeper and the queue
+//! gauges. Readiness depends on Postgres and RabbitMQ, not on catalog: the
+//! fleet starts services concurrently, and catalog is called lazily with
+//! retries. `build` does everything that can fail before serving.
+
+use std::time::Duration;
+
+use axum::Router;
+use storefront_kit::amqp::{self, Connected, ConsumerConfig};
+use storefront_kit::db::{self, DbError};
+use storefront_kit::{checks, http, outbox, shutdown};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::catalog::Catalog;
+use crate::config::Config;
+use crate::events;
+use crate::orchestrator::Orchestrator;
+use crate::routes::{self, AppState};
+use crate::store::{self, Store};
+
+/// How often the queue depth gauges are refreshed.
+const GAUGE_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Why the service could not start or stopped abnormally.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// `BIND_ADDR` is taken or not ours to bind.
+    #[error("cannot bind BIND_ADDR {addr}: {source}")]
+    Bind {
+        /// The address from the configuration.
+        addr: std::net::SocketAddr,
+        /// What the OS said.
+        source: std::io::Error,
+    },
+    /// The pool could not be built (malformed URL).
+    #[error("{0}")]
+    Pool(#[from] DbError),
+    /// The server failed while serving.
+    #[error("server error: {0}")]
+    Serve(#[source] std::io::Error),
+}
+
+/// A built checkout service, bound and ready to serve.
+pub struct Application {
+    /// Bound in `build`, so the port is known before serving starts.
+    listener: TcpListener,
+    /// The actual port.
+    port: u16,
+    /// Routes wrapped by the kit's layers and probes.
+    router: Router,
+    /// Drives sagas; shared with the handlers.
+    orchestrator: Orchestrator,
+    /// Followed by `/ready`.
+    connected: Connected,
+    /// Everything else the tasks need.
+    config: Config,
+}
+
+impl Application {
+    /// Binds the listener and builds the pool (lazily connected) and routes.
+    pub async fn build(config: Config) -> Result<Self, AppError> {
+        let addr = config.common.bind_addr;
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| AppError::Bind { addr, source })?;
+        let port = listener
+            .local_addr()
+            .map_err(|source| AppError::Bind { addr, source })?
+            .port();
+        let pool = db::connect_pg(&config.database_url, config.pg_max_connections)?;
+        let store = Store::new(
+            pool.clone(),
+            config.saga.timeouts,
+            config.saga.lease,
+            config.queues.commands.clone(),
+        );
+        let catalog = Catalog::new(config.catalog_urls.clone(), config.catalog_timeout);
+        let orchestrator = Orchestrator::new(store, catalog, config.saga.clone());
+        let connected = Connected::default();
+        let state = AppState {
+            orchestrator: orchestrator.clone(),
+            saga: config.saga.clone(),
+        };
+        let router = http::app(
+            &config.common.service_name,
+            routes::router(state),
+            [checks::postgres(pool), connected.check("rabbitmq")],
+        );
+        tracing::info!(%addr, port, catalog = ?config.catalog_urls, "checkout listening");
+        Ok(Self {
+            listener,
+            port,
+            router,
+            orchestrator,
+            connected,
+            config,
+        })
+    }
+
+    /// The port the listener is bound to.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Serves until SIGTERM/SIGINT.
+    pub async fn run(self) -> Result<(), AppError> {
+        self.run_until(shutdown::shutdown_signal()).await
+    }
+
+    /// [`Application::run`] with the shutdown trigger supplied (for tests).
+    pub async fn run_until(
+        self,
+        signal: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), AppError> {
+        let stop = CancellationToken::new();
+        // If this future is dropped (a test aborting it), the tasks stop too.
+        let _stop_on_drop = stop.clone().drop_guard();
+        let name = self.config.common.service_name.clone();
+        let amqp_url = self.config.amqp_url.clone();
+        let pool = self.orchestrator.store.pool.clone();
+        let relay = outbox::spawn_relay(
+            pool.clone(),
+            store::outbox_table(),
+            self.config.relay.clone(),
+            amqp_url.clone(),
+            format!("{name}-relay"),
+            stop.clone(),
+        );
+        let orchestrator = self.orchestrator.clone();
+        let consumer = tokio::spawn(amqp::consume(
+            amqp_url.clone(),
+            ConsumerConfig {
+                queue: self.config.queues.events.clone(),
+                name: format!("{name}-events"),
+                prefetch: self.config.consumer_prefetch,
+            },
+            self.connected.clone(),
+            stop.clone(),
+            move |message| {
+                let orchestrator = orchestrator.clone();
+                async move { events::handle(&orchestrator, message).await }
+            },
+        ));
+        let sweeper = tokio::spawn(self.orchestrator.clone().sweep(stop.clone()));
+        let gauges = amqp::spawn_queue_gauges(
+            amqp_url,
+            format!("{name}-gauges"),
+            vec![self.config.queues.events.clone()],
+            GAUGE_INTERVAL,
+            stop.clone(),
+        );
+        let served = shutdown::serve_until(
+            self.listener,
+            self.router,
+            self.config.common.shutdown_grace,
+            signal,
+        )
+        .await;
+        stop.cancel();
+        for (task, what) in [
+            (relay, "outbox relay"),
+            (consumer, "event consumer"),
+            (sweeper, "saga sweeper"),
+            (gauges, "queue gauges"),
+        ] {
+            if let Err(error) = task.await {
+                tracing::error!(%error, what, "background task panicked");
+            }
+        }
+        pool.close().await;
+        tracing::info!("checkout stopped");
+        served.map_err(AppError::Serve)
+    }
+}

@@ -1,0 +1,434 @@
+//! Sagas in Postgres. A transition is one transaction: the inbox row (for
+//! an event), the saga row's new state — written only if its version is
+//! still the one read (optimistic concurrency) — its history row and the
+//! command it sends (outbox). Nothing is sent before that commits.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sqlx::PgPool;
+use sqlx::types::Json;
+use storefront_kit::inbox::{self, InboxTable};
+use storefront_kit::outbox::{self, NewMessage, OutboxTable};
+use storefront_payments::contract::{Command, Provider};
+use uuid::Uuid;
+
+use crate::catalog::Item;
+use crate::saga::{self, Input, Send, State, Timeouts, Transition, Wake};
+
+/// How often an event retries its transition after losing OCC races.
+const MAX_OCC_RETRIES: usize = 8;
+
+/// The outbox table and its NOTIFY channel.
+pub fn outbox_table() -> OutboxTable {
+    OutboxTable::new("outbox", "checkout_outbox")
+}
+
+/// The inbox table.
+pub fn inbox_table() -> InboxTable {
+    InboxTable::new("inbox")
+}
+
+/// A saga row.
+#[derive(Debug, Clone, sqlx::FromRow, Serialize)]
+pub struct SagaRow {
+    /// The order (and saga) id.
+    pub order_id: Uuid,
+    /// See [`State`].
+    pub state: String,
+    /// The first failure, if any.
+    pub failure: Option<String>,
+    /// Bumped by every transition; the OCC token.
+    pub version: i32,
+    /// What is ordered.
+    pub items: Json<Vec<Item>>,
+    /// The card (a sandbox test number); never shown.
+    #[serde(skip)]
+    pub card_number: String,
+    /// `stripe` or `paypal`.
+    pub provider: String,
+    /// ISO 4217.
+    pub currency: String,
+    /// Σ price × quantity, once priced.
+    pub amount_cents: Option<i64>,
+    /// HTTP step retries since the last transition.
+    pub attempts: i32,
+    /// When the sweeper looks again (NULL once terminal).
+    pub next_attempt_at: Option<DateTime<Utc>>,
+    /// The reservation step gives up after this.
+    pub reserve_deadline: DateTime<Utc>,
+    /// Created.
+    pub created_at: DateTime<Utc>,
+    /// Last transition.
+    pub updated_at: DateTime<Utc>,
+    /// Reached a terminal state.
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+impl SagaRow {
+    /// The parsed state (a stored state is always one of ours: CHECK).
+    pub fn state(&self) -> State {
+        State::parse(&self.state).unwrap_or(State::Failed)
+    }
+}
+
+/// One history row.
+#[derive(Debug, Clone, sqlx::FromRow, Serialize)]
+pub struct StepRow {
+    /// The version this transition produced.
+    pub version: i32,
+    /// Before (none for the creation).
+    pub from_state: Option<String>,
+    /// After.
+    pub to_state: String,
+    /// What caused it.
+    pub cause: String,
+    /// The command it sent, if any.
+    pub command: Option<String>,
+    /// When.
+    pub at: DateTime<Utc>,
+}
+
+const SAGA_COLUMNS: &str = "order_id, state, failure, version, items, card_number, provider, \
+     currency::text AS currency, amount_cents, attempts, next_attempt_at, reserve_deadline, \
+     created_at, updated_at, finished_at";
+
+/// A checkout request, validated.
+#[derive(Debug, Clone)]
+pub struct NewSaga {
+    /// The client's `Idempotency-Key`.
+    pub idempotency_key: String,
+    /// The request in canonical form, compared on a replay.
+    pub request: serde_json::Value,
+    /// Sorted by product id.
+    pub items: Vec<Item>,
+    /// The card.
+    pub card_number: String,
+    /// The provider.
+    pub provider: Provider,
+    /// ISO 4217.
+    pub currency: String,
+}
+
+/// What creating a saga came to.
+#[derive(Debug)]
+pub enum Created {
+    /// A new saga.
+    New(SagaRow),
+    /// The key's saga, for a repeated identical request.
+    Replay(SagaRow),
+    /// The key is bound to a different request.
+    KeyReused,
+}
+
+/// What applying an input came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Applied {
+    /// The saga moved (or sent a command again).
+    Moved(Transition),
+    /// The input makes no sense in the saga's state: nothing changed.
+    Ignored,
+    /// Another transition got there first (for inputs tied to a version).
+    Conflict,
+    /// The event was handled before (inbox).
+    Duplicate,
+    /// No such saga.
+    Missing,
+}
+
+/// The checkout store.
+#[derive(Clone)]
+pub struct Store {
+    /// The service's pool.
+    pub pool: PgPool,
+    /// Deadlines used by transitions.
+    timeouts: Timeouts,
+    /// How long a saga in an HTTP step is left to the task working on it.
+    lease_secs: f64,
+    /// Commands for payments.
+    outbox: OutboxTable,
+    /// Events from payments.
+    inbox: InboxTable,
+    /// Where commands for payments go.
+    commands_queue: String,
+}
+
+impl Store {
+    /// A store on `pool`, sending commands to `commands_queue`.
+    pub fn new(
+        pool: PgPool,
+        timeouts: Timeouts,
+        lease: std::time::Duration,
+        commands_queue: String,
+    ) -> Self {
+        Self {
+            pool,
+            commands_queue,
+            timeouts,
+            lease_secs: lease.as_secs_f64(),
+            outbox: outbox_table(),
+            inbox: inbox_table(),
+        }
+    }
+
+    /// Starts a saga in `reserving`, or finds the key's saga.
+    #[tracing::instrument(skip_all)]
+    pub async fn create(
+        &self,
+        new: &NewSaga,
+        reserve_timeout: std::time::Duration,
+    ) -> Result<Created, sqlx::Error> {
+        let mut tx = self.pool.begin().await?;
+        let order_id = Uuid::new_v4();
+        let inserted = sqlx::query(
+            "INSERT INTO sagas (order_id, idempotency_key, request, items, card_number, provider, \
+                 currency, state, next_attempt_at, reserve_deadline) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, 'reserving', \
+                 now() + make_interval(secs => $8), now() + make_interval(secs => $9)) \
+             ON CONFLICT (idempotency_key) DO NOTHING",
+        )
+        .bind(order_id)
+        .bind(&new.idempotency_key)
+        .bind(&new.request)
+        .bind(Json(&new.items))
+        .bind(&new.card_number)
+        .bind(new.provider.as_str())
+        .bind(&new.currency)
+        .bind(self.lease_secs)
+        .bind(reserve_timeout.as_secs_f64())
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            == 1;
+        if !inserted {
+            let (order_id, request): (Uuid, serde_json::Value) =
+                sqlx::query_as("SELECT order_id, request FROM sagas WHERE idempotency_key = $1")
+                    .bind(&new.idempotency_key)
+                    .fetch_one(&mut *tx)
+                    .await?;
+            tx.commit().await?;
+            if request != new.request {
+                return Ok(Created::KeyReused);
+            }
+            let saga = self.load(order_id).await?.ok_or(sqlx::Error::RowNotFound)?;
+            return Ok(Created::Replay(saga));
+        }
+        sqlx::query(
+            "INSERT INTO saga_steps (order_id, version, from_state, to_state, cause) \
+             VALUES ($1, 1, NULL, 'reserving', 'checkout_requested')",
+        )
+        .bind(order_id)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        let saga = self.load(order_id).await?.ok_or(sqlx::Error::RowNotFound)?;
+        Ok(Created::New(saga))
+    }
+
+    /// The saga, if any.
+    pub async fn load(&self, order_id: Uuid) -> Result<Option<SagaRow>, sqlx::Error> {
+        sqlx::query_as(&format!(
+            "SELECT {SAGA_COLUMNS} FROM sagas WHERE order_id = $1"
+        ))
+        .bind(order_id)
+        .fetch_optional(&self.pool)
+        .await
+    }
+
+    /// The saga's history, oldest first.
+    pub async fn history(&self, order_id: Uuid) -> Result<Vec<StepRow>, sqlx::Error> {
+        sqlx::query_as(
+            "SELECT version, from_state, to_state, cause, command, at FROM saga_steps \
+             WHERE order_id = $1 ORDER BY version",
+        )
+        .bind(order_id)
+        .fetch_all(&self.pool)
+        .await
+    }
+
+    /// Applies an event from payments, once per message id, retrying lost
+    /// OCC races against fresh reads.
+    pub async fn apply_event(
+        &self,
+        order_id: Uuid,
+        input: Input,
+        message: (Uuid, &str),
+    ) -> Result<Applied, sqlx::Error> {
+        for _ in 0..MAX_OCC_RETRIES {
+            match self
+                .apply(order_id, input, None, Some(message), None)
+                .await?
+            {
+                Applied::Conflict => continue,
+                other => return Ok(other),
+            }
+        }
+        Ok(Applied::Conflict)
+    }
+
+    /// Applies an input observed at `version` (a step result or a
+    /// deadline): if the saga moved since, it is stale and [`Applied::Conflict`].
+    pub async fn apply_at(
+        &self,
+        order_id: Uuid,
+        version: i32,
+        input: Input,
+        amount_cents: Option<i64>,
+    ) -> Result<Applied, sqlx::Error> {
+        self.apply(order_id, input, Some(version), None, amount_cents)
+            .await
+    }
+
+    /// One attempt at one transition.
+    #[tracing::instrument(skip_all, fields(%order_id, input = input.as_str()))]
+    async fn apply(
+        &self,
+        order_id: Uuid,
+        input: Input,
+        expected_version: Option<i32>,
+        message: Option<(Uuid, &str)>,
+        amount_cents: Option<i64>,
+    ) -> Result<Applied, sqlx::Error> {
+        let mut tx = self.pool.begin().await?;
+        if let Some((id, kind)) = message
+            && !inbox::record(&mut *tx, &self.inbox, id, kind).await?
+        {
+            tx.commit().await?;
+            return Ok(Applied::Duplicate);
+        }
+        let saga: Option<SagaRow> = sqlx::query_as(&format!(
+            "SELECT {SAGA_COLUMNS} FROM sagas WHERE order_id = $1"
+        ))
+        .bind(order_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(saga) = saga else {
+            tx.commit().await?;
+            return Ok(Applied::Missing);
+        };
+        if expected_version.is_some_and(|v| v != saga.version) {
+            return Ok(Applied::Conflict);
+        }
+        let from = saga.state();
+        let Some(t) = saga::next(from, input, &self.timeouts) else {
+            tx.commit().await?;
+            return Ok(Applied::Ignored);
+        };
+        let wake_secs: Option<f64> = match t.wake {
+            Wake::Now => Some(self.lease_secs),
+            Wake::After(d) => Some(d.as_secs_f64()),
+            Wake::Never => None,
+        };
+        let updated = sqlx::query(
+            "UPDATE sagas SET state = $3, version = version + 1, \
+                 failure = coalesce(failure, $4), amount_cents = coalesce($5, amount_cents), \
+                 attempts = 0, next_attempt_at = now() + make_interval(secs => $6), \
+                 updated_at = clock_timestamp(), \
+                 finished_at = CASE WHEN $7 THEN clock_timestamp() END \
+             WHERE order_id = $1 AND version = $2",
+        )
+        .bind(order_id)
+        .bind(saga.version)
+        .bind(t.to.as_str())
+        .bind(t.failure.map(saga::Failure::as_str))
+        .bind(amount_cents)
+        .bind(wake_secs)
+        .bind(t.to.is_terminal())
+        .execute(&mut *tx)
+        .await?;
+        if updated.rows_affected() == 0 {
+            return Ok(Applied::Conflict);
+        }
+        let command = t.send.map(|send| command_for(&saga, send, amount_cents));
+        sqlx::query(
+            "INSERT INTO saga_steps (order_id, version, from_state, to_state, cause, command) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(order_id)
+        .bind(saga.version + 1)
+        .bind(from.as_str())
+        .bind(t.to.as_str())
+        .bind(input.as_str())
+        .bind(command.as_ref().map(Command::kind))
+        .execute(&mut *tx)
+        .await?;
+        if let Some(command) = command {
+            let payload = serde_json::to_value(&command).expect("commands serialize");
+            outbox::enqueue(
+                &mut *tx,
+                &self.outbox,
+                &NewMessage {
+                    id: Uuid::new_v4(),
+                    destination: &self.commands_queue,
+                    kind: command.kind(),
+                    payload: &payload,
+                },
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        metrics::counter!("checkout_saga_transitions_total", "from" => from.as_str(), "to" => t.to.as_str())
+            .increment(1);
+        if t.to.is_terminal() {
+            let outcome = t
+                .failure
+                .or(saga.failure.as_deref().and_then(saga::Failure::parse));
+            metrics::counter!("checkout_sagas_finished_total", "state" => t.to.as_str(),
+                "failure" => outcome.map_or("none", saga::Failure::as_str))
+            .increment(1);
+        }
+        Ok(Applied::Moved(t))
+    }
+
+    /// Records a failed HTTP step attempt (no transition): the saga is
+    /// looked at again after `delay`.
+    pub async fn retry_later(
+        &self,
+        order_id: Uuid,
+        version: i32,
+        delay: std::time::Duration,
+    ) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "UPDATE sagas SET attempts = attempts + 1, \
+                 next_attempt_at = now() + make_interval(secs => $3) \
+             WHERE order_id = $1 AND version = $2",
+        )
+        .bind(order_id)
+        .bind(version)
+        .bind(delay.as_secs_f64())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Claims up to `limit` sagas whose next look is due, leasing them so
+    /// another sweep (or replica) leaves them alone meanwhile.
+    pub async fn claim_due(&self, limit: i64) -> Result<Vec<SagaRow>, sqlx::Error> {
+        sqlx::query_as(&format!(
+            "UPDATE sagas SET next_attempt_at = now() + make_interval(secs => $2) \
+             WHERE order_id IN (SELECT order_id FROM sagas \
+                 WHERE next_attempt_at <= now() ORDER BY next_attempt_at LIMIT $1 \
+                 FOR UPDATE SKIP LOCKED) \
+             RETURNING {SAGA_COLUMNS}"
+        ))
+        .bind(limit)
+        .bind(self.lease_secs)
+        .fetch_all(&self.pool)
+        .await
+    }
+}
+
+/// The command `send` asks for, built from the saga.
+fn command_for(saga: &SagaRow, send: Send, amount_cents: Option<i64>) -> Command {
+    let order_id = saga.order_id;
+    match send {
+        Send::AuthorizePayment => Command::AuthorizePayment {
+            order_id,
+            amount_cents: amount_cents.or(saga.amount_cents).unwrap_or_default(),
+            currency: saga.currency.clone(),
+            card_number: saga.card_number.clone(),
+            provider: Provider::parse(&saga.provider).unwrap_or(Provider::Stripe),
+        },
+        Send::CapturePayment => Command::CapturePayment { order_id },
+        Send::VoidPayment => Command::VoidPayment { order_id },
+    }
+}
