@@ -39,7 +39,9 @@ RUN --mount=type=cache,id=storefront-cargo-registry,target=/usr/local/cargo/regi
         target/release/storefront \
         target/release/catalog \
         target/release/bff \
-        target/release/identity
+        target/release/identity \
+        target/release/payments \
+        target/release/checkout
 
 # ---------------------------------------------------------------------------
 # Same Debian release as the builder, so the binaries find the glibc they were

@@ -30,7 +30,8 @@ sf up
 fleet_json="$state/fleet.json"
 TEST_DATABASE_URL=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["endpoints"]["postgres_admin_url"])' "$fleet_json")
 TEST_REDIS_URL=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["endpoints"]["redis_url"])' "$fleet_json")
-export TEST_DATABASE_URL TEST_REDIS_URL
+TEST_AMQP_URL=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["endpoints"]["amqp_url"])' "$fleet_json")
+export TEST_DATABASE_URL TEST_REDIS_URL TEST_AMQP_URL
 
 step "cargo test --workspace"
 cargo test --workspace --locked

@@ -13,6 +13,7 @@ pub mod replay;
 pub mod report;
 pub mod restart;
 pub mod rotate;
+pub mod saga;
 pub mod status;
 pub mod up;
 pub mod verify;
@@ -75,6 +76,8 @@ pub enum Command {
     Replay(replay::Args),
     /// Experiment: identity's Vault-issued Postgres logins rotate (and one is revoked) under load; no request may fail.
     Rotate(rotate::Args),
+    /// Experiment: N orders through the checkout saga with injected failures, webhook chaos and crashes; compensations and money checked.
+    Saga(saga::Args),
     /// Load: run a load profile (`--profile browse`; closed model, or open with --rate) and judge its thresholds and invariants.
     Load(load::Args),
     /// Reports: `report merge FILES…` merges HdrHistogram interval logs from `load --hdr-out`.
@@ -127,6 +130,7 @@ pub async fn run(cli: Cli) -> Result<u8> {
         Command::Chaos(a) => chaos::run(&cli.global, a).await,
         Command::Replay(a) => replay::run(&cli.global, a).await,
         Command::Rotate(a) => rotate::run(&cli.global, a).await,
+        Command::Saga(a) => saga::run(&cli.global, a).await,
         Command::Load(a) => load::run(&cli.global, a).await,
         Command::Report(a) => report::run(&cli.global, a).await,
         Command::Verify(a) => verify::run(&cli.global, a).await,

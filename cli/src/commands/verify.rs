@@ -15,7 +15,7 @@ use serde::Serialize;
 use crate::commands::Global;
 use crate::exit::{self, Exit};
 use crate::experiments::{
-    Invariant, Lab, Report, Verdict, breaker, flood, overall, race, replay, rotate,
+    Invariant, Lab, Report, Verdict, breaker, flood, overall, race, replay, rotate, saga,
 };
 use crate::fleet::progress::Progress;
 use crate::fleet::{Ctx, FleetState, InfraMode, boot, observe, stop};
@@ -146,6 +146,7 @@ fn gate() -> Vec<Check> {
         arm!(ctx: "breaker", Pass, breaker, []),
         arm!("rotate", Pass, rotate, ["--duration", "10s", "--rps", "30", "--ttl", "4s"]),
         arm!("rotate --control", Fail, rotate, ["--duration", "8s", "--rps", "30", "--ttl", "4s", "--control"]),
+        arm!(ctx: "saga --fail-at mixed", Pass, saga, ["--orders", "20", "--fail-at", "mixed"]),
         check("load --profile smoke", Expect::Pass, |e, s| Box::pin(smoke(e, s))),
     ]
 }

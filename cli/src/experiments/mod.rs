@@ -11,6 +11,7 @@ pub mod race;
 pub mod record;
 pub mod replay;
 pub mod rotate;
+pub mod saga;
 
 use serde::Serialize;
 

@@ -18,6 +18,8 @@ pub const VAULT_ADMIN: &str = "vault_admin";
 
 static CATALOG: Migrator = sqlx::migrate!("../migrations/catalog");
 static CLAIMS: Migrator = sqlx::migrate!("../migrations/claims");
+static PAYMENTS: Migrator = sqlx::migrate!("../migrations/payments");
+static CHECKOUT: Migrator = sqlx::migrate!("../migrations/checkout");
 static IDENTITY: Migrator = sqlx::migrate!("../migrations/identity");
 
 /// Embedded migrations of each service that owns a schema.
@@ -25,6 +27,8 @@ pub fn migrator(service: &str) -> Option<&'static Migrator> {
     match service {
         "catalog" => Some(&CATALOG),
         "claims" => Some(&CLAIMS),
+        "payments" => Some(&PAYMENTS),
+        "checkout" => Some(&CHECKOUT),
         "identity" => Some(&IDENTITY),
         _ => None,
     }

@@ -32,7 +32,9 @@ pub fn storefront() -> PathBuf {
 }
 
 /// Binaries the dev profile runs.
-pub const SERVICE_BINARIES: &[&str] = &["catalog", "claims", "bff", "identity"];
+pub const SERVICE_BINARIES: &[&str] = &[
+    "catalog", "claims", "bff", "identity", "payments", "checkout",
+];
 
 /// Fails loudly if the service binaries were not built beside storefront.
 pub fn require_service_binaries() {

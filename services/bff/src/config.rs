@@ -2,7 +2,7 @@
 //!
 //! | variable | default | meaning |
 //! | --- | --- | --- |
-//! | `CATALOG_URLS`, `CLAIMS_URLS` | unset | upstream replicas (comma-separated base URLs); a service without URLs is not routed |
+//! | `CATALOG_URLS`, `CLAIMS_URLS`, `IDENTITY_URLS`, `CHECKOUT_URLS` | unset | upstream replicas (comma-separated base URLs); a service without URLs is not routed |
 //! | `UPSTREAM_TIMEOUT_MS` | 2000 | per-attempt timeout; `<SERVICE>_TIMEOUT_MS` overrides it per upstream |
 //! | `RATE_LIMIT_CAPACITY` | 200 | tokens per session bucket (the burst) |
 //! | `RATE_LIMIT_REFILL_PER_SEC` | 100 | tokens added per second (a whole number) |
@@ -32,6 +32,8 @@ use crate::retry::RetryConfig;
 pub const KNOWN_UPSTREAMS: &[(&str, &str, &str)] = &[
     ("catalog", "CATALOG_URLS", "CATALOG_TIMEOUT_MS"),
     ("claims", "CLAIMS_URLS", "CLAIMS_TIMEOUT_MS"),
+    ("identity", "IDENTITY_URLS", "IDENTITY_TIMEOUT_MS"),
+    ("checkout", "CHECKOUT_URLS", "CHECKOUT_TIMEOUT_MS"),
 ];
 
 /// What to do when Redis can't answer a bucket update in time.

@@ -1,0 +1,78 @@
+//! `storefront saga` against a real fleet: every failure path ends in its
+//! named compensation, and killing the orchestrator or payments mid-run
+//! (SIGKILL, then restart) still leaves every saga terminal and consistent.
+
+mod support;
+
+use serde_json::Value;
+use support::Fleet;
+
+fn run(fleet: &Fleet, args: &[&str]) -> Value {
+    let mut all = vec!["saga", "--json", "--seed", "11"];
+    all.extend_from_slice(args);
+    let report = fleet.json(&all, 0);
+    assert_eq!(report["verdict"], "pass", "{report:#}");
+    report
+}
+
+fn ended(report: &Value, label: &str) -> u64 {
+    report["outcomes"]["sagas ended"][label]
+        .as_u64()
+        .unwrap_or(0)
+}
+
+#[test]
+fn every_failure_path_compensates_and_a_crash_mid_saga_resumes_every_saga() {
+    support::require_service_binaries();
+    let fleet = Fleet::new("dev");
+    fleet.json(&["up", "--json"], 0);
+
+    // All four failures and successes side by side, a fifth each.
+    let mixed = run(&fleet, &["--orders", "20", "--fail-at", "mixed"]);
+    for label in [
+        "completed",
+        "rejected (out_of_stock)",
+        "failed (payment_declined)",
+        "failed (capture_failed)",
+        "failed (authorization_timeout)",
+    ] {
+        assert_eq!(ended(&mixed, label), 4, "{label}: {mixed:#}");
+    }
+    assert!(mixed["latencies"]["compensation VoidPayment"]["count"].as_u64() == Some(8));
+    assert!(
+        mixed["outcomes"]["webhooks forged"]["401"]
+            .as_u64()
+            .unwrap_or(0)
+            >= 3
+    );
+
+    // Each failure on its own, half the orders.
+    for (fail_at, label) in [
+        ("reserve", "rejected (out_of_stock)"),
+        ("payment", "failed (payment_declined)"),
+        ("capture", "failed (capture_failed)"),
+    ] {
+        let report = run(&fleet, &["--orders", "6", "--fail-at", fail_at]);
+        assert_eq!(ended(&report, label), 3, "{fail_at}: {report:#}");
+        assert_eq!(ended(&report, "completed"), 3, "{fail_at}: {report:#}");
+    }
+
+    // Crashes mid-run: the sweeper, the relays and the broker's redelivery
+    // resume every saga; the checks above must all still hold.
+    for crash in ["orchestrator", "payments"] {
+        let report = run(
+            &fleet,
+            &["--orders", "16", "--fail-at", "payment", "--crash", crash],
+        );
+        let restarted = report["measurements"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m[0] == "crashed service ready again after");
+        assert!(restarted, "{crash}: {report:#}");
+        assert_eq!(
+            ended(&report, "completed") + ended(&report, "failed (payment_declined)"),
+            16
+        );
+    }
+}
