@@ -95,7 +95,7 @@ pub fn luhn_valid(card: &str) -> bool {
             (_, doubled) => doubled,
         })
         .sum();
-    sum % 10 == 0
+    sum.is_multiple_of(10)
 }
 
 /// The simulated provider's API.
