@@ -209,6 +209,12 @@ fn check_breaker(b: &BreakerConfig) -> Result<(), ConfigError> {
     Ok(())
 }
 
+impl storefront_kit::entry::HasCommon for Config {
+    fn common(&self) -> &storefront_kit::CommonConfig {
+        &self.common
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -59,6 +59,12 @@ impl Config {
     }
 }
 
+impl storefront_kit::entry::HasCommon for Config {
+    fn common(&self) -> &storefront_kit::CommonConfig {
+        &self.common
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -105,6 +105,12 @@ fn positive_secs(vars: &Vars, name: &'static str, default: u64) -> Result<Durati
     }
 }
 
+impl storefront_kit::entry::HasCommon for Config {
+    fn common(&self) -> &storefront_kit::CommonConfig {
+        &self.common
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

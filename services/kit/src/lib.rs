@@ -19,6 +19,7 @@ pub mod amqp;
 pub mod checks;
 pub mod config;
 pub mod db;
+pub mod entry;
 pub mod error;
 pub mod http;
 #[cfg(feature = "amqp")]

@@ -96,6 +96,12 @@ impl Config {
     }
 }
 
+impl storefront_kit::entry::HasCommon for Config {
+    fn common(&self) -> &storefront_kit::CommonConfig {
+        &self.common
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

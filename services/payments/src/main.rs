@@ -1,50 +1,19 @@
-//! `payments`: reads its configuration from the environment and serves
-//! until SIGTERM. Everything else lives in the library.
+//! `payments`: reads its configuration from the environment and serves until
+//! SIGTERM/SIGINT. Everything else lives in the library; the entry point's
+//! behaviour (--version, exit codes) is the kit's.
 
 use std::process::ExitCode;
 
-use storefront_kit::telemetry;
 use storefront_payments::config::Config;
 use storefront_payments::startup::Application;
 
-/// Configuration or startup failed; the message says why.
-const EXIT_FAILURE: u8 = 1;
-/// Arguments were given that the binary doesn't take.
-const EXIT_USAGE: u8 = 2;
-
 #[tokio::main]
 async fn main() -> ExitCode {
-    match std::env::args().nth(1).as_deref() {
-        None => {}
-        Some("--version" | "-V") => {
-            println!("payments {}", env!("CARGO_PKG_VERSION"));
-            return ExitCode::SUCCESS;
-        }
-        Some(other) => {
-            eprintln!(
-                "payments: unexpected argument {other:?} (configuration comes from the environment)"
-            );
-            return ExitCode::from(EXIT_USAGE);
-        }
-    }
-    let config = match Config::from_env() {
-        Ok(config) => config,
-        Err(error) => {
-            eprintln!("payments: configuration error: {error}");
-            return ExitCode::from(EXIT_FAILURE);
-        }
-    };
-    telemetry::init(&config.common.service_name);
-    let served = match Application::build(config).await {
-        Ok(app) => app.run().await,
-        Err(error) => Err(error),
-    };
-    match served {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            tracing::error!(error = %error, "payments stopped with an error");
-            eprintln!("payments: {error}");
-            ExitCode::from(EXIT_FAILURE)
-        }
-    }
+    storefront_kit::entry::run(
+        "payments",
+        env!("CARGO_PKG_VERSION"),
+        Config::from_env,
+        |config| async move { Application::build(config).await?.run().await },
+    )
+    .await
 }
