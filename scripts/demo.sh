@@ -18,9 +18,13 @@ catalog=$($sf status --json | python3 -c 'import json,sys; print(json.load(sys.s
 echo "GET $catalog/products?limit=3"
 curl -fsS "$catalog/products?limit=3" | python3 -m json.tool | head -30
 
+# Every experiment (each control arm must be caught) and the smoke load,
+# on the running fleet; then the headline ones at full size.
 rc=0
-$sf race --n 50 --rounds 3 || rc=$?
+$sf verify || rc=$?
+$sf race --n 50 --rounds 5 || rc=$?
 $sf replay --n 50 --keys 20 || rc=$?
+$sf saga --orders 200 --fail-at mixed || rc=$?
 $sf down
 trap - EXIT
 exit $rc
