@@ -34,7 +34,7 @@ TEST_AMQP_URL=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))[
 export TEST_DATABASE_URL TEST_REDIS_URL TEST_AMQP_URL
 
 step "cargo test --workspace"
-cargo test --workspace --locked
+cargo test --workspace --locked --no-fail-fast
 
 step "storefront verify: every experiment (control arms must fail) and the smoke load"
 cleanup # the services' test infrastructure is done with

@@ -432,11 +432,31 @@ mod tests {
                 "race --control",
                 "replay",
                 "replay --control",
+                "flood",
+                "flood with a wrong expected capacity",
+                "breaker",
+                "rotate",
+                "rotate --control",
+                "saga --fail-at mixed",
                 "load --profile smoke"
             ]
         );
         // The gate's argument lists parse (a wrong flag would panic here, not in CI).
         let p: race::Params = params(&["--n", "20", "--control"]);
         assert!(p.control && p.n == 20);
+        let f: flood::Params = params(&["--duration", "3", "--expect-capacity", "20"]);
+        assert_eq!((f.duration, f.expect_capacity), (3, Some(20)));
+        let _: breaker::Params = params(&[]);
+        let r: rotate::Params = params(&[
+            "--duration",
+            "8s",
+            "--rps",
+            "30",
+            "--ttl",
+            "4s",
+            "--control",
+        ]);
+        assert!(r.control);
+        let _: saga::Params = params(&["--orders", "20", "--fail-at", "mixed"]);
     }
 }
