@@ -95,7 +95,19 @@ fn a_profile_with_an_impossible_threshold_exits_1_naming_it() {
     let path = dir.path().join("impossible.toml");
     std::fs::write(&path, IMPOSSIBLE).unwrap();
 
-    let rep = fleet.json(&["load", "--profile", path.to_str().unwrap(), "--json"], 1);
+    // Direct to the catalog: through the BFF two think-less users outrun
+    // their per-session buckets, and 429s would blur what this tests.
+    let rep = fleet.json(
+        &[
+            "load",
+            "--profile",
+            path.to_str().unwrap(),
+            "--via",
+            "direct",
+            "--json",
+        ],
+        1,
+    );
     assert_eq!(rep["verdict"], "fail", "{rep:#}");
     let th = &rep["thresholds"][0];
     assert_eq!(th["name"], "shopper/product p99 ≤ 0.001 ms", "{rep:#}");
