@@ -30,12 +30,9 @@ const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
 /// Why the BFF could not start or stopped abnormally.
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
-    /// `BIND_ADDR` is taken or not ours to bind.
-    #[error("cannot bind BIND_ADDR {addr}: {source}")]
-    Bind {
-        addr: SocketAddr,
-        source: std::io::Error,
-    },
+    /// Binding `BIND_ADDR` failed (the kit's start-up step).
+    #[error(transparent)]
+    Startup(#[from] storefront_kit::startup::StartupError),
     /// The Redis URL does not parse.
     #[error("{0}")]
     Pool(#[from] DbError),
@@ -59,14 +56,7 @@ impl Application {
     /// Binds the listener and builds the Redis connection (lazy), the
     /// upstream client and the routes.
     pub async fn build(config: Config) -> Result<Self, AppError> {
-        let addr = config.common.bind_addr;
-        let listener = TcpListener::bind(addr)
-            .await
-            .map_err(|source| AppError::Bind { addr, source })?;
-        let port = listener
-            .local_addr()
-            .map_err(|source| AppError::Bind { addr, source })?
-            .port();
+        let (listener, port) = storefront_kit::startup::bind(config.common.bind_addr).await?;
         let redis = db::connect_redis(&config.redis_url)?;
         let client = reqwest::Client::builder()
             .no_proxy()
@@ -101,7 +91,7 @@ impl Application {
             routes::router(Arc::new(gateway)),
             [checks::redis(redis)],
         );
-        tracing::info!(%addr, port, "bff listening");
+        tracing::info!(addr = %config.common.bind_addr, port, "bff listening");
         Ok(Self {
             listener,
             port,

@@ -21,24 +21,8 @@ use crate::routes::{self, AppState};
 /// `/ready` says what is wrong.
 const SUBSCRIBE_WAIT: Duration = Duration::from_secs(2);
 
-/// Why the service could not start or stopped abnormally.
-#[derive(Debug, thiserror::Error)]
-pub enum AppError {
-    /// `BIND_ADDR` is taken or not ours to bind.
-    #[error("cannot bind BIND_ADDR {addr}: {source}")]
-    Bind {
-        /// The address from the configuration.
-        addr: std::net::SocketAddr,
-        /// What the OS said.
-        source: std::io::Error,
-    },
-    /// A pool could not be built (malformed URL).
-    #[error("{0}")]
-    Pool(#[from] DbError),
-    /// The server failed while serving.
-    #[error("server error: {0}")]
-    Serve(#[source] std::io::Error),
-}
+/// Why the service could not start or stopped abnormally: the kit's.
+pub use storefront_kit::startup::StartupError as AppError;
 
 /// A built catalog, bound and ready to serve.
 pub struct Application {
@@ -61,14 +45,7 @@ pub struct Application {
 impl Application {
     /// Binds the listener and builds the pools (lazily connected) and routes.
     pub async fn build(config: Config) -> Result<Self, AppError> {
-        let addr = config.common.bind_addr;
-        let listener = TcpListener::bind(addr)
-            .await
-            .map_err(|source| AppError::Bind { addr, source })?;
-        let port = listener
-            .local_addr()
-            .map_err(|source| AppError::Bind { addr, source })?
-            .port();
+        let (listener, port) = storefront_kit::startup::bind(config.common.bind_addr).await?;
         let pool = db::connect_pg(&config.database_url, config.pg_max_connections)?;
         let redis = db::connect_redis(&config.redis_url)?;
         let redis_client = redis::Client::open(config.redis_url.as_str())
@@ -83,7 +60,7 @@ impl Application {
             routes::router(state, config.common.lab_endpoints),
             [checks::postgres(pool.clone()), checks::redis(redis)],
         );
-        tracing::info!(%addr, port, "catalog listening");
+        tracing::info!(addr = %config.common.bind_addr, port, "catalog listening");
         Ok(Self {
             listener,
             port,

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use axum::Router;
 use storefront_kit::amqp::{self, Connected, ConsumerConfig};
-use storefront_kit::db::{self, DbError};
+use storefront_kit::db;
 use storefront_kit::{checks, http, outbox, shutdown};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -23,24 +23,8 @@ use crate::store::{self, Store};
 /// How often the queue depth gauges are refreshed.
 const GAUGE_INTERVAL: Duration = Duration::from_secs(1);
 
-/// Why the service could not start or stopped abnormally.
-#[derive(Debug, thiserror::Error)]
-pub enum AppError {
-    /// `BIND_ADDR` is taken or not ours to bind.
-    #[error("cannot bind BIND_ADDR {addr}: {source}")]
-    Bind {
-        /// The address from the configuration.
-        addr: std::net::SocketAddr,
-        /// What the OS said.
-        source: std::io::Error,
-    },
-    /// The pool could not be built (malformed URL).
-    #[error("{0}")]
-    Pool(#[from] DbError),
-    /// The server failed while serving.
-    #[error("server error: {0}")]
-    Serve(#[source] std::io::Error),
-}
+/// Why the service could not start or stopped abnormally: the kit's.
+pub use storefront_kit::startup::StartupError as AppError;
 
 /// A built checkout service, bound and ready to serve.
 pub struct Application {
@@ -61,14 +45,7 @@ pub struct Application {
 impl Application {
     /// Binds the listener and builds the pool (lazily connected) and routes.
     pub async fn build(config: Config) -> Result<Self, AppError> {
-        let addr = config.common.bind_addr;
-        let listener = TcpListener::bind(addr)
-            .await
-            .map_err(|source| AppError::Bind { addr, source })?;
-        let port = listener
-            .local_addr()
-            .map_err(|source| AppError::Bind { addr, source })?
-            .port();
+        let (listener, port) = storefront_kit::startup::bind(config.common.bind_addr).await?;
         let pool = db::connect_pg(&config.database_url, config.pg_max_connections)?;
         let store = Store::new(
             pool.clone(),
@@ -88,7 +65,7 @@ impl Application {
             routes::router(state),
             [checks::postgres(pool), connected.check("rabbitmq")],
         );
-        tracing::info!(%addr, port, catalog = ?config.catalog_urls, "checkout listening");
+        tracing::info!(addr = %config.common.bind_addr, port, catalog = ?config.catalog_urls, "checkout listening");
         Ok(Self {
             listener,
             port,

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use axum::Router;
 use sqlx::PgPool;
-use storefront_kit::db::{self, DbError};
+use storefront_kit::db;
 use storefront_kit::{checks, http, shutdown};
 use tokio::net::TcpListener;
 
@@ -14,24 +14,8 @@ use crate::config::Config;
 use crate::retention::Retention;
 use crate::routes;
 
-/// Why the service could not start or stopped abnormally.
-#[derive(Debug, thiserror::Error)]
-pub enum AppError {
-    /// `BIND_ADDR` is taken or not ours to bind.
-    #[error("cannot bind BIND_ADDR {addr}: {source}")]
-    Bind {
-        /// The address from the configuration.
-        addr: std::net::SocketAddr,
-        /// What the OS said.
-        source: std::io::Error,
-    },
-    /// The pool could not be built (malformed URL).
-    #[error("{0}")]
-    Pool(#[from] DbError),
-    /// The server failed while serving.
-    #[error("server error: {0}")]
-    Serve(#[source] std::io::Error),
-}
+/// Why the service could not start or stopped abnormally: the kit's.
+pub use storefront_kit::startup::StartupError as AppError;
 
 /// A built claims service, bound and ready to serve.
 pub struct Application {
@@ -54,14 +38,7 @@ pub struct Application {
 impl Application {
     /// Binds the listener and builds the pool (lazily connected) and routes.
     pub async fn build(config: Config) -> Result<Self, AppError> {
-        let addr = config.common.bind_addr;
-        let listener = TcpListener::bind(addr)
-            .await
-            .map_err(|source| AppError::Bind { addr, source })?;
-        let port = listener
-            .local_addr()
-            .map_err(|source| AppError::Bind { addr, source })?
-            .port();
+        let (listener, port) = storefront_kit::startup::bind(config.common.bind_addr).await?;
         let pool = db::connect_pg(&config.database_url, config.pg_max_connections)?;
         let router = http::app(
             &config.common.service_name,
@@ -69,7 +46,7 @@ impl Application {
             [checks::postgres(pool.clone())],
         );
         tracing::info!(
-            %addr,
+            addr = %config.common.bind_addr,
             port,
             lab_endpoints = config.common.lab_endpoints,
             "claims listening"

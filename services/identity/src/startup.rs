@@ -32,12 +32,9 @@ const START_BACKOFF: Duration = Duration::from_secs(1);
 /// Why the service could not start or stopped abnormally.
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
-    /// `BIND_ADDR` is taken or not ours to bind.
-    #[error("cannot bind BIND_ADDR {addr}: {source}")]
-    Bind {
-        addr: std::net::SocketAddr,
-        source: std::io::Error,
-    },
+    /// Binding `BIND_ADDR` failed (the kit's start-up step).
+    #[error(transparent)]
+    Startup(#[from] storefront_kit::startup::StartupError),
     /// A URL does not parse.
     #[error("{0}")]
     Pool(#[from] DbError),
@@ -66,14 +63,7 @@ pub struct Application {
 impl Application {
     /// Binds, makes the key, gets the first credentials, builds the routes.
     pub async fn build(config: Config) -> Result<Self, AppError> {
-        let addr = config.common.bind_addr;
-        let listener = TcpListener::bind(addr)
-            .await
-            .map_err(|source| AppError::Bind { addr, source })?;
-        let port = listener
-            .local_addr()
-            .map_err(|source| AppError::Bind { addr, source })?
-            .port();
+        let (listener, port) = storefront_kit::startup::bind(config.common.bind_addr).await?;
         let keys = SigningKeys::new(config.signing_seed.as_ref())?;
         let kid = keys.kid.clone();
         let minter = Arc::new(Minter::new(keys, &config.issuer, &config.audience));
@@ -99,7 +89,7 @@ impl Application {
             routes::router(state),
             readiness,
         );
-        tracing::info!(%addr, port, %kid, dynamic_credentials = rotator.is_some(), lab_endpoints = config.common.lab_endpoints, "identity listening");
+        tracing::info!(addr = %config.common.bind_addr, port, %kid, dynamic_credentials = rotator.is_some(), lab_endpoints = config.common.lab_endpoints, "identity listening");
         Ok(Self {
             listener,
             port,

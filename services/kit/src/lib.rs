@@ -27,6 +27,7 @@ pub mod inbox;
 #[cfg(feature = "amqp")]
 pub mod outbox;
 pub mod shutdown;
+pub mod startup;
 pub mod telemetry;
 
 pub use config::{CommonConfig, ConfigError, Vars};
