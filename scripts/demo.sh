@@ -2,29 +2,78 @@
 # The main job on a fresh machine: install what is missing, build, boot the
 # fleet, show it, exercise it, run the experiments, and tear it all down
 # (also on failure or Ctrl-C). Exit code: the experiments' verdict.
+#
+# CI runs this same script to its end (scripts/test.sh), so a step that dies
+# here fails CI. Knobs, all optional:
+#   DEMO_BUILD=debug|release   which build to run (default release)
+#   DEMO_JUNIT=FILE            also write verify's JUnit report there
+#   STOREFRONT_STATE_DIR, STOREFRONT_PORT_BASE   where the fleet lives
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 
+# A step that fails says which one, instead of ending the script silently.
+trap 'rc=$?; echo "demo.sh: line $LINENO: \`$BASH_COMMAND\` exited $rc" >&2' ERR
+say() { printf '\n==> %s\n' "$*"; }
+
+build=${DEMO_BUILD:-release}
+case "$build" in
+  release) build_flags=(--release) ;;
+  debug) build_flags=() ;;
+  *) echo "demo.sh: DEMO_BUILD must be debug or release, not '$build'" >&2; exit 64 ;;
+esac
+
+say "setup (installs only what is missing)"
 scripts/setup.sh
-cargo build --release --workspace
-sf=target/release/storefront
+say "cargo build ${build_flags[*]:-} --workspace"
+cargo build "${build_flags[@]}" --workspace --locked
+sf=target/$build/storefront
 trap '$sf down >/dev/null 2>&1 || true' EXIT
 
+say "doctor"
 $sf doctor
+say "up"
 $sf up
 $sf status
 catalog=$($sf status --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["services"]["catalog"][0])')
-echo "GET $catalog/products?limit=3"
-curl -fsS "$catalog/products?limit=3" | python3 -m json.tool | head -30
+say "GET $catalog/products?limit=3"
+# Read the whole answer, then print it: a pipe into `head` would close early,
+# kill the writer with SIGPIPE, and (pipefail + set -e) end the demo here.
+products=$(curl -fsS "$catalog/products?limit=3")
+python3 -c '
+import json, sys
+page = json.loads(sys.argv[1])
+items = page.get("items", page) if isinstance(page, dict) else page
+for p in items[:3]:
+    print(f"  #{p.get(\"id\")}  {p.get(\"name\")}  {p.get(\"price_cents\")} cents  stock {p.get(\"stock\")}")
+' "$products"
 
 # Every experiment (each control arm must be caught) and the smoke load,
-# on the running fleet; then the headline ones at full size.
+# on the running fleet; then the headline ones at full size. Each runs even
+# if an earlier one failed; the exit code is the first failure's.
 rc=0
-$sf verify || rc=$?
-$sf race --n 50 --rounds 5 || rc=$?
-$sf replay --n 50 --keys 20 || rc=$?
-$sf saga --orders 200 --fail-at mixed || rc=$?
+run() {
+  say "storefront $*"
+  local code=0
+  $sf "$@" || code=$?
+  if [ "$code" -ne 0 ]; then
+    echo "demo.sh: \`storefront $*\` exited $code" >&2
+    [ "$rc" -ne 0 ] || rc=$code
+  fi
+}
+verify_args=()
+[ -n "${DEMO_JUNIT:-}" ] && verify_args=(--junit "$DEMO_JUNIT")
+run verify "${verify_args[@]}"
+run race --n 50 --rounds 5
+run replay --n 50 --keys 20
+run saga --orders 200 --fail-at mixed
+
+say "down"
 $sf down
 trap - EXIT
+if [ "$rc" -eq 0 ]; then
+  echo "demo: PASS (every experiment's invariants held; fleet stopped)"
+else
+  echo "demo: FAIL (exit $rc; see the failing step above)" >&2
+fi
 exit $rc

@@ -36,11 +36,13 @@ export TEST_DATABASE_URL TEST_REDIS_URL TEST_AMQP_URL
 step "cargo test --workspace"
 cargo test --workspace --locked --no-fail-fast
 
-step "storefront verify: every experiment (control arms must fail) and the smoke load"
+step "the README's first command, as a newcomer runs it (scripts/demo.sh, debug build)"
 cleanup # the services' test infrastructure is done with
-# A throwaway state dir and a port range of its own: verify boots its fleet
-# there, stops it after, and the trap stops it whatever happens.
-verify_state=$(mktemp -d -t storefront-verify-XXXXXX)
-vf() { target/debug/storefront --state-dir "$verify_state" --port-base "${STOREFRONT_VERIFY_PORT_BASE:-26200}" "$@"; }
-trap 'vf down --purge >/dev/null 2>&1 || true; rm -rf "$verify_state"' EXIT
-vf verify --junit target/verify-junit.xml
+# demo.sh runs storefront verify (every experiment, control arms must fail,
+# and the smoke load) and the headline experiments, to its very end: CI
+# fails if any step of it dies. A throwaway state dir and a port range of its
+# own; demo.sh stops its fleet whatever happens, and so does this trap.
+demo_state=$(mktemp -d -t storefront-demo-XXXXXX)
+trap 'STOREFRONT_STATE_DIR="$demo_state" target/debug/storefront down --purge >/dev/null 2>&1 || true; rm -rf "$demo_state"' EXIT
+STOREFRONT_STATE_DIR="$demo_state" STOREFRONT_PORT_BASE="${STOREFRONT_VERIFY_PORT_BASE:-26200}" \
+  DEMO_BUILD=debug DEMO_JUNIT="$root/target/verify-junit.xml" scripts/demo.sh
