@@ -87,7 +87,7 @@ impl Application {
             tracing::info!(service = %u.service, urls = ?u.urls, "routing /api/{}/", u.service);
         }
         let router = http::app(
-            &config.common.service_name,
+            &config.common,
             routes::router(Arc::new(gateway)),
             [checks::redis(redis)],
         );

@@ -56,7 +56,7 @@ impl Application {
             cache: cache.clone(),
         };
         let router = http::app(
-            &config.common.service_name,
+            &config.common,
             routes::router(state, config.common.lab_endpoints),
             [checks::postgres(pool.clone()), checks::redis(redis)],
         );

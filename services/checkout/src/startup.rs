@@ -61,7 +61,7 @@ impl Application {
             saga: config.saga.clone(),
         };
         let router = http::app(
-            &config.common.service_name,
+            &config.common,
             routes::router(state),
             [checks::postgres(pool), connected.check("rabbitmq")],
         );

@@ -41,7 +41,7 @@ impl Application {
         let (listener, port) = storefront_kit::startup::bind(config.common.bind_addr).await?;
         let pool = db::connect_pg(&config.database_url, config.pg_max_connections)?;
         let router = http::app(
-            &config.common.service_name,
+            &config.common,
             routes::router(pool.clone(), config.common.lab_endpoints),
             [checks::postgres(pool.clone())],
         );

@@ -9,7 +9,7 @@
 //! let config = CommonConfig::from_env()?;
 //! telemetry::init(&config.service_name);
 //! let pool = db::connect_pg(config.require_database_url()?, 10)?;
-//! let app = http::app(&config.service_name, routes, [checks::postgres(pool.clone())]);
+//! let app = http::app(&config, routes, [checks::postgres(pool.clone())]);
 //! shutdown::serve(listener, app, config.shutdown_grace).await?;
 //! pool.close().await;
 //! ```

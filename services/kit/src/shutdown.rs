@@ -3,11 +3,13 @@
 //! request can't keep a replica alive forever. Closing pools is the
 //! caller's job once [`serve`] returns, because only it owns them.
 
-use std::future::{Future, IntoFuture};
+use std::future::Future;
 use std::time::Duration;
 
 use axum::Router;
 use tokio::net::TcpListener;
+
+use crate::http::server::{self, ServeOptions};
 
 /// Resolves on the first SIGTERM (what the supervisor sends) or SIGINT
 /// (Ctrl-C when run by hand).
@@ -47,38 +49,28 @@ pub async fn serve(listener: TcpListener, router: Router, grace: Duration) -> st
 }
 
 /// [`serve`] with the shutdown trigger supplied, so tests can fire it.
+///
+/// Every connection gets the header-read timeout
+/// ([`crate::http::HEADER_READ_TIMEOUT`]); see `http/server.rs`.
 pub async fn serve_until(
     listener: TcpListener,
     router: Router,
     grace: Duration,
     signal: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let (draining_tx, draining_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = axum::serve(listener, router)
-        .with_graceful_shutdown(async move {
-            signal.await;
-            tracing::info!("no longer accepting connections; draining in-flight requests");
-            let _ = draining_tx.send(());
-        })
-        .into_future();
-    // The grace clock starts at the signal, not at startup; if the server
-    // stops on its own the sender drops and this never fires.
-    let grace_expired = async move {
-        match draining_rx.await {
-            Ok(()) => tokio::time::sleep(grace).await,
-            Err(_) => std::future::pending().await,
-        }
-    };
-    tokio::select! {
-        result = server => {
-            tracing::info!("server drained");
-            result
-        }
-        () = grace_expired => {
-            tracing::warn!(grace_secs = grace.as_secs_f64(), "grace period over; abandoning in-flight requests");
-            Ok(())
-        }
-    }
+    server::serve(listener, router, grace, signal, ServeOptions::new(false)).await
+}
+
+/// [`serve_until`], and every request carries the client's address as
+/// `ConnectInfo<SocketAddr>` (the BFF keys anonymous rate limits on it).
+/// Same timeouts, same drain.
+pub async fn serve_with_connect_info_until(
+    listener: TcpListener,
+    router: Router,
+    grace: Duration,
+    signal: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    server::serve(listener, router, grace, signal, ServeOptions::new(true)).await
 }
 
 #[cfg(test)]

@@ -65,7 +65,7 @@ impl Application {
             webhooks: config.webhooks.clone(),
         };
         let router = http::app(
-            &config.common.service_name,
+            &config.common,
             routes::router(state, config.common.lab_endpoints),
             [checks::postgres(pool.clone()), connected.check("rabbitmq")],
         );

@@ -26,6 +26,10 @@ pub struct CommonConfig {
     /// `LAB_ENDPOINTS` (default false): enables fault-injection endpoints
     /// that must never be on outside the lab.
     pub lab_endpoints: bool,
+    /// `LAB_ADMIN_TOKEN`: the bearer token every `/lab/…` request must
+    /// carry. Unset means lab routes answer 401 to everyone: turning
+    /// `LAB_ENDPOINTS` on never opens them to anonymous callers.
+    pub lab_admin_token: Option<SecretString>,
     /// `SHUTDOWN_GRACE_SECS` (default 10): how long in-flight requests get
     /// after SIGTERM before the process stops waiting.
     pub shutdown_grace: Duration,
@@ -46,6 +50,7 @@ impl CommonConfig {
             redis_url: vars.optional("REDIS_URL")?,
             amqp_url: vars.optional_secret("AMQP_URL")?,
             lab_endpoints: vars.flag("LAB_ENDPOINTS", false)?,
+            lab_admin_token: vars.optional_secret("LAB_ADMIN_TOKEN")?,
             shutdown_grace: Duration::from_secs(vars.with_default("SHUTDOWN_GRACE_SECS", 10)?),
         })
     }
@@ -88,6 +93,17 @@ mod tests {
         assert!(!config.lab_endpoints);
         assert_eq!(config.shutdown_grace, Duration::from_secs(10));
         assert!(config.database_url.is_none());
+        assert!(config.lab_admin_token.is_none());
+    }
+
+    #[test]
+    fn lab_admin_token_is_read_as_a_secret() {
+        let mut vars = base();
+        vars.push(("LAB_ADMIN_TOKEN", "s3cret-lab"));
+        let config = CommonConfig::from_vars(&Vars::from_pairs(vars)).unwrap();
+        let token = config.lab_admin_token.as_ref().unwrap();
+        assert_eq!(token.expose_secret(), "s3cret-lab");
+        assert!(!format!("{config:?}").contains("s3cret-lab"));
     }
 
     #[test]

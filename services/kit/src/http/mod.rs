@@ -1,8 +1,12 @@
 //! Wraps a service's own routes with what every service exposes and every
 //! request passes through, in one call: [`app`].
 
+mod bare;
+mod edge;
+mod lab;
 mod metrics;
 mod probes;
+pub(crate) mod server;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,8 +22,12 @@ use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use tracing::Level;
 
+use crate::CommonConfig;
 use crate::checks::Check;
+pub use bare::problem_bodies;
+pub use edge::NUL_PROBLEM_TYPE;
 pub use metrics::prometheus_handle;
+pub use server::{ClientAddr, HEADER_READ_TIMEOUT};
 
 /// The header carrying the request id across services and into logs.
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -28,15 +36,45 @@ pub const BODY_LIMIT_BYTES: usize = 1024 * 1024;
 /// A request still running after this is answered with 503, so a stuck
 /// dependency can't hold connections forever.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// A request body not fully received by then is answered with 408: a
+/// client trickling its body can't hold a handler's slot for
+/// [`REQUEST_TIMEOUT`].
+pub const BODY_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Returns `routes` plus `GET /health`, `GET /ready` (running `checks`) and
-/// `GET /metrics`, all behind the request-id, tracing, metrics, timeout and
-/// body-limit layers.
+/// `GET /metrics`, all behind the request-id, tracing, metrics, timeout,
+/// body-limit, body-read-deadline, NUL-byte and lab-token layers, with
+/// every bare framework error given a problem+json body.
+///
+/// `common` supplies the service's name and `LAB_ADMIN_TOKEN`, which every
+/// `/lab/…` path requires (401 otherwise, and always when it is unset).
 ///
 /// Layers are added with [`Router::layer`] after routing so that
 /// [`MatchedPath`] (`/products/{id}`, not `/products/42`) is known to the
 /// metrics and the span: raw paths would explode label cardinality.
-pub fn app(service_name: &str, routes: Router, checks: impl IntoIterator<Item = Check>) -> Router {
+pub fn app(
+    common: &CommonConfig,
+    routes: Router,
+    checks: impl IntoIterator<Item = Check>,
+) -> Router {
+    app_with(
+        &common.service_name,
+        lab::LabGate::new(common.lab_admin_token.clone()),
+        BODY_READ_TIMEOUT,
+        routes,
+        checks,
+    )
+}
+
+/// [`app`] with the lab gate and body deadline given, so tests can shorten
+/// the deadline.
+fn app_with(
+    service_name: &str,
+    lab_gate: lab::LabGate,
+    body_read: Duration,
+    routes: Router,
+    checks: impl IntoIterator<Item = Check>,
+) -> Router {
     let service: Arc<str> = Arc::from(service_name);
     let probes = probes::Probes {
         service: service.clone(),
@@ -51,15 +89,20 @@ pub fn app(service_name: &str, routes: Router, checks: impl IntoIterator<Item = 
 
     // Each `Router::layer` wraps the previous ones, so read bottom-up for the
     // request's path: the id is set first, so the span and every response
-    // (including 408/413/503 from inner layers) carry it.
+    // (including 401/408/413/503 from inner layers) carry it; the lab gate
+    // answers before a body is read; the edge reads the (limited) body
+    // within its deadline and refuses NUL bytes before any handler runs.
     routes
         .merge(operational)
+        .layer(axum::middleware::from_fn_with_state(body_read, edge::guard))
         .layer(RequestBodyLimitLayer::new(BODY_LIMIT_BYTES))
+        .layer(axum::middleware::from_fn_with_state(lab_gate, lab::guard))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::SERVICE_UNAVAILABLE,
             REQUEST_TIMEOUT,
         ))
         .layer(axum::middleware::from_fn(metrics::track))
+        .layer(axum::middleware::map_response(problem_bodies))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(
             TraceLayer::new_for_http()
