@@ -55,9 +55,11 @@ pub struct Args {
     /// Write the histograms as HdrHistogram interval logs into DIR (merge with `storefront report merge`).
     #[arg(long, value_name = "DIR")]
     pub hdr_out: Option<PathBuf>,
-    /// Closed model: write goose's own HTML report to FILE.
+    /// Closed model: write goose's own HTML report to FILE. Its charts load a
+    /// JavaScript library from a public CDN: they draw only with network
+    /// access. `--html FILE` writes storefront's own, self-contained page.
     #[arg(long, value_name = "FILE", conflicts_with = "rate")]
-    pub html: Option<PathBuf>,
+    pub goose_html: Option<PathBuf>,
     #[command(flatten)]
     pub common: CommonArgs,
 }
@@ -97,20 +99,27 @@ pub async fn run(g: &Global, args: Args) -> Result<u8> {
         .map_err(|e| Exit::error(exit::USAGE, format!("--users/--duration: {e}")))?;
     let ctx = fleet_ctx(g)?;
     let lab = Lab::connect(&ctx).await?;
+    let about = report::html::About::now(&ctx.profile.name);
     let opts = Options {
         seed: args.common.seed(),
         rate: args.rate,
         max_in_flight: args.max_in_flight,
-        html: args.html,
+        html: args.goose_html,
         hdr_out: args.hdr_out,
         quiet: args.common.json,
         via: args.via,
     };
     let rep = load::run(&lab, profile, &opts).await?;
+    if let Some(path) = &args.common.html {
+        report::html::write(path, &report::html::load::page(&rep, &about)?)?;
+    }
     if args.common.json {
         report::json(&rep)?;
     } else {
         print!("{}", report::load::render(&rep));
+        if let Some(path) = &args.common.html {
+            println!("HTML report: {}", path.display());
+        }
     }
     Ok(rep.exit_code())
 }

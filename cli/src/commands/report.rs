@@ -1,6 +1,8 @@
 //! `storefront report merge FILES…`: merge HdrHistogram interval logs
 //! (written by `load --hdr-out`, e.g. on several load machines) and print
-//! the same transaction and latency tables as `load`.
+//! the same transaction and latency tables as `load`;
+//! `storefront report html FILES… --out FILE` renders the merged logs as
+//! the same self-contained HTML page as `load --html`.
 
 use std::path::PathBuf;
 
@@ -24,6 +26,18 @@ pub struct Args {
 pub enum ReportCommand {
     /// Merge HdrHistogram interval logs (from `load --hdr-out`) and print the merged report.
     Merge(MergeArgs),
+    /// Merge HdrHistogram interval logs and write them as one self-contained HTML page.
+    Html(HtmlArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct HtmlArgs {
+    /// Interval log files (`.hlog`); histograms with the same tag add up.
+    #[arg(required = true, value_name = "FILES")]
+    pub files: Vec<PathBuf>,
+    /// The page to write (charts and data inlined; it fetches nothing).
+    #[arg(long, short, value_name = "FILE")]
+    pub out: PathBuf,
 }
 
 #[derive(Debug, clap::Args)]
@@ -44,7 +58,10 @@ struct Merged<'a> {
 }
 
 pub async fn run(_g: &Global, args: Args) -> Result<u8> {
-    let ReportCommand::Merge(m) = args.command;
+    let m = match args.command {
+        ReportCommand::Merge(m) => m,
+        ReportCommand::Html(h) => return html(&h),
+    };
     let (transactions, window_s) = hdrlog::merge(&m.files)?;
     if m.json {
         report::json(&Merged {
@@ -54,10 +71,26 @@ pub async fn run(_g: &Global, args: Args) -> Result<u8> {
         })?;
         return Ok(exit::OK);
     }
-    let rep = LoadReport {
+    let rep = merged(&m.files, transactions, window_s);
+    let (requests, errors, rps) = rep.totals();
+    println!(
+        "merged {} log(s): {requests} requests over {window_s:.2}s ({rps:.1} req/s), {errors} errors",
+        m.files.len()
+    );
+    print!("{}", report::load::tables(&rep));
+    Ok(exit::OK)
+}
+
+/// Merged logs as a load report: no verdict (nothing was judged), no seed.
+fn merged(files: &[PathBuf], transactions: Vec<TxReport>, window_s: f64) -> LoadReport {
+    LoadReport {
         profile: "merged".into(),
-        description: String::new(),
-        model: format!("{} interval log(s)", m.files.len()),
+        description: files
+            .iter()
+            .map(|f| f.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", "),
+        model: format!("{} interval log(s)", files.len()),
         target: String::new(),
         seed: None,
         run_tag: String::new(),
@@ -69,12 +102,19 @@ pub async fn run(_g: &Global, args: Args) -> Result<u8> {
         invariants: vec![],
         measurements: vec![],
         took_ms: 0,
-    };
-    let (requests, errors, rps) = rep.totals();
+    }
+}
+
+fn html(h: &HtmlArgs) -> Result<u8> {
+    let (transactions, window_s) = hdrlog::merge(&h.files)?;
+    let rep = merged(&h.files, transactions, window_s);
+    let about = report::html::About::now("-");
+    report::html::write(&h.out, &report::html::load::page(&rep, &about)?)?;
+    let (requests, errors, _) = rep.totals();
     println!(
-        "merged {} log(s): {requests} requests over {window_s:.2}s ({rps:.1} req/s), {errors} errors",
-        m.files.len()
+        "merged {} log(s): {requests} requests, {errors} errors → {}",
+        h.files.len(),
+        h.out.display()
     );
-    print!("{}", report::load::tables(&rep));
     Ok(exit::OK)
 }

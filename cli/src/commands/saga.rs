@@ -20,5 +20,5 @@ pub async fn run(g: &Global, args: Args) -> Result<u8> {
     let ctx = g.ctx()?;
     let lab = Lab::connect(&ctx).await?;
     let report = saga::run(&ctx, &lab, &args.params, args.common.seed()).await?;
-    experiments::finish(&report, args.common.json)
+    experiments::finish(&report, &args.common, &ctx.profile.name)
 }

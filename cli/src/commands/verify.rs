@@ -3,9 +3,10 @@
 //! can fail) plus the `smoke` load, against the fleet that is up — or one it
 //! boots for the purpose and stops again. Exit 0 all pass, 1 a failure,
 //! 2 something could not be judged; `--junit` writes one test case per
-//! invariant and threshold.
+//! invariant and threshold; `--html DIR` writes an index page and one
+//! self-contained page per check.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
@@ -15,13 +16,13 @@ use serde::Serialize;
 use crate::commands::Global;
 use crate::exit::{self, Exit};
 use crate::experiments::{
-    Invariant, Lab, Report, Verdict, breaker, flood, overall, race, replay, rotate, saga,
+    Invariant, Lab, Report, Verdict, breaker, flood, hostile, overall, race, replay, rotate, saga,
 };
 use crate::fleet::progress::Progress;
 use crate::fleet::{Ctx, FleetState, InfraMode, boot, observe, stop};
 use crate::load::profile::LoadProfile;
 use crate::load::summary::LoadReport;
-use crate::report::{self, junit};
+use crate::report::{self, html, junit};
 
 #[derive(Debug, clap::Args)]
 #[command(after_help = exit::HELP)]
@@ -35,6 +36,9 @@ pub struct Args {
     /// Seed for every check [default: random, printed].
     #[arg(long)]
     pub seed: Option<u64>,
+    /// Write DIR/index.html and one self-contained HTML page per check (charts inlined, nothing fetched).
+    #[arg(long, value_name = "DIR")]
+    pub html: Option<PathBuf>,
 }
 
 /// What a check is expected to conclude.
@@ -52,6 +56,22 @@ struct Ran {
     invariants: Vec<Invariant>,
     text: String,
     json: serde_json::Value,
+    /// The report itself, for its HTML page.
+    shown: Option<Shown>,
+}
+
+enum Shown {
+    Experiment(Box<Report>),
+    Load(Box<LoadReport>),
+}
+
+impl Shown {
+    fn page(&self, about: &html::About) -> Result<String> {
+        match self {
+            Shown::Experiment(r) => html::experiment::page(r, about),
+            Shown::Load(r) => html::load::page(r, about),
+        }
+    }
 }
 
 impl From<Report> for Ran {
@@ -60,7 +80,8 @@ impl From<Report> for Ran {
             verdict: r.verdict,
             text: report::experiment::render(&r),
             json: serde_json::to_value(&r).unwrap_or_default(),
-            invariants: r.invariants,
+            invariants: r.invariants.clone(),
+            shown: Some(Shown::Experiment(Box::new(r))),
         }
     }
 }
@@ -71,7 +92,8 @@ impl From<LoadReport> for Ran {
             verdict: r.verdict,
             text: report::load::render(&r),
             json: serde_json::to_value(&r).unwrap_or_default(),
-            invariants: r.thresholds.into_iter().chain(r.invariants).collect(),
+            invariants: r.thresholds.iter().chain(&r.invariants).cloned().collect(),
+            shown: Some(Shown::Load(Box::new(r))),
         }
     }
 }
@@ -148,6 +170,9 @@ fn gate() -> Vec<Check> {
         arm!("rotate --control", Fail, rotate, ["--duration", "8s", "--rps", "30", "--ttl", "4s", "--control"]),
         arm!(ctx: "saga --fail-at mixed", Pass, saga, ["--orders", "20", "--fail-at", "mixed"]),
         check("load --profile smoke", Expect::Pass, |e, s| Box::pin(smoke(e, s))),
+        // Last: its password guessing leaves identity's throttles warm.
+        arm!(ctx: "hostile", Pass, hostile, ["--per-class", "20", "--guesses", "100"]),
+        arm!(ctx: "hostile --control", Fail, hostile, ["--per-class", "2", "--guesses", "10", "--control"]),
     ]
 }
 
@@ -173,9 +198,15 @@ struct Judged {
     report: serde_json::Value,
     #[serde(skip)]
     text: String,
+    #[serde(skip)]
+    shown: Option<Shown>,
+    /// Its HTML page's file name in `--html DIR`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    page: Option<String>,
 }
 
-fn judge(c: &Check, ran: Result<Ran>, took: Duration) -> Judged {
+fn judge(c: &Check, mut ran: Result<Ran>, took: Duration) -> Judged {
+    let shown = ran.as_mut().ok().and_then(|r| r.shown.take());
     let (cases, text, json) = match (ran, c.expect) {
         (Err(e), _) => (
             vec![Invariant::unknown(
@@ -222,6 +253,8 @@ fn judge(c: &Check, ran: Result<Ran>, took: Duration) -> Judged {
         cases,
         report: json,
         text,
+        shown,
+        page: None,
     }
 }
 
@@ -236,9 +269,13 @@ struct Outcome {
 pub async fn run(g: &Global, args: Args) -> Result<u8> {
     let ctx = g.ctx()?;
     let seed = args.seed.unwrap_or_else(rand::random);
+    if let Some(dir) = &args.html {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("--html: cannot create {}", dir.display()))?;
+    }
     let booted = ensure_fleet(&ctx, args.json).await?;
     let result = tokio::select! {
-        r = run_gate(&ctx, seed, args.json) => r,
+        r = run_gate(&ctx, seed, args.json, args.html.as_deref()) => r,
         _ = tokio::signal::ctrl_c() => Err(Exit::error(exit::INTERRUPTED, "interrupted")),
     };
     if booted {
@@ -264,10 +301,16 @@ pub async fn run(g: &Global, args: Args) -> Result<u8> {
             .collect();
         junit::write(path, "storefront verify", &suites)?;
     }
+    if let Some(dir) = &args.html {
+        write_index(dir, &outcome, &ctx.profile.name)?;
+    }
     if args.json {
         report::json(&outcome)?;
     } else {
         print_summary(&outcome, args.junit.as_deref());
+        if let Some(dir) = &args.html {
+            println!("HTML report: {}", dir.join("index.html").display());
+        }
     }
     Ok(match outcome.verdict {
         Verdict::Pass => exit::OK,
@@ -276,7 +319,7 @@ pub async fn run(g: &Global, args: Args) -> Result<u8> {
     })
 }
 
-async fn run_gate(ctx: &Ctx, seed: u64, json: bool) -> Result<Vec<Judged>> {
+async fn run_gate(ctx: &Ctx, seed: u64, json: bool, html: Option<&Path>) -> Result<Vec<Judged>> {
     let env = Env {
         lab: Lab::connect(ctx).await?,
         ctx: ctx.clone(),
@@ -288,13 +331,79 @@ async fn run_gate(ctx: &Ctx, seed: u64, json: bool) -> Result<Vec<Judged>> {
         }
         let t = Instant::now();
         let ran = (c.run)(&env, seed).await;
-        let j = judge(&c, ran, t.elapsed());
+        let mut j = judge(&c, ran, t.elapsed());
+        if let Some(dir) = html {
+            j.page = write_page(dir, out.len() + 1, &j, &ctx.profile.name)?;
+        }
         if !json {
             println!("== {} (expected {:?}) ==\n{}", c.name, c.expect, j.text);
         }
         out.push(j);
     }
     Ok(out)
+}
+
+fn expect_label(e: Expect) -> &'static str {
+    match e {
+        Expect::Pass => "PASS",
+        Expect::Fail => "FAIL",
+    }
+}
+
+/// `NN-<check name as a file name>.html`.
+fn page_name(n: usize, check: &str) -> String {
+    let slug: String = check
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    let slug: Vec<&str> = slug.split('-').filter(|s| !s.is_empty()).collect();
+    format!("{n:02}-{}.html", slug.join("-"))
+}
+
+/// Writes a check's page (when it ran and left a report); its file name.
+fn write_page(dir: &Path, n: usize, j: &Judged, fleet_profile: &str) -> Result<Option<String>> {
+    let Some(shown) = &j.shown else {
+        return Ok(None);
+    };
+    let name = page_name(n, j.name);
+    let page = shown.page(&html::About::now(fleet_profile))?;
+    let page = html::verify::annotate(&page, j.name, expect_label(j.expect), j.verdict);
+    html::write(&dir.join(&name), &page)?;
+    Ok(Some(name))
+}
+
+fn write_index(dir: &Path, o: &Outcome, fleet_profile: &str) -> Result<()> {
+    let entries: Vec<html::verify::Entry<'_>> = o
+        .checks
+        .iter()
+        .map(|c| html::verify::Entry {
+            name: c.name,
+            expect: expect_label(c.expect),
+            verdict: c.verdict,
+            passed: c
+                .cases
+                .iter()
+                .filter(|i| i.verdict == Verdict::Pass)
+                .count(),
+            cases: c.cases.len(),
+            took_ms: c.took_ms,
+            page: c.page.as_deref(),
+        })
+        .collect();
+    let page = html::verify::index(
+        o.verdict,
+        o.seed,
+        &entries,
+        serde_json::to_value(o)?,
+        &html::About::now(fleet_profile),
+    )?;
+    html::write(&dir.join("index.html"), &page)
 }
 
 fn print_summary(o: &Outcome, junit: Option<&std::path::Path>) {
@@ -377,7 +486,17 @@ mod tests {
             invariants,
             text: String::new(),
             json: serde_json::Value::Null,
+            shown: None,
         })
+    }
+
+    #[test]
+    fn each_check_page_gets_a_numbered_file_name_from_its_check() {
+        assert_eq!(page_name(2, "race --control"), "02-race-control.html");
+        assert_eq!(
+            page_name(11, "load --profile smoke"),
+            "11-load-profile-smoke.html"
+        );
     }
 
     #[test]
@@ -438,7 +557,9 @@ mod tests {
                 "rotate",
                 "rotate --control",
                 "saga --fail-at mixed",
-                "load --profile smoke"
+                "load --profile smoke",
+                "hostile",
+                "hostile --control"
             ]
         );
         // The gate's argument lists parse (a wrong flag would panic here, not in CI).
@@ -447,6 +568,8 @@ mod tests {
         let f: flood::Params = params(&["--duration", "3", "--expect-capacity", "20"]);
         assert_eq!((f.duration, f.expect_capacity), (3, Some(20)));
         let _: breaker::Params = params(&[]);
+        let h: hostile::Params = params(&["--per-class", "2", "--guesses", "10", "--control"]);
+        assert!(h.control && h.per_class == 2 && h.guesses == 10);
         let r: rotate::Params = params(&[
             "--duration",
             "8s",

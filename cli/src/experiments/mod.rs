@@ -6,6 +6,7 @@
 
 pub mod breaker;
 pub mod flood;
+pub mod hostile;
 pub mod lab;
 pub mod race;
 pub mod record;
@@ -16,7 +17,7 @@ pub mod saga;
 use serde::Serialize;
 
 pub use lab::Lab;
-pub use record::{Latencies, Outcomes};
+pub use record::{Latencies, Outcomes, Timeline};
 
 use crate::exit;
 
@@ -96,6 +97,9 @@ pub struct Report {
     pub latencies: Latencies,
     /// Measured figures worth reporting beside the verdict (e.g. convergence time).
     pub measurements: Vec<(String, String)>,
+    /// The run second by second (answers, errors, p99), from `outcomes` and
+    /// `latencies`; filled by `conclude`.
+    pub timeline: Timeline,
     pub took_ms: u64,
 }
 
@@ -110,6 +114,7 @@ impl Report {
             outcomes: Outcomes::default(),
             latencies: Latencies::default(),
             measurements: Vec::new(),
+            timeline: Timeline::default(),
             took_ms: 0,
         }
     }
@@ -122,10 +127,14 @@ impl Report {
         self.measurements.push((name.into(), value.to_string()));
     }
 
-    /// Derives the overall verdict from the invariants: no invariant, no pass.
+    /// Derives the overall verdict from the invariants (no invariant, no
+    /// pass) and the timeline from the recorded seconds.
     pub fn conclude(&mut self, took: std::time::Duration) {
         self.took_ms = took.as_millis() as u64;
         self.verdict = overall(&self.invariants);
+        let mut seconds = self.outcomes.1.clone();
+        seconds.merge(&self.latencies.1);
+        self.timeline = seconds.timeline(seconds.first().unwrap_or(0));
     }
 
     pub fn exit_code(&self) -> u8 {
@@ -157,6 +166,9 @@ pub struct CommonArgs {
     /// Print the report as one JSON document.
     #[arg(long)]
     pub json: bool,
+    /// Also write the report as one self-contained HTML page to FILE (charts inlined, nothing fetched).
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<std::path::PathBuf>,
 }
 
 impl CommonArgs {
@@ -165,12 +177,23 @@ impl CommonArgs {
     }
 }
 
-/// Prints the report (text or JSON) and returns its exit code.
-pub fn finish(report: &Report, json: bool) -> anyhow::Result<u8> {
-    if json {
+/// Prints the report (text or JSON), writes its HTML page when asked, and
+/// returns its exit code. `fleet_profile` names the fleet it ran against.
+pub fn finish(report: &Report, common: &CommonArgs, fleet_profile: &str) -> anyhow::Result<u8> {
+    if let Some(path) = &common.html {
+        let about = crate::report::html::About::now(fleet_profile);
+        crate::report::html::write(
+            path,
+            &crate::report::html::experiment::page(report, &about)?,
+        )?;
+    }
+    if common.json {
         crate::report::json(report)?;
     } else {
         print!("{}", crate::report::experiment::render(report));
+        if let Some(path) = &common.html {
+            println!("HTML report: {}", path.display());
+        }
     }
     Ok(report.exit_code())
 }
@@ -197,6 +220,20 @@ mod tests {
         ];
         assert_eq!(overall(&v), Verdict::Unknown);
         assert_eq!(overall(&[]), Verdict::Unknown);
+    }
+
+    #[test]
+    fn conclude_builds_the_timeline_from_what_was_recorded() {
+        let mut r = Report::new("t", 1, serde_json::json!({}));
+        r.outcomes.add("x", "200");
+        r.outcomes.add("x", "503");
+        r.latencies.record("x", std::time::Duration::from_millis(4));
+        r.conclude(std::time::Duration::ZERO);
+        let total: u64 = r.timeline.seconds.iter().map(|s| s.requests).sum();
+        let errors: u64 = r.timeline.seconds.iter().map(|s| s.errors).sum();
+        assert_eq!((total, errors), (2, 1));
+        assert_eq!(r.timeline.seconds[0].t_s, 0);
+        assert!(r.timeline.seconds.iter().any(|s| s.p99_ms.is_some()));
     }
 
     #[test]

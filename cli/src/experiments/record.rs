@@ -1,24 +1,34 @@
-//! Recording what happened: exact outcome counts and HDR latency histograms.
-//! Workers record into their own copies and merge, so nothing contends on
-//! a lock in the hot path.
+//! Recording what happened: exact outcome counts and HDR latency histograms,
+//! and beside them per-second buckets (answers, errors, latencies) for the
+//! HTML report's timeline. Workers record into their own copies and merge,
+//! so nothing contends on a lock in the hot path.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use hdrhistogram::Histogram;
 use serde::{Serialize, Serializer};
 
-/// Exact count of each outcome, per label (e.g. `decrement` → {`200`: 1, `412`: 49}).
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct Outcomes(pub BTreeMap<String, BTreeMap<String, u64>>);
+/// Exact count of each outcome, per label (e.g. `decrement` → {`200`: 1, `412`: 49}),
+/// and the answers and errors of each wall-clock second (the timeline).
+#[derive(Debug, Clone, Default)]
+pub struct Outcomes(pub BTreeMap<String, BTreeMap<String, u64>>, pub Seconds);
+
+impl Serialize for Outcomes {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(s)
+    }
+}
 
 impl Outcomes {
     pub fn add(&mut self, label: &str, outcome: impl Into<String>) {
+        let outcome = outcome.into();
+        self.1.count(unix_second(), is_error(&outcome));
         *self
             .0
             .entry(label.into())
             .or_default()
-            .entry(outcome.into())
+            .entry(outcome)
             .or_default() += 1;
     }
 
@@ -42,6 +52,7 @@ impl Outcomes {
     }
 
     pub fn merge(&mut self, other: &Outcomes) {
+        self.1.merge(&other.1);
         for (label, m) in &other.0 {
             for (k, v) in m {
                 *self
@@ -78,9 +89,25 @@ pub fn outcome_of(r: &Result<reqwest::StatusCode, reqwest::Error>) -> String {
     }
 }
 
-/// Latency histograms in microseconds, 1 µs to 1 h, 3 significant digits.
+/// An outcome the timeline counts as an error: a 5xx, or no answer at all.
+pub fn is_error(outcome: &str) -> bool {
+    outcome.starts_with("error")
+        || outcome
+            .get(..3)
+            .and_then(|s| s.parse::<u16>().ok())
+            .is_some_and(|c| (500..600).contains(&c))
+}
+
+fn unix_second() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Latency histograms in microseconds, 1 µs to 1 h, 3 significant digits,
+/// and every wall-clock second's latencies (the timeline's p99).
 #[derive(Debug, Clone, Default)]
-pub struct Latencies(pub BTreeMap<String, Histogram<u64>>);
+pub struct Latencies(pub BTreeMap<String, Histogram<u64>>, pub Seconds);
 
 fn new_histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("static bounds")
@@ -89,6 +116,7 @@ fn new_histogram() -> Histogram<u64> {
 impl Latencies {
     pub fn record(&mut self, label: &str, d: Duration) {
         let us = (d.as_micros() as u64).clamp(1, 3_600_000_000);
+        self.1.latency(unix_second(), us, None);
         self.0
             .entry(label.into())
             .or_insert_with(new_histogram)
@@ -97,6 +125,7 @@ impl Latencies {
     }
 
     pub fn merge(&mut self, other: &Latencies) {
+        self.1.merge(&other.1);
         for (label, h) in &other.0 {
             self.0
                 .entry(label.clone())
@@ -138,6 +167,124 @@ pub fn summarize(h: &Histogram<u64>) -> Summary {
     }
 }
 
+/// One second's answers, errors and latencies. Its histograms keep 2
+/// significant digits and grow only as far as the values recorded: enough
+/// for a p99 line, small enough to keep one per second per worker.
+#[derive(Debug, Clone)]
+pub struct Second {
+    pub requests: u64,
+    pub errors: u64,
+    pub raw: Histogram<u64>,
+    pub corrected: Histogram<u64>,
+}
+
+impl Default for Second {
+    fn default() -> Self {
+        let h = || Histogram::new(2).expect("2 significant digits is valid");
+        Self {
+            requests: 0,
+            errors: 0,
+            raw: h(),
+            corrected: h(),
+        }
+    }
+}
+
+/// Per-second buckets keyed by a whole second (since the Unix epoch for
+/// experiments, since the load began for `load`).
+#[derive(Debug, Clone, Default)]
+pub struct Seconds(pub BTreeMap<u64, Second>);
+
+impl Seconds {
+    /// One answer (or failed attempt) in second `t`.
+    pub fn count(&mut self, t: u64, error: bool) {
+        let s = self.0.entry(t).or_default();
+        s.requests += 1;
+        s.errors += u64::from(error);
+    }
+
+    /// One latency (µs) in second `t`, and its corrected value if any.
+    pub fn latency(&mut self, t: u64, raw_us: u64, corrected_us: Option<u64>) {
+        let s = self.0.entry(t).or_default();
+        let _ = s.raw.record(raw_us.max(1));
+        if let Some(c) = corrected_us {
+            let _ = s.corrected.record(c.max(1));
+        }
+    }
+
+    pub fn merge(&mut self, o: &Seconds) {
+        for (t, b) in &o.0 {
+            let s = self.0.entry(*t).or_default();
+            s.requests += b.requests;
+            s.errors += b.errors;
+            // Auto-resizing histograms: adding never runs out of range.
+            let _ = s.raw.add(&b.raw);
+            let _ = s.corrected.add(&b.corrected);
+        }
+    }
+
+    /// The timeline with seconds counted from `origin`; every second from
+    /// the first to the last is present (a silent second shows as zero).
+    pub fn timeline(&self, origin: u64) -> Timeline {
+        let (Some(first), Some(last)) = (self.0.keys().next(), self.0.keys().next_back()) else {
+            return Timeline::default();
+        };
+        let p99 =
+            |h: &Histogram<u64>| (!h.is_empty()).then(|| h.value_at_quantile(0.99) as f64 / 1000.0);
+        let seconds = (*first..=*last)
+            .map(|t| {
+                let s = self.0.get(&t);
+                SecondPoint {
+                    t_s: t.saturating_sub(origin),
+                    requests: s.map_or(0, |s| s.requests),
+                    errors: s.map_or(0, |s| s.errors),
+                    p99_ms: s.and_then(|s| p99(&s.raw)),
+                    p99_corrected_ms: s.and_then(|s| p99(&s.corrected)),
+                }
+            })
+            .collect();
+        Timeline {
+            seconds,
+            marks: Vec::new(),
+        }
+    }
+
+    pub fn first(&self) -> Option<u64> {
+        self.0.keys().next().copied()
+    }
+}
+
+/// A run second by second: what the HTML report's timeline draws.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct Timeline {
+    pub seconds: Vec<SecondPoint>,
+    /// Faults injected during the run, drawn as markers over the timeline
+    /// (none yet: fault schedules fill them).
+    pub marks: Vec<Mark>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct SecondPoint {
+    /// Seconds since the run's first answer (load: since the load began).
+    pub t_s: u64,
+    /// Answers (and attempts that got none) in this second.
+    pub requests: u64,
+    /// Of those, errors: a 5xx or no answer (load: outside `success`).
+    pub errors: u64,
+    /// p99 latency of the requests answered in this second.
+    pub p99_ms: Option<f64>,
+    /// The same, corrected for coordinated omission (open model only).
+    pub p99_corrected_ms: Option<f64>,
+}
+
+/// A fault on the timeline: from `t_s` (until `until_s`, if it lasted).
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Mark {
+    pub t_s: f64,
+    pub until_s: Option<f64>,
+    pub label: String,
+}
+
 impl Serialize for Latencies {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let m: BTreeMap<&String, Summary> = self.0.iter().map(|(k, h)| (k, summarize(h))).collect();
@@ -161,6 +308,50 @@ mod tests {
         assert_eq!(a.total("x"), 3);
         assert_eq!(a.count_where("x", |s| s.starts_with('4')), 2);
         assert_eq!(a.summary("x"), "200: 1, 412: 2");
+    }
+
+    #[test]
+    fn seconds_fill_the_gaps_and_count_errors_and_p99_per_second() {
+        let mut s = Seconds::default();
+        for i in 0..100u64 {
+            s.count(1_000, i == 0);
+            s.latency(1_000, 1_000 + i * 10, None);
+        }
+        s.count(1_003, true);
+        let mut other = Seconds::default();
+        other.latency(1_003, 5_000, Some(9_000));
+        s.merge(&other);
+        let t = s.timeline(1_000);
+        let at: Vec<u64> = t.seconds.iter().map(|p| p.t_s).collect();
+        assert_eq!(at, [0, 1, 2, 3]);
+        assert_eq!((t.seconds[0].requests, t.seconds[0].errors), (100, 1));
+        let p99 = t.seconds[0].p99_ms.unwrap();
+        assert!((p99 - 1.98).abs() < 0.02, "{p99}");
+        assert_eq!(t.seconds[1].requests, 0);
+        assert_eq!(t.seconds[1].p99_ms, None);
+        assert_eq!((t.seconds[3].requests, t.seconds[3].errors), (1, 1));
+        assert!((t.seconds[3].p99_corrected_ms.unwrap() - 9.0).abs() < 0.1);
+    }
+
+    #[test]
+    fn the_timeline_counts_5xx_and_unanswered_as_errors_not_4xx() {
+        assert!(is_error("503"));
+        assert!(is_error("error: timeout"));
+        assert!(!is_error("412"));
+        assert!(!is_error("201 replayed"));
+        let mut o = Outcomes::default();
+        o.add("x", "200");
+        o.add("x", "500");
+        let t = o.1.timeline(o.1.first().unwrap());
+        let (r, e): (u64, u64) = t
+            .seconds
+            .iter()
+            .fold((0, 0), |(r, e), p| (r + p.requests, e + p.errors));
+        assert_eq!((r, e), (2, 1));
+        assert_eq!(
+            serde_json::to_value(&o).unwrap(),
+            serde_json::json!({"x": {"200": 1, "500": 1}})
+        );
     }
 
     #[test]

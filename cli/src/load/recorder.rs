@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 
+use crate::experiments::record::Seconds;
+
 /// Same bounds as the experiments' histograms: 1 µs to 1 h, 3 significant digits.
 pub fn histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("static bounds")
@@ -31,6 +33,9 @@ pub struct TxTally {
     pub failed: Histogram<u64>,
     /// Exact count per status (`200`) or error kind (`error: connect`).
     pub outcomes: BTreeMap<String, u64>,
+    /// Per second since the load began (by answer time): requests, errors,
+    /// latencies. Empty when merged from interval logs.
+    pub seconds: Seconds,
 }
 
 impl Default for TxTally {
@@ -40,6 +45,7 @@ impl Default for TxTally {
             corrected: histogram(),
             failed: histogram(),
             outcomes: BTreeMap::new(),
+            seconds: Seconds::default(),
         }
     }
 }
@@ -49,6 +55,7 @@ impl TxTally {
         self.raw.add(&o.raw).expect("same bounds");
         self.corrected.add(&o.corrected).expect("same bounds");
         self.failed.add(&o.failed).expect("same bounds");
+        self.seconds.merge(&o.seconds);
         for (k, v) in &o.outcomes {
             *self.outcomes.entry(k.clone()).or_default() += v;
         }
@@ -128,9 +135,13 @@ impl Recorder {
         let t = g[s.tx].get_or_insert_with(TxTally::default);
         let raw = micros(s.raw);
         t.raw.record(raw).expect("clamped");
-        if let Some(c) = s.corrected {
-            t.corrected.record(micros(c)).expect("clamped");
+        let corrected = s.corrected.map(micros);
+        if let Some(c) = corrected {
+            t.corrected.record(c).expect("clamped");
         }
+        let second = now.as_secs();
+        t.seconds.count(second, !s.ok);
+        t.seconds.latency(second, raw, corrected);
         if !s.ok {
             t.failed.record(raw).expect("clamped");
         }
@@ -185,5 +196,14 @@ mod tests {
         assert_eq!(r.requests.load(Ordering::Relaxed), 100);
         assert_eq!(r.errors.load(Ordering::Relaxed), 10);
         assert!(t[0].corrected.is_empty());
+        // The per-second buckets hold the same requests and errors.
+        let (mut n, mut e) = (0, 0);
+        for tx in &t {
+            for s in tx.seconds.timeline(0).seconds {
+                n += s.requests;
+                e += s.errors;
+            }
+        }
+        assert_eq!((n, e), (100, 10));
     }
 }

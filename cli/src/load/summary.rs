@@ -10,7 +10,7 @@ use serde::Serialize;
 use super::closed::GooseView;
 use super::profile::ThresholdSpec;
 use super::recorder::TxTally;
-use crate::experiments::record::{Summary, summarize};
+use crate::experiments::record::{Summary, Timeline, summarize};
 use crate::experiments::{Invariant, Verdict, overall};
 
 #[derive(Debug, Serialize)]
@@ -52,6 +52,8 @@ pub struct TxReport {
     pub raw: Option<Summary>,
     /// goose's own figures (closed model), for the cross-check.
     pub goose: Option<GooseView>,
+    /// Second by second since the load began (empty when merged from logs).
+    pub timeline: Timeline,
     #[serde(skip)]
     pub tally: TxTally,
 }
@@ -79,6 +81,7 @@ impl TxReport {
             corrected: summary(&tally.corrected),
             raw: summary(&tally.raw),
             goose: None,
+            timeline: tally.seconds.timeline(0),
             tally,
         }
     }

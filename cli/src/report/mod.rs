@@ -1,7 +1,9 @@
-//! Rendering only: tables and JSON. Commands build plain data, these print it.
+//! Rendering only: tables, JSON, JUnit and self-contained HTML pages.
+//! Commands build plain data, these print it.
 
 pub mod experiment;
 pub mod fleet;
+pub mod html;
 pub mod junit;
 pub mod load;
 
