@@ -1,16 +1,29 @@
 //! What the identity service reads from its environment, on top of the
 //! common set.
 
+use std::net::IpAddr;
 use std::time::Duration;
 
 use secrecy::SecretString;
 use storefront_kit::{CommonConfig, ConfigError, Vars};
+
+use crate::throttle::Limits;
 
 /// Default `ACCESS_TOKEN_TTL_SECS`: five minutes, short enough that the
 /// denylist stays small, long enough that clients refresh rarely.
 pub const DEFAULT_ACCESS_TTL_SECS: u64 = 300;
 /// Default `REFRESH_TOKEN_TTL_SECS`: a day.
 pub const DEFAULT_REFRESH_TTL_SECS: u64 = 86_400;
+/// Default `PASSWORD_QUEUE_DEADLINE_MS`: a login waits at most 2 s for a
+/// hashing permit before it is shed with a 503.
+pub const DEFAULT_QUEUE_DEADLINE_MS: u64 = 2_000;
+/// Default `LOGIN_FAILURES_PER_ACCOUNT` per window.
+pub const DEFAULT_FAILURES_PER_ACCOUNT: u32 = 10;
+/// Default `LOGIN_FAILURES_PER_ADDRESS` per window: wider, since many
+/// users may share an address (and every client of an untrusted proxy does).
+pub const DEFAULT_FAILURES_PER_ADDRESS: u32 = 100;
+/// Default `LOGIN_FAILURE_WINDOW_SECS`: five minutes.
+pub const DEFAULT_FAILURE_WINDOW_SECS: u64 = 300;
 
 /// Where Postgres credentials come from.
 #[derive(Debug, Clone)]
@@ -52,6 +65,21 @@ pub struct Config {
     /// `JWT_SIGNING_SEED`: 32 bytes base64url; unset means a key generated
     /// at startup (tokens then die with the process).
     pub signing_seed: Option<SecretString>,
+    /// `PASSWORD_HASH_PERMITS` (default: the number of cores): password
+    /// checks that may run at once.
+    pub hash_permits: usize,
+    /// `PASSWORD_QUEUE_DEADLINE_MS` (default 2000): longest wait for a
+    /// permit before the login is shed (503 + `Retry-After`).
+    pub queue_deadline: Duration,
+    /// `LOGIN_FAILURES_PER_ACCOUNT`, `LOGIN_FAILURES_PER_ADDRESS`,
+    /// `LOGIN_FAILURE_WINDOW_SECS`: the guessing throttle.
+    pub login_limits: Limits,
+    /// `LOGIN_THROTTLE_KEY_PREFIX` (default `identity:login-attempts:`):
+    /// where the throttle's counters live in Redis; must start `identity:`.
+    pub throttle_prefix: String,
+    /// `TRUSTED_PROXIES` (comma-separated IPs, default none): peers whose
+    /// `X-Forwarded-For` names the client (see [`crate::throttle`]).
+    pub trusted_proxies: Vec<IpAddr>,
 }
 
 impl Config {
@@ -88,6 +116,29 @@ impl Config {
             access_ttl: positive_secs(vars, "ACCESS_TOKEN_TTL_SECS", DEFAULT_ACCESS_TTL_SECS)?,
             refresh_ttl: positive_secs(vars, "REFRESH_TOKEN_TTL_SECS", DEFAULT_REFRESH_TTL_SECS)?,
             signing_seed: vars.optional_secret("JWT_SIGNING_SEED")?,
+            hash_permits: positive(vars, "PASSWORD_HASH_PERMITS", cores())?,
+            queue_deadline: Duration::from_millis(
+                vars.with_default("PASSWORD_QUEUE_DEADLINE_MS", DEFAULT_QUEUE_DEADLINE_MS)?,
+            ),
+            login_limits: Limits {
+                per_account: positive(
+                    vars,
+                    "LOGIN_FAILURES_PER_ACCOUNT",
+                    DEFAULT_FAILURES_PER_ACCOUNT,
+                )?,
+                per_address: positive(
+                    vars,
+                    "LOGIN_FAILURES_PER_ADDRESS",
+                    DEFAULT_FAILURES_PER_ADDRESS,
+                )?,
+                window: positive_secs(
+                    vars,
+                    "LOGIN_FAILURE_WINDOW_SECS",
+                    DEFAULT_FAILURE_WINDOW_SECS,
+                )?,
+            },
+            throttle_prefix: throttle_prefix(vars)?,
+            trusted_proxies: ip_list(vars, "TRUSTED_PROXIES")?,
             common,
         })
     }
@@ -103,6 +154,60 @@ fn positive_secs(vars: &Vars, name: &'static str, default: u64) -> Result<Durati
         }),
         secs => Ok(Duration::from_secs(secs)),
     }
+}
+
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from)
+}
+
+fn positive<T>(vars: &Vars, name: &'static str, default: T) -> Result<T, ConfigError>
+where
+    T: std::str::FromStr + PartialEq + Default + std::fmt::Display,
+    T::Err: std::fmt::Display,
+{
+    let value: T = vars.with_default(name, default)?;
+    if value == T::default() {
+        return Err(ConfigError::Invalid {
+            name,
+            value: value.to_string(),
+            expected: "a positive whole number".into(),
+            reason: "must be at least 1".into(),
+        });
+    }
+    Ok(value)
+}
+
+fn throttle_prefix(vars: &Vars) -> Result<String, ConfigError> {
+    let name = "LOGIN_THROTTLE_KEY_PREFIX";
+    let prefix: String = vars.with_default(name, crate::throttle::KEY_PREFIX.to_owned())?;
+    if !prefix.starts_with("identity:") {
+        return Err(ConfigError::Invalid {
+            name,
+            value: prefix,
+            expected: "a Redis key prefix starting `identity:`".into(),
+            reason: "identity's Redis user may only touch identity:* keys".into(),
+        });
+    }
+    Ok(prefix)
+}
+
+fn ip_list(vars: &Vars, name: &'static str) -> Result<Vec<IpAddr>, ConfigError> {
+    let Some(list) = vars.optional::<String>(name)? else {
+        return Ok(Vec::new());
+    };
+    list.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            s.parse()
+                .map_err(|e: std::net::AddrParseError| ConfigError::Invalid {
+                    name,
+                    value: list.clone(),
+                    expected: "comma-separated IP addresses".into(),
+                    reason: format!("`{s}`: {e}"),
+                })
+        })
+        .collect()
 }
 
 impl storefront_kit::entry::HasCommon for Config {
@@ -155,6 +260,33 @@ mod tests {
             err.to_string().starts_with("VAULT_DB_ROLE is not set"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn hashing_and_throttle_settings_have_defaults_and_are_checked() {
+        let config = Config::from_vars(&Vars::from_pairs(base())).unwrap();
+        assert!(config.hash_permits >= 1);
+        assert_eq!(config.queue_deadline, Duration::from_secs(2));
+        assert_eq!(config.login_limits.per_account, 10);
+        assert_eq!(config.login_limits.per_address, 100);
+        assert_eq!(config.login_limits.window, Duration::from_secs(300));
+        assert_eq!(config.throttle_prefix, "identity:login-attempts:");
+        assert!(config.trusted_proxies.is_empty());
+        for (name, value) in [
+            ("PASSWORD_HASH_PERMITS", "0"),
+            ("LOGIN_FAILURES_PER_ACCOUNT", "0"),
+            ("TRUSTED_PROXIES", "127.0.0.1,not-an-ip"),
+            ("LOGIN_THROTTLE_KEY_PREFIX", "bff:x:"),
+        ] {
+            let mut vars = base();
+            vars.push((name, value));
+            let err = Config::from_vars(&Vars::from_pairs(vars)).unwrap_err();
+            assert!(err.to_string().starts_with(&format!("{name}=")), "{err}");
+        }
+        let mut vars = base();
+        vars.push(("TRUSTED_PROXIES", " 127.0.0.1 , ::1 "));
+        let config = Config::from_vars(&Vars::from_pairs(vars)).unwrap();
+        assert_eq!(config.trusted_proxies.len(), 2);
     }
 
     #[test]

@@ -16,4 +16,5 @@ pub mod refresh;
 pub mod routes;
 pub mod startup;
 pub mod store;
+pub mod throttle;
 pub mod tokens;

@@ -24,6 +24,9 @@ pub struct TokenRow {
     pub user_id: Uuid,
     /// The user's login name (goes into the new access token).
     pub username: String,
+    /// The user's roles now (go into the new access token: a role granted
+    /// or withdrawn shows at the next refresh).
+    pub roles: Vec<String>,
     /// When the token stops being accepted.
     pub expires_at: DateTime<Utc>,
     /// When it was exchanged, if it was.
@@ -103,6 +106,7 @@ mod tests {
             family_id: Uuid::new_v4(),
             user_id: Uuid::new_v4(),
             username: "alice".into(),
+            roles: vec!["customer".into()],
             expires_at: now + Duration::hours(1),
             used_at: None,
             used_by_request: None,

@@ -21,6 +21,7 @@ use crate::db::Db;
 use crate::db::rotator::{self, PoolSpec, Rotator, StartError};
 use crate::db::vault::VaultClient;
 use crate::keys::{KeyError, SigningKeys};
+use crate::password::PasswordChecker;
 use crate::routes::{self, AppState};
 use crate::tokens::Minter;
 
@@ -83,13 +84,18 @@ impl Application {
             access_ttl: config.access_ttl,
             refresh_ttl: config.refresh_ttl,
             lab_endpoints: config.common.lab_endpoints,
+            lab_token_digest: config
+                .common
+                .lab_admin_token
+                .as_ref()
+                .map(|t| Arc::new(routes::lab_token_digest(t.expose_secret()))),
+            passwords: PasswordChecker::new(config.hash_permits, config.queue_deadline),
+            login_limits: config.login_limits,
+            throttle_prefix: config.throttle_prefix.as_str().into(),
+            trusted_proxies: config.trusted_proxies.clone().into(),
         };
-        let router = http::app(
-            &config.common.service_name,
-            routes::router(state),
-            readiness,
-        );
-        tracing::info!(addr = %config.common.bind_addr, port, %kid, dynamic_credentials = rotator.is_some(), lab_endpoints = config.common.lab_endpoints, "identity listening");
+        let router = http::app(&config.common, routes::router(state), readiness);
+        tracing::info!(addr = %config.common.bind_addr, port, %kid, hash_permits = config.hash_permits, queue_deadline_ms = config.queue_deadline.as_millis() as u64, dynamic_credentials = rotator.is_some(), lab_endpoints = config.common.lab_endpoints, "identity listening");
         Ok(Self {
             listener,
             port,
@@ -117,7 +123,10 @@ impl Application {
     ) -> Result<(), AppError> {
         let (stop, stopped) = watch::channel(false);
         let rotation = self.rotator.map(|r| tokio::spawn(r.run(stopped)));
-        let served = shutdown::serve_until(self.listener, self.router, self.grace, signal).await;
+        // With connection info: the guessing throttle keys on the client's address.
+        let served =
+            shutdown::serve_with_connect_info_until(self.listener, self.router, self.grace, signal)
+                .await;
         let _ = stop.send(true);
         match rotation {
             Some(task) => {

@@ -17,6 +17,8 @@ pub struct Credentials {
     pub username: String,
     /// Argon2id PHC string.
     pub password_hash: String,
+    /// `customer`, `staff` (the `users.roles` column).
+    pub roles: Vec<String>,
 }
 
 /// A user as `/userinfo` shows it.
@@ -26,6 +28,7 @@ pub struct Profile {
     pub id: Uuid,
     pub username: String,
     pub display_name: String,
+    pub roles: Vec<String>,
 }
 
 #[tracing::instrument(skip_all, fields(username))]
@@ -33,7 +36,7 @@ pub async fn credentials(
     db: impl PgExecutor<'_>,
     username: &str,
 ) -> Result<Option<Credentials>, sqlx::Error> {
-    sqlx::query_as("SELECT id, username, password_hash FROM users WHERE username = $1")
+    sqlx::query_as("SELECT id, username, password_hash, roles FROM users WHERE username = $1")
         .bind(username)
         .fetch_optional(db)
         .await
@@ -41,7 +44,7 @@ pub async fn credentials(
 
 #[tracing::instrument(skip_all, fields(%id))]
 pub async fn profile(db: impl PgExecutor<'_>, id: Uuid) -> Result<Option<Profile>, sqlx::Error> {
-    sqlx::query_as("SELECT id, username, display_name FROM users WHERE id = $1")
+    sqlx::query_as("SELECT id, username, display_name, roles FROM users WHERE id = $1")
         .bind(id)
         .fetch_optional(db)
         .await
@@ -115,6 +118,7 @@ pub enum Exchanged {
     Rotated {
         user_id: Uuid,
         username: String,
+        roles: Vec<String>,
         family_id: Uuid,
     },
     /// The token was used before: its family is now revoked.
@@ -125,7 +129,7 @@ pub enum Exchanged {
 }
 
 const LOCK_TOKEN: &str = "\
-SELECT t.family_id, f.user_id, u.username, t.expires_at, t.used_at, t.used_by_request, \
+SELECT t.family_id, f.user_id, u.username, u.roles, t.expires_at, t.used_at, t.used_by_request, \
        f.revoked_at AS family_revoked_at \
 FROM refresh_tokens t JOIN refresh_families f ON f.id = t.family_id JOIN users u ON u.id = f.user_id \
 WHERE t.token_hash = $1 \
@@ -182,6 +186,7 @@ fn rotated(row: TokenRow) -> Exchanged {
     Exchanged::Rotated {
         user_id: row.user_id,
         username: row.username,
+        roles: row.roles,
         family_id: row.family_id,
     }
 }

@@ -25,6 +25,11 @@ pub struct Claims {
     pub sub: Uuid,
     /// The user's login name, for display.
     pub name: String,
+    /// The user's roles when the token was issued (`customer`, `staff`):
+    /// what resource servers authorize on. Absent in tokens minted before
+    /// roles existed, which then carry none.
+    #[serde(default)]
+    pub roles: Vec<String>,
     /// Unique token id: the denylist key.
     pub jti: Uuid,
     /// The refresh family (login session) the token belongs to.
@@ -33,6 +38,14 @@ pub struct Claims {
     pub iat: u64,
     /// Expires at, seconds since the epoch.
     pub exp: u64,
+}
+
+/// Who a token is about.
+#[derive(Debug, Clone, Copy)]
+pub struct Subject<'a> {
+    pub id: Uuid,
+    pub name: &'a str,
+    pub roles: &'a [String],
 }
 
 /// Why an access token is not accepted.
@@ -79,13 +92,15 @@ impl Minter {
         &self.keys
     }
 
-    /// New claims for `user`, valid from `now` (epoch seconds) for `ttl`.
-    pub fn claims(&self, user: Uuid, name: &str, sid: Uuid, now: u64, ttl: Duration) -> Claims {
+    /// New claims for `user` (the subject and its roles), valid from
+    /// `now` (epoch seconds) for `ttl`.
+    pub fn claims(&self, user: &Subject<'_>, sid: Uuid, now: u64, ttl: Duration) -> Claims {
         Claims {
             iss: self.issuer.clone(),
             aud: self.audience.clone(),
-            sub: user,
-            name: name.into(),
+            sub: user.id,
+            name: user.name.into(),
+            roles: user.roles.to_vec(),
             jti: Uuid::new_v4(),
             sid,
             iat: now,
@@ -139,6 +154,16 @@ pub fn now_secs() -> u64 {
 mod tests {
     use super::*;
 
+    const CUSTOMER: &[String] = &[];
+
+    fn subject(name: &'static str) -> Subject<'static> {
+        Subject {
+            id: Uuid::new_v4(),
+            name,
+            roles: CUSTOMER,
+        }
+    }
+
     fn minter() -> Minter {
         Minter::new(SigningKeys::new(None).unwrap(), "iss-test", "aud-test")
     }
@@ -147,8 +172,7 @@ mod tests {
     fn a_signed_token_verifies_and_round_trips_its_claims() {
         let m = minter();
         let claims = m.claims(
-            Uuid::new_v4(),
-            "alice",
+            &subject("alice"),
             Uuid::new_v4(),
             now_secs(),
             Duration::from_secs(60),
@@ -164,8 +188,7 @@ mod tests {
     fn an_expired_token_is_expired_not_invalid() {
         let m = minter();
         let claims = m.claims(
-            Uuid::new_v4(),
-            "alice",
+            &subject("alice"),
             Uuid::new_v4(),
             now_secs() - 10,
             Duration::from_secs(5),
@@ -177,8 +200,7 @@ mod tests {
     fn another_key_wrong_audience_or_tampering_is_invalid() {
         let (m, other) = (minter(), minter());
         let claims = m.claims(
-            Uuid::new_v4(),
-            "alice",
+            &subject("alice"),
             Uuid::new_v4(),
             now_secs(),
             Duration::from_secs(60),
@@ -186,8 +208,7 @@ mod tests {
         assert_eq!(other.verify(&m.sign(&claims)), Err(TokenError::Invalid));
         let foreign = Minter::new(SigningKeys::new(None).unwrap(), "iss-test", "elsewhere");
         let wrong_aud = foreign.sign(&foreign.claims(
-            Uuid::new_v4(),
-            "x",
+            &subject("x"),
             Uuid::new_v4(),
             now_secs(),
             Duration::from_secs(60),
@@ -200,6 +221,26 @@ mod tests {
         parts[1] = B64.encode(serde_json::to_vec(&body).unwrap());
         assert_eq!(m.verify(&parts.join(".")), Err(TokenError::Invalid));
         assert_eq!(m.verify("not.a.jwt"), Err(TokenError::Invalid));
+    }
+
+    #[test]
+    fn roles_ride_in_the_token_and_a_token_without_them_still_verifies() {
+        let m = minter();
+        let roles = vec!["staff".to_owned()];
+        let staff = Subject {
+            id: Uuid::new_v4(),
+            name: "dave",
+            roles: &roles,
+        };
+        let claims = m.claims(&staff, Uuid::new_v4(), now_secs(), Duration::from_secs(60));
+        let verified = m.verify(&m.sign(&claims)).unwrap();
+        assert_eq!(verified.roles, ["staff"]);
+        let mut legacy = serde_json::to_value(&claims).unwrap();
+        legacy.as_object_mut().unwrap().remove("roles");
+        let mut header = Header::new(Algorithm::EdDSA);
+        header.kid = Some(m.keys().kid.clone());
+        let old = jsonwebtoken::encode(&header, &legacy, &m.keys.encoding).unwrap();
+        assert_eq!(m.verify(&old).unwrap().roles, Vec::<String>::new());
     }
 
     #[test]

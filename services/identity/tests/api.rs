@@ -102,8 +102,16 @@ impl TestApp {
     }
 }
 
+/// The lab admin token every test instance is given.
+const LAB_TOKEN: &str = "test-lab-admin-token";
+
 /// `None` (and a note on stderr) when the test servers aren't configured.
 async fn spawn_app(lab_endpoints: bool) -> Option<TestApp> {
+    spawn_app_with(lab_endpoints, &[]).await
+}
+
+/// [`spawn_app`] with extra (or overriding) environment variables.
+async fn spawn_app_with(lab_endpoints: bool, extra: &[(&str, &str)]) -> Option<TestApp> {
     let (Ok(db_url), Ok(redis_url)) = (
         std::env::var("TEST_DATABASE_URL"),
         std::env::var("TEST_REDIS_URL"),
@@ -141,7 +149,10 @@ async fn spawn_app(lab_endpoints: bool) -> Option<TestApp> {
 
     let separator = if db_url.contains('?') { '&' } else { '?' };
     let app_db_url = format!("{db_url}{separator}options=-c%20search_path%3D{schema}");
-    let vars = Vars::from_pairs([
+    // Each instance counts login attempts under its own keys, so tests
+    // (and runs) never share a throttle window.
+    let throttle_prefix = format!("identity:test:{schema}:");
+    let mut vars = vec![
         ("SERVICE_NAME", "identity-test"),
         ("BIND_ADDR", "127.0.0.1:0"),
         ("DATABASE_URL", app_db_url.as_str()),
@@ -150,8 +161,14 @@ async fn spawn_app(lab_endpoints: bool) -> Option<TestApp> {
             "LAB_ENDPOINTS",
             if lab_endpoints { "true" } else { "false" },
         ),
+        ("LAB_ADMIN_TOKEN", LAB_TOKEN),
+        ("LOGIN_THROTTLE_KEY_PREFIX", throttle_prefix.as_str()),
+        ("LOGIN_FAILURE_WINDOW_SECS", "60"),
         ("SHUTDOWN_GRACE_SECS", "2"),
-    ]);
+    ];
+    vars.retain(|(name, _)| !extra.iter().any(|(n, _)| n == name));
+    vars.extend_from_slice(extra);
+    let vars = Vars::from_pairs(vars);
     let app = Application::build(Config::from_vars(&vars).unwrap())
         .await
         .unwrap();
@@ -452,12 +469,14 @@ async fn an_expired_access_token_is_rejected_as_expired() {
         return;
     };
     let login = app
-        .post(
-            "/token",
-            &json!({"grant_type": "password", "username": "alice", "password": "alice-password", "access_ttl_secs": 1}),
+        .send(
+            app.http
+                .post(format!("{}/token", app.base))
+                .bearer_auth(LAB_TOKEN)
+                .json(&json!({"grant_type": "password", "username": "alice", "password": "alice-password", "access_ttl_secs": 1})),
         )
         .await;
-    assert_eq!(login.body["expires_in"], 1);
+    assert_eq!(login.body["expires_in"], 1, "{}", login.body);
     let token = str_of(&login.body, "access_token").to_owned();
     let deadline = Instant::now() + Duration::from_secs(5);
     let reply = loop {
@@ -482,10 +501,364 @@ async fn lab_routes_exist_only_with_lab_endpoints_and_static_logins_do_not_rotat
     let Some(app) = spawn_app(true).await else {
         return;
     };
-    let lease = app.get("/lab/lease").await;
+    let lease = app
+        .send(
+            app.http
+                .get(format!("{}/lab/lease", app.base))
+                .bearer_auth(LAB_TOKEN),
+        )
+        .await;
     assert_eq!(lease.body["generation"], 1);
     assert!(lease.body["lease_id"].is_null());
-    let rotate = app.post("/lab/rotate", &json!({})).await;
+    let rotate = app
+        .send(
+            app.http
+                .post(format!("{}/lab/rotate", app.base))
+                .bearer_auth(LAB_TOKEN),
+        )
+        .await;
     assert_eq!(rotate.status, StatusCode::CONFLICT);
+    app.cleanup().await;
+}
+
+// ---------------------------------------------------------------------------
+// Guessing, hashing bounds, lab token, NUL, roles (issue 11).
+
+fn guess(user: &str) -> Value {
+    json!({"grant_type": "password", "username": user, "password": "not-the-password"})
+}
+
+fn is_problem(reply: &Reply) -> bool {
+    reply.headers[reqwest::header::CONTENT_TYPE] == "application/problem+json"
+}
+
+fn retry_after(reply: &Reply) -> u64 {
+    reply.headers[reqwest::header::RETRY_AFTER]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+impl TestApp {
+    /// A wrong-password login, optionally claiming an `X-Forwarded-For`.
+    async fn guess(&self, user: &str, forwarded_for: Option<&str>) -> Reply {
+        let mut request = self
+            .http
+            .post(format!("{}/token", self.base))
+            .json(&guess(user));
+        if let Some(xff) = forwarded_for {
+            request = request.header("x-forwarded-for", xff);
+        }
+        self.send(request).await
+    }
+}
+
+#[tokio::test]
+async fn guesses_past_the_account_limit_get_429_with_retry_after_even_with_the_right_password() {
+    let Some(app) = spawn_app_with(false, &[("LOGIN_FAILURES_PER_ACCOUNT", "3")]).await else {
+        return;
+    };
+    for _ in 0..3 {
+        let reply = app.guess("alice", None).await;
+        assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{}", reply.body);
+    }
+    let refused = app.guess("alice", None).await;
+    assert_eq!(
+        refused.status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "{}",
+        refused.body
+    );
+    assert!(is_problem(&refused));
+    assert_eq!(refused.body["scope"], "account");
+    let after = retry_after(&refused);
+    assert!(
+        (1..=60).contains(&after),
+        "Retry-After {after}: within the 60 s window"
+    );
+    let right = app.login("alice").await;
+    assert_eq!(
+        right.status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "locked for the window"
+    );
+    assert_eq!(
+        app.login("bob").await.status,
+        StatusCode::OK,
+        "other accounts unaffected"
+    );
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_successful_login_gives_its_attempt_back() {
+    let Some(app) = spawn_app_with(false, &[("LOGIN_FAILURES_PER_ACCOUNT", "2")]).await else {
+        return;
+    };
+    assert_eq!(
+        app.guess("carol", None).await.status,
+        StatusCode::BAD_REQUEST
+    );
+    for _ in 0..5 {
+        let reply = app.login("carol").await;
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    }
+    assert_eq!(
+        app.guess("carol", None).await.status,
+        StatusCode::BAD_REQUEST
+    );
+    assert_eq!(
+        app.guess("carol", None).await.status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "the third failure is over the limit of 2; the five successes cost nothing"
+    );
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn concurrent_guesses_at_one_account_let_exactly_the_limit_reach_the_hasher() {
+    let Some(app) = spawn_app_with(
+        false,
+        &[
+            ("LOGIN_FAILURES_PER_ACCOUNT", "5"),
+            ("PASSWORD_QUEUE_DEADLINE_MS", "60000"),
+        ],
+    )
+    .await
+    else {
+        return;
+    };
+    let replies = futures::future::join_all((0..40).map(|_| app.guess("dave", None))).await;
+    let count = |s: StatusCode| replies.iter().filter(|r| r.status == s).count();
+    assert_eq!(
+        (
+            count(StatusCode::BAD_REQUEST),
+            count(StatusCode::TOO_MANY_REQUESTS)
+        ),
+        (5, 35),
+        "{:?}",
+        replies.iter().map(|r| r.status).collect::<Vec<_>>()
+    );
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn guesses_spread_over_accounts_are_limited_per_address() {
+    let Some(app) = spawn_app_with(false, &[("LOGIN_FAILURES_PER_ADDRESS", "3")]).await else {
+        return;
+    };
+    for user in ["u1", "u2", "u3"] {
+        assert_eq!(app.guess(user, None).await.status, StatusCode::BAD_REQUEST);
+    }
+    let refused = app.guess("u4", None).await;
+    assert_eq!(refused.status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(refused.body["scope"], "address");
+    let spoofed = app.guess("u5", Some("10.9.8.7")).await;
+    assert_eq!(
+        spoofed.status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "X-Forwarded-For from an untrusted peer is ignored"
+    );
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_trusted_proxy_s_forwarded_for_names_the_client() {
+    let Some(app) = spawn_app_with(
+        false,
+        &[
+            ("LOGIN_FAILURES_PER_ADDRESS", "2"),
+            ("TRUSTED_PROXIES", "127.0.0.1"),
+        ],
+    )
+    .await
+    else {
+        return;
+    };
+    for user in ["u1", "u2"] {
+        assert_eq!(
+            app.guess(user, Some("10.0.0.1")).await.status,
+            StatusCode::BAD_REQUEST
+        );
+    }
+    assert_eq!(
+        app.guess("u3", Some("10.0.0.1")).await.status,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    assert_eq!(
+        app.guess("u4", Some("6.6.6.6, 10.0.0.2")).await.status,
+        StatusCode::BAD_REQUEST,
+        "another client behind the proxy has its own budget (right-most entry)"
+    );
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn checks_beyond_the_permits_are_shed_with_503_and_retry_after_and_give_the_attempt_back() {
+    let Some(app) = spawn_app_with(
+        false,
+        &[
+            ("PASSWORD_HASH_PERMITS", "1"),
+            ("PASSWORD_QUEUE_DEADLINE_MS", "1"),
+            ("LOGIN_FAILURES_PER_ACCOUNT", "1000"),
+            ("LOGIN_FAILURES_PER_ADDRESS", "24"),
+        ],
+    )
+    .await
+    else {
+        return;
+    };
+    let users: Vec<String> = (0..24).map(|i| format!("nobody-{i}")).collect();
+    let replies = futures::future::join_all(users.iter().map(|u| app.guess(u, None))).await;
+    let shed: Vec<&Reply> = replies
+        .iter()
+        .filter(|r| r.status == StatusCode::SERVICE_UNAVAILABLE)
+        .collect();
+    let ran = replies
+        .iter()
+        .filter(|r| r.status == StatusCode::BAD_REQUEST)
+        .count();
+    assert_eq!(shed.len() + ran, 24, "only 400s and 503s");
+    assert!(
+        ran >= 1 && !shed.is_empty(),
+        "ran {ran}, shed {}",
+        shed.len()
+    );
+    for reply in &shed {
+        assert!(is_problem(reply));
+        assert!(retry_after(reply) >= 1);
+        assert_eq!(reply.body["type"], "/problems/busy");
+    }
+    // Shed attempts were given back: with the address limit at 24, only the
+    // checks that ran used it up, so the next guess is not refused.
+    let next = app.guess("nobody-next", None).await;
+    assert_ne!(next.status, StatusCode::TOO_MANY_REQUESTS, "{}", next.body);
+    assert_eq!(app.login("alice").await.status, StatusCode::OK);
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_username_with_nul_is_refused_as_a_problem_before_any_query() {
+    let Some(app) = spawn_app(false).await else {
+        return;
+    };
+    let reply = app
+        .post(
+            "/token",
+            &json!({"grant_type": "password", "username": "alice\u{0}", "password": "x"}),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{}", reply.body);
+    assert!(is_problem(&reply));
+    let long = "a".repeat(257);
+    let reply = app
+        .post(
+            "/token",
+            &json!({"grant_type": "password", "username": long, "password": "x"}),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{}", reply.body);
+    assert!(str_of(&reply.body, "detail").contains("longer than 256"));
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn lab_routes_and_the_lab_ttl_parameter_refuse_anonymous_callers_with_401() {
+    let Some(app) = spawn_app(true).await else {
+        return;
+    };
+    let anonymous = app.get("/lab/lease").await;
+    assert_eq!(anonymous.status, StatusCode::UNAUTHORIZED);
+    assert!(is_problem(&anonymous));
+    let wrong = app
+        .send(
+            app.http
+                .put(format!("{}/lab/rotation-mode", app.base))
+                .bearer_auth("guess")
+                .json(&json!({"naive": true})),
+        )
+        .await;
+    assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
+    let body = json!({"grant_type": "password", "username": "bob", "password": "bob-password", "access_ttl_secs": 1});
+    let anonymous = app.post("/token", &body).await;
+    assert_eq!(
+        anonymous.status,
+        StatusCode::UNAUTHORIZED,
+        "{}",
+        anonymous.body
+    );
+    assert!(is_problem(&anonymous));
+    let wrong = app
+        .send(
+            app.http
+                .post(format!("{}/token", app.base))
+                .bearer_auth("guess")
+                .json(&body),
+        )
+        .await;
+    assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
+    let admin = app
+        .send(
+            app.http
+                .post(format!("{}/token", app.base))
+                .bearer_auth(LAB_TOKEN)
+                .json(&body),
+        )
+        .await;
+    assert_eq!(admin.status, StatusCode::OK, "{}", admin.body);
+    assert_eq!(admin.body["expires_in"], 1);
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn access_tokens_and_userinfo_carry_the_user_s_roles_through_refresh() {
+    let Some(app) = spawn_app(false).await else {
+        return;
+    };
+    for (user, roles) in [
+        ("alice", json!(["customer"])),
+        ("carol", json!(["customer"])),
+        ("dave", json!(["staff"])),
+        ("erin", json!(["customer"])),
+        ("heidi", json!(["customer"])),
+    ] {
+        let login = app.login(user).await;
+        assert_eq!(login.status, StatusCode::OK, "{user}: {}", login.body);
+        let claims = payload(str_of(&login.body, "access_token"));
+        assert_eq!(claims["roles"], roles, "{user}");
+        assert_eq!(
+            (claims["iss"].as_str(), claims["aud"].as_str()),
+            (Some("storefront-identity"), Some("storefront"))
+        );
+        let me = app.userinfo(str_of(&login.body, "access_token")).await;
+        assert_eq!(me.body["roles"], roles, "{user}");
+        let refreshed = app.refresh(str_of(&login.body, "refresh_token")).await;
+        assert_eq!(
+            payload(str_of(&refreshed.body, "access_token"))["roles"],
+            roles
+        );
+    }
+    // A role granted shows at the next refresh.
+    let login = app.login("bob").await;
+    sqlx::query(&format!(
+        "UPDATE \"{}\".users SET roles = ARRAY['customer','staff'] WHERE username = 'bob'",
+        app.schema
+    ))
+    .execute(&app.admin)
+    .await
+    .unwrap();
+    let refreshed = app.refresh(str_of(&login.body, "refresh_token")).await;
+    assert_eq!(
+        payload(str_of(&refreshed.body, "access_token"))["roles"],
+        json!(["customer", "staff"])
+    );
+    let unknown_role = sqlx::query(&format!(
+        "UPDATE \"{}\".users SET roles = ARRAY['root'] WHERE username = 'bob'",
+        app.schema
+    ))
+    .execute(&app.admin)
+    .await;
+    assert!(unknown_role.is_err(), "the role set is closed");
     app.cleanup().await;
 }

@@ -8,7 +8,11 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use storefront_kit::Problem;
 
+use std::time::Duration;
+
+use crate::password::Busy;
 use crate::refresh::Refusal;
+use crate::throttle::Scope;
 use crate::tokens::TokenError;
 
 /// Problem type: the request is malformed or lacks a field.
@@ -19,6 +23,12 @@ pub const INVALID_GRANT_TYPE: &str = "/problems/invalid-grant";
 pub const UNSUPPORTED_GRANT_TYPE: &str = "/problems/unsupported-grant-type";
 /// Problem type: no usable bearer token (missing, invalid, expired, revoked).
 pub const INVALID_TOKEN_TYPE: &str = "/problems/invalid-token";
+/// Problem type: too many failed logins for this account or address.
+pub const THROTTLED_TYPE: &str = "/problems/login-throttled";
+/// Problem type: every password-check permit is busy.
+pub const BUSY_TYPE: &str = "/problems/busy";
+/// Problem type: a lab-only route or parameter without the admin token.
+pub const LAB_TOKEN_TYPE: &str = "/problems/lab-token-required";
 
 /// Why a bearer token was not accepted; the `reason` member.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,6 +83,15 @@ pub enum IdentityError {
     /// The bearer token is not accepted.
     #[error("the access token is {}", .0.as_str())]
     Unauthorized(Rejected),
+    /// Too many failed password grants in this window.
+    #[error("too many failed logins for this {}; retry after {} s", .scope.as_str(), .retry_after.as_secs())]
+    Throttled { scope: Scope, retry_after: Duration },
+    /// No hashing permit came free within the queue deadline.
+    #[error("the service is busy checking passwords; retry after {} s", .0.retry_after.as_secs())]
+    Busy(#[from] Busy),
+    /// A lab-only route or parameter without `Authorization: Bearer <LAB_ADMIN_TOKEN>`.
+    #[error("{0} needs the lab admin token (Authorization: Bearer <LAB_ADMIN_TOKEN>)")]
+    LabTokenRequired(&'static str),
     /// Postgres failed; details are logged, never sent.
     #[error("database query failed")]
     Database(#[from] sqlx::Error),
@@ -106,6 +125,34 @@ impl IntoResponse for IdentityError {
                     .with_member("reason", why.as_str());
                 return with_challenge(problem.into_response(), why);
             }
+            Self::Throttled { scope, retry_after } => {
+                let problem = Problem::new(StatusCode::TOO_MANY_REQUESTS)
+                    .with_type(THROTTLED_TYPE)
+                    .with_title("Too many failed logins")
+                    .with_detail(detail)
+                    .with_member("scope", scope.as_str())
+                    .with_member("retry_after_secs", retry_after.as_secs());
+                return with_retry_after(problem.into_response(), retry_after);
+            }
+            Self::Busy(busy) => {
+                let problem = Problem::unavailable(detail)
+                    .with_type(BUSY_TYPE)
+                    .with_title("Busy")
+                    .with_member("retry_after_secs", busy.retry_after.as_secs());
+                return with_retry_after(problem.into_response(), busy.retry_after);
+            }
+            Self::LabTokenRequired(_) => {
+                let problem = Problem::new(StatusCode::UNAUTHORIZED)
+                    .with_type(LAB_TOKEN_TYPE)
+                    .with_title("Lab admin token required")
+                    .with_detail(detail);
+                let mut response = problem.into_response();
+                response.headers_mut().insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static(r#"Bearer realm="storefront-lab""#),
+                );
+                return response;
+            }
             Self::Database(ref error)
                 if crate::db::is_stale(error) || matches!(error, sqlx::Error::PoolTimedOut) =>
             {
@@ -128,6 +175,15 @@ fn invalid_grant(detail: String, reason: &str) -> Problem {
         .with_title("Invalid grant")
         .with_member("error", "invalid_grant")
         .with_member("reason", reason)
+}
+
+/// `Retry-After` in whole seconds (RFC 9110 §10.2.3).
+fn with_retry_after(mut response: Response, after: Duration) -> Response {
+    response.headers_mut().insert(
+        header::RETRY_AFTER,
+        HeaderValue::from(after.as_secs().max(1)),
+    );
+    response
 }
 
 /// RFC 6750 §3: a 401 names the scheme and, for a presented token, why.

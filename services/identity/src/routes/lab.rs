@@ -1,19 +1,48 @@
 //! Lab-only routes (`LAB_ENDPOINTS=true`): what `storefront rotate` needs to
 //! see and steer the credential rotation. Lease ids are operator secrets:
 //! with a Vault token they revoke the service's database access, which is
-//! exactly what the experiment does with them.
+//! exactly what the experiment does with them. So every lab route needs
+//! `Authorization: Bearer <LAB_ADMIN_TOKEN>` (the kit's lab gate, in
+//! `storefront_kit::http::app`, checks every `/lab/…` path), and so does
+//! the lab-only `access_ttl_secs` of `POST /token` ([`authorize`]); without
+//! a configured token they are refused, never open.
 
 use std::time::Duration;
 
 use axum::Json;
 use axum::extract::State;
 use axum::extract::rejection::JsonRejection;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode, header};
 use serde::Deserialize;
 use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
 use storefront_kit::Problem;
 
-use super::AppState;
+use super::{AppState, IdentityError};
+
+/// SHA-256 of a token: what [`AppState::lab_token_digest`] holds. Comparing
+/// digests of fixed length leaks nothing useful about the token by timing.
+pub fn digest(token: &str) -> [u8; 32] {
+    Sha256::digest(token.as_bytes()).into()
+}
+
+/// `Ok` when the request carries the lab admin token as its bearer token;
+/// `what` names the route or parameter in the refusal.
+pub fn authorize(
+    state: &AppState,
+    headers: &HeaderMap,
+    what: &'static str,
+) -> Result<(), IdentityError> {
+    let presented = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(|t| digest(t.trim()));
+    match (&state.lab_token_digest, presented) {
+        (Some(expected), Some(presented)) if **expected == presented => Ok(()),
+        _ => Err(IdentityError::LabTokenRequired(what)),
+    }
+}
 
 /// How long `POST /lab/rotate` waits for the new generation.
 const ROTATE_WAIT: Duration = Duration::from_secs(15);

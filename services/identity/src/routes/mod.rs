@@ -6,7 +6,7 @@
 //! | `POST /revoke` | denylist an access token's `jti`, or end a refresh family |
 //! | `GET /userinfo` | the bearer's profile (validates the token, checks the denylist) |
 //! | `GET /.well-known/jwks.json` | the public signing keys |
-//! | `/lab/…` | lease introspection and rotation controls (`LAB_ENDPOINTS` only) |
+//! | `/lab/…` | lease introspection and rotation controls (`LAB_ENDPOINTS` only; the kit requires `LAB_ADMIN_TOKEN`) |
 
 mod error;
 mod jwks;
@@ -15,6 +15,7 @@ mod revoke;
 mod token;
 mod userinfo;
 
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,8 +24,11 @@ use axum::routing::{get, post, put};
 use redis::aio::ConnectionManager;
 
 use crate::db::Db;
+use crate::password::PasswordChecker;
+use crate::throttle::Limits;
 use crate::tokens::Minter;
 pub use error::{IdentityError, Rejected};
+pub use lab::digest as lab_token_digest;
 
 /// What every handler needs.
 #[derive(Clone)]
@@ -41,6 +45,18 @@ pub struct AppState {
     pub refresh_ttl: Duration,
     /// Whether lab-only parameters (a custom access-token lifetime) are accepted.
     pub lab_endpoints: bool,
+    /// SHA-256 of `LAB_ADMIN_TOKEN`: the lab-only `access_ttl_secs` needs the
+    /// token itself as a bearer token (`None`: it is always refused). The
+    /// kit's lab gate guards the `/lab/…` routes with the same token.
+    pub lab_token_digest: Option<Arc<[u8; 32]>>,
+    /// Bounded Argon2 verification.
+    pub passwords: PasswordChecker,
+    /// The guessing throttle's limits.
+    pub login_limits: Limits,
+    /// Prefix of the throttle's Redis keys.
+    pub throttle_prefix: Arc<str>,
+    /// Peers whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Arc<[IpAddr]>,
 }
 
 /// The routes, with lab routes only when `LAB_ENDPOINTS` is on.

@@ -1,22 +1,31 @@
 //! `POST /token`: the password grant and the refresh-token grant (RFC 6749
 //! §4.3 and §6, JSON bodies). Both answer with an access token and a new
 //! refresh token, `Cache-Control: no-store`.
+//!
+//! The password grant, in order: the fields are checked (present, bounded,
+//! no NUL — Postgres refuses NUL in text, and it would be a 500); the
+//! guessing throttle reserves an attempt for the account and the client
+//! address ([`throttle`]: 429 when over); the user is looked up; the
+//! password is checked under a bounded permit ([`PasswordChecker`]: 503 when
+//! shed). A success or a shed check gives the attempt back.
+//!
+//! [`PasswordChecker`]: crate::password::PasswordChecker
 
 use std::time::Duration;
 
 use axum::Json;
 use axum::extract::State;
 use axum::extract::rejection::JsonRejection;
-use axum::http::header;
+use axum::http::{Extensions, HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::json;
 use uuid::Uuid;
 
-use super::{AppState, IdentityError};
-use crate::password;
+use super::{AppState, IdentityError, lab};
 use crate::store::{self, Exchange, Exchanged, NewFamily};
-use crate::tokens::{self, new_refresh_token, refresh_hash};
+use crate::throttle::{self, Keys, Verdict};
+use crate::tokens::{self, Subject, new_refresh_token, refresh_hash};
 
 /// Counter of tokens issued, labelled `grant`.
 pub const ISSUED_METRIC: &str = "identity_tokens_issued_total";
@@ -24,6 +33,11 @@ pub const ISSUED_METRIC: &str = "identity_tokens_issued_total";
 pub const REUSE_METRIC: &str = "identity_refresh_reuse_detected_total";
 /// Longest access-token lifetime a lab request may ask for.
 const MAX_LAB_TTL_SECS: u64 = 86_400;
+/// Longest username accepted (bytes).
+pub const MAX_USERNAME_LEN: usize = 256;
+/// Longest password accepted (bytes): Argon2 hashes any length, but a
+/// megabyte of password is no password, only work.
+pub const MAX_PASSWORD_LEN: usize = 1_024;
 
 /// Both grants' fields; which are required depends on `grant_type`.
 #[derive(Debug, Deserialize)]
@@ -39,14 +53,19 @@ pub struct TokenRequest {
 #[tracing::instrument(skip_all, fields(grant_type))]
 pub async fn token(
     State(state): State<AppState>,
+    extensions: Extensions,
+    headers: HeaderMap,
     body: Result<Json<TokenRequest>, JsonRejection>,
 ) -> Result<Response, IdentityError> {
     let Json(req) = body?;
     let grant = req.grant_type.as_deref().unwrap_or_default();
     tracing::Span::current().record("grant_type", grant);
-    let ttl = access_ttl(&state, req.access_ttl_secs)?;
+    let ttl = access_ttl(&state, &headers, req.access_ttl_secs)?;
     match grant {
-        "password" => password_grant(&state, req, ttl).await,
+        "password" => {
+            let client = throttle::client_address(&extensions, &headers, &state.trusted_proxies);
+            password_grant(&state, req, ttl, client).await
+        }
         "refresh_token" => refresh_grant(&state, req, ttl).await,
         "" => Err(IdentityError::InvalidRequest(
             "grant_type is required".into(),
@@ -55,7 +74,16 @@ pub async fn token(
     }
 }
 
-fn access_ttl(state: &AppState, asked: Option<u64>) -> Result<Duration, IdentityError> {
+/// The access token's lifetime: the configured one, or — lab only, with
+/// the lab admin token — the one asked for.
+fn access_ttl(
+    state: &AppState,
+    headers: &HeaderMap,
+    asked: Option<u64>,
+) -> Result<Duration, IdentityError> {
+    if asked.is_some() && state.lab_endpoints {
+        lab::authorize(state, headers, "access_ttl_secs")?;
+    }
     match asked {
         None => Ok(state.access_ttl),
         Some(_) if !state.lab_endpoints => Err(IdentityError::InvalidRequest(
@@ -74,24 +102,38 @@ fn required(field: Option<String>, name: &str) -> Result<String, IdentityError> 
     })
 }
 
+/// [`required`], at most `max` bytes, and no NUL.
+fn bounded(field: Option<String>, name: &str, max: usize) -> Result<String, IdentityError> {
+    let value = required(field, name)?;
+    if value.len() > max {
+        return Err(IdentityError::InvalidRequest(format!(
+            "{name} is longer than {max} bytes"
+        )));
+    }
+    if value.contains('\0') {
+        return Err(IdentityError::InvalidRequest(format!(
+            "{name} must not contain NUL characters"
+        )));
+    }
+    Ok(value)
+}
+
 async fn password_grant(
     state: &AppState,
     req: TokenRequest,
     ttl: Duration,
+    client: Option<std::net::IpAddr>,
 ) -> Result<Response, IdentityError> {
-    let username = required(req.username, "username")?;
-    let password = required(req.password, "password")?;
-    let user = state
-        .db
-        .run(|pool| {
-            let username = &username;
-            async move { store::credentials(&pool, username).await }
-        })
-        .await?;
-    let hash = user.as_ref().map(|u| u.password_hash.clone());
-    let user = match (password::verify_blocking(password, hash).await, user) {
-        (true, Some(user)) => user,
-        _ => return Err(IdentityError::BadCredentials),
+    let username = bounded(req.username, "username", MAX_USERNAME_LEN)?;
+    let password = bounded(req.password, "password", MAX_PASSWORD_LEN)?;
+    let keys = Keys::new(&state.throttle_prefix, &username, client);
+    admit(state, &keys).await?;
+    let checked = check_password(state, &username, password).await;
+    if matches!(checked, Ok(Some(_)) | Err(IdentityError::Busy(_))) {
+        give_back(state, &keys).await;
+    }
+    let Some(user) = checked? else {
+        return Err(IdentityError::BadCredentials);
     };
     let refresh = new_refresh_token();
     let hash = refresh_hash(&refresh);
@@ -108,15 +150,57 @@ async fn password_grant(
             async move { store::start_family(&pool, family).await }
         })
         .await?;
+    let subject = Subject {
+        id: user.id,
+        name: &user.username,
+        roles: &user.roles,
+    };
     Ok(issue(
         state,
-        user.id,
-        &user.username,
+        &subject,
         family.family_id,
         ttl,
         refresh,
         "password",
     ))
+}
+
+/// Reserves an attempt; refuses when the account or address is over its limit.
+async fn admit(state: &AppState, keys: &Keys) -> Result<(), IdentityError> {
+    let mut redis = state.redis.clone();
+    let window = state.login_limits.window;
+    let (account, address) = throttle::reserve(&mut redis, keys, window).await?;
+    match throttle::judge(account, address, &state.login_limits) {
+        Verdict::Allow => Ok(()),
+        Verdict::Refuse { scope, retry_after } => {
+            metrics::counter!(throttle::REFUSED_METRIC, "scope" => scope.as_str()).increment(1);
+            tracing::warn!(scope = scope.as_str(), key = %if scope == throttle::Scope::Account { &keys.account } else { &keys.address }, "password grant throttled");
+            Err(IdentityError::Throttled { scope, retry_after })
+        }
+    }
+}
+
+/// Gives a reserved attempt back; a failure only costs the user one attempt.
+async fn give_back(state: &AppState, keys: &Keys) {
+    let mut redis = state.redis.clone();
+    if let Err(error) = throttle::release(&mut redis, keys, state.login_limits.window).await {
+        tracing::warn!(%error, "could not give a login attempt back");
+    }
+}
+
+/// The user, if the password is theirs.
+async fn check_password(
+    state: &AppState,
+    username: &str,
+    password: String,
+) -> Result<Option<store::Credentials>, IdentityError> {
+    let user = state
+        .db
+        .run(|pool| async move { store::credentials(&pool, username).await })
+        .await?;
+    let hash = user.as_ref().map(|u| u.password_hash.clone());
+    let matched = state.passwords.verify(password, hash).await?;
+    Ok(user.filter(|_| matched))
 }
 
 async fn refresh_grant(
@@ -145,16 +229,23 @@ async fn refresh_grant(
         Exchanged::Rotated {
             user_id,
             username,
+            roles,
             family_id,
-        } => Ok(issue(
-            state,
-            user_id,
-            &username,
-            family_id,
-            ttl,
-            successor,
-            "refresh_token",
-        )),
+        } => {
+            let subject = Subject {
+                id: user_id,
+                name: &username,
+                roles: &roles,
+            };
+            Ok(issue(
+                state,
+                &subject,
+                family_id,
+                ttl,
+                successor,
+                "refresh_token",
+            ))
+        }
         Exchanged::ReuseDetected { family_id } => {
             metrics::counter!(REUSE_METRIC).increment(1);
             tracing::warn!(%family_id, "refresh token reused; family revoked");
@@ -171,8 +262,7 @@ fn expiry(ttl: Duration) -> chrono::DateTime<chrono::Utc> {
 /// The token response (RFC 6749 §5.1).
 fn issue(
     state: &AppState,
-    user: Uuid,
-    username: &str,
+    subject: &Subject<'_>,
     family: Uuid,
     ttl: Duration,
     refresh: String,
@@ -180,7 +270,7 @@ fn issue(
 ) -> Response {
     let claims = state
         .minter
-        .claims(user, username, family, tokens::now_secs(), ttl);
+        .claims(subject, family, tokens::now_secs(), ttl);
     let access = state.minter.sign(&claims);
     metrics::counter!(ISSUED_METRIC, "grant" => grant).increment(1);
     (
@@ -195,4 +285,30 @@ fn issue(
         })),
     )
         .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_username_with_nul_is_an_invalid_request_not_a_query() {
+        let err = bounded(Some("al\0ice".into()), "username", MAX_USERNAME_LEN).unwrap_err();
+        assert!(
+            matches!(err, IdentityError::InvalidRequest(ref d) if d.contains("NUL")),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn fields_are_required_and_bounded() {
+        assert!(bounded(None, "username", 8).is_err());
+        assert!(bounded(Some(String::new()), "username", 8).is_err());
+        assert_eq!(
+            bounded(Some("12345678".into()), "username", 8).unwrap(),
+            "12345678"
+        );
+        let err = bounded(Some("123456789".into()), "username", 8).unwrap_err();
+        assert!(err.to_string().contains("longer than 8 bytes"), "{err}");
+    }
 }

@@ -54,6 +54,7 @@ pub async fn userinfo(
         "sub": profile.id,
         "username": profile.username,
         "display_name": profile.display_name,
+        "roles": profile.roles,
         "jti": claims.jti,
         "exp": claims.exp,
     })))

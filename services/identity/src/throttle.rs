@@ -1,0 +1,352 @@
+//! Slowing password guessing, decided before any hash runs.
+//!
+//! Each password grant reserves one attempt in two fixed windows in Redis:
+//! one per account (`identity:login-attempts:account:<sha256(username)>`)
+//! and one per client address (`identity:login-attempts:address:<ip>`). A
+//! window whose count is over its limit refuses the request (429 with
+//! `Retry-After` = the time left in that window) before the user is looked
+//! up or a hash is computed. A login that succeeds gives its reservation
+//! back, as does one shed for overload (nothing was tried), so only failed
+//! guesses use up the budget. Reserving before hashing, rather than
+//! counting failures after, is what holds under concurrency: 500 guesses
+//! fired at once get distinct counts from `INCR`, and exactly `limit` of
+//! them reach the hasher.
+//!
+//! The trade-off: an attacker can lock an account's password logins for
+//! one window by failing on purpose. That is the price of a per-account
+//! limit; the window is short and refresh tokens keep working.
+//!
+//! The decision ([`judge`]) is a pure function of the two windows' counts
+//! and time left, tested without Redis. The Redis side is plain commands
+//! (`INCR`, `PEXPIRE … NX`, `PTTL`, `DECR`) on `identity:*` keys, no scripts.
+//!
+//! The client address ([`client_address`]) is the TCP peer, unless the
+//! peer is one of `TRUSTED_PROXIES`: then it is the right-most
+//! `X-Forwarded-For` entry, the one that proxy appended. Nobody else's
+//! `X-Forwarded-For` is believed, so a direct client cannot pick its own
+//! address; behind a proxy that is not listed, every client shares the
+//! proxy's address (safe, but one budget for all).
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use axum::extract::ConnectInfo;
+use axum::http::{Extensions, HeaderMap};
+use redis::aio::ConnectionManager;
+use sha2::{Digest, Sha256};
+
+/// Default prefix of every key this module writes (`LOGIN_THROTTLE_KEY_PREFIX`;
+/// tests give each instance its own, under `identity:`).
+pub const KEY_PREFIX: &str = "identity:login-attempts:";
+/// Counter of password grants refused by the throttle, labelled `scope`.
+pub const REFUSED_METRIC: &str = "identity_login_throttled_total";
+
+/// How many attempts each window allows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Failed (or in-flight) password grants per account per window.
+    pub per_account: u32,
+    /// Failed (or in-flight) password grants per client address per window.
+    pub per_address: u32,
+    /// Length of a window, from its first attempt.
+    pub window: Duration,
+}
+
+/// One window as Redis reported it after this request's `INCR`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Window {
+    /// Attempts counted in the window, this one included.
+    pub count: i64,
+    /// Milliseconds until the window ends (negative: Redis has no TTL on it).
+    pub ttl_ms: i64,
+}
+
+/// Which limit refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    Account,
+    Address,
+}
+
+impl Scope {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Account => "account",
+            Self::Address => "address",
+        }
+    }
+}
+
+/// What to do with a password grant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Go on to the password check.
+    Allow,
+    /// Refuse now; the client may retry after `retry_after`.
+    Refuse { scope: Scope, retry_after: Duration },
+}
+
+/// The decision: refuse when either window is over its limit (the account
+/// first, as it is the narrower), retrying when that window ends.
+pub fn judge(account: Window, address: Window, limits: &Limits) -> Verdict {
+    let over = [
+        (Scope::Account, account, limits.per_account),
+        (Scope::Address, address, limits.per_address),
+    ]
+    .into_iter()
+    .find(|(_, w, limit)| w.count > i64::from(*limit));
+    match over {
+        None => Verdict::Allow,
+        Some((scope, w, _)) => Verdict::Refuse {
+            scope,
+            retry_after: retry_after(w.ttl_ms, limits.window),
+        },
+    }
+}
+
+/// Whole seconds until the window ends, at least 1; a window without a TTL
+/// (it cannot happen for long: the next `PEXPIRE … NX` sets one) counts as
+/// a full window.
+fn retry_after(ttl_ms: i64, window: Duration) -> Duration {
+    let ms = u64::try_from(ttl_ms)
+        .ok()
+        .filter(|ms| *ms > 0)
+        .unwrap_or(window.as_millis() as u64);
+    Duration::from_secs(ms.div_ceil(1_000).max(1))
+}
+
+/// The two Redis keys one password grant counts against.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Keys {
+    pub account: String,
+    pub address: String,
+}
+
+impl Keys {
+    /// The account key hashes the username, so any string (long, odd
+    /// bytes) makes a short, safe key.
+    pub fn new(prefix: &str, username: &str, address: Option<IpAddr>) -> Self {
+        let digest = Sha256::digest(username.as_bytes());
+        let account: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+        let address = address.map_or_else(|| "unknown".to_owned(), |ip| ip.to_string());
+        Self {
+            account: format!("{prefix}account:{account}"),
+            address: format!("{prefix}address:{address}"),
+        }
+    }
+}
+
+/// Counts one attempt in both windows (opening a window on its first
+/// attempt) and reports them.
+pub async fn reserve(
+    redis: &mut ConnectionManager,
+    keys: &Keys,
+    window: Duration,
+) -> redis::RedisResult<(Window, Window)> {
+    let ms = window.as_millis() as u64;
+    let (a, a_ttl, b, b_ttl): (i64, i64, i64, i64) = redis::pipe()
+        .incr(&keys.account, 1)
+        .cmd("PEXPIRE")
+        .arg(&keys.account)
+        .arg(ms)
+        .arg("NX")
+        .ignore()
+        .pttl(&keys.account)
+        .incr(&keys.address, 1)
+        .cmd("PEXPIRE")
+        .arg(&keys.address)
+        .arg(ms)
+        .arg("NX")
+        .ignore()
+        .pttl(&keys.address)
+        .query_async(redis)
+        .await?;
+    Ok((
+        Window {
+            count: a,
+            ttl_ms: a_ttl,
+        },
+        Window {
+            count: b,
+            ttl_ms: b_ttl,
+        },
+    ))
+}
+
+/// Gives an attempt back (a success, or a check that never ran). If the
+/// window ended meanwhile the key is recreated at -1 with a fresh TTL: at
+/// worst one extra attempt, never a key that lives forever.
+pub async fn release(
+    redis: &mut ConnectionManager,
+    keys: &Keys,
+    window: Duration,
+) -> redis::RedisResult<()> {
+    let ms = window.as_millis() as u64;
+    redis::pipe()
+        .decr(&keys.account, 1)
+        .ignore()
+        .cmd("PEXPIRE")
+        .arg(&keys.account)
+        .arg(ms)
+        .arg("NX")
+        .ignore()
+        .decr(&keys.address, 1)
+        .ignore()
+        .cmd("PEXPIRE")
+        .arg(&keys.address)
+        .arg(ms)
+        .arg("NX")
+        .ignore()
+        .query_async(redis)
+        .await
+}
+
+/// The client's address: the peer, or — when the peer is a trusted proxy —
+/// the right-most `X-Forwarded-For` entry. `None` when the server was not
+/// started with connection info.
+pub fn client_address(
+    extensions: &Extensions,
+    headers: &HeaderMap,
+    trusted_proxies: &[IpAddr],
+) -> Option<IpAddr> {
+    let peer = extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(addr)| addr.ip())?;
+    if !trusted_proxies.contains(&peer) {
+        return Some(peer);
+    }
+    let forwarded = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .rfind(|s| !s.is_empty())
+        .and_then(|s| s.parse::<IpAddr>().ok());
+    Some(forwarded.unwrap_or(peer))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LIMITS: Limits = Limits {
+        per_account: 3,
+        per_address: 10,
+        window: Duration::from_secs(300),
+    };
+
+    fn w(count: i64, ttl_ms: i64) -> Window {
+        Window { count, ttl_ms }
+    }
+
+    #[test]
+    fn attempts_up_to_the_limit_are_allowed_and_the_next_is_refused_until_the_window_ends() {
+        for n in 1..=3 {
+            assert_eq!(judge(w(n, 299_000), w(n, 299_000), &LIMITS), Verdict::Allow);
+        }
+        assert_eq!(
+            judge(w(4, 12_001), w(4, 299_000), &LIMITS),
+            Verdict::Refuse {
+                scope: Scope::Account,
+                retry_after: Duration::from_secs(13)
+            }
+        );
+    }
+
+    #[test]
+    fn the_address_limit_refuses_guesses_spread_over_many_accounts() {
+        assert_eq!(
+            judge(w(1, 300_000), w(11, 500), &LIMITS),
+            Verdict::Refuse {
+                scope: Scope::Address,
+                retry_after: Duration::from_secs(1)
+            }
+        );
+    }
+
+    #[test]
+    fn the_account_is_named_when_both_limits_are_over() {
+        let verdict = judge(w(5, 1_000), w(50, 2_000), &LIMITS);
+        assert!(
+            matches!(
+                verdict,
+                Verdict::Refuse {
+                    scope: Scope::Account,
+                    ..
+                }
+            ),
+            "{verdict:?}"
+        );
+    }
+
+    #[test]
+    fn a_window_without_a_ttl_counts_as_a_full_window() {
+        assert_eq!(
+            retry_after(-1, Duration::from_secs(300)),
+            Duration::from_secs(300)
+        );
+        assert_eq!(
+            retry_after(0, Duration::from_secs(60)),
+            Duration::from_secs(60)
+        );
+        assert_eq!(
+            retry_after(1, Duration::from_secs(60)),
+            Duration::from_secs(1)
+        );
+    }
+
+    #[test]
+    fn keys_are_namespaced_short_and_hide_the_username() {
+        let keys = Keys::new(
+            KEY_PREFIX,
+            "alice\u{0}\"; DEL *",
+            Some("127.0.0.1".parse().unwrap()),
+        );
+        assert!(keys.account.starts_with("identity:login-attempts:account:"));
+        assert_eq!(keys.account.len(), KEY_PREFIX.len() + "account:".len() + 64);
+        assert_eq!(keys.address, "identity:login-attempts:address:127.0.0.1");
+        let key = |user| Keys::new(KEY_PREFIX, user, None);
+        assert_ne!(key("alice").account, key("Alice").account);
+        assert_eq!(
+            key("bob").address,
+            "identity:login-attempts:address:unknown"
+        );
+    }
+
+    fn with_peer(peer: &str) -> Extensions {
+        let mut e = Extensions::new();
+        e.insert(ConnectInfo(peer.parse::<SocketAddr>().unwrap()));
+        e
+    }
+
+    fn forwarded(value: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert("x-forwarded-for", value.parse().unwrap());
+        h
+    }
+
+    #[test]
+    fn forwarded_for_is_believed_only_from_a_trusted_proxy_and_only_its_last_entry() {
+        let proxy: IpAddr = "127.0.0.1".parse().unwrap();
+        let spoofed = forwarded("6.6.6.6, 10.0.0.7");
+        assert_eq!(
+            client_address(&with_peer("127.0.0.1:5000"), &spoofed, &[proxy]),
+            Some("10.0.0.7".parse().unwrap())
+        );
+        assert_eq!(
+            client_address(&with_peer("127.0.0.1:5000"), &spoofed, &[]),
+            Some(proxy),
+            "an untrusted peer's header is ignored"
+        );
+        assert_eq!(
+            client_address(
+                &with_peer("127.0.0.1:5000"),
+                &forwarded("garbage"),
+                &[proxy]
+            ),
+            Some(proxy)
+        );
+        assert_eq!(client_address(&Extensions::new(), &spoofed, &[proxy]), None);
+    }
+}
