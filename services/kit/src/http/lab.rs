@@ -7,7 +7,7 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Request, State};
+use axum::extract::{MatchedPath, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -39,8 +39,12 @@ fn is_lab_path(path: &str) -> bool {
 }
 
 /// The middleware.
+///
+/// A lab path that matches no route (no [`MatchedPath`]: lab endpoints are
+/// off) passes through to the ordinary 404; there is nothing to guard.
 pub(super) async fn guard(State(gate): State<LabGate>, request: Request, next: Next) -> Response {
-    if !is_lab_path(request.uri().path()) {
+    let routed = request.extensions().get::<MatchedPath>().is_some();
+    if !routed || !is_lab_path(request.uri().path()) {
         return next.run(request).await;
     }
     let Some(expected) = gate.token.as_deref() else {

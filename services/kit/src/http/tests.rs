@@ -331,3 +331,12 @@ async fn lab_routes_are_closed_when_no_token_is_configured() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn a_lab_path_with_no_route_is_an_ordinary_404() {
+    let response = app(&common("t"), routes(), [])
+        .oneshot(lab_post(None))
+        .await
+        .unwrap();
+    problem(response, StatusCode::NOT_FOUND).await;
+}
