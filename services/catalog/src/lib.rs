@@ -6,6 +6,7 @@
 //! A library as well as a binary so `tests/` can build the real
 //! [`startup::Application`] on port 0 against a throwaway schema.
 
+pub mod bounds;
 pub mod cache;
 pub mod config;
 pub mod invalidation;

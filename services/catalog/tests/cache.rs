@@ -156,7 +156,7 @@ async fn blind_decrement_writes_what_it_computed_and_refuses_negative_results() 
     let cached = app.product(8).await;
 
     let reply = app
-        .post("/lab/products/8/blind-decrement", json!({"by": 2}))
+        .post_lab("/lab/products/8/blind-decrement", json!({"by": 2}))
         .await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
     assert_eq!(reply.body, json!({"stock_before": 5, "stock_after": 3}));
@@ -166,7 +166,7 @@ async fn blind_decrement_writes_what_it_computed_and_refuses_negative_results() 
     assert_ne!(after.etag(), cached.etag());
 
     let refused = app
-        .post("/lab/products/8/blind-decrement", json!({"by": 4}))
+        .post_lab("/lab/products/8/blind-decrement", json!({"by": 4}))
         .await;
     assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(

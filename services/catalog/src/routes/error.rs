@@ -34,6 +34,9 @@ pub enum ApiError {
     /// The body parsed but says something invalid; the message says what.
     #[error("{0}")]
     InvalidBody(String),
+    /// A number beyond what the catalog accepts (see `crate::bounds`).
+    #[error("{0}")]
+    OutOfBounds(String),
     /// A write without `If-Match`: we won't guess which version it meant.
     #[error("this request needs an If-Match header with the ETag of the version it changes")]
     PreconditionRequired,
@@ -99,6 +102,7 @@ impl IntoResponse for ApiError {
                 Problem::bad_request(detail).with_member("param", "limit")
             }
             Self::InvalidBody(_) => Problem::bad_request(detail),
+            Self::OutOfBounds(_) => unprocessable("out-of-bounds", detail),
             Self::PreconditionRequired => Problem::new(StatusCode::PRECONDITION_REQUIRED)
                 .with_type("/problems/precondition-required")
                 .with_detail(detail),

@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use super::AppState;
 use super::error::ApiError;
 use super::preconditions::{self, etag};
+use crate::bounds::{MAX_PRICE_CENTS, MAX_STOCK};
 use crate::cache::Source;
 use crate::store::{self, PageQuery, PatchOutcome, Product, ProductPatch, StockChange};
 
@@ -110,6 +111,24 @@ impl PatchBody {
             return Err(ApiError::InvalidBody(
                 "price_cents must not be negative".into(),
             ));
+        }
+        if self.price_cents.is_some_and(|p| p > MAX_PRICE_CENTS) {
+            return Err(ApiError::OutOfBounds(format!(
+                "price_cents must be at most {MAX_PRICE_CENTS}"
+            )));
+        }
+        if self.stock.is_some_and(|n| n > MAX_STOCK) {
+            return Err(ApiError::OutOfBounds(format!(
+                "stock must be at most {MAX_STOCK}"
+            )));
+        }
+        if self
+            .stock_delta
+            .is_some_and(|d| d.unsigned_abs() > MAX_STOCK.unsigned_abs())
+        {
+            return Err(ApiError::OutOfBounds(format!(
+                "stock_delta must be between -{MAX_STOCK} and {MAX_STOCK}"
+            )));
         }
         if stock.is_none() && self.price_cents.is_none() {
             return Err(ApiError::InvalidBody(
@@ -305,6 +324,22 @@ mod tests {
                 .unwrap_err()
                 .contains("not both")
         );
+    }
+
+    #[test]
+    fn patch_body_refuses_stock_price_and_delta_beyond_their_bounds() {
+        for json in [
+            r#"{"stock": 1000000001}"#,
+            r#"{"stock": 2147483647}"#,
+            r#"{"stock_delta": 2147483647}"#,
+            r#"{"stock_delta": -2147483648}"#,
+            r#"{"price_cents": 10000000001}"#,
+            r#"{"price_cents": 9223372036854775807}"#,
+        ] {
+            assert!(body(json).unwrap_err().contains("must be"), "{json}");
+        }
+        assert!(body(r#"{"stock": 1000000000, "price_cents": 10000000000}"#).is_ok());
+        assert!(body(r#"{"stock_delta": -1000000000}"#).is_ok());
     }
 
     #[test]

@@ -10,6 +10,7 @@ use uuid::Uuid;
 
 use super::AppState;
 use super::error::ApiError;
+use crate::bounds::MAX_QUANTITY;
 use crate::store::{self, ReleaseOutcome, ReservationItem, ReserveOutcome};
 
 /// Most lines one reservation may have; bounds one transaction's locks.
@@ -40,6 +41,15 @@ impl ReserveBody {
                 "quantity must be positive (product {})",
                 bad.product_id
             )));
+        }
+        if let Some(bad) = items.iter().find(|i| i.quantity > MAX_QUANTITY) {
+            return Err(ApiError::OutOfBounds(format!(
+                "quantity must be at most {MAX_QUANTITY} (product {})",
+                bad.product_id
+            )));
+        }
+        if let Some(bad) = items.iter().find(|i| i.product_id <= 0) {
+            return Err(ApiError::UnknownProduct(bad.product_id));
         }
         items.sort_unstable();
         if let Some(pair) = items

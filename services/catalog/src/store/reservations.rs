@@ -182,11 +182,24 @@ pub async fn release_reservation(pool: &PgPool, id: Uuid) -> Result<ReleaseOutco
     }
     let items = items_of(&mut tx, id).await?;
     for item in &items {
-        sqlx::query("UPDATE products SET stock = stock + $2, updated_at = now() WHERE id = $1")
-            .bind(item.product_id)
-            .bind(item.quantity)
-            .execute(&mut *tx)
-            .await?;
+        // Saturating at i32::MAX rather than failing: a release must
+        // complete (see `crate::bounds`); the sum is taken in bigint.
+        let at_max: Option<bool> = sqlx::query_scalar(
+            "UPDATE products SET stock = LEAST(stock::bigint + $2, 2147483647)::integer, \
+             updated_at = now() WHERE id = $1 \
+             RETURNING stock = 2147483647",
+        )
+        .bind(item.product_id)
+        .bind(i64::from(item.quantity))
+        .fetch_optional(&mut *tx)
+        .await?;
+        if at_max == Some(true) {
+            tracing::warn!(
+                product_id = item.product_id,
+                quantity = item.quantity,
+                "release brought stock to i32::MAX (saturating); units beyond it are lost"
+            );
+        }
     }
     tx.commit().await?;
     Ok(ReleaseOutcome::Released(items))

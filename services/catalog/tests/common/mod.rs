@@ -49,6 +49,9 @@ pub fn test_urls() -> Option<(String, String)> {
     Some((db_url, redis_url))
 }
 
+/// The `LAB_ADMIN_TOKEN` every test app gets; lab requests send it.
+pub const LAB_TOKEN: &str = "catalog-test-lab-token";
+
 /// One test's schema and Redis prefix, shared by the apps spawned on it.
 pub struct TestEnv {
     /// Admin pool, to inspect rows directly and drop the schema afterwards.
@@ -182,6 +185,7 @@ impl TestApp {
             ("REDIS_URL", env.redis_url.as_str()),
             ("CACHE_KEY_PREFIX", env.schema.as_str()),
             ("PG_MAX_CONNECTIONS", "20"),
+            ("LAB_ADMIN_TOKEN", LAB_TOKEN),
         ];
         vars.extend_from_slice(extra);
         let config = Config::from_vars(&Vars::from_pairs(vars)).unwrap();
@@ -240,6 +244,12 @@ impl TestApp {
     /// `POST path` with a JSON body.
     pub async fn post(&self, path: &str, body: Value) -> Reply {
         self.send(self.http.post(self.url(path)).json(&body)).await
+    }
+
+    /// `POST path` with a JSON body and the lab admin token.
+    pub async fn post_lab(&self, path: &str, body: Value) -> Reply {
+        let request = self.http.post(self.url(path)).bearer_auth(LAB_TOKEN);
+        self.send(request.json(&body)).await
     }
 
     /// `DELETE path`.
