@@ -6,6 +6,7 @@ pub mod chaos;
 pub mod doctor;
 pub mod down;
 pub mod flood;
+pub mod hostile;
 pub mod load;
 pub mod logs;
 pub mod race;
@@ -70,6 +71,8 @@ pub enum Command {
     Flood(flood::Args),
     /// Experiment: fail, kill and restore a catalog replica behind the BFF; its breaker opens, fails fast, and closes again.
     Breaker(breaker::Args),
+    /// Experiment: hostile requests (traversal, NUL bytes, overflow, malformed bodies, forged webhooks and tokens, password guessing) through the BFF and directly; all refused, nothing changed.
+    Hostile(hostile::Args),
     /// Set, clear or show the BFF's injected faults (latency, errors, aborts; each with a TTL).
     Chaos(chaos::Args),
     /// Experiment: N identical POSTs per idempotency key; one claim, N−1 byte-identical replays, one row.
@@ -127,6 +130,7 @@ pub async fn run(cli: Cli) -> Result<u8> {
         Command::Race(a) => race::run(&cli.global, a).await,
         Command::Flood(a) => flood::run(&cli.global, a).await,
         Command::Breaker(a) => breaker::run(&cli.global, a).await,
+        Command::Hostile(a) => hostile::run(&cli.global, a).await,
         Command::Chaos(a) => chaos::run(&cli.global, a).await,
         Command::Replay(a) => replay::run(&cli.global, a).await,
         Command::Rotate(a) => rotate::run(&cli.global, a).await,

@@ -1,0 +1,24 @@
+//! `storefront hostile`: hostile requests through the BFF and directly;
+//! every one refused, nothing changed, nothing broken open.
+
+use anyhow::Result;
+
+use crate::commands::Global;
+use crate::exit;
+use crate::experiments::{self, CommonArgs, Lab, hostile};
+
+#[derive(Debug, clap::Args)]
+#[command(after_help = exit::HELP)]
+pub struct Args {
+    #[command(flatten)]
+    pub params: hostile::Params,
+    #[command(flatten)]
+    pub common: CommonArgs,
+}
+
+pub async fn run(g: &Global, args: Args) -> Result<u8> {
+    let ctx = g.ctx()?;
+    let lab = Lab::connect(&ctx).await?;
+    let report = hostile::run(&ctx, &lab, &args.params, args.common.seed()).await?;
+    experiments::finish(&report, &args.common, &ctx.profile.name)
+}

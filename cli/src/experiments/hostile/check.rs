@@ -1,0 +1,460 @@
+//! The pure judgement of a hostile run: evidence in, invariants out.
+
+use super::evidence::BreakerTotals;
+use super::plan::Expect;
+use super::wire::{Answer, NoAnswer};
+use crate::experiments::Invariant;
+
+/// One probe as it went.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub class: &'static str,
+    pub expect: Expect,
+    /// `BFF GET /api/...` or `catalog GET /products?...`, for the evidence.
+    pub what: String,
+    pub result: Result<Answer, NoAnswer>,
+}
+
+/// What the tables said.
+#[derive(Debug, Clone)]
+pub enum TableEvidence {
+    /// Both snapshots read; these tables changed (empty: none).
+    Compared {
+        tables: usize,
+        changed: Vec<String>,
+    },
+    /// The shop never went quiet before the run: these kept changing.
+    NotQuiet(Vec<String>),
+    Unreadable(String),
+}
+
+/// Everything the check needs.
+#[derive(Debug, Clone)]
+pub struct Evidence {
+    pub seen: Vec<Seen>,
+    /// Wrong-password logins, all at once.
+    pub guesses: Vec<Result<Answer, NoAnswer>>,
+    pub breakers_before: Option<BreakerTotals>,
+    pub breakers_after: Option<BreakerTotals>,
+    pub tables: TableEvidence,
+    /// Identity's peak resident memory while it was guessed at, MiB.
+    pub rss_peak_mib: Option<f64>,
+    pub rss_before_mib: Option<f64>,
+    pub rss_bound_mib: f64,
+}
+
+/// A 503 that says when to come back: load shed on purpose (identity's
+/// bounded password hashing), not a failure.
+fn shed(a: &Answer) -> bool {
+    a.status == 503 && a.retry_after && is_problem(a)
+}
+
+fn is_problem(a: &Answer) -> bool {
+    a.content_type
+        .as_deref()
+        .is_some_and(|c| c.starts_with("application/problem+json"))
+}
+
+fn examples<'a>(items: impl Iterator<Item = String> + 'a) -> String {
+    let all: Vec<String> = items.collect();
+    if all.is_empty() {
+        return "none".into();
+    }
+    let shown: Vec<&str> = all.iter().take(3).map(String::as_str).collect();
+    let more = all.len().saturating_sub(3);
+    if more > 0 {
+        format!("{} (+{more} more)", shown.join("; "))
+    } else {
+        shown.join("; ")
+    }
+}
+
+fn label(s: &Seen) -> String {
+    match &s.result {
+        Ok(a) => format!("[{}] {} → {}", s.class, s.what, a.status),
+        Err(e) => format!("[{}] {} → {e:?}", s.class, s.what),
+    }
+}
+
+pub fn judge(e: &Evidence) -> Vec<Invariant> {
+    let answers = || e.seen.iter().filter_map(|s| s.result.as_ref().ok());
+    let guess_answers = || e.guesses.iter().filter_map(|g| g.as_ref().ok());
+    let total = e.seen.len() + e.guesses.len();
+    let mut out = Vec::new();
+
+    let unanswered: Vec<String> = e
+        .seen
+        .iter()
+        .filter(|s| s.result.is_err())
+        .map(label)
+        .chain(
+            e.guesses
+                .iter()
+                .filter_map(|g| g.as_ref().err())
+                .map(|err| format!("[guessing] POST /token → {err:?}")),
+        )
+        .collect();
+    out.push(Invariant::check(
+        "every hostile request answered (no hang, no dropped connection)",
+        unanswered.is_empty(),
+        "0 unanswered",
+        format!("{} of {total}", unanswered.len()),
+        examples(unanswered.into_iter()),
+    ));
+
+    let accepted: Vec<String> = e
+        .seen
+        .iter()
+        .filter(|s| s.expect == Expect::Refused)
+        .filter(|s| s.result.as_ref().is_ok_and(|a| a.status < 400))
+        .map(label)
+        .collect();
+    let refused_total = e
+        .seen
+        .iter()
+        .filter(|s| s.expect == Expect::Refused)
+        .count();
+    out.push(Invariant::check(
+        "every hostile request refused with a 4xx, none accepted",
+        accepted.is_empty(),
+        "0 answered 1xx/2xx/3xx",
+        format!("{} of {refused_total}", accepted.len()),
+        examples(accepted.into_iter()),
+    ));
+
+    let reached: Vec<String> = e
+        .seen
+        .iter()
+        .filter(|s| s.expect == Expect::Private)
+        .filter(|s| s.result.as_ref().is_ok_and(|a| a.status < 400))
+        .map(label)
+        .collect();
+    let private_total = e
+        .seen
+        .iter()
+        .filter(|s| s.expect == Expect::Private)
+        .count();
+    out.push(Invariant::check(
+        "no private path reachable (metrics, readiness, lab, admin, via traversal or directly)",
+        reached.is_empty(),
+        "0 answered 1xx/2xx/3xx",
+        format!("{} of {private_total}", reached.len()),
+        examples(reached.into_iter()),
+    ));
+
+    let server_errors: Vec<String> = e
+        .seen
+        .iter()
+        .filter(|s| s.result.as_ref().is_ok_and(|a| a.status >= 500))
+        .map(label)
+        .chain(
+            guess_answers()
+                .filter(|a| a.status >= 500 && !shed(a))
+                .map(|a| format!("[guessing] POST /token → {}", a.status)),
+        )
+        .collect();
+    let shed_count = guess_answers().filter(|a| shed(a)).count();
+    out.push(Invariant::check(
+        "no 5xx (a 503 with Retry-After from bounded password hashing is load shedding)",
+        server_errors.is_empty(),
+        "0",
+        server_errors.len(),
+        format!(
+            "{}; {shed_count} guesses shed with 503 + Retry-After",
+            examples(server_errors.iter().cloned())
+        ),
+    ));
+
+    let not_problem: Vec<String> = e
+        .seen
+        .iter()
+        .filter(|s| {
+            s.result
+                .as_ref()
+                .is_ok_and(|a| a.status >= 400 && !is_problem(a))
+        })
+        .map(|s| {
+            let ct = s.result.as_ref().ok().and_then(|a| a.content_type.clone());
+            format!(
+                "{} ({})",
+                label(s),
+                ct.unwrap_or_else(|| "no content-type".into())
+            )
+        })
+        .chain(
+            guess_answers()
+                .filter(|a| a.status >= 400 && !is_problem(a))
+                .map(|a| format!("[guessing] POST /token → {}", a.status)),
+        )
+        .collect();
+    let errors = answers()
+        .chain(guess_answers())
+        .filter(|a| a.status >= 400)
+        .count();
+    out.push(Invariant::check(
+        "every error is application/problem+json",
+        not_problem.is_empty(),
+        "0 other bodies",
+        format!("{} of {errors}", not_problem.len()),
+        examples(not_problem.into_iter()),
+    ));
+
+    let guessed_in: Vec<String> = guess_answers()
+        .filter(|a| !(matches!(a.status, 400 | 401 | 429) || shed(a)))
+        .map(|a| a.status.to_string())
+        .collect();
+    out.push(Invariant::check(
+        "password guessing refused (401, 429, or shed with 503 + Retry-After)",
+        guessed_in.is_empty() && !e.guesses.is_empty(),
+        "every guess refused",
+        format!("{} of {} otherwise", guessed_in.len(), e.guesses.len()),
+        examples(guessed_in.into_iter()),
+    ));
+
+    out.push(match (e.breakers_before, e.breakers_after) {
+        (Some(b), Some(a)) => Invariant::check(
+            "no breaker opened and no upstream failure counted",
+            a.opened == b.opened && a.failures == b.failures && a.not_closed == 0,
+            "opened +0, failures +0, all closed",
+            format!(
+                "opened +{}, failures +{}, {} not closed",
+                a.opened.saturating_sub(b.opened),
+                a.failures.saturating_sub(b.failures),
+                a.not_closed
+            ),
+            "the BFF's GET /admin/breakers before and after, summed over instances",
+        ),
+        _ => Invariant::unknown(
+            "no breaker opened and no upstream failure counted",
+            "opened +0, failures +0",
+            "the BFF's /admin/breakers could not be read",
+        ),
+    });
+
+    let rows = "every table's rows and checksum unchanged by the rejected requests";
+    out.push(match &e.tables {
+        TableEvidence::Compared { tables, changed } => Invariant::check(
+            rows,
+            changed.is_empty(),
+            "0 tables changed",
+            format!("{} of {tables} changed", changed.len()),
+            if changed.is_empty() {
+                "count(*) and md5 of every row of every service table, before and after".into()
+            } else {
+                changed.join(", ")
+            },
+        ),
+        TableEvidence::NotQuiet(moving) => Invariant::unknown(
+            rows,
+            "0 tables changed",
+            format!(
+                "the shop never went quiet before the run; still changing: {}",
+                moving.join(", ")
+            ),
+        ),
+        TableEvidence::Unreadable(why) => Invariant::unknown(rows, "0 tables changed", why),
+    });
+
+    let rss = format!("identity's RSS ≤ {} MiB while guessed at", e.rss_bound_mib);
+    out.push(match e.rss_peak_mib {
+        Some(peak) => Invariant::check(
+            &rss,
+            peak <= e.rss_bound_mib,
+            format!("≤ {} MiB", e.rss_bound_mib),
+            format!("peak {peak:.1} MiB"),
+            format!(
+                "VmRSS from /proc every 50 ms during {} concurrent wrong-password logins (before: {})",
+                e.guesses.len(),
+                e.rss_before_mib
+                    .map_or("?".into(), |b| format!("{b:.1} MiB"))
+            ),
+        ),
+        None => Invariant::unknown(&rss, "a bounded RSS", "identity's /proc status unreadable"),
+    });
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answer(status: u16, problem: bool) -> Answer {
+        Answer {
+            status,
+            content_type: Some(if problem {
+                "application/problem+json".into()
+            } else {
+                "text/plain".into()
+            }),
+            retry_after: false,
+            body_head: String::new(),
+        }
+    }
+
+    fn seen(class: &'static str, expect: Expect, a: Result<Answer, NoAnswer>) -> Seen {
+        Seen {
+            class,
+            expect,
+            what: "x GET /y".into(),
+            result: a,
+        }
+    }
+
+    fn good() -> Evidence {
+        let b = BreakerTotals {
+            opened: 2,
+            failures: 7,
+            not_closed: 0,
+        };
+        Evidence {
+            seen: vec![
+                seen("nul", Expect::Refused, Ok(answer(400, true))),
+                seen("traversal", Expect::Private, Ok(answer(404, true))),
+            ],
+            guesses: vec![Ok(answer(401, true)), Ok(answer(429, true))],
+            breakers_before: Some(b),
+            breakers_after: Some(b),
+            tables: TableEvidence::Compared {
+                tables: 12,
+                changed: vec![],
+            },
+            rss_peak_mib: Some(90.0),
+            rss_before_mib: Some(60.0),
+            rss_bound_mib: 256.0,
+        }
+    }
+
+    fn failed(e: &Evidence) -> Vec<String> {
+        judge(e)
+            .into_iter()
+            .filter(|i| i.verdict != crate::experiments::Verdict::Pass)
+            .map(|i| i.name)
+            .collect()
+    }
+
+    #[test]
+    fn a_clean_run_passes_every_invariant() {
+        assert_eq!(failed(&good()), Vec::<String>::new());
+    }
+
+    #[test]
+    fn an_accepted_hostile_request_fails() {
+        let mut e = good();
+        e.seen
+            .push(seen("overflow", Expect::Refused, Ok(answer(202, false))));
+        assert_eq!(
+            failed(&e),
+            vec!["every hostile request refused with a 4xx, none accepted"]
+        );
+    }
+
+    #[test]
+    fn a_reachable_private_path_fails() {
+        let mut e = good();
+        e.seen
+            .push(seen("traversal", Expect::Private, Ok(answer(200, false))));
+        assert_eq!(
+            failed(&e),
+            vec![
+                "no private path reachable (metrics, readiness, lab, admin, via traversal or directly)"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_500_fails_and_so_does_its_bare_body() {
+        let mut e = good();
+        e.seen
+            .push(seen("nul", Expect::Refused, Ok(answer(500, false))));
+        let f = failed(&e);
+        assert!(f.iter().any(|n| n.starts_with("no 5xx")), "{f:?}");
+        assert!(f.iter().any(|n| n.contains("problem+json")), "{f:?}");
+    }
+
+    #[test]
+    fn shed_guesses_pass_but_a_bare_503_does_not() {
+        let mut e = good();
+        let mut s = answer(503, true);
+        s.retry_after = true;
+        e.guesses.push(Ok(s));
+        assert!(failed(&e).is_empty());
+        e.guesses.push(Ok(answer(503, true)));
+        let f = failed(&e);
+        assert!(f.iter().any(|n| n.starts_with("no 5xx")), "{f:?}");
+        assert!(
+            f.iter().any(|n| n.starts_with("password guessing")),
+            "{f:?}"
+        );
+    }
+
+    #[test]
+    fn a_successful_guess_fails() {
+        let mut e = good();
+        e.guesses.push(Ok(answer(200, false)));
+        assert!(
+            failed(&e)
+                .iter()
+                .any(|n| n.starts_with("password guessing"))
+        );
+    }
+
+    #[test]
+    fn a_hang_fails() {
+        let mut e = good();
+        e.seen
+            .push(seen("malformed", Expect::Refused, Err(NoAnswer::Timeout)));
+        assert_eq!(
+            failed(&e),
+            vec!["every hostile request answered (no hang, no dropped connection)"]
+        );
+    }
+
+    #[test]
+    fn an_opened_breaker_or_a_counted_failure_fails() {
+        let mut e = good();
+        e.breakers_after = Some(BreakerTotals {
+            opened: 2,
+            failures: 8,
+            not_closed: 0,
+        });
+        assert_eq!(
+            failed(&e),
+            vec!["no breaker opened and no upstream failure counted"]
+        );
+        e.breakers_after = None;
+        assert_eq!(
+            failed(&e),
+            vec!["no breaker opened and no upstream failure counted"]
+        );
+    }
+
+    #[test]
+    fn a_changed_table_fails_and_a_busy_shop_is_unknown() {
+        let mut e = good();
+        e.tables = TableEvidence::Compared {
+            tables: 12,
+            changed: vec!["catalog.products (1 → 1 rows)".into()],
+        };
+        assert_eq!(
+            failed(&e),
+            vec!["every table's rows and checksum unchanged by the rejected requests"]
+        );
+        e.tables = TableEvidence::NotQuiet(vec!["payments.outbox".into()]);
+        let inv = judge(&e);
+        let rows = inv
+            .iter()
+            .find(|i| i.name.starts_with("every table"))
+            .unwrap();
+        assert_eq!(rows.verdict, crate::experiments::Verdict::Unknown);
+    }
+
+    #[test]
+    fn identity_over_its_memory_bound_fails() {
+        let mut e = good();
+        e.rss_peak_mib = Some(2800.0);
+        assert_eq!(
+            failed(&e),
+            vec!["identity's RSS ≤ 256 MiB while guessed at"]
+        );
+    }
+}
