@@ -8,13 +8,22 @@
 //!   now, so a captured request can't be replayed later.
 //! - PayPal-like: `Paypal-Transmission-Id`, `Paypal-Transmission-Time`
 //!   (RFC 3339) and `Paypal-Transmission-Sig = hex HMAC-SHA256(secret,
-//!   "<id>|<time>|<crc32(body)>")`. (Real PayPal signs with a certificate;
-//!   an HMAC keeps the lab self-contained while keeping the shape.)
+//!   "<id>|<time>|<hex sha256(body)>")`. (Real PayPal signs with a
+//!   certificate; an HMAC keeps the lab self-contained while keeping the
+//!   shape.) The body is bound by a cryptographic hash of its exact bytes:
+//!   the CRC-32 PayPal's shape suggests can be forced to any value by
+//!   changing four bytes, so one captured delivery's headers would sign
+//!   any body with a matching CRC (issue 11, item 1).
+//!
+//! A valid signature says who sent a body and when, not that it is the
+//! first time: the handlers also accept a transmission id (PayPal) or an
+//! event id (both) once, and confirm the claim with the provider's own
+//! record before moving money state (see `store::Store::handle_webhook`).
 //!
 //! Comparisons are constant-time (`Mac::verify_slice`).
 
 use hmac::{Hmac, Mac};
-use sha2::Sha256;
+use sha2::{Digest, Sha256};
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -26,6 +35,8 @@ pub const PAYPAL_TRANSMISSION_ID: &str = "paypal-transmission-id";
 pub const PAYPAL_TRANSMISSION_TIME: &str = "paypal-transmission-time";
 /// PayPal's signature header.
 pub const PAYPAL_TRANSMISSION_SIG: &str = "paypal-transmission-sig";
+/// The longest transmission id accepted (it is stored, once per delivery).
+pub const MAX_TRANSMISSION_ID: usize = 128;
 
 /// Why a webhook's signature is not accepted.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -122,11 +133,26 @@ pub fn verify_stripe(
     within(t, now, tolerance_secs)
 }
 
+/// Hex SHA-256 of the exact body bytes: what binds a PayPal-like signature
+/// (and a stored transmission) to its body.
+pub fn body_digest(body: &[u8]) -> String {
+    hex::encode(Sha256::digest(body))
+}
+
+/// The MAC over what a PayPal-like signature covers.
+fn paypal_mac(secret: &[u8], transmission_id: &str, time: &str, body: &[u8]) -> HmacSha256 {
+    let mut m = mac(secret);
+    m.update(format!("{transmission_id}|{time}|{}", body_digest(body)).as_bytes());
+    m
+}
+
 /// The PayPal-like signature of `body` for a transmission id and time.
 pub fn paypal_signature(secret: &[u8], transmission_id: &str, time: &str, body: &[u8]) -> String {
-    let mut m = mac(secret);
-    m.update(format!("{transmission_id}|{time}|{}", crc32fast::hash(body)).as_bytes());
-    hex::encode(m.finalize().into_bytes())
+    hex::encode(
+        paypal_mac(secret, transmission_id, time, body)
+            .finalize()
+            .into_bytes(),
+    )
 }
 
 /// The three PayPal-like headers as received.
@@ -161,9 +187,12 @@ pub fn verify_paypal(
         .map_err(|_| SignatureError::Malformed("Paypal-Transmission-Time"))?
         .timestamp();
     let sig = hex::decode(sig).map_err(|_| SignatureError::Malformed("Paypal-Transmission-Sig"))?;
-    let mut m = mac(secret);
-    m.update(format!("{id}|{time}|{}", crc32fast::hash(body)).as_bytes());
-    m.verify_slice(&sig).map_err(|_| SignatureError::Mismatch)?;
+    if id.is_empty() || id.len() > MAX_TRANSMISSION_ID {
+        return Err(SignatureError::Malformed("Paypal-Transmission-Id"));
+    }
+    paypal_mac(secret, id, time, body)
+        .verify_slice(&sig)
+        .map_err(|_| SignatureError::Mismatch)?;
     within(t, now, tolerance_secs)
 }
 
@@ -259,6 +288,28 @@ mod tests {
     }
 
     #[test]
+    fn paypal_headers_of_one_body_do_not_sign_another_with_the_same_crc32() {
+        // A classic CRC-32 collision: the two bodies differ, their CRCs don't.
+        let genuine = br#"{"x":"plumless"}"#;
+        let forged = br#"{"x":"buckeroo"}"#;
+        assert_eq!(crc32fast::hash(genuine), crc32fast::hash(forged));
+        let time = chrono::DateTime::from_timestamp(NOW, 0)
+            .unwrap()
+            .to_rfc3339();
+        let sig = paypal_signature(SECRET, "tx-1", &time, genuine);
+        let headers = PaypalHeaders {
+            transmission_id: Some("tx-1"),
+            transmission_time: Some(&time),
+            signature: Some(&sig),
+        };
+        assert_eq!(verify_paypal(SECRET, headers, genuine, NOW, 300), Ok(()));
+        assert_eq!(
+            verify_paypal(SECRET, headers, forged, NOW, 300),
+            Err(SignatureError::Mismatch)
+        );
+    }
+
+    #[test]
     fn paypal_stale_and_malformed_are_refused() {
         let old = chrono::DateTime::from_timestamp(NOW - 3600, 0)
             .unwrap()
@@ -270,6 +321,17 @@ mod tests {
         ));
         assert!(paypal("yesterday", &sig).unwrap_err().is_malformed());
         assert!(paypal(&old, "not-hex").unwrap_err().is_malformed());
+        let long_id = "t".repeat(MAX_TRANSMISSION_ID + 1);
+        let headers = PaypalHeaders {
+            transmission_id: Some(&long_id),
+            transmission_time: Some(&old),
+            signature: Some(&sig),
+        };
+        assert!(
+            verify_paypal(SECRET, headers, BODY, NOW, 300)
+                .unwrap_err()
+                .is_malformed()
+        );
         let missing = verify_paypal(SECRET, PaypalHeaders::default(), BODY, NOW, 300);
         assert_eq!(
             missing,

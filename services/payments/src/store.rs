@@ -1,7 +1,13 @@
 //! Payments in Postgres. Every change is one transaction holding the
-//! payment's row lock: the inbox or webhook dedupe row, the new status and
-//! its history row, the event for checkout (outbox) and the provider call
-//! all commit together or not at all.
+//! payment's row lock: the inbox or webhook dedupe rows (event id, and
+//! transmission id for PayPal), the new status and its history row, the
+//! event for checkout (outbox) and the provider call all commit together
+//! or not at all.
+//!
+//! A webhook is a claim, not a fact: before the state machine acts on one,
+//! the provider's own record is read ([`Simulator::retrieve`]) and must
+//! back it, amount and currency included; one it doesn't back is recorded
+//! as `unconfirmed` and changes nothing.
 
 use std::sync::Arc;
 
@@ -13,13 +19,16 @@ use uuid::Uuid;
 
 use crate::contract::{Command, Event, Provider};
 use crate::payment::{self, Announce, Call, Input, Status, Step};
-use crate::provider::Simulator;
-use crate::webhook::{self, ProviderEvent};
+use crate::provider::{Simulator, Unconfirmed};
+use crate::webhook::{self, Money, ProviderEvent};
 
 /// The outbox table and its NOTIFY channel.
 pub fn outbox_table() -> OutboxTable {
     OutboxTable::new("outbox", "payments_outbox")
 }
+
+/// Counter of webhooks the provider's record did not back, by reason.
+pub const UNCONFIRMED_METRIC: &str = "payments_webhooks_unconfirmed_total";
 
 /// The inbox table.
 pub fn inbox_table() -> InboxTable {
@@ -33,6 +42,13 @@ pub enum Outcome {
     Applied,
     /// Seen before (same message id or provider event id): nothing done.
     Duplicate,
+    /// The same transmission (id and body) again, an honest resend of a
+    /// delivery already handled: nothing done.
+    DuplicateTransmission,
+    /// A used transmission id with another body: nothing done, refused.
+    TransmissionReused,
+    /// The provider's record doesn't back the webhook: nothing done.
+    Unconfirmed(Unconfirmed),
     /// Not applicable; the reason is logged and recorded.
     Ignored(&'static str),
 }
@@ -43,9 +59,21 @@ impl Outcome {
         match self {
             Self::Applied => "applied",
             Self::Duplicate => "duplicate",
+            Self::DuplicateTransmission => "duplicate_transmission",
+            Self::TransmissionReused => "transmission_reused",
+            Self::Unconfirmed(_) => "unconfirmed",
             Self::Ignored(reason) => reason,
         }
     }
+}
+
+/// A PayPal-style transmission: accepted once.
+#[derive(Debug, Clone, Copy)]
+pub struct Transmission<'a> {
+    /// `Paypal-Transmission-Id`, signed.
+    pub id: &'a str,
+    /// [`crate::signature::body_digest`] of the body.
+    pub body_sha256: &'a str,
 }
 
 /// A payment row.
@@ -219,16 +247,28 @@ impl Store {
         }
     }
 
-    /// Applies a verified provider webhook, once per provider event id.
+    /// Applies a verified provider webhook: once per transmission (when
+    /// the provider has them) and once per provider event id, and only what
+    /// the provider's own record confirms.
     #[tracing::instrument(skip_all, fields(provider = provider.as_str(), event_id = %event.event_id))]
     pub async fn handle_webhook(
         &self,
         provider: Provider,
+        transmission: Option<Transmission<'_>>,
         event: &ProviderEvent,
         body: &serde_json::Value,
     ) -> Result<Outcome, sqlx::Error> {
         let mut tx = self.pool.begin().await?;
-        // First, so a concurrent duplicate waits on this row and then finds it.
+        // Transmission first, then the event: a concurrent twin waits on the
+        // row's key and then finds it (or, if this one rolls back, takes it).
+        if let Some(t) = transmission
+            && let Some(seen) = self
+                .record_transmission(&mut tx, provider, t, event)
+                .await?
+        {
+            tx.rollback().await?;
+            return Ok(seen);
+        }
         let first = sqlx::query(
             "INSERT INTO webhook_events (provider, event_id, event_type, provider_ref, body, outcome) \
              VALUES ($1, $2, $3, $4, $5, 'received') ON CONFLICT (provider, event_id) DO NOTHING",
@@ -257,10 +297,7 @@ impl Store {
                 .fetch_optional(&mut *tx)
                 .await?;
                 match payment {
-                    Some(payment) => {
-                        self.apply(&mut tx, &payment, kind.input(), &event.event_id)
-                            .await?
-                    }
+                    Some(payment) => self.confirmed(&mut tx, &payment, event, kind).await?,
                     None => Outcome::Ignored("unknown payment"),
                 }
             }
@@ -273,6 +310,81 @@ impl Store {
             .await?;
         tx.commit().await?;
         Ok(outcome)
+    }
+
+    /// Records a transmission; `None` if it is new, else what it was.
+    async fn record_transmission(
+        &self,
+        db: &mut PgConnection,
+        provider: Provider,
+        t: Transmission<'_>,
+        event: &ProviderEvent,
+    ) -> Result<Option<Outcome>, sqlx::Error> {
+        let inserted = sqlx::query(
+            "INSERT INTO webhook_transmissions (provider, transmission_id, body_sha256, event_id) \
+             VALUES ($1, $2, $3, $4) ON CONFLICT (provider, transmission_id) DO NOTHING",
+        )
+        .bind(provider.as_str())
+        .bind(t.id)
+        .bind(t.body_sha256)
+        .bind(&event.event_id)
+        .execute(&mut *db)
+        .await?
+        .rows_affected()
+            == 1;
+        if inserted {
+            return Ok(None);
+        }
+        let stored: String = sqlx::query_scalar(
+            "SELECT body_sha256 FROM webhook_transmissions WHERE provider = $1 AND transmission_id = $2",
+        )
+        .bind(provider.as_str())
+        .bind(t.id)
+        .fetch_one(&mut *db)
+        .await?;
+        Ok(Some(if stored == t.body_sha256 {
+            Outcome::DuplicateTransmission
+        } else {
+            tracing::warn!(
+                transmission_id = t.id,
+                "a used transmission id came with another body"
+            );
+            Outcome::TransmissionReused
+        }))
+    }
+
+    /// Feeds a webhook's `kind` to the locked payment if the state machine
+    /// would act on it and the provider's record backs it.
+    async fn confirmed(
+        &self,
+        db: &mut PgConnection,
+        payment: &PaymentRow,
+        event: &ProviderEvent,
+        kind: webhook::Kind,
+    ) -> Result<Outcome, sqlx::Error> {
+        let applicable = Status::parse(&payment.status)
+            .and_then(|from| payment::step(from, kind.input()))
+            .is_some();
+        if !applicable {
+            // The state machine ignores it; `apply` says so.
+            return self.apply(db, payment, kind.input(), &event.event_id).await;
+        }
+        let record = self.provider.retrieve(db, &payment.provider_ref).await?;
+        let expected = Money::new(payment.amount_cents, &payment.currency);
+        let verdict = record
+            .ok_or(Unconfirmed::NoRecord)
+            .and_then(|r| r.confirms(kind, event.claimed.as_ref(), &expected));
+        if let Err(why) = verdict {
+            tracing::warn!(
+                reason = why.label(),
+                %why,
+                payment_id = %payment.payment_id,
+                "webhook not confirmed by the provider; nothing changed"
+            );
+            metrics::counter!(UNCONFIRMED_METRIC, "reason" => why.label()).increment(1);
+            return Ok(Outcome::Unconfirmed(why));
+        }
+        self.apply(db, payment, kind.input(), &event.event_id).await
     }
 
     /// Runs the state machine on a locked payment and writes what it says.

@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{STRIPE_SECRET, TestApp, spawn_app};
+use common::{HOLD_WEBHOOKS, LAB_TOKEN, STRIPE_SECRET, TestApp, spawn_app};
 use reqwest::StatusCode;
 use storefront_kit::amqp;
 use storefront_payments::contract::{Command, Event, Provider};
@@ -14,6 +14,7 @@ use storefront_payments::provider::{
     CARD_APPROVE, CARD_DECLINE, CARD_FAIL_CAPTURE, CARD_NEVER_CONFIRM,
 };
 use storefront_payments::signature;
+use storefront_payments::webhook::{self, Kind};
 use uuid::Uuid;
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -253,30 +254,23 @@ async fn forged_stale_and_malformed_webhooks_are_refused_and_change_nothing() {
 
 #[tokio::test]
 async fn a_valid_webhook_delivered_twice_is_applied_once() {
-    let Some(mut app) = spawn_app(&[]).await else {
+    let Some(mut app) = spawn_app(HOLD_WEBHOOKS).await else {
         return;
     };
-    let (order, intent) = pending_payment(&app, Provider::Stripe).await;
-    let body = stripe_body(
+    // The provider authorized; its own webhook is held, the test sends it.
+    let (order, intent) = app.open(CARD_APPROVE, Provider::Stripe).await;
+    let body = webhook::body(
+        Provider::Stripe,
         "evt_twice",
-        "payment_intent.amount_capturable_updated",
+        Kind::Authorized,
         &intent,
+        2590,
+        "EUR",
+        chrono::Utc::now(),
     );
     let mut outcomes = Vec::new();
     for _ in 0..2 {
-        let header = signature::stripe_header(
-            STRIPE_SECRET.as_bytes(),
-            chrono::Utc::now().timestamp(),
-            body.as_bytes(),
-        );
-        let response = app
-            .http
-            .post(format!("{}/webhooks/stripe", app.base))
-            .header(signature::STRIPE_SIGNATURE, header)
-            .body(body.clone())
-            .send()
-            .await
-            .unwrap();
+        let response = app.stripe(&body).await;
         assert_eq!(response.status(), StatusCode::OK);
         let json: serde_json::Value = response.json().await.unwrap();
         outcomes.push(json["outcome"].as_str().unwrap().to_owned());
@@ -368,6 +362,7 @@ async fn the_lab_signing_oracle_signs_like_the_provider_and_exists_only_in_the_l
     let status = off
         .http
         .post(format!("{}/lab/sign/stripe", off.base))
+        .bearer_auth(LAB_TOKEN)
         .json(&serde_json::json!({"body": "{}"}))
         .send()
         .await
@@ -376,17 +371,31 @@ async fn the_lab_signing_oracle_signs_like_the_provider_and_exists_only_in_the_l
     assert_eq!(status, StatusCode::NOT_FOUND);
     off.cleanup().await;
 
-    let Some(app) = spawn_app(&[("LAB_ENDPOINTS", "true")]).await else {
+    let mut lab = vec![("LAB_ENDPOINTS", "true")];
+    lab.extend_from_slice(HOLD_WEBHOOKS);
+    let Some(app) = spawn_app(&lab).await else {
         return;
     };
-    let (order, intent) = pending_payment(&app, Provider::Paypal).await;
-    let body = serde_json::json!({"id": "WH-ORACLE", "event_type": "PAYMENT.AUTHORIZATION.CREATED",
-        "resource": {"id": intent}})
-    .to_string();
-    let signed: serde_json::Value = app
-        .http
-        .post(format!("{}/lab/sign/paypal", app.base))
-        .json(&serde_json::json!({"body": body}))
+    let (order, intent) = app.open(CARD_APPROVE, Provider::Paypal).await;
+    let body = webhook::body(
+        Provider::Paypal,
+        "WH-ORACLE",
+        Kind::Authorized,
+        &intent,
+        2590,
+        "EUR",
+        chrono::Utc::now(),
+    );
+    let sign = || {
+        app.http
+            .post(format!("{}/lab/sign/paypal", app.base))
+            .json(&serde_json::json!({"body": body}))
+    };
+    // It signs anything, so only the lab's admin may ask.
+    let anonymous = sign().send().await.unwrap();
+    assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
+    let signed: serde_json::Value = sign()
+        .bearer_auth(LAB_TOKEN)
         .send()
         .await
         .unwrap()

@@ -10,6 +10,12 @@
 //! so a crash of the payments process loses neither. The [`delivery`]
 //! worker then sends the webhooks it owes to the payments service's own
 //! endpoints, over HTTP.
+//!
+//! Like a real PSP it can also be asked what it holds for a session
+//! ([`Simulator::retrieve`], Stripe's `GET /v1/payment_intents/{id}`,
+//! PayPal's `GET /v2/payments/authorizations/{id}`): payments believes a
+//! webhook only once the provider's own record confirms it
+//! ([`Record::confirms`]).
 
 pub mod delivery;
 
@@ -22,7 +28,7 @@ use uuid::Uuid;
 
 use crate::config::ProviderConfig;
 use crate::contract::Provider;
-use crate::webhook::{self, Kind};
+use crate::webhook::{self, Kind, Money};
 
 /// Sandbox test card: approved, captured.
 pub const CARD_APPROVE: &str = "4242424242424242";
@@ -118,7 +124,138 @@ struct Intent {
     currency: String,
 }
 
+/// The provider's record of a session, as its read API returns it.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct Record {
+    /// `processing`, `authorized`, `declined`, `captured`,
+    /// `capture_failed` or `canceled`.
+    pub state: String,
+    /// The amount of the session, in minor units.
+    pub amount_cents: i64,
+    /// Its currency, ISO 4217.
+    pub currency: String,
+    /// How many times money actually moved.
+    pub captures: i32,
+}
+
+/// Why the provider's record does not back a webhook's claim.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Unconfirmed {
+    /// The provider holds no such session.
+    #[error("the provider has no record of this session")]
+    NoRecord,
+    /// The event states no amount, so it can't be checked against the record.
+    #[error("the event states no amount and currency")]
+    NoAmount,
+    /// The event's amount or currency isn't the provider's.
+    #[error("the event says {claimed:?}, the provider holds {held:?}")]
+    Amount {
+        /// What the event says.
+        claimed: Money,
+        /// What the provider holds.
+        held: Money,
+    },
+    /// The provider's session isn't for the amount this payment asked.
+    #[error("the provider holds {held:?} for a payment of {expected:?}")]
+    NotThisPayment {
+        /// What the provider holds.
+        held: Money,
+        /// What the payment is for.
+        expected: Money,
+    },
+    /// The provider's session is not in a state that the event claims.
+    #[error("the event claims {claimed:?}, the provider's session is {state}")]
+    State {
+        /// What the event claims.
+        claimed: Kind,
+        /// The provider's state.
+        state: String,
+    },
+}
+
+impl Unconfirmed {
+    /// A short label for logs and metrics.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Self::NoRecord => "no_record",
+            Self::NoAmount => "no_amount",
+            Self::Amount { .. } => "amount_mismatch",
+            Self::NotThisPayment { .. } => "not_this_payment",
+            Self::State { .. } => "state_mismatch",
+        }
+    }
+}
+
+impl Record {
+    /// The money the provider holds (or held) for the session.
+    pub fn money(&self) -> Money {
+        Money::new(self.amount_cents, &self.currency)
+    }
+
+    /// Whether this record backs an event claiming `kind` for `claimed`
+    /// about a payment of `expected`: same money all three ways, and the
+    /// provider's state is one that `kind` reports. An authorization is
+    /// backed while the money is held or was moved; a capture only once
+    /// money moved.
+    pub fn confirms(
+        &self,
+        kind: Kind,
+        claimed: Option<&Money>,
+        expected: &Money,
+    ) -> Result<(), Unconfirmed> {
+        let held = self.money();
+        if held != *expected {
+            return Err(Unconfirmed::NotThisPayment {
+                held,
+                expected: expected.clone(),
+            });
+        }
+        let claimed = claimed.ok_or(Unconfirmed::NoAmount)?;
+        if *claimed != held {
+            return Err(Unconfirmed::Amount {
+                claimed: claimed.clone(),
+                held,
+            });
+        }
+        let backed = match kind {
+            Kind::Authorized => {
+                matches!(
+                    self.state.as_str(),
+                    "authorized" | "captured" | "capture_failed"
+                )
+            }
+            Kind::Declined => self.state == "declined",
+            Kind::Captured => self.state == "captured" && self.captures > 0,
+            Kind::CaptureFailed => self.state == "capture_failed",
+            Kind::Voided => self.state == "canceled",
+        };
+        if !backed {
+            return Err(Unconfirmed::State {
+                claimed: kind,
+                state: self.state.clone(),
+            });
+        }
+        Ok(())
+    }
+}
+
 impl Simulator {
+    /// The provider's record of `intent`, read as its API would answer
+    /// (on the caller's transaction, like every call to it here).
+    #[tracing::instrument(skip_all, fields(intent))]
+    pub async fn retrieve(
+        &self,
+        db: &mut PgConnection,
+        intent: &str,
+    ) -> Result<Option<Record>, sqlx::Error> {
+        sqlx::query_as(
+            "SELECT state, amount_cents, currency::text AS currency, captures              FROM provider_intents WHERE intent_id = $1",
+        )
+        .bind(intent)
+        .fetch_optional(db)
+        .await
+    }
+
     /// A provider behaving per `config`.
     pub fn new(config: &ProviderConfig) -> Self {
         Self {
@@ -325,6 +462,102 @@ mod tests {
         );
         assert_eq!(Behaviour::of_card("5555555555554444"), Behaviour::Approve);
         assert_eq!(Behaviour::of_card("4242424242424241"), Behaviour::Decline);
+    }
+
+    fn record(state: &str, captures: i32) -> Record {
+        Record {
+            state: state.into(),
+            amount_cents: 2590,
+            currency: "EUR".into(),
+            captures,
+        }
+    }
+
+    #[test]
+    fn a_capture_is_confirmed_only_once_the_provider_moved_the_money() {
+        let eur = Money::new(2590, "EUR");
+        let captured = record("captured", 1);
+        assert_eq!(captured.confirms(Kind::Captured, Some(&eur), &eur), Ok(()));
+        for state in [
+            "processing",
+            "authorized",
+            "capture_failed",
+            "canceled",
+            "declined",
+        ] {
+            assert!(
+                matches!(
+                    record(state, 0).confirms(Kind::Captured, Some(&eur), &eur),
+                    Err(Unconfirmed::State { .. })
+                ),
+                "{state}"
+            );
+        }
+        // A "captured" state with no capture counted is not money moved.
+        assert!(
+            record("captured", 0)
+                .confirms(Kind::Captured, Some(&eur), &eur)
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn each_kind_is_confirmed_by_its_provider_states_only() {
+        let eur = Money::new(2590, "EUR");
+        let cases = [
+            (
+                Kind::Authorized,
+                &["authorized", "captured", "capture_failed"][..],
+            ),
+            (Kind::Declined, &["declined"][..]),
+            (Kind::CaptureFailed, &["capture_failed"][..]),
+            (Kind::Voided, &["canceled"][..]),
+        ];
+        let states = [
+            "processing",
+            "authorized",
+            "declined",
+            "captured",
+            "capture_failed",
+            "canceled",
+        ];
+        for (kind, backing) in cases {
+            for state in states {
+                let confirmed = record(state, 1).confirms(kind, Some(&eur), &eur).is_ok();
+                assert_eq!(confirmed, backing.contains(&state), "{kind:?} in {state}");
+            }
+        }
+    }
+
+    #[test]
+    fn the_amount_and_currency_must_match_the_record_and_the_payment() {
+        let eur = Money::new(2590, "EUR");
+        let rec = record("captured", 1);
+        let cent = Money::new(1, "EUR");
+        assert!(matches!(
+            rec.confirms(Kind::Captured, Some(&cent), &eur),
+            Err(Unconfirmed::Amount { .. })
+        ));
+        let usd = Money::new(2590, "usd");
+        assert!(matches!(
+            rec.confirms(Kind::Captured, Some(&usd), &eur),
+            Err(Unconfirmed::Amount { .. })
+        ));
+        assert_eq!(
+            rec.confirms(Kind::Captured, None, &eur),
+            Err(Unconfirmed::NoAmount)
+        );
+        // A session of the provider for another amount isn't this payment's.
+        let other = Money::new(100, "EUR");
+        assert!(matches!(
+            rec.confirms(Kind::Captured, Some(&other), &other),
+            Err(Unconfirmed::NotThisPayment { .. })
+        ));
+        // Lower-case currencies (Stripe's) compare equal.
+        assert_eq!(
+            rec.confirms(Kind::Captured, Some(&Money::new(2590, "eur")), &eur),
+            Ok(())
+        );
     }
 
     #[test]

@@ -18,9 +18,12 @@ pub enum ApiError {
     /// The webhook is not signed by the provider (or too long ago).
     #[error("{0}")]
     BadSignature(SignatureError),
-    /// The signed body isn't a webhook of this provider's shape.
+    /// The signed body isn't a webhook of this provider's shape (or holds a NUL).
     #[error("the webhook body is not a valid event: {0}")]
     BadBody(#[source] serde_json::Error),
+    /// A transmission id already accepted, now with another body.
+    #[error("this transmission id was already used for another body")]
+    TransmissionReused,
     /// A path parameter has the wrong type.
     #[error(transparent)]
     BadPath(#[from] PathRejection),
@@ -56,6 +59,9 @@ impl IntoResponse for ApiError {
                 .with_type("/problems/invalid-signature")
                 .with_detail(detail),
             Self::BadBody(_) => Problem::bad_request(detail).with_type("/problems/invalid-event"),
+            Self::TransmissionReused => Problem::new(StatusCode::CONFLICT)
+                .with_type("/problems/transmission-reused")
+                .with_detail(detail),
             Self::BadPath(rejection) => Problem::from(rejection),
             Self::Lab(_) => Problem::bad_request(detail),
             Self::NotFound(id) => {

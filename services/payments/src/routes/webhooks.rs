@@ -1,8 +1,17 @@
 //! `POST /webhooks/stripe` and `POST /webhooks/paypal`: verify the
 //! signature over the raw body (forged or stale → 400/401, nothing
-//! stored), parse, then apply in one transaction deduplicated by the
-//! provider's event id, and answer 200 at once — the work is one short
-//! transaction; anything slow (telling checkout) goes through the outbox.
+//! stored), parse (not an event, or a NUL character anywhere → 400, before
+//! any query), then apply in one transaction deduplicated by the
+//! provider's event id — and, for PayPal, by transmission id — and answer
+//! 200 at once: the work is one short transaction; anything slow (telling
+//! checkout) goes through the outbox.
+//!
+//! Answers, for a provider's retry logic: 200 for everything handled,
+//! including a duplicate event, the same transmission resent (an honest
+//! retry of a delivery whose answer was lost) and a claim the provider's
+//! record doesn't back (`"outcome": "unconfirmed"`: retrying can't make it
+//! true); 409 for a used transmission id with another body, which no
+//! honest provider sends. None of those changes anything.
 
 use axum::Json;
 use axum::body::Bytes;
@@ -14,6 +23,7 @@ use serde_json::{Value, json};
 use super::{ApiError, AppState};
 use crate::contract::Provider;
 use crate::signature::{self, PaypalHeaders};
+use crate::store::{Outcome, Transmission};
 use crate::webhook;
 
 /// Counter of webhooks received, by provider and outcome.
@@ -41,7 +51,7 @@ pub async fn stripe(
         now(),
         state.webhooks.tolerance_secs,
     );
-    receive(&state, Provider::Stripe, verified, &body).await
+    receive(&state, Provider::Stripe, verified, None, &body).await
 }
 
 /// PayPal-like webhook.
@@ -51,18 +61,24 @@ pub async fn paypal(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
+    let paypal = PaypalHeaders {
+        transmission_id: header(&headers, signature::PAYPAL_TRANSMISSION_ID),
+        transmission_time: header(&headers, signature::PAYPAL_TRANSMISSION_TIME),
+        signature: header(&headers, signature::PAYPAL_TRANSMISSION_SIG),
+    };
     let verified = signature::verify_paypal(
         state.webhooks.paypal_secret.expose_secret().as_bytes(),
-        PaypalHeaders {
-            transmission_id: header(&headers, signature::PAYPAL_TRANSMISSION_ID),
-            transmission_time: header(&headers, signature::PAYPAL_TRANSMISSION_TIME),
-            signature: header(&headers, signature::PAYPAL_TRANSMISSION_SIG),
-        },
+        paypal,
         &body,
         now(),
         state.webhooks.tolerance_secs,
     );
-    receive(&state, Provider::Paypal, verified, &body).await
+    let digest = signature::body_digest(&body);
+    let transmission = paypal.transmission_id.map(|id| Transmission {
+        id,
+        body_sha256: &digest,
+    });
+    receive(&state, Provider::Paypal, verified, transmission, &body).await
 }
 
 /// Everything after the provider-specific signature check.
@@ -70,6 +86,7 @@ async fn receive(
     state: &AppState,
     provider: Provider,
     verified: Result<(), signature::SignatureError>,
+    transmission: Option<Transmission<'_>>,
     body: &[u8],
 ) -> Result<Json<Value>, ApiError> {
     let count = |outcome: &'static str| {
@@ -81,17 +98,22 @@ async fn receive(
         tracing::warn!(%error, "webhook refused");
         return Err(error.into());
     }
-    let parsed = webhook::parse(provider, body)
-        .and_then(|event| Ok((event, serde_json::from_slice::<Value>(body)?)));
-    let (event, value) = match parsed {
-        Ok(p) => p,
+    let (event, value) = match webhook::parse(provider, body) {
+        Ok(parsed) => parsed,
         Err(error) => {
             count("bad_body");
+            tracing::warn!(%error, "signed webhook body refused");
             return Err(ApiError::BadBody(error));
         }
     };
-    let outcome = state.store.handle_webhook(provider, &event, &value).await?;
+    let outcome = state
+        .store
+        .handle_webhook(provider, transmission, &event, &value)
+        .await?;
     count(outcome.label());
+    if outcome == Outcome::TransmissionReused {
+        return Err(ApiError::TransmissionReused);
+    }
     Ok(Json(json!({
         "received": true,
         "event_id": event.event_id,

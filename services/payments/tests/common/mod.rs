@@ -10,6 +10,8 @@
 
 #![allow(dead_code)]
 
+pub mod crc;
+
 use std::str::FromStr;
 use std::time::{Duration, Instant};
 
@@ -20,7 +22,8 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use storefront_kit::Vars;
 use storefront_kit::amqp::{self, Connected, ConsumerConfig, Handled, Outgoing, Publisher};
 use storefront_payments::config::Config;
-use storefront_payments::contract::{Command, Event, Queues};
+use storefront_payments::contract::{Command, Event, Provider, Queues};
+use storefront_payments::signature;
 use storefront_payments::startup::{AppError, Application};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -31,6 +34,12 @@ use uuid::Uuid;
 pub const STRIPE_SECRET: &str = "whsec_test_secret";
 /// See [`STRIPE_SECRET`].
 pub const PAYPAL_SECRET: &str = "paypal_test_secret";
+/// The lab admin token the tests' apps are given (`LAB_ADMIN_TOKEN`).
+pub const LAB_TOKEN: &str = "lab-test-token";
+/// Settings that keep the simulated provider from sending any webhook
+/// during a test (its sender's first pass runs before any payment exists):
+/// the provider's record changes, and the test delivers the webhooks.
+pub const HOLD_WEBHOOKS: &[(&str, &str)] = &[("PROVIDER_POLL_MS", "600000")];
 
 /// `(TEST_DATABASE_URL, TEST_AMQP_URL)`, or `None` after saying why.
 pub fn test_urls() -> Option<(String, String)> {
@@ -123,6 +132,7 @@ pub async fn spawn_app(extra: &[(&str, &str)]) -> Option<TestApp> {
         ("PAYPAL_WEBHOOK_SECRET", PAYPAL_SECRET),
         ("PROVIDER_SEED", "7"),
         ("OUTBOX_POLL_MS", "100"),
+        ("LAB_ADMIN_TOKEN", LAB_TOKEN),
     ];
     vars.extend_from_slice(extra);
     let config = Config::from_vars(&Vars::from_pairs(vars)).unwrap();
@@ -236,6 +246,84 @@ impl TestApp {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         false
+    }
+
+    /// Opens a payment for a new order (2590 EUR on `card`) and waits
+    /// until it exists; the order id and the provider's session id.
+    pub async fn open(&self, card: &str, provider: Provider) -> (Uuid, String) {
+        let order = Uuid::new_v4();
+        let command = Command::AuthorizePayment {
+            order_id: order,
+            amount_cents: 2590,
+            currency: "EUR".into(),
+            card_number: card.into(),
+            provider,
+        };
+        self.send(Uuid::new_v4(), &command).await;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let payment = self.payment(order).await;
+            if let Some(reference) = payment["payment"]["provider_ref"].as_str() {
+                return (order, reference.to_owned());
+            }
+            assert!(Instant::now() < deadline, "payment of {order} never opened");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// POSTs `body` to `/webhooks/paypal` under transmission `id`, signed
+    /// now with the provider's secret, as the provider sends it.
+    pub async fn paypal(&self, id: &str, body: &str) -> reqwest::Response {
+        let time = chrono::Utc::now().to_rfc3339();
+        let sig = signature::paypal_signature(PAYPAL_SECRET.as_bytes(), id, &time, body.as_bytes());
+        let headers = [
+            (signature::PAYPAL_TRANSMISSION_ID, id.to_owned()),
+            (signature::PAYPAL_TRANSMISSION_TIME, time),
+            (signature::PAYPAL_TRANSMISSION_SIG, sig),
+        ];
+        self.post_webhook("paypal", body, &headers).await
+    }
+
+    /// POSTs `body` to `/webhooks/stripe`, signed now with the secret.
+    pub async fn stripe(&self, body: &str) -> reqwest::Response {
+        let header = signature::stripe_header(
+            STRIPE_SECRET.as_bytes(),
+            chrono::Utc::now().timestamp(),
+            body.as_bytes(),
+        );
+        self.post_webhook("stripe", body, &[(signature::STRIPE_SIGNATURE, header)])
+            .await
+    }
+
+    /// POSTs `body` to `/webhooks/{provider}` with exactly `headers`.
+    pub async fn post_webhook(
+        &self,
+        provider: &str,
+        body: &str,
+        headers: &[(&str, String)],
+    ) -> reqwest::Response {
+        let mut request = self
+            .http
+            .post(format!("{}/webhooks/{provider}", self.base))
+            .header("content-type", "application/json")
+            .body(body.to_owned());
+        for (k, v) in headers {
+            request = request.header(*k, v);
+        }
+        request.send().await.unwrap()
+    }
+
+    /// Every event about `order` that arrives within `within`.
+    pub async fn events_about(&mut self, order: Uuid, within: Duration) -> Vec<Event> {
+        let deadline = tokio::time::Instant::now() + within;
+        let mut seen = Vec::new();
+        while let Ok(Some((_, event))) = tokio::time::timeout_at(deadline, self.events.recv()).await
+        {
+            if event.order_id() == order {
+                seen.push(event);
+            }
+        }
+        seen
     }
 
     /// Stops the app and the test consumer, drops the schema.
