@@ -231,6 +231,9 @@ pub async fn up(
     let bins = preflight(ctx, mode, start_services)?;
     ctx.ensure_dirs()?;
     let mut secrets = Secrets::load_or_create(&ctx.state_dir)?;
+    if mode == InfraMode::Native && native::ensure_redis_passwords(ctx, &mut secrets) {
+        secrets.save(&ctx.state_dir)?;
+    }
     let mut endpoints = match mode {
         InfraMode::Native => native::endpoints(ctx, &secrets),
         InfraMode::Compose => external::compose_endpoints(ctx, &secrets),

@@ -22,12 +22,15 @@ pub const ENV: &[(&str, &str)] = &[
         "STOREFRONT_POSTGRES_URL",
         "superuser URL, e.g. postgres://admin:pw@db:5432/postgres",
     ),
-    ("STOREFRONT_REDIS_URL", "e.g. redis://cache:6379/"),
+    (
+        "STOREFRONT_REDIS_URL",
+        "e.g. redis://user:pw@cache:6379/; every service that needs Redis gets this URL (no per-service ACL users on infra we don't run)",
+    ),
     ("STOREFRONT_AMQP_URL", "e.g. amqp://guest:guest@mq:5672/%2f"),
     ("STOREFRONT_VAULT_ADDR", "e.g. http://vault:8200"),
     (
         "STOREFRONT_VAULT_TOKEN",
-        "a token that may mount and configure the database engine",
+        "a token that may mount and configure the database engine, write policies and create orphan tokens (each service gets its own)",
     ),
 ];
 
@@ -189,11 +192,14 @@ pub async fn infra(b: &Boot<'_>, mode: InfraMode, secrets: &mut Secrets) -> Resu
         };
         v.configure_database(&b.ctx.profile, &pg_from_vault, secrets)
             .await?;
+        let tokens = v.issue_service_tokens(&b.ctx.profile).await?;
+        b.record
+            .update(|s| s.endpoints.service_vault_tokens = tokens)?;
         b.record.known(
             "vault",
             e.vault_addr.clone(),
             took,
-            Some("database engine configured".into()),
+            Some("database engine configured, service tokens issued".into()),
         )?;
         b.gates.open(Dependency::Vault);
         anyhow::Ok(t.elapsed())

@@ -15,6 +15,7 @@ pub mod profile;
 pub mod progress;
 pub mod rabbit;
 pub mod ready;
+pub mod redis_acl;
 pub mod services;
 pub mod state;
 pub mod stop;
@@ -49,11 +50,58 @@ impl Ctx {
         self.logs_dir().join(format!("{component}.log"))
     }
 
-    /// Creates the state directory tree we write to.
+    /// Creates the state directory tree we write to, private to us: the
+    /// state directory and logs/ are mode 0700 (the Postgres step later
+    /// lets the `postgres` account traverse the state directory when we run
+    /// as root, see [`postgres::command`]).
     pub fn ensure_dirs(&self) -> Result<()> {
-        std::fs::create_dir_all(self.logs_dir())
-            .with_context(|| format!("cannot create state directory {}", self.state_dir.display()))
+        secure_state_dir(&self.state_dir)?;
+        private_dir(&self.logs_dir())
     }
+}
+
+/// Makes the state directory private (0700). Only a directory that is ours
+/// is chmodded: a new one, an empty one, or one holding a fleet's files; any
+/// other existing directory (`--state-dir /tmp`, say) is refused unless it
+/// is private already, rather than changing the mode of someone else's.
+pub fn secure_state_dir(dir: &Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let ours = match std::fs::read_dir(dir) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => true,
+        Err(e) => {
+            return Err(e)
+                .with_context(|| format!("cannot read state directory {}", dir.display()));
+        }
+        Ok(mut entries) => {
+            entries.next().is_none()
+                || Secrets::path(dir).exists()
+                || state::FleetState::path(dir).exists()
+        }
+    };
+    if ours {
+        return private_dir(dir);
+    }
+    let mode = std::fs::metadata(dir)?.permissions().mode() & 0o7777;
+    if mode & 0o077 != 0 {
+        anyhow::bail!(
+            "state directory {} already exists with other files in it and mode {mode:o}; \
+             the fleet keeps passwords and logs there, so it must be private: \
+             pass a new --state-dir, or `chmod 700` it yourself",
+            dir.display()
+        );
+    }
+    Ok(())
+}
+
+/// Creates `dir` (and missing parents) and sets it to mode 0700, whatever
+/// it was: the fleet's directories hold logs, passwords and data files that
+/// no other local user may read.
+pub fn private_dir(dir: &Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("cannot create directory {}", dir.display()))?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+        .with_context(|| format!("cannot make {} private (chmod 700)", dir.display()))
 }
 
 /// Finds the project root: the first ancestor of the working directory, then
@@ -82,6 +130,9 @@ pub struct Secrets {
     pub erlang_cookie: String,
     #[serde(default)]
     pub service_passwords: std::collections::BTreeMap<String, String>,
+    /// Redis ACL users' passwords (admin and one per service), native fleets.
+    #[serde(default)]
+    pub redis_passwords: std::collections::BTreeMap<String, String>,
 }
 
 /// An alphanumeric secret (safe to inline in SQL and shell).
@@ -115,6 +166,7 @@ impl Secrets {
                 .to_ascii_uppercase()
                 .replace(|c: char| c.is_ascii_digit(), "Q"),
             service_passwords: Default::default(),
+            redis_passwords: Default::default(),
         };
         s.save(state_dir)?;
         Ok(s)
@@ -130,5 +182,24 @@ impl Secrets {
             .entry(service.to_owned())
             .or_insert_with(|| random_secret(24))
             .clone()
+    }
+
+    /// Generates a Redis password for each of `users` that has none yet;
+    /// true if it made any (the caller saves).
+    pub fn ensure_redis_passwords<'a>(&mut self, users: impl IntoIterator<Item = &'a str>) -> bool {
+        let mut made = false;
+        for u in users {
+            if !self.redis_passwords.contains_key(u) {
+                self.redis_passwords.insert(u.to_owned(), random_secret(32));
+                made = true;
+            }
+        }
+        made
+    }
+
+    /// A Redis user's password ("" for one never generated: Redis then
+    /// refuses the login, which is the safe failure).
+    pub fn redis_password(&self, user: &str) -> String {
+        self.redis_passwords.get(user).cloned().unwrap_or_default()
     }
 }

@@ -14,17 +14,32 @@ use super::process;
 use super::profile::Dependency;
 use super::ready::{self, Watch};
 use super::state::{ComponentKind, Endpoints};
-use super::{Ctx, Secrets, rabbit, vault};
+use super::{Ctx, Secrets, rabbit, redis_acl, vault};
+
+/// Makes sure every Redis user of the profile has a password; true if it
+/// generated any (then secrets.json needs saving).
+pub fn ensure_redis_passwords(ctx: &Ctx, secrets: &mut Secrets) -> bool {
+    let users = redis_acl::service_users(&ctx.profile);
+    let names = std::iter::once(redis_acl::ADMIN_USER).chain(users.iter().map(|u| u.name.as_str()));
+    secrets.ensure_redis_passwords(names)
+}
 
 pub fn endpoints(ctx: &Ctx, secrets: &Secrets) -> Endpoints {
     let ports = ctx.profile.ports();
-    super::boot::endpoints(
+    let mut e = super::boot::endpoints(
         PgAdmin::native(ports.postgres, secrets).url(postgres::DATABASE),
-        format!("redis://127.0.0.1:{}/", ports.redis),
+        redis_acl::url(
+            redis_acl::ADMIN_USER,
+            &secrets.redis_password(redis_acl::ADMIN_USER),
+            ports.redis,
+        ),
         rabbit::amqp_url(&ports),
         format!("http://127.0.0.1:{}", ports.vault),
         secrets.vault_root_token.clone(),
-    )
+    );
+    e.service_redis_urls =
+        redis_acl::service_urls(&ctx.profile, ports.redis, |u| secrets.redis_password(u));
+    e
 }
 
 /// The four infra steps, to run concurrently.
@@ -38,7 +53,7 @@ pub fn infra<'a>(
 ) -> Vec<LocalBoxFuture<'a, Result<()>>> {
     vec![
         boot_rabbit(b, bins, ro).boxed_local(),
-        boot_redis(b, bins).boxed_local(),
+        boot_redis(b, bins, ro).boxed_local(),
         boot_postgres(b, bins, secrets).boxed_local(),
         boot_vault(b, bins, ro).boxed_local(),
     ]
@@ -117,7 +132,7 @@ async fn boot_rabbit(b: &Boot<'_>, bins: &Binaries, secrets: &Secrets) -> Result
     finish(&step, run.await)
 }
 
-async fn boot_redis(b: &Boot<'_>, bins: &Binaries) -> Result<()> {
+async fn boot_redis(b: &Boot<'_>, bins: &Binaries, secrets: &Secrets) -> Result<()> {
     let Boot {
         ctx,
         record,
@@ -130,7 +145,15 @@ async fn boot_redis(b: &Boot<'_>, bins: &Binaries) -> Result<()> {
     let step = progress.component("redis");
     let run = async {
         let dir = ctx.state_dir.join("redis");
-        std::fs::create_dir_all(&dir)?;
+        super::private_dir(&dir)?;
+        // Users and passwords in a file (0600), not on argv.
+        let acl = redis_acl::acl_path(&dir);
+        redis_acl::write(
+            &acl,
+            &redis_acl::acl_file(&redis_acl::service_users(&ctx.profile), |u| {
+                secrets.redis_password(u)
+            }),
+        )?;
         let mut cmd = std::process::Command::new(&bins.redis_server);
         cmd.args([
             "--bind",
@@ -143,16 +166,22 @@ async fn boot_redis(b: &Boot<'_>, bins: &Binaries) -> Result<()> {
             "no",
         ])
         .args(["--daemonize", "no", "--protected-mode", "yes", "--dir"])
-        .arg(&dir);
+        .arg(&dir)
+        .arg("--aclfile")
+        .arg(&acl);
         let log = ctx.log_path("redis");
         let sp = process::spawn(cmd, &log, &ctx.state_dir)?;
-        let url = format!("redis://127.0.0.1:{port}/");
+        let url = redis_acl::url(
+            redis_acl::ADMIN_USER,
+            &secrets.redis_password(redis_acl::ADMIN_USER),
+            port,
+        );
         record.spawned(
             "redis",
             ComponentKind::Infra,
             sp,
             vec![port],
-            url.clone(),
+            format!("redis://127.0.0.1:{port}/"),
             &log,
         )?;
         let w = Watch {
@@ -250,17 +279,11 @@ async fn boot_vault(b: &Boot<'_>, bins: &Binaries, secrets: &Secrets) -> Result<
     let ports = ctx.profile.ports();
     let step = progress.component("vault");
     let run = async {
-        std::fs::create_dir_all(ctx.state_dir.join("vault"))?;
         let addr = format!("http://127.0.0.1:{}", ports.vault);
         let log = ctx.log_path("vault");
         let t = Instant::now();
         let sp = process::spawn(
-            vault::command(
-                &bins.bao,
-                &ctx.state_dir,
-                ports.vault,
-                &secrets.vault_root_token,
-            ),
+            vault::command(&bins.bao, &ctx.state_dir, ports.vault)?,
             &log,
             &ctx.state_dir,
         )?;
@@ -272,6 +295,14 @@ async fn boot_vault(b: &Boot<'_>, bins: &Binaries, secrets: &Secrets) -> Result<
             addr.clone(),
             &log,
         )?;
+        let w = Watch {
+            what: "vault (OpenBao)",
+            pid: Some((sp.pid, sp.start_ticks)),
+            log: Some(&log),
+        };
+        ready::poll(w, deadline, || vault::check_listening(client, &addr)).await?;
+        step.stage("init + unseal");
+        vault::initialize(client, &addr, &secrets.vault_root_token).await?;
         let w = Watch {
             what: "vault (OpenBao)",
             pid: Some((sp.pid, sp.start_ticks)),
@@ -292,8 +323,15 @@ async fn boot_vault(b: &Boot<'_>, bins: &Binaries, secrets: &Secrets) -> Result<
             secrets,
         )
         .await?;
+        step.stage("service tokens");
+        let tokens = v.issue_service_tokens(&ctx.profile).await?;
+        record.update(|s| s.endpoints.service_vault_tokens = tokens)?;
         let took = t.elapsed();
-        record.ready("vault", took, Some("database engine configured".into()))?;
+        record.ready(
+            "vault",
+            took,
+            Some("database engine configured, service tokens issued".into()),
+        )?;
         gates.open(Dependency::Vault);
         anyhow::Ok(took)
     };

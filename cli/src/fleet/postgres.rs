@@ -94,13 +94,15 @@ fn drop_privileges(cmd: &mut Command, user: &Option<User>) {
 }
 
 /// Every ancestor of the data directory must be traversable by the postgres
-/// user. We fix the state directory itself (ours); above it we only check.
+/// user. We fix the state directory itself (ours): its group becomes the
+/// postgres user's and its mode 0710, so that account may pass through it
+/// (to postgres/, its own 0700 directory) and no other local user may even
+/// enter it. Above it we only check.
 fn check_traversable(ctx: &Ctx, user: &User) -> Result<()> {
     let state = &ctx.state_dir;
-    let mode = std::fs::metadata(state)?.permissions().mode();
-    if mode & 0o001 == 0 {
-        std::fs::set_permissions(state, std::fs::Permissions::from_mode(mode | 0o011))?;
-    }
+    chown(state, None, Some(user.gid.as_raw()))
+        .with_context(|| format!("cannot give {} to group postgres", state.display()))?;
+    std::fs::set_permissions(state, std::fs::Permissions::from_mode(0o710))?;
     for anc in state.ancestors().skip(1) {
         let Ok(meta) = std::fs::metadata(anc) else {
             continue;
@@ -135,7 +137,7 @@ pub fn ensure_initialized(ctx: &Ctx, bindir: &Path, secrets: &Secrets) -> Result
         chown(&pgdir, Some(u.uid.as_raw()), Some(u.gid.as_raw()))?;
     }
     let pwfile = pgdir.join(".initdb-pw");
-    std::fs::write(&pwfile, &secrets.pg_admin_password)?;
+    super::state::write_private(&pwfile, secrets.pg_admin_password.as_bytes())?;
     if let Some(u) = &user {
         chown(&pwfile, Some(u.uid.as_raw()), Some(u.gid.as_raw()))?;
     }
@@ -170,9 +172,13 @@ pub fn ensure_initialized(ctx: &Ctx, bindir: &Path, secrets: &Secrets) -> Result
     Ok(true)
 }
 
-/// The postmaster command line.
+/// The postmaster command line. As root, lets the postgres account
+/// traverse the state directory again (`up` made it 0700).
 pub fn command(ctx: &Ctx, bindir: &Path, port: u16) -> Result<Command> {
     let user = run_as()?;
+    if let Some(u) = &user {
+        check_traversable(ctx, u)?;
+    }
     let mut cmd = Command::new(bindir.join("postgres"));
     cmd.arg("-D")
         .arg(data_dir(ctx))

@@ -25,17 +25,14 @@ pub struct Spawned {
 pub const MARKER: &str = "STOREFRONT_FLEET";
 
 /// Spawns `cmd` detached into its own process group with stdin closed and
-/// stdout/stderr appended to `log`, marked with [`MARKER`]=`fleet`. The
+/// stdout/stderr appended to `log` (mode 0600: logs can quote connection
+/// strings and tokens), marked with [`MARKER`]=`fleet`. The
 /// `Child` handle is dropped: the process is not killed when `up` exits, and
 /// a process that dies early is seen through `/proc` (a zombie counts as dead).
 pub fn spawn(mut cmd: Command, log: &Path, fleet: &Path) -> Result<Spawned> {
     cmd.env(MARKER, fleet);
     let program = cmd.get_program().to_string_lossy().into_owned();
-    let out = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(log)
-        .with_context(|| format!("failed to open log {}", log.display()))?;
+    let out = open_log(log)?;
     let err = out.try_clone()?;
     cmd.stdin(Stdio::null())
         .stdout(out)
@@ -49,6 +46,21 @@ pub fn spawn(mut cmd: Command, log: &Path, fleet: &Path) -> Result<Spawned> {
         pid,
         start_ticks: start_ticks(pid),
     })
+}
+
+/// Opens `log` for appending, created with mode 0600; an existing one (from
+/// an older run) is set to 0600 too.
+pub fn open_log(log: &Path) -> Result<std::fs::File> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let f = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(log)
+        .with_context(|| format!("failed to open log {}", log.display()))?;
+    f.set_permissions(std::fs::Permissions::from_mode(0o600))
+        .with_context(|| format!("failed to make log {} private", log.display()))?;
+    Ok(f)
 }
 
 /// Parses `/proc/PID/stat`: (state, start time in ticks).
@@ -224,6 +236,27 @@ mod tests {
                 Duration::from_secs(1)
             ),
             Stopped::NotRunning
+        );
+    }
+
+    #[test]
+    fn logs_are_created_private_and_existing_ones_made_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let fresh = dir.path().join("fresh.log");
+        let old = dir.path().join("old.log");
+        std::fs::write(&old, "from an older run\n").unwrap();
+        std::fs::set_permissions(&old, std::fs::Permissions::from_mode(0o644)).unwrap();
+        for log in [&fresh, &old] {
+            let s = spawn(Command::new("true"), log, dir.path()).unwrap();
+            reap(s.pid);
+            let mode = std::fs::metadata(log).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600, "{}", log.display());
+        }
+        assert!(
+            std::fs::read_to_string(&old)
+                .unwrap()
+                .starts_with("from an older run")
         );
     }
 

@@ -41,8 +41,8 @@ pub fn command(
 ) -> Result<Command> {
     let d = dir(state_dir);
     let home = d.join("home");
-    for sub in [&home, &d.join("mnesia"), &d.join("log")] {
-        std::fs::create_dir_all(sub)?;
+    for sub in [&d, &home, &d.join("mnesia"), &d.join("log")] {
+        super::private_dir(sub)?;
     }
     let cookie = home.join(".erlang.cookie");
     if cookie.exists() {

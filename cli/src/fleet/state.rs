@@ -53,15 +53,26 @@ pub struct Component {
 pub struct Endpoints {
     /// Superuser URL for ground-truth reads (experiments) and bootstrap.
     pub postgres_admin_url: String,
+    /// Redis as its admin user (the CLI's experiments, the services' tests
+    /// as TEST_REDIS_URL); services get their own users' URLs below.
     pub redis_url: String,
     pub amqp_url: String,
     pub vault_addr: String,
+    /// Vault's root token, for the CLI only (services get their own tokens).
     pub vault_token: String,
     /// `service -> base URL` of each instance, e.g. catalog → [http://127.0.0.1:47110].
     pub services: std::collections::BTreeMap<String, Vec<String>>,
     /// `service -> database URL`: with the login for static-credential
     /// services; only where Postgres is for dynamic ones (Vault issues the login).
     pub service_database_urls: std::collections::BTreeMap<String, String>,
+    /// `service -> Redis URL` with the service's own ACL user, limited to its
+    /// keys (native fleets); absent where the infra has no ACLs of ours.
+    #[serde(default)]
+    pub service_redis_urls: std::collections::BTreeMap<String, String>,
+    /// `service -> Vault token` whose policy reaches only that service's
+    /// role and leases; created by `up` with the root token.
+    #[serde(default)]
+    pub service_vault_tokens: std::collections::BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
