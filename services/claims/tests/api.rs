@@ -22,6 +22,9 @@ use storefront_kit::Vars;
 use tokio::sync::Barrier;
 use tokio::task::JoinHandle;
 
+/// The `LAB_ADMIN_TOKEN` every test app gets; [`TestApp::post_lab`] sends it.
+const LAB_TOKEN: &str = "claims-test-lab-token";
+
 /// A running claims service on a fresh schema.
 struct TestApp {
     /// `http://127.0.0.1:<port>`.
@@ -75,6 +78,20 @@ impl TestApp {
         let mut request = self
             .http
             .post(format!("{}{path}", self.base))
+            .header("content-type", "application/json")
+            .body(body.to_owned());
+        if let Some(key) = key {
+            request = request.header("idempotency-key", key);
+        }
+        self.send(request).await
+    }
+
+    /// [`TestApp::post_raw`] with the lab admin token.
+    async fn post_lab(&self, path: &str, key: Option<&str>, body: &str) -> Reply {
+        let mut request = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(LAB_TOKEN)
             .header("content-type", "application/json")
             .body(body.to_owned());
         if let Some(key) = key {
@@ -173,6 +190,7 @@ async fn spawn_app(lab_endpoints: bool) -> Option<TestApp> {
             if lab_endpoints { "true" } else { "false" },
         ),
         ("SHUTDOWN_GRACE_SECS", "2"),
+        ("LAB_ADMIN_TOKEN", LAB_TOKEN),
     ]);
     let app = Application::build(Config::from_vars(&vars).unwrap())
         .await
@@ -531,9 +549,9 @@ async fn lab_check_then_insert_replays_when_requests_are_sequential() {
     let key = new_key();
     let path = "/lab/claims/check-then-insert";
     let body = claim_body().to_string();
-    let first = app.post_raw(path, Some(&key), &body).await;
+    let first = app.post_lab(path, Some(&key), &body).await;
     assert_eq!(first.status, StatusCode::CREATED);
-    let again = app.post_raw(path, Some(&key), &body).await;
+    let again = app.post_lab(path, Some(&key), &body).await;
     assert!(again.replayed());
     assert_eq!(again.body, first.body);
     assert_eq!(app.rows("lab_claims", &key).await.len(), 1);
@@ -557,7 +575,7 @@ async fn lab_check_then_insert_duplicates_under_concurrency() {
             tasks.spawn(async move {
                 barrier.wait().await;
                 let body = claim_body().to_string();
-                app.post_raw("/lab/claims/check-then-insert", Some(&key), &body)
+                app.post_lab("/lab/claims/check-then-insert", Some(&key), &body)
                     .await
                     .status
             });
@@ -578,4 +596,58 @@ async fn lab_check_then_insert_duplicates_under_concurrency() {
         "check-then-insert never misbehaved in {rounds} rounds of {n}: (rows, 5xx) per round {observed:?}"
     );
     Arc::into_inner(app).unwrap().cleanup().await;
+}
+
+#[tokio::test]
+async fn a_nul_in_order_id_or_note_is_a_400_problem_and_writes_no_row() {
+    let Some(app) = spawn_app(false).await else {
+        return;
+    };
+    for field in ["order_id", "note"] {
+        let key = new_key();
+        let mut body = claim_body();
+        body[field] = json!("ord\u{0}1001");
+        let reply = app.post_claim(&key, &body).await;
+        assert_eq!(
+            reply.status,
+            StatusCode::BAD_REQUEST,
+            "{field}: {}",
+            reply.json()
+        );
+        assert_eq!(
+            reply.header("content-type"),
+            Some("application/problem+json")
+        );
+        assert_eq!(reply.json()["type"], "/problems/nul-byte");
+        assert!(app.rows("claims", &key).await.is_empty(), "{field}");
+    }
+    // An escaped backslash followed by u0000 is six ordinary characters.
+    let key = new_key();
+    let mut body = claim_body();
+    body["note"] = json!("\\u0000 is text");
+    let reply = app.post_claim(&key, &body).await;
+    assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.json());
+    assert_eq!(reply.json()["note"], "\\u0000 is text");
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn the_lab_route_needs_the_lab_admin_token() {
+    let Some(app) = spawn_app(true).await else {
+        return;
+    };
+    let key = new_key();
+    let path = "/lab/claims/check-then-insert";
+    let body = claim_body().to_string();
+    let anonymous = app.post_raw(path, Some(&key), &body).await;
+    assert_eq!(anonymous.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        anonymous.header("content-type"),
+        Some("application/problem+json")
+    );
+    assert!(app.rows("lab_claims", &key).await.is_empty());
+    let allowed = app.post_lab(path, Some(&key), &body).await;
+    assert_eq!(allowed.status, StatusCode::CREATED);
+    assert_eq!(app.rows("lab_claims", &key).await.len(), 1);
+    app.cleanup().await;
 }
