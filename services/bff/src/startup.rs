@@ -2,7 +2,6 @@
 //! builds everything that can fail, `port()` lets tests bind port 0, `run`
 //! serves until shutdown.
 
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -112,39 +111,17 @@ impl Application {
 
     /// [`Application::run`] with the shutdown trigger supplied (for tests).
     ///
-    /// Not `kit::shutdown::serve_until`: that serves a plain `Router`, and
-    /// the rate limiter needs each connection's peer address
-    /// (`ConnectInfo`) to give anonymous clients a bucket per address. The
-    /// drain is the same: stop accepting, wait at most `grace`.
+    /// The kit's server, in the variant that hands each request its
+    /// connection's peer address (`ConnectInfo`): the rate limiter gives
+    /// anonymous clients a bucket per address. The header-read timeout and
+    /// the drain (stop accepting, wait at most `grace`) are the kit's.
     pub async fn run_until(
         self,
         signal: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), AppError> {
-        let (draining_tx, draining_rx) = tokio::sync::oneshot::channel::<()>();
-        let server = axum::serve(
-            self.listener,
-            self.router
-                .into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(async move {
-            signal.await;
-            tracing::info!("no longer accepting connections; draining in-flight requests");
-            let _ = draining_tx.send(());
-        });
-        let grace = self.grace;
-        let grace_expired = async move {
-            match draining_rx.await {
-                Ok(()) => tokio::time::sleep(grace).await,
-                Err(_) => std::future::pending().await,
-            }
-        };
-        let served = tokio::select! {
-            result = server => result,
-            () = grace_expired => {
-                tracing::warn!("grace period over; abandoning in-flight requests");
-                Ok(())
-            }
-        };
+        let served =
+            shutdown::serve_with_connect_info_until(self.listener, self.router, self.grace, signal)
+                .await;
         tracing::info!("bff stopped");
         served.map_err(AppError::Serve)
     }
