@@ -5,14 +5,16 @@
 //! purpose (chaos) so the lab can watch all of that work.
 //!
 //! The patterns are the modules: [`bucket`] (pure) and [`limiter`] (Redis,
-//! Lua), [`breaker`], [`retry`], [`chaos`]; [`upstream`] ties them to real
-//! replicas and [`routes`] to HTTP.
+//! Lua), [`breaker`], [`retry`], [`chaos`]; [`path`] is the one parse of
+//! what a client asked for; [`upstream`] ties them to real replicas and
+//! [`routes`] to HTTP.
 
 pub mod breaker;
 pub mod bucket;
 pub mod chaos;
 pub mod config;
 pub mod limiter;
+pub mod path;
 pub mod retry;
 pub mod routes;
 pub mod startup;

@@ -44,9 +44,10 @@ pub struct CountersView {
     pub sent_calls: u64,
     /// Requests sent to it as half-open probes.
     pub sent_probes: u64,
-    /// Attempts that succeeded (any status below 500).
+    /// Attempts that succeeded ([`Verdict::Healthy`]: any status below 500).
     pub successes: u64,
-    /// Attempts that failed (5xx, connect error, timeout, injected fault).
+    /// Attempts that failed ([`Verdict::Faulty`]: 5xx, connect error,
+    /// timeout, injected fault).
     pub failures: u64,
     /// Attempts refused by the open breaker, never sent.
     pub rejected: u64,
@@ -132,8 +133,14 @@ pub struct Ticket {
 }
 
 impl Ticket {
-    /// Reports the attempt's outcome to the breaker.
-    pub fn settle(mut self, ok: bool) {
+    /// Reports the attempt's verdict to the breaker; [`Verdict::NotJudged`]
+    /// only frees the ticket's slot.
+    pub fn settle(mut self, verdict: Verdict) {
+        let ok = match verdict {
+            Verdict::Healthy => true,
+            Verdict::Faulty => false,
+            Verdict::NotJudged => return,
+        };
         self.settled = true;
         let counter = if ok {
             &self.instance.counters.successes
@@ -287,6 +294,8 @@ pub enum Transport {
     Timeout,
     /// Reset mid-way, or an injected abort.
     Aborted,
+    /// The request could not be built (the BFF's fault; never sent).
+    Local,
 }
 
 /// One attempt's result.
@@ -296,19 +305,47 @@ pub enum Attempt {
     Failed(Transport),
 }
 
+/// What an attempt says about the upstream instance: only its own faults
+/// may count against its breaker or earn a retry, so a client cannot open
+/// a breaker (and deny everyone the service) by sending bad requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// It answered, whatever the answer: any status below 500 (a 404, 412
+    /// or 422 is the upstream working correctly on a request that was
+    /// wrong), and 501/505, which describe the request, not the server.
+    Healthy,
+    /// It failed: no connection, no answer in time, a connection cut
+    /// mid-way, or any other 5xx. A 5xx counts because the request reached
+    /// it well-formed: the BFF forwards only paths it has parsed and
+    /// checked, and the kit's edge (in front of the BFF and of every
+    /// service) refuses NUL bytes and unreadable bodies before this.
+    Faulty,
+    /// The BFF could not build the request: its own fault, not the
+    /// upstream's; the breaker is told nothing.
+    NotJudged,
+}
+
 impl Attempt {
-    /// Whether the breaker should count it as a success: any reply below
-    /// 500 (a 404 or 412 is the upstream working correctly).
-    pub fn ok(&self) -> bool {
-        matches!(self, Self::Reply(r) if !r.status.is_server_error())
+    /// The attempt's [`Verdict`].
+    pub fn verdict(&self) -> Verdict {
+        match self {
+            Self::Reply(r) if !r.status.is_server_error() => Verdict::Healthy,
+            Self::Reply(r) if matches!(r.status.as_u16(), 501 | 505) => Verdict::Healthy,
+            Self::Reply(_) => Verdict::Faulty,
+            Self::Failed(Transport::Local) => Verdict::NotJudged,
+            Self::Failed(_) => Verdict::Faulty,
+        }
     }
 
     /// Whether another replica might do better: transport failures and the
-    /// statuses that mean "not now" or "not me".
+    /// statuses that mean "not now" or "not me" (502, 503, 504). Not a 500:
+    /// that is the replica's answer to this very request, which another
+    /// replica runs through the same code; retrying it would multiply a
+    /// poisoned request by the attempts. Never a 4xx.
     pub fn retryable(&self) -> bool {
         match self {
-            Self::Reply(r) => matches!(r.status.as_u16(), 500 | 502 | 503 | 504),
-            Self::Failed(_) => true,
+            Self::Reply(r) => matches!(r.status.as_u16(), 502..=504),
+            Self::Failed(t) => *t != Transport::Local,
         }
     }
 }
@@ -355,6 +392,7 @@ pub async fn send(
         (Attempt::Reply(r), false) if r.status.is_server_error() => "http_5xx",
         (Attempt::Reply(_), false) => "ok",
         (Attempt::Failed(Transport::Connect), false) => "connect",
+        (Attempt::Failed(Transport::Local), false) => "not_sent",
         (Attempt::Failed(_), false) => "aborted",
     });
     attempt
@@ -386,7 +424,10 @@ async fn call(client: &reqwest::Client, base: &str, forward: &Forward) -> Attemp
 }
 
 fn classify(e: &reqwest::Error) -> Transport {
-    if e.is_timeout() {
+    if e.is_builder() {
+        tracing::error!(error = %e, "cannot build the upstream request");
+        Transport::Local
+    } else if e.is_timeout() {
         Transport::Timeout
     } else if e.is_connect() {
         Transport::Connect
@@ -455,5 +496,52 @@ impl Upstreams {
             .iter()
             .flat_map(|s| s.instances.iter().map(move |i| i.view(now)))
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reply(status: u16) -> Attempt {
+        Attempt::Reply(Reply {
+            status: StatusCode::from_u16(status).unwrap(),
+            headers: HeaderMap::new(),
+            body: Bytes::new(),
+            injected: false,
+        })
+    }
+
+    #[test]
+    fn a_client_error_is_a_healthy_answer_and_never_retried() {
+        for status in [400, 401, 404, 405, 408, 412, 413, 422, 429, 431, 501, 505] {
+            assert_eq!(reply(status).verdict(), Verdict::Healthy, "{status}");
+            assert!(!reply(status).retryable(), "{status}");
+        }
+    }
+
+    #[test]
+    fn server_errors_count_against_the_upstream_and_only_not_now_ones_are_retried() {
+        for status in [500, 502, 503, 504, 507] {
+            assert_eq!(reply(status).verdict(), Verdict::Faulty, "{status}");
+        }
+        assert!(!reply(500).retryable());
+        assert!(!reply(507).retryable());
+        for status in [502, 503, 504] {
+            assert!(reply(status).retryable(), "{status}");
+        }
+    }
+
+    #[test]
+    fn transport_failures_are_faults_but_a_request_never_built_is_not_judged() {
+        for t in [Transport::Connect, Transport::Timeout, Transport::Aborted] {
+            assert_eq!(Attempt::Failed(t).verdict(), Verdict::Faulty);
+            assert!(Attempt::Failed(t).retryable());
+        }
+        assert_eq!(
+            Attempt::Failed(Transport::Local).verdict(),
+            Verdict::NotJudged
+        );
+        assert!(!Attempt::Failed(Transport::Local).retryable());
     }
 }

@@ -1,7 +1,12 @@
 //! The BFF's routes; the kit adds `/health`, `/ready`, `/metrics`.
 //!
-//! - `/api/{service}/{*rest}`: forwarded to a replica of `service` as
-//!   `/{rest}`, behind the per-session rate limit ([`limit`]).
+//! - `/api/{service}/{*rest}`: the per-session rate limit ([`limit`]),
+//!   then the path parsed once from the raw URI ([`crate::path`]; an
+//!   unroutable path is a 4xx here, before any upstream is called), then
+//!   forwarded to a replica of `service` ([`proxy`]). The parsed
+//!   [`crate::path::Target`] travels in the request's extensions, so a layer
+//!   added between the parse and the proxy (authentication, authorization)
+//!   reasons about exactly what will be forwarded.
 //! - `/admin/*`: chaos, breakers and the live configuration, behind the
 //!   admin bearer token ([`admin`]).
 
@@ -53,7 +58,11 @@ pub type AppState = Arc<Gateway>;
 /// The BFF's routes.
 pub fn router(state: AppState) -> Router {
     let api = Router::new()
-        .route("/api/{service}/{*rest}", any(proxy::forward))
+        .route("/api/{*rest}", any(proxy::forward))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            proxy::resolve,
+        ))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             limit::rate_limit,

@@ -1,17 +1,23 @@
-//! `ANY /api/{service}/{*rest}`: forwards to a replica of `service` as
-//! `/{rest}`, retrying idempotent requests on another replica with
-//! full-jitter backoff while the retry budget allows.
+//! `ANY /api/{service}/{*rest}`: [`resolve`] parses the path once (see
+//! [`crate::path`]); [`forward`] sends the checked path to a replica of
+//! `service`, retrying idempotent requests on another replica with
+//! full-jitter backoff while the retry budget allows, and only when the
+//! upstream was at fault (see [`crate::upstream::Attempt`]).
 
 use std::time::{Duration, Instant};
 
+use axum::Extension;
 use axum::body::{Body, Bytes};
-use axum::extract::{Path, State};
-use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri, header};
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use storefront_kit::Problem;
 
 use super::AppState;
 use crate::bucket::whole_seconds_up;
+use crate::path::{self, Target};
 use crate::retry::{full_jitter, is_idempotent};
 use crate::upstream::{self, Attempt, Forward, Service, Transport};
 
@@ -48,58 +54,60 @@ pub const X_LAB_UPSTREAM: &str = "x-lab-upstream";
 /// Counter of retries, labelled `service` and `result`.
 pub const RETRIES_METRIC: &str = "bff_retries_total";
 
-/// An upstream's operational endpoints are not the public's.
-const PRIVATE_FIRST_SEGMENTS: [&str; 3] = ["health", "ready", "metrics"];
+/// Counter of paths refused before routing, labelled `reason`.
+pub const REFUSED_METRIC: &str = "bff_refused_paths_total";
+
+/// The one parse of the path, as middleware: an unroutable path is
+/// answered here with its 4xx; a routable one goes on with its [`Target`]
+/// in the request's extensions.
+pub async fn resolve(State(gw): State<AppState>, mut request: Request, next: Next) -> Response {
+    let uri = request.uri();
+    match path::parse(uri.path(), uri.query(), |s| gw.upstreams.get(s).is_some()) {
+        Ok(target) => {
+            request.extensions_mut().insert(target);
+            next.run(request).await
+        }
+        Err(refusal) => {
+            tracing::info!(%refusal, "path not routed");
+            metrics::counter!(REFUSED_METRIC, "reason" => refusal.reason()).increment(1);
+            refusal.problem().into_response()
+        }
+    }
+}
 
 /// The forwarding handler.
-#[tracing::instrument(skip_all, fields(service = %service))]
+#[tracing::instrument(skip_all, fields(service = %target.service))]
 pub async fn forward(
     State(gw): State<AppState>,
-    Path((service, _rest)): Path<(String, String)>,
+    Extension(target): Extension<Target>,
     method: Method,
-    uri: Uri,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let Some(svc) = gw.upstreams.get(&service) else {
-        return Problem::not_found(format!("no upstream service named {service:?}"))
+    let Some(svc) = gw.upstreams.get(&target.service) else {
+        return Problem::not_found(format!("no upstream service named {:?}", target.service))
             .into_response();
     };
-    let prefix_len = "/api/".len() + service.len();
-    let path = uri.path().get(prefix_len..).unwrap_or("/");
-    if let Err(problem) = check_path(path) {
-        return problem.into_response();
-    }
+    let body = match body {
+        Ok(b) => b,
+        Err(rejection) => {
+            return Problem::new(rejection.status())
+                .with_detail(rejection.body_text())
+                .into_response();
+        }
+    };
     let pinned = match pin(&gw, svc, &headers) {
         Ok(p) => p,
         Err(problem) => return problem.into_response(),
     };
     let forward = Forward {
         method: method.clone(),
-        path_and_query: uri
-            .query()
-            .map_or_else(|| path.to_owned(), |q| format!("{path}?{q}")),
+        path_and_query: target.path_and_query,
         headers: select(&headers, &FORWARDED_REQUEST),
         body,
     };
     let idempotent = is_idempotent(&method, &headers);
     relay(&gw, svc, pinned, &forward, idempotent).await
-}
-
-/// Refuses `..` segments and the upstreams' operational endpoints.
-fn check_path(path: &str) -> Result<(), Problem> {
-    let mut segments = path.trim_start_matches('/').split('/');
-    if path.split('/').any(|s| s == ".." || s == ".") {
-        return Err(Problem::bad_request(
-            "dot segments are not allowed in the path",
-        ));
-    }
-    match segments.next() {
-        Some(first) if PRIVATE_FIRST_SEGMENTS.contains(&first) => Err(Problem::not_found(
-            "an upstream's operational endpoints are not routed",
-        )),
-        _ => Ok(()),
-    }
 }
 
 /// The instance `X-Lab-Upstream` pins the request to (lab only).
@@ -147,9 +155,9 @@ async fn relay(
         tried.push(i);
         let name = ticket.instance.name.clone();
         let attempt = upstream::send(&gw.client, &gw.chaos, &ticket, svc.timeout, forward).await;
-        ticket.settle(attempt.ok());
+        ticket.settle(attempt.verdict());
         let last_try = n + 1 == gw.retry.max_attempts;
-        if attempt.ok() || !attempt.retryable() || !idempotent || last_try {
+        if !attempt.retryable() || !idempotent || last_try {
             return respond(attempt, &name);
         }
         let granted = gw
@@ -206,6 +214,9 @@ fn respond(attempt: Attempt, instance: &str) -> Response {
         Attempt::Failed(Transport::Timeout) => Problem::new(StatusCode::GATEWAY_TIMEOUT)
             .with_detail(format!("{instance} did not answer in time"))
             .into_response(),
+        Attempt::Failed(Transport::Local) => Problem::new(StatusCode::INTERNAL_SERVER_ERROR)
+            .with_detail("the BFF could not build the upstream request; the cause has been logged")
+            .into_response(),
         Attempt::Failed(_) => Problem::new(StatusCode::BAD_GATEWAY)
             .with_detail(format!(
                 "{instance} could not be reached or reset the connection"
@@ -236,14 +247,6 @@ fn circuit_open(service: &str, wait: Duration) -> Response {
 mod tests {
     use super::*;
     use storefront_kit::http::REQUEST_ID;
-
-    #[test]
-    fn private_and_dot_paths_are_refused() {
-        assert!(check_path("/products/1").is_ok());
-        assert!(check_path("/metrics").is_err());
-        assert!(check_path("/health").is_err());
-        assert!(check_path("/products/../metrics").is_err());
-    }
 
     #[test]
     fn only_listed_headers_pass() {

@@ -216,3 +216,82 @@ where
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// An answer read off the wire by [`TestBff::raw`].
+#[derive(Debug)]
+pub struct RawResponse {
+    pub status: u16,
+    /// Header lines, names lowercased.
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl RawResponse {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Whether it is an RFC 9457 problem: the media type, and a JSON body
+    /// whose `status` member is the response's status.
+    pub fn is_problem_json(&self) -> bool {
+        self.header("content-type") == Some(storefront_kit::error::PROBLEM_JSON)
+            && serde_json::from_str::<Value>(&self.body)
+                .is_ok_and(|b| b["status"] == u64::from(self.status))
+    }
+}
+
+impl TestBff {
+    /// `method target` sent byte for byte over a fresh connection. HTTP
+    /// clients normalise a URL before sending it (`%2e%2e` segments are
+    /// removed, `\` becomes `/`), which is exactly what an attacker's
+    /// client does not do; this sends the request-target as written.
+    pub async fn raw(
+        &self,
+        method: &str,
+        target: &str,
+        extra_headers: &str,
+        body: &[u8],
+    ) -> RawResponse {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let addr = self.base.trim_start_matches("http://");
+        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let length = if extra_headers
+            .to_ascii_lowercase()
+            .contains("content-length:")
+        {
+            String::new()
+        } else {
+            format!("content-length: {}\r\n", body.len())
+        };
+        let head = format!(
+            "{method} {target} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\n{length}{extra_headers}\r\n"
+        );
+        stream.write_all(head.as_bytes()).await.unwrap();
+        stream.write_all(body).await.unwrap();
+        let mut bytes = Vec::new();
+        tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut bytes))
+            .await
+            .expect("the BFF answers within 10 s")
+            .unwrap();
+        let text = String::from_utf8_lossy(&bytes).into_owned();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+        let mut lines = head.lines();
+        let status = lines
+            .next()
+            .and_then(|l| l.split(' ').nth(1))
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("no status line in {text:?}"));
+        let headers = lines
+            .filter_map(|l| l.split_once(':'))
+            .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+            .collect();
+        RawResponse {
+            status,
+            headers,
+            body: body.to_owned(),
+        }
+    }
+}
