@@ -23,6 +23,25 @@ pub struct Item {
     pub quantity: i32,
 }
 
+/// Largest order total, in minor units (100 million EUR). A total is
+/// computed with checked arithmetic and refused beyond this, so a price
+/// that slipped past catalog's own bounds can never wrap into a small
+/// charge.
+pub const MAX_AMOUNT_CENTS: i64 = 10_000_000_000;
+
+/// Adds one line (`price_cents` × `quantity`) to `total`; `None` when the
+/// price is negative, the arithmetic overflows or the sum passes
+/// [`MAX_AMOUNT_CENTS`].
+pub fn add_line(total: i64, price_cents: i64, quantity: i32) -> Option<i64> {
+    if price_cents < 0 {
+        return None;
+    }
+    price_cents
+        .checked_mul(i64::from(quantity))
+        .and_then(|line| total.checked_add(line))
+        .filter(|sum| (0..=MAX_AMOUNT_CENTS).contains(sum))
+}
+
 /// What catalog said to a reservation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Reservation {
@@ -136,7 +155,15 @@ impl Catalog {
             }
             let product: Product = serde_json::from_str(&body)
                 .map_err(|e| Unavailable(format!("unreadable product {}: {e}", item.product_id)))?;
-            amount_cents += product.price_cents * i64::from(item.quantity);
+            let Some(sum) = add_line(amount_cents, product.price_cents, item.quantity) else {
+                // Refused before anything is reserved: nothing to undo,
+                // nothing charged.
+                return Ok(Reservation::Refused(format!(
+                    "the order total is out of range at product {} ({} × {} cents; at most {MAX_AMOUNT_CENTS})",
+                    item.product_id, item.quantity, product.price_cents
+                )));
+            };
+            amount_cents = sum;
         }
         let body = json!({"reservation_id": reservation_id, "items": items});
         let (status, text) = self
@@ -172,4 +199,27 @@ fn detail(text: &str) -> String {
         .ok()
         .and_then(|v| v.get("detail").and_then(|d| d.as_str()).map(str::to_owned))
         .unwrap_or_else(|| text.chars().take(200).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_total_that_would_wrap_is_refused_instead_of_charged_small() {
+        // The attack from issue 11: 4 × (2^62 + 1) wraps to 4 in i64.
+        let price = (1i64 << 62) + 1;
+        assert_eq!(price.wrapping_mul(4), 4);
+        assert_eq!(add_line(0, price, 4), None);
+        assert_eq!(add_line(i64::MAX - 1, 1, 2), None);
+    }
+
+    #[test]
+    fn totals_up_to_the_cap_are_exact_and_beyond_it_refused() {
+        assert_eq!(add_line(0, 1250, 2), Some(2500));
+        assert_eq!(add_line(2500, 990, 3), Some(5470));
+        assert_eq!(add_line(0, MAX_AMOUNT_CENTS, 1), Some(MAX_AMOUNT_CENTS));
+        assert_eq!(add_line(1, MAX_AMOUNT_CENTS, 1), None);
+        assert_eq!(add_line(0, -1, 1), None);
+    }
 }

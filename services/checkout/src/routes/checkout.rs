@@ -21,6 +21,10 @@ use crate::store::{Created, NewSaga, SagaRow, StepRow};
 pub const MAX_ITEMS: usize = 50;
 /// Most units of one line.
 pub const MAX_QUANTITY: i32 = 1000;
+/// Largest product id accepted: ids are positive, and no client written in
+/// JavaScript can name one above 2^53 − 1 exactly, so anything larger is a
+/// bad id, refused at once rather than looked up during the saga.
+pub const MAX_PRODUCT_ID: i64 = (1 << 53) - 1;
 /// Request header naming the checkout; a retry sends the same value.
 pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
 
@@ -72,6 +76,15 @@ impl CheckoutBody {
         {
             return Err(ApiError::Invalid(format!(
                 "quantity must be between 1 and {MAX_QUANTITY} (product {})",
+                bad.product_id
+            )));
+        }
+        if let Some(bad) = items
+            .iter()
+            .find(|i| !(1..=MAX_PRODUCT_ID).contains(&i.product_id))
+        {
+            return Err(ApiError::Invalid(format!(
+                "product_id must be between 1 and {MAX_PRODUCT_ID}, got {}",
                 bad.product_id
             )));
         }
@@ -232,6 +245,24 @@ mod tests {
             let err = parse(json).unwrap_err();
             assert!(err.contains(why), "{json}: {err}");
         }
+    }
+
+    #[test]
+    fn product_ids_outside_1_to_2_pow_53_and_absurd_quantities_are_refused() {
+        let line = |product_id: i64, quantity: i64| {
+            format!(
+                r#"{{"items":[{{"product_id":{product_id},"quantity":{quantity}}}],"card_number":"4242424242424242","provider":"stripe"}}"#
+            )
+        };
+        for product_id in [0, -1, i64::MAX, MAX_PRODUCT_ID + 1] {
+            let err = parse(&line(product_id, 1)).unwrap_err();
+            assert!(err.contains("product_id"), "{product_id}: {err}");
+        }
+        for quantity in [-1, 1001, i64::from(i32::MAX)] {
+            let err = parse(&line(1, quantity)).unwrap_err();
+            assert!(err.contains("quantity"), "{quantity}: {err}");
+        }
+        assert!(parse(&line(MAX_PRODUCT_ID, 1000)).is_ok());
     }
 
     #[test]

@@ -30,6 +30,12 @@ pub const SOLD_OUT: i64 = 999;
 /// Every product's price in the fake catalog.
 pub const PRICE: i64 = 1250;
 
+/// The product whose price wraps an `i64` total when bought 4 times
+/// (2^62 + 1: 4 × it is 4 mod 2^64), as if written past catalog's bounds.
+pub const WRAPPING_PRICE_PRODUCT: i64 = 778;
+/// Its price.
+pub const WRAPPING_PRICE: i64 = (1 << 62) + 1;
+
 /// What the fake catalog holds: reservation id → still reserved?
 #[derive(Default)]
 pub struct Ledger {
@@ -51,8 +57,13 @@ async fn product(Path(id): Path<i64>) -> Result<Json<Value>, StatusCode> {
     if id == 404 {
         return Err(StatusCode::NOT_FOUND);
     }
+    let price = if id == WRAPPING_PRICE_PRODUCT {
+        WRAPPING_PRICE
+    } else {
+        PRICE
+    };
     Ok(Json(
-        json!({"id": id, "price_cents": PRICE, "currency": "EUR"}),
+        json!({"id": id, "price_cents": price, "currency": "EUR"}),
     ))
 }
 
