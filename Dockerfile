@@ -1,7 +1,9 @@
 # syntax=docker/dockerfile:1
 #
 # One image for the whole workspace: the `storefront` CLI and every service
-# binary, for compose.yaml's `full` profile (docker compose --profile full up).
+# binary, for compose.yaml's `full` profile (docker compose --profile full up)
+# and the Kubernetes manifests in deploy/ (the container's command picks the
+# binary).
 # The default way to run the lab is still the native fleet (`storefront up`),
 # which needs no Docker at all.
 #
@@ -38,6 +40,7 @@ RUN --mount=type=cache,id=storefront-cargo-registry,target=/usr/local/cargo/regi
  && install -m 0755 -t /out \
         target/release/storefront \
         target/release/catalog \
+        target/release/claims \
         target/release/bff \
         target/release/identity \
         target/release/payments \

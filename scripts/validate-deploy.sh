@@ -4,7 +4,8 @@
 #      against the Kubernetes 1.30 schemas with strict checking (PyPI's
 #      kubernetes-validate), then deploy/tools/lint.py (references resolve,
 #      probes and resources, NetworkPolicies admit exactly what the env uses);
-#   2. compose.yaml with `docker compose config`, default and --profile full.
+#   2. compose.yaml with `docker compose config`, default and --profile full
+#      (full: every service, every BFF route, binaries the image has).
 # Each check is also run on a copy broken on purpose, and must fail there: a
 # validator that passes everything would otherwise go unnoticed.
 #
@@ -80,7 +81,7 @@ check_k8s() {
     out="$work/$(basename "$k").yaml"
     render "$k" "$out" || { rc=1; continue; }
     "$venv/bin/kubernetes-validate" --strict --quiet -k "$k8s_version" "$out" || rc=1
-    "$py" "$root/deploy/tools/lint.py" "$out" || rc=1
+    "$py" "$root/deploy/tools/lint.py" "$out" "$root/Dockerfile" || rc=1
     [ "$rc" -eq 0 ] && echo "    ${k#"$deploy"/}: $(grep -c '^kind:' "$out") documents valid for Kubernetes $k8s_version"
   done
   return "$rc"
@@ -106,6 +107,8 @@ for profile in "" full; do
   args=(-f "$root/compose.yaml")
   [ -n "$profile" ] && args+=(--profile "$profile")
   "${compose[@]}" "${args[@]}" config -q || fail "compose.yaml ${profile:+--profile $profile }is invalid"
+  "${compose[@]}" "${args[@]}" config --format json >"$work/compose.json"
+  [ "$profile" = full ] && { "$py" "$root/deploy/tools/lint.py" --compose "$work/compose.json" "$root/Dockerfile" || fail "compose.yaml --profile full is incomplete"; }
   n="$("${compose[@]}" "${args[@]}" config --services | wc -l)"
   echo "    ${profile:-default}: $n services"
 done

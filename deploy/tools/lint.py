@@ -3,7 +3,9 @@
 that resolve, probes and resources on every service, and NetworkPolicies
 that admit exactly the connections the environment variables ask for.
 
-Usage: lint.py RENDERED.yaml   (exit 1 and one line per problem if any)
+Usage: lint.py RENDERED.yaml DOCKERFILE        Kubernetes manifests
+       lint.py --compose CONFIG.json DOCKERFILE  `docker compose config --format json`
+Exit 1 and one line per problem if any.
 """
 import re
 import sys
@@ -24,6 +26,36 @@ COMMON = {"SERVICE_NAME", "BIND_ADDR", "LAB_ENDPOINTS", "LAB_ADMIN_TOKEN"}
 # host:port inside a URL (or a bare host:port value such as STOREFRONT_VAULT_PG_ADDR).
 ENDPOINT = re.compile(r"(?:^|//)(?:[^@/\s]*@)?([a-z][a-z0-9-]*):(\d+)")
 VAR = re.compile(r"\$\(([A-Za-z_][A-Za-z0-9_]*)\)")
+
+
+def image_binaries(dockerfile):
+    """The binaries the Dockerfile installs (its `target/release/<bin>` lines)."""
+    with open(dockerfile) as f:
+        return set(re.findall(r"target/release/([a-z0-9_-]+)", f.read()))
+
+
+def commands(containers, binaries, what):
+    """Each container of our image must run a binary the image has."""
+    errs = []
+    for name, image, command in containers:
+        if image.split(":")[0] != "storefront" or not command:
+            continue
+        if command[0] not in binaries | {"sh"}:
+            errs.append(f"{what} {name}: runs `{command[0]}`, which the Dockerfile does not install ({sorted(binaries)})")
+    return errs
+
+
+def check_compose(config, binaries):
+    services = config["services"]
+    errs = commands(((n, s.get("image", ""), s.get("command")) for n, s in services.items()), binaries, "compose service")
+    bff = services.get("bff", {}).get("environment", {})
+    for var in NEEDS["bff"]:
+        if var not in bff:
+            errs.append(f"compose service bff: missing {var}")
+    for svc in SERVICES:
+        if not any(n == svc or n.startswith(svc + "-") for n in services):
+            errs.append(f"compose: no {svc} service in the full profile")
+    return errs
 
 
 def workloads(docs):
@@ -140,10 +172,18 @@ def policy_shape(docs, policies):
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 2:
+    if len(sys.argv) == 4 and sys.argv[1] == "--compose":
+        import json
+        with open(sys.argv[2]) as f:
+            problems = check_compose(json.load(f), image_binaries(sys.argv[3]))
+    elif len(sys.argv) == 3:
+        with open(sys.argv[1]) as f:
+            docs = [d for d in yaml.safe_load_all(f) if d]
+        containers = ((f'{w["kind"]}/{w["metadata"]["name"]}', c["image"], c.get("command"))
+                      for w, tpl in workloads(docs) for c in tpl["spec"]["containers"])
+        problems = check(docs) + commands(containers, image_binaries(sys.argv[2]), "container")
+    else:
         raise SystemExit(__doc__)
-    with open(sys.argv[1]) as f:
-        problems = check([d for d in yaml.safe_load_all(f) if d])
     for line in problems:
         print(f"lint: {line}", file=sys.stderr)
     sys.exit(1 if problems else 0)
