@@ -62,6 +62,22 @@ async fn stock_in_postgres(lab: &Lab, id: i64) -> Result<i32> {
     )
 }
 
+/// The token the control arms send to `/lab/…` routes: the fleet profile's
+/// bff `BFF_ADMIN_TOKEN`, which the fleet hands every service as
+/// `LAB_ADMIN_TOKEN` (lab routes answer 401 without it).
+pub(super) fn lab_admin_token(lab: &Lab) -> Result<String> {
+    let root = crate::fleet::project_root()?;
+    let (profile, _) = crate::fleet::profile::FleetProfile::load(&root, &lab.state.profile)?;
+    crate::fleet::services::lab_admin_token(&profile)
+        .map(str::to_owned)
+        .with_context(|| {
+            format!(
+                "profile `{}` sets no BFF_ADMIN_TOKEN in the bff's env, so the fleet gives the services no LAB_ADMIN_TOKEN and every /lab/ route answers 401",
+                lab.state.profile
+            )
+        })
+}
+
 async fn etag(http: &reqwest::Client, base: &str, id: i64) -> Result<String> {
     let r = http.get(format!("{base}/products/{id}")).send().await?;
     if r.status() != StatusCode::OK {
@@ -80,11 +96,13 @@ async fn decrement(
     base: &str,
     id: i64,
     tag: &str,
-    control: bool,
+    lab_token: Option<&str>,
 ) -> (String, Duration, Option<String>) {
     let t = Instant::now();
-    let req = if control {
+    // The control arm is the lab's blind read-modify-write, behind the token.
+    let req = if let Some(token) = lab_token {
         http.post(format!("{base}/lab/products/{id}/blind-decrement"))
+            .bearer_auth(token)
             .json(&json!({"by": 1}))
     } else {
         http.patch(format!("{base}/products/{id}"))
@@ -133,6 +151,11 @@ pub async fn run(lab: &Lab, p: &Params, seed: u64) -> Result<Report> {
         json!({"n": p.n, "rounds": p.rounds, "control": p.control}),
     );
     let urls: Arc<Vec<String>> = Arc::new(lab.urls("catalog")?.to_vec());
+    let lab_token: Option<Arc<str>> = if p.control {
+        Some(Arc::from(lab_admin_token(lab)?))
+    } else {
+        None
+    };
     let n = p.n as i32;
     let mut lat = Latencies::default();
     let mut out = Outcomes::default();
@@ -147,14 +170,18 @@ pub async fn run(lab: &Lab, p: &Params, seed: u64) -> Result<Report> {
         let barrier = Arc::new(Barrier::new(p.n as usize));
         let mut tasks = Vec::new();
         for i in 0..p.n as usize {
-            let (http, urls, barrier, control) =
-                (lab.http.clone(), urls.clone(), barrier.clone(), p.control);
+            let (http, urls, barrier, lab_token) = (
+                lab.http.clone(),
+                urls.clone(),
+                barrier.clone(),
+                lab_token.clone(),
+            );
             tasks.push(tokio::spawn(async move {
                 let base = &urls[i % urls.len()];
                 let tag = etag(&http, base, id).await;
                 barrier.wait().await;
                 match tag {
-                    Ok(tag) => decrement(&http, base, id, &tag, control).await,
+                    Ok(tag) => decrement(&http, base, id, &tag, lab_token.as_deref()).await,
                     Err(e) => (format!("error: read: {e}"), Duration::ZERO, None),
                 }
             }));
@@ -347,7 +374,7 @@ async fn retry_phase(
                     o.add(LABEL_RETRY, "error: read");
                     continue;
                 };
-                let (outcome, took, _) = decrement(&http, base, id, &tag, false).await;
+                let (outcome, took, _) = decrement(&http, base, id, &tag, None).await;
                 l.record(LABEL_RETRY, took);
                 let landed = outcome.starts_with('2');
                 o.add(LABEL_RETRY, outcome);

@@ -50,21 +50,27 @@ fn outcome(s: &Result<Seen, String>) -> String {
     }
 }
 
-async fn post(http: &reqwest::Client, url: &str, key: &str, body: &Value) -> Result<Seen, String> {
+/// One POST; `lab_token` (the control arm's lab route needs it) goes as a
+/// bearer token.
+async fn post(
+    http: &reqwest::Client,
+    url: &str,
+    lab_token: Option<&str>,
+    key: &str,
+    body: &Value,
+) -> Result<Seen, String> {
     let t = Instant::now();
-    let r = http
-        .post(url)
-        .header("idempotency-key", key)
-        .json(body)
-        .send()
-        .await
-        .map_err(|e| {
-            if e.is_timeout() {
-                "timeout".to_string()
-            } else {
-                "transport".to_string()
-            }
-        })?;
+    let mut request = http.post(url).header("idempotency-key", key).json(body);
+    if let Some(token) = lab_token {
+        request = request.bearer_auth(token);
+    }
+    let r = request.send().await.map_err(|e| {
+        if e.is_timeout() {
+            "timeout".to_string()
+        } else {
+            "transport".to_string()
+        }
+    })?;
     let status = r.status().as_u16();
     let replayed = r
         .headers()
@@ -118,6 +124,11 @@ pub async fn run(lab: &Lab, p: &Params, seed: u64) -> Result<Report> {
     } else {
         (format!("{base}/claims"), "claims.claims")
     };
+    let lab_token: Option<Arc<str>> = if p.control {
+        Some(Arc::from(super::race::lab_admin_token(lab)?))
+    } else {
+        None
+    };
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let run_id: u64 = rng.random();
     let (mut lat, mut out) = (Latencies::default(), Outcomes::default());
@@ -128,16 +139,17 @@ pub async fn run(lab: &Lab, p: &Params, seed: u64) -> Result<Report> {
         let barrier = Arc::new(Barrier::new(p.n as usize));
         let tasks: Vec<_> = (0..p.n)
             .map(|_| {
-                let (http, url, key, body, barrier) = (
+                let (http, url, token, key, body, barrier) = (
                     lab.http.clone(),
                     url.clone(),
+                    lab_token.clone(),
                     key.clone(),
                     body.clone(),
                     barrier.clone(),
                 );
                 tokio::spawn(async move {
                     barrier.wait().await;
-                    post(&http, &url, &key, &body).await
+                    post(&http, &url, token.as_deref(), &key, &body).await
                 })
             })
             .collect();
@@ -170,7 +182,7 @@ pub async fn run(lab: &Lab, p: &Params, seed: u64) -> Result<Report> {
         let before = row_of(lab, table, &key).await?;
         let mut other_body = (*body).clone();
         other_body["amount_cents"] = json!(body["amount_cents"].as_i64().unwrap_or(0) + 1);
-        let seen = post(&lab.http, &url, &key, &other_body).await;
+        let seen = post(&lab.http, &url, lab_token.as_deref(), &key, &other_body).await;
         out.add(LABEL_MISMATCH, outcome(&seen));
         if let Ok(s) = &seen {
             lat.record("mismatch (422)", s.took);
