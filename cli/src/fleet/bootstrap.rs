@@ -1,7 +1,7 @@
 //! Making a running Postgres (and Vault) ready for the services: one
 //! database, one schema and one login role per service, migrations applied
 //! as that role, and Vault's database secrets engine configured. Idempotent:
-//! every `up` runs it, because dev-mode Vault keeps nothing.
+//! every `up` runs it, because in-memory Vault keeps nothing.
 
 use std::collections::BTreeMap;
 
@@ -57,6 +57,15 @@ fn literal(s: &str) -> Result<&str> {
             "database passwords may only use letters, digits and - _ . (check STOREFRONT_*_DB_PASSWORD)"
         )
     }
+}
+
+/// `STOREFRONT_<SERVICE>_DB_PASSWORD`: the password a service's containers
+/// were given (compose's `init`, the Kubernetes bootstrap Job); without it
+/// one is generated and kept in secrets.json.
+fn given_password(service: &str) -> Option<String> {
+    std::env::var(format!("STOREFRONT_{}_DB_PASSWORD", service.to_ascii_uppercase()))
+        .ok()
+        .filter(|p| !p.is_empty())
 }
 
 /// Creates the database, roles and schemas; returns each service's database
@@ -132,7 +141,13 @@ async fn service_role(
         ensure_role(c, role, "NOLOGIN").await?;
         Some(format!("postgres://{}:{}/{DATABASE}", pg.host, pg.port))
     } else {
-        let pw = secrets.service_password(&svc.name);
+        let pw = match given_password(&svc.name) {
+            Some(pw) => {
+                secrets.service_passwords.insert(svc.name.clone(), pw.clone());
+                pw
+            }
+            None => secrets.service_password(&svc.name),
+        };
         ensure_role(c, role, &format!("LOGIN PASSWORD '{}'", literal(&pw)?)).await?;
         Some(pg.url_as(role, &pw, DATABASE))
     };

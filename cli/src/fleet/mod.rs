@@ -55,16 +55,29 @@ impl Ctx {
     /// lets the `postgres` account traverse the state directory when we run
     /// as root, see [`postgres::command`]).
     pub fn ensure_dirs(&self) -> Result<()> {
-        secure_state_dir(&self.state_dir)?;
+        secure_state_dir(&self.state_dir, &self.tools_dir)?;
         private_dir(&self.logs_dir())
     }
 }
 
+/// What a state directory holds: anything else in it means it is not ours.
+const STATE_ENTRIES: &[&str] = &[
+    "fleet.json",
+    "secrets.json",
+    "logs",
+    "postgres",
+    "redis",
+    "vault",
+    "rabbitmq",
+    "tools",
+];
+
 /// Makes the state directory private (0700). Only a directory that is ours
-/// is chmodded: a new one, an empty one, or one holding a fleet's files; any
-/// other existing directory (`--state-dir /tmp`, say) is refused unless it
-/// is private already, rather than changing the mode of someone else's.
-pub fn secure_state_dir(dir: &Path) -> Result<()> {
+/// is chmodded: a new one, or one holding nothing but a fleet's files and
+/// the tools directory (`.storefront/` after scripts/setup.sh); any other
+/// existing directory (`--state-dir /tmp`, say) is refused unless it is
+/// private already, rather than changing the mode of someone else's.
+pub fn secure_state_dir(dir: &Path, tools_dir: &Path) -> Result<()> {
     use std::os::unix::fs::PermissionsExt;
     let ours = match std::fs::read_dir(dir) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => true,
@@ -72,11 +85,13 @@ pub fn secure_state_dir(dir: &Path) -> Result<()> {
             return Err(e)
                 .with_context(|| format!("cannot read state directory {}", dir.display()));
         }
-        Ok(mut entries) => {
-            entries.next().is_none()
-                || Secrets::path(dir).exists()
-                || state::FleetState::path(dir).exists()
-        }
+        Ok(entries) => entries.filter_map(|e| e.ok()).all(|e| {
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            e.path() == tools_dir
+                || STATE_ENTRIES.contains(&name.as_ref())
+                || name.ends_with(".tmp")
+        }),
     };
     if ours {
         return private_dir(dir);
@@ -201,5 +216,50 @@ impl Secrets {
     /// refuses the login, which is the safe failure).
     pub fn redis_password(&self, user: &str) -> String {
         self.redis_passwords.get(user).cloned().unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    fn mode(p: &Path) -> u32 {
+        std::fs::metadata(p).unwrap().permissions().mode() & 0o777
+    }
+
+    #[test]
+    fn a_new_state_dir_and_one_with_only_the_fleets_files_become_private() {
+        let tmp = tempfile::tempdir().unwrap();
+        let tools = tmp.path().join("sf/tools");
+        let fresh = tmp.path().join("new");
+        secure_state_dir(&fresh, &tools).unwrap();
+        assert_eq!(mode(&fresh), 0o700);
+
+        // `.storefront/` after setup.sh and a fleet, left 0755 by mkdir.
+        let sf = tmp.path().join("sf");
+        std::fs::create_dir_all(&tools).unwrap();
+        std::fs::write(sf.join("secrets.json"), "{}").unwrap();
+        std::fs::set_permissions(&sf, std::fs::Permissions::from_mode(0o755)).unwrap();
+        secure_state_dir(&sf, &tools).unwrap();
+        assert_eq!(mode(&sf), 0o700);
+    }
+
+    #[test]
+    fn someone_elses_open_directory_is_refused_and_left_alone() {
+        let tmp = tempfile::tempdir().unwrap();
+        let shared = tmp.path().join("shared");
+        std::fs::create_dir_all(&shared).unwrap();
+        std::fs::write(shared.join("notes.txt"), "not ours").unwrap();
+        std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let err = secure_state_dir(&shared, &tmp.path().join("tools"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("chmod 700"), "{err}");
+        assert_eq!(mode(&shared), 0o755, "its mode is not ours to change");
+        // Private already: fine as it is.
+        std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o700)).unwrap();
+        secure_state_dir(&shared, &tmp.path().join("tools")).unwrap();
     }
 }
