@@ -4,7 +4,7 @@
 //! so nothing contends on a lock in the hot path.
 
 use std::collections::BTreeMap;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use hdrhistogram::Histogram;
 use serde::{Serialize, Serializer};
@@ -22,8 +22,14 @@ impl Serialize for Outcomes {
 
 impl Outcomes {
     pub fn add(&mut self, label: &str, outcome: impl Into<String>) {
+        self.add_at(label, outcome, Instant::now());
+    }
+
+    /// `add` for an answer that came at `answered` (recorded later, e.g.
+    /// drained from a channel): the timeline puts it in its own second.
+    pub fn add_at(&mut self, label: &str, outcome: impl Into<String>, answered: Instant) {
         let outcome = outcome.into();
-        self.1.count(unix_second(), is_error(&outcome));
+        self.1.count(unix_second(answered), is_error(&outcome));
         *self
             .0
             .entry(label.into())
@@ -98,9 +104,12 @@ pub fn is_error(outcome: &str) -> bool {
             .is_some_and(|c| (500..600).contains(&c))
 }
 
-fn unix_second() -> u64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
+/// The wall-clock second `at` fell in.
+fn unix_second(at: Instant) -> u64 {
+    let wall = SystemTime::now()
+        .checked_sub(Instant::now().saturating_duration_since(at))
+        .unwrap_or(SystemTime::UNIX_EPOCH);
+    wall.duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
 }
 
@@ -115,8 +124,13 @@ fn new_histogram() -> Histogram<u64> {
 
 impl Latencies {
     pub fn record(&mut self, label: &str, d: Duration) {
+        self.record_at(label, d, Instant::now());
+    }
+
+    /// `record` for an answer that came at `answered` (recorded later).
+    pub fn record_at(&mut self, label: &str, d: Duration, answered: Instant) {
         let us = (d.as_micros() as u64).clamp(1, 3_600_000_000);
-        self.1.latency(unix_second(), us, None);
+        self.1.latency(unix_second(answered), us, None);
         self.0
             .entry(label.into())
             .or_insert_with(new_histogram)
@@ -352,6 +366,22 @@ mod tests {
             serde_json::to_value(&o).unwrap(),
             serde_json::json!({"x": {"200": 1, "500": 1}})
         );
+    }
+
+    #[test]
+    fn an_answer_recorded_later_counts_in_the_second_it_came() {
+        let now = Instant::now();
+        let (mut o, mut l) = (Outcomes::default(), Latencies::default());
+        o.add_at("x", "200", now - Duration::from_secs(5));
+        o.add_at("x", "200", now);
+        l.record_at("x", Duration::from_millis(1), now - Duration::from_secs(5));
+        let mut all = o.1.clone();
+        all.merge(&l.1);
+        let t = all.timeline(all.first().unwrap());
+        assert!(t.seconds.len() >= 5 && t.seconds.len() <= 7, "{t:?}");
+        assert_eq!(t.seconds[0].requests, 1);
+        assert!(t.seconds[0].p99_ms.is_some());
+        assert_eq!(t.seconds.last().unwrap().requests, 1);
     }
 
     #[test]

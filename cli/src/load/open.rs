@@ -66,7 +66,8 @@ where
 {
     let start = Instant::now();
     let permits = Arc::new(Semaphore::new(model.max_in_flight));
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(Done, Duration, Duration)>();
+    let (tx, mut rx) =
+        tokio::sync::mpsc::unbounded_channel::<(Done, Duration, Duration, std::time::Instant)>();
     let mut run = OpenRun::default();
     for i in 0..model.arrivals() {
         let due = start + model.due(i);
@@ -85,16 +86,16 @@ where
             let sent_at = Instant::now();
             let done = fut.await;
             let now = Instant::now();
-            let _ = tx.send((done, now - due, now - sent_at));
+            let _ = tx.send((done, now - due, now - sent_at, now.into_std()));
             drop(permit);
         });
     }
     drop(tx);
-    while let Some((done, from_intended, service)) = rx.recv().await {
-        run.latencies.record(&done.label, from_intended);
+    while let Some((done, from_intended, service, at)) = rx.recv().await {
+        run.latencies.record_at(&done.label, from_intended, at);
         run.latencies
-            .record(&format!("{} (service time)", done.label), service);
-        run.outcomes.add(&done.label, done.outcome);
+            .record_at(&format!("{} (service time)", done.label), service, at);
+        run.outcomes.add_at(&done.label, done.outcome, at);
     }
     run.took = start.elapsed();
     run

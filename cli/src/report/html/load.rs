@@ -17,10 +17,15 @@ pub fn page(r: &LoadReport, about: &About) -> Result<String> {
         serde_json::to_value(r)?,
     );
     let (requests, errors, rps) = r.totals();
+    let judged = if r.thresholds.is_empty() && r.invariants.is_empty() {
+        " · nothing judged (no threshold or invariant ran)"
+    } else {
+        ""
+    };
     p.header(
         r.verdict,
         &format!(
-            "{requests} requests over {:.2} s ({rps:.1} req/s), {errors} errors",
+            "{requests} requests over {:.2} s ({rps:.1} req/s), {errors} errors{judged}",
             r.window_s
         ),
     );

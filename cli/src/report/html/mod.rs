@@ -151,7 +151,7 @@ impl Page {
     /// Key-value facts: seed, parameters, fleet profile, versions.
     pub fn facts(&mut self, heading: &str, rows: &[(&str, String)]) {
         let _ = write!(self.body, "<h2>{}</h2><dl>", esc(heading));
-        for (k, v) in rows {
+        for (k, v) in rows.iter().filter(|(_, v)| !v.is_empty()) {
             let _ = write!(self.body, "<dt>{}</dt><dd>{}</dd>", esc(k), esc(v));
         }
         self.body.push_str("</dl>");

@@ -141,8 +141,10 @@ const SFCharts = (() => {
     text(ctx, "percentile (log scale of 1/(1−q))", plot.x + plot.w / 2, g.h - 4, "center", "bottom", C.axis);
     frame(g, spec.title);
     legend(g, series.map((s) => ({ name: s.name, color: C[s.name] || C.raw })));
+    // The first series (corrected) wide underneath, the next (raw) narrow on
+    // top: where the two coincide, both stay visible.
     return counted(g, () => {
-      for (const s of series) line(ctx, s.points.map(([x, y]) => [X(x), Y(y)]), C[s.name] || C.raw, 2);
+      series.forEach((s, i) => line(ctx, s.points.map(([x, y]) => [X(x), Y(y)]), C[s.name] || C.raw, i === 0 && series.length > 1 ? 4 : 2));
     });
   }
 
