@@ -4,7 +4,6 @@
 //! gives each of them the same `application/problem+json` body every
 //! handler error has, so a client parses one shape for every 4xx/5xx.
 
-use axum::body::Body;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
@@ -36,17 +35,13 @@ pub async fn problem_bodies(response: Response) -> Response {
     if let Some(detail) = detail.or_else(|| default_detail(parts.status)) {
         problem = problem.with_detail(detail);
     }
-    let (problem_parts, problem_body) = problem.into_response().into_parts();
+    let problem_body = problem.into_response().into_body();
     parts.headers.remove(header::CONTENT_LENGTH);
     parts.headers.insert(
         header::CONTENT_TYPE,
-        problem_parts
-            .headers
-            .get(header::CONTENT_TYPE)
-            .cloned()
-            .unwrap_or_else(|| HeaderValue::from_static(crate::error::PROBLEM_JSON)),
+        HeaderValue::from_static(crate::error::PROBLEM_JSON),
     );
-    Response::from_parts(parts, Body::new(problem_body))
+    Response::from_parts(parts, problem_body)
 }
 
 /// An error status whose body is empty or plain text.

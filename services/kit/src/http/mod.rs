@@ -57,21 +57,33 @@ pub fn app(
     routes: Router,
     checks: impl IntoIterator<Item = Check>,
 ) -> Router {
+    let deadlines = Deadlines {
+        body_read: BODY_READ_TIMEOUT,
+        request: REQUEST_TIMEOUT,
+    };
     app_with(
         &common.service_name,
         lab::LabGate::new(common.lab_admin_token.clone()),
-        BODY_READ_TIMEOUT,
+        deadlines,
         routes,
         checks,
     )
 }
 
-/// [`app`] with the lab gate and body deadline given, so tests can shorten
-/// the deadline.
+/// How long a request may take, in two parts; tests shorten them.
+#[derive(Debug, Clone, Copy)]
+struct Deadlines {
+    /// See [`BODY_READ_TIMEOUT`].
+    body_read: Duration,
+    /// See [`REQUEST_TIMEOUT`].
+    request: Duration,
+}
+
+/// [`app`] with the lab gate and deadlines given.
 fn app_with(
     service_name: &str,
     lab_gate: lab::LabGate,
-    body_read: Duration,
+    deadlines: Deadlines,
     routes: Router,
     checks: impl IntoIterator<Item = Check>,
 ) -> Router {
@@ -94,12 +106,15 @@ fn app_with(
     // within its deadline and refuses NUL bytes before any handler runs.
     routes
         .merge(operational)
-        .layer(axum::middleware::from_fn_with_state(body_read, edge::guard))
+        .layer(axum::middleware::from_fn_with_state(
+            deadlines.body_read,
+            edge::guard,
+        ))
         .layer(RequestBodyLimitLayer::new(BODY_LIMIT_BYTES))
         .layer(axum::middleware::from_fn_with_state(lab_gate, lab::guard))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::SERVICE_UNAVAILABLE,
-            REQUEST_TIMEOUT,
+            deadlines.request,
         ))
         .layer(axum::middleware::from_fn(metrics::track))
         .layer(axum::middleware::map_response(problem_bodies))

@@ -231,13 +231,11 @@ async fn a_clean_json_body_reaches_the_handler_byte_for_byte() {
 
 #[tokio::test]
 async fn a_body_that_stops_arriving_gets_408_problem() {
-    let app = app_with(
-        "t",
-        lab::LabGate::new(None),
-        Duration::from_millis(200),
-        routes(),
-        [],
-    );
+    let deadlines = Deadlines {
+        body_read: Duration::from_millis(200),
+        request: REQUEST_TIMEOUT,
+    };
+    let app = app_with("t", lab::LabGate::new(None), deadlines, routes(), []);
     let first = futures::stream::once(async {
         Ok::<_, std::io::Error>(axum::body::Bytes::from_static(b"{\"a\":"))
     });
@@ -339,4 +337,19 @@ async fn a_lab_path_with_no_route_is_an_ordinary_404() {
         .await
         .unwrap();
     problem(response, StatusCode::NOT_FOUND).await;
+}
+
+#[tokio::test]
+async fn a_request_past_its_deadline_gets_503_problem() {
+    let deadlines = Deadlines {
+        body_read: BODY_READ_TIMEOUT,
+        request: Duration::from_millis(200),
+    };
+    let stuck = Router::new().route("/stuck", get(std::future::pending::<&str>));
+    let app = app_with("t", lab::LabGate::new(None), deadlines, stuck, []);
+    let response = tokio::time::timeout(Duration::from_secs(10), app.oneshot(get_req("/stuck")))
+        .await
+        .expect("no answer within 10 s")
+        .unwrap();
+    problem(response, StatusCode::SERVICE_UNAVAILABLE).await;
 }
