@@ -47,7 +47,7 @@ fn browse(page: &Path, extra: &[String]) -> String {
         "--proxy-server=127.0.0.1:9",
         "--host-resolver-rules=MAP * ~NOTFOUND",
         "--virtual-time-budget=5000",
-        "--window-size=1200,2400",
+        "--window-size=1200,3800",
     ]
     .iter()
     .map(|s| s.to_string())

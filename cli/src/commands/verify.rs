@@ -491,6 +491,43 @@ mod tests {
     }
 
     #[test]
+    fn html_writes_a_page_per_check_that_ran_and_an_index_linking_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut report = Report::new("race", 5, serde_json::json!({"n": 2}));
+        report.push(Invariant::check("no lost update", false, 0, 3, "pg"));
+        report.outcomes.add("decrement", "200");
+        report.conclude(Duration::ZERO);
+        let control = check("race --control", Expect::Fail, |_, _| {
+            Box::pin(async { unreachable!() })
+        });
+        let mut ran_ok = judge(&control, Ok(report.into()), Duration::ZERO);
+        let mut broke = judge(&control, Err(anyhow::anyhow!("boom")), Duration::ZERO);
+        ran_ok.page = write_page(dir.path(), 1, &ran_ok, "dev").unwrap();
+        broke.page = write_page(dir.path(), 2, &broke, "dev").unwrap();
+        assert_eq!(ran_ok.page.as_deref(), Some("01-race-control.html"));
+        assert_eq!(
+            broke.page, None,
+            "a check that could not run has no report to show"
+        );
+        let page = std::fs::read_to_string(dir.path().join("01-race-control.html")).unwrap();
+        assert!(
+            page.contains("expected FAIL, gate verdict PASS"),
+            "the control arm's note"
+        );
+        assert!(page.contains("no lost update"));
+        let outcome = Outcome {
+            verdict: Verdict::Unknown,
+            seed: 5,
+            booted_a_fleet: false,
+            checks: vec![ran_ok, broke],
+        };
+        write_index(dir.path(), &outcome, "dev").unwrap();
+        let index = std::fs::read_to_string(dir.path().join("index.html")).unwrap();
+        assert!(index.contains("<a href=\"01-race-control.html\">"));
+        assert!(index.contains("data-json=\"/checks/1/verdict\">UNKNOWN<"));
+    }
+
+    #[test]
     fn each_check_page_gets_a_numbered_file_name_from_its_check() {
         assert_eq!(page_name(2, "race --control"), "02-race-control.html");
         assert_eq!(
