@@ -260,6 +260,18 @@ async fn every_error_the_bff_answers_itself_is_problem_json() {
         bff.raw("GET", "/api/claims/x", &s(5), b"").await,
         503,
     );
+    let many: String = (0..80).map(|i| format!("x-h{i}: v\r\n")).collect();
+    check(
+        "many headers",
+        bff.raw("GET", "/api/catalog/x", &many, b"").await,
+        431,
+    );
+    let big = format!("cookie: c={}\r\n", "a".repeat(40 * 1024));
+    check(
+        "big headers",
+        bff.raw("GET", "/admin/chaos", &big, b"").await,
+        431,
+    );
     for _ in 0..3 {
         bff.raw("GET", "/api/nope/x", &s(6), b"").await;
     }
@@ -269,7 +281,7 @@ async fn every_error_the_bff_answers_itself_is_problem_json() {
         429,
     );
     assert_eq!(a.hits(), 0);
-    assert_eq!(seen.len(), 10);
+    assert_eq!(seen.len(), 12);
     let admin = bff
         .admin(Method::GET, "/admin/breakers")
         .send()

@@ -9,8 +9,11 @@
 //!   reasons about exactly what will be forwarded.
 //! - `/admin/*`: chaos, breakers and the live configuration, behind the
 //!   admin bearer token ([`admin`]).
+//!
+//! Both refuse an oversized header block first, with 431 ([`headers`]).
 
 mod admin;
+mod headers;
 mod limit;
 mod proxy;
 
@@ -76,5 +79,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/admin/breakers", get(admin::breakers))
         .route("/admin/config", get(admin::config));
-    api.merge(admin).with_state(state)
+    api.merge(admin)
+        .layer(axum::middleware::from_fn(headers::limit))
+        .with_state(state)
 }
