@@ -1,5 +1,6 @@
 //! One module per subcommand: its clap Args and `run()`.
 
+pub mod attach;
 pub mod bootstrap;
 pub mod breaker;
 pub mod chaos;
@@ -87,6 +88,8 @@ pub enum Command {
     Report(report::Args),
     /// CI gate: every experiment (control arms must fail) and the smoke load, on a fleet it boots if none is up.
     Verify(verify::Args),
+    /// Record a fleet the CLI did not boot (compose, Kubernetes, elsewhere) from its URLs; `down` then stops nothing.
+    Attach(attach::Args),
     /// Ready already-running infrastructure (roles, schemas, migrations, Vault) without starting services.
     Bootstrap(bootstrap::Args),
     /// Check that every program the fleet needs is installed and every port is free.
@@ -138,6 +141,7 @@ pub async fn run(cli: Cli) -> Result<u8> {
         Command::Load(a) => load::run(&cli.global, a).await,
         Command::Report(a) => report::run(&cli.global, a).await,
         Command::Verify(a) => verify::run(&cli.global, a).await,
+        Command::Attach(a) => attach::run(&cli.global, a).await,
         Command::Bootstrap(a) => bootstrap::run(&cli.global, a).await,
     }
 }
