@@ -353,3 +353,24 @@ async fn a_request_past_its_deadline_gets_503_problem() {
         .unwrap();
     problem(response, StatusCode::SERVICE_UNAVAILABLE).await;
 }
+
+#[tokio::test]
+async fn a_nul_in_a_json_body_sent_as_text_is_refused_too() {
+    let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let app = app(&common("t"), counting_routes(calls.clone()), []);
+    let request = Request::post("/echo")
+        .header("content-type", "text/plain")
+        .body(Body::from(r#"{"id":"evt_1","type":"x\u0000"}"#))
+        .unwrap();
+    problem(
+        app.clone().oneshot(request).await.unwrap(),
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
+    let plain = Request::post("/echo")
+        .header("content-type", "text/plain")
+        .body(Body::from("not json \\u0000"))
+        .unwrap();
+    assert_eq!(app.oneshot(plain).await.unwrap().status(), StatusCode::OK);
+    assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 1);
+}
