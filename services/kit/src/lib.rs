@@ -1,7 +1,10 @@
 //! What every storefront service needs once, so no service hand-rolls it:
 //! typed configuration from the environment, JSON telemetry, the
 //! `/health` `/ready` `/metrics` endpoints with request ids and HTTP metrics,
-//! graceful shutdown, RFC 9457 problem responses and pool construction.
+//! the edge every request crosses (NUL bytes refused, body read deadline,
+//! `/lab/` behind `LAB_ADMIN_TOKEN`, problem+json for every framework error),
+//! a server with a header-read timeout and graceful shutdown, RFC 9457
+//! problem responses and pool construction.
 //!
 //! A service's `startup.rs` typically reads:
 //!
