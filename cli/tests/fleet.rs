@@ -106,7 +106,7 @@ fn fleet_boots_serves_products_and_down_leaves_nothing() {
 #[test]
 fn taken_port_is_named_and_nothing_starts() {
     let fleet = Fleet::new("dev");
-    let _holder = std::net::TcpListener::bind(("127.0.0.1", fleet.port_base + 1)).unwrap();
+    let holder = std::net::TcpListener::bind(("127.0.0.1", fleet.port_base + 1)).unwrap();
     let out = fleet.run(&["up"]);
     assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
     let err = text(&out.stderr);
@@ -118,6 +118,8 @@ fn taken_port_is_named_and_nothing_starts() {
         err.contains("--port-base"),
         "the error names the fix: {err}"
     );
+    // The holder is ours, not the fleet's: only what `up` might have left counts.
+    drop(holder);
     fleet.assert_nothing_left();
 }
 
