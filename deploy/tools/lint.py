@@ -45,9 +45,25 @@ def commands(containers, binaries, what):
     return errs
 
 
+def state_dir_below(what, command, env, mounts):
+    """The CLI chmods its state directory to 700, which only its owner may:
+    in a container it must be a directory the CLI creates itself, strictly
+    below a writable mount (which belongs to root), never the mount itself."""
+    if not command or command[0] != "storefront":
+        return []
+    d = (env.get("STOREFRONT_STATE_DIR") or "").rstrip("/")
+    if not any(d.startswith(m.rstrip("/") + "/") for m in mounts):
+        return [f"{what}: runs storefront with STOREFRONT_STATE_DIR={d or '(unset)'}, "
+                f"which must lie strictly below one of its writable mounts {sorted(mounts)}"]
+    return []
+
+
 def check_compose(config, binaries):
     services = config["services"]
     errs = commands(((n, s.get("image", ""), s.get("command")) for n, s in services.items()), binaries, "compose service")
+    for n, svc in services.items():
+        mounts = [t.split(":")[0] for t in svc.get("tmpfs", [])] + [v["target"] for v in svc.get("volumes", [])]
+        errs += state_dir_below(f"compose service {n}", svc.get("command"), svc.get("environment") or {}, mounts)
     bff = services.get("bff", {}).get("environment", {})
     for var in NEEDS["bff"]:
         if var not in bff:
@@ -104,6 +120,8 @@ def check(docs):
                 probes = {p: (c.get(p) or {}).get("httpGet", {}).get("path") for p in ("livenessProbe", "readinessProbe")}
                 if probes != {"livenessProbe": "/health", "readinessProbe": "/ready"}:
                     errs.append(f"{wname}: probes must be liveness /health and readiness /ready, got {probes}")
+            errs += state_dir_below(wname, c.get("command"), {e["name"]: e.get("value") for e in c.get("env", [])},
+                                    [m["mountPath"] for m in c.get("volumeMounts", [])])
             res = c.get("resources", {})
             if not res.get("requests") or not res.get("limits"):
                 errs.append(f"{wname}: container {c['name']} needs resource requests and limits")
