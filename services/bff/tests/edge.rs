@@ -7,6 +7,7 @@
 mod common;
 
 use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
 
 use common::{Fake, spawn_bff};
 use reqwest::Method;
@@ -288,4 +289,55 @@ async fn every_error_the_bff_answers_itself_is_problem_json() {
         .await
         .unwrap();
     assert_eq!(admin.status(), 200);
+}
+
+/// A connection to the BFF with `head` written and nothing more; returns
+/// what the BFF sends before closing it, and how long that took.
+async fn held_open(bff: &common::TestBff, head: &str) -> (String, Duration) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = bff.base.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let started = Instant::now();
+    let mut answer = Vec::new();
+    // The kit's deadlines are 10 s; past 20 s the BFF is holding the
+    // connection for the client.
+    tokio::time::timeout(Duration::from_secs(20), stream.read_to_end(&mut answer))
+        .await
+        .expect("the BFF closed the connection within 20 s")
+        .ok();
+    (
+        String::from_utf8_lossy(&answer).into_owned(),
+        started.elapsed(),
+    )
+}
+
+#[tokio::test]
+async fn a_client_that_never_finishes_its_headers_is_disconnected() {
+    let a = Fake::start("a").await;
+    let Some(bff) = spawn_bff(&[&a], &[]).await else {
+        return;
+    };
+    let (answer, took) = held_open(&bff, "GET /api/catalog/x HTTP/1.1\r\nhost: x\r\n").await;
+    assert!(took >= Duration::from_secs(5), "{took:?}");
+    assert!(!answer.starts_with("HTTP/1.1 2"), "{answer}");
+    assert_eq!(a.hits(), 0);
+}
+
+#[tokio::test]
+async fn a_body_that_never_arrives_is_a_408_problem_and_never_forwarded() {
+    let a = Fake::start("a").await;
+    let Some(bff) = spawn_bff(&[&a], &[]).await else {
+        return;
+    };
+    let head = "POST /api/catalog/x HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{\"a\":";
+    let (answer, _) = held_open(&bff, head).await;
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(
+        answer
+            .to_ascii_lowercase()
+            .contains("content-type: application/problem+json"),
+        "{answer}"
+    );
+    assert_eq!(a.hits(), 0);
 }
