@@ -6,8 +6,10 @@ use std::fmt::Write as _;
 use anyhow::Result;
 
 use super::{About, Page, count, esc, num, percentile_spec, ptr};
-use crate::experiments::Report;
+use hdrhistogram::Histogram;
+
 use crate::experiments::record::summarize;
+use crate::experiments::{Latencies, Report};
 
 pub fn page(r: &Report, about: &About) -> Result<String> {
     let mut p = Page::new(
@@ -72,11 +74,14 @@ pub fn page(r: &Report, about: &About) -> Result<String> {
         }
         h.push_str("</table><div class=\"charts\">");
         p.push(&h);
-        for (label, hist) in &r.latencies.0 {
-            // Experiments measure each request from its actual send: raw only.
+        for (label, corrected, raw) in pairs(&r.latencies) {
             p.chart(
                 "percentile",
-                percentile_spec(&format!("{label}: latency by percentile"), None, Some(hist)),
+                percentile_spec(
+                    &format!("{label}: latency by percentile"),
+                    corrected,
+                    Some(raw),
+                ),
             );
         }
         p.push("</div>");
@@ -105,6 +110,23 @@ pub fn page(r: &Report, about: &About) -> Result<String> {
     p.finish()
 }
 
+/// One plot per label. An open-model experiment records `L` from each
+/// request's intended send time and `L (service time)` from its actual
+/// send: those two are the corrected and raw curves of one plot. Any other
+/// label is measured from the actual send: raw only.
+fn pairs(l: &Latencies) -> Vec<(&str, Option<&Histogram<u64>>, &Histogram<u64>)> {
+    const SERVICE: &str = " (service time)";
+    l.0.iter()
+        .filter_map(|(label, h)| match label.strip_suffix(SERVICE) {
+            Some(base) if l.0.contains_key(base) => None,
+            _ => Some(match l.0.get(&format!("{label}{SERVICE}")) {
+                Some(raw) => (label.as_str(), Some(h), raw),
+                None => (label.as_str(), None, h),
+            }),
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -131,5 +153,29 @@ mod tests {
         assert!(html.contains("data-chart=\"percentile\""));
         assert!(html.contains("data-chart=\"timeline\""));
         assert!(html.contains("\"seed\":7"));
+    }
+
+    #[test]
+    fn an_open_model_label_and_its_service_time_share_one_plot() {
+        let mut l = Latencies::default();
+        let ms = std::time::Duration::from_millis;
+        l.record("accepted", ms(9));
+        l.record("accepted (service time)", ms(2));
+        l.record("rejected", ms(1));
+        l.record("probe (service time)", ms(1));
+        let p: Vec<(&str, bool)> = pairs(&l)
+            .iter()
+            .map(|(n, c, _)| (*n, c.is_some()))
+            .collect();
+        assert_eq!(
+            p,
+            [
+                ("accepted", true),
+                ("probe (service time)", false),
+                ("rejected", false)
+            ]
+        );
+        let (_, corrected, raw) = pairs(&l)[0];
+        assert!(corrected.unwrap().max() > raw.max());
     }
 }
