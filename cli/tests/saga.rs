@@ -27,8 +27,12 @@ fn every_failure_path_compensates_and_a_crash_mid_saga_resumes_every_saga() {
     let fleet = Fleet::new("dev");
     fleet.json(&["up", "--json"], 0);
 
-    // All four failures and successes side by side, a fifth each.
-    let mixed = run(&fleet, &["--orders", "20", "--fail-at", "mixed"]);
+    // All four failures and successes side by side, a fifth each; one
+    // forgery of each kind.
+    let mixed = run(
+        &fleet,
+        &["--orders", "20", "--fail-at", "mixed", "--forged", "5"],
+    );
     for label in [
         "completed",
         "rejected (out_of_stock)",
@@ -39,11 +43,20 @@ fn every_failure_path_compensates_and_a_crash_mid_saga_resumes_every_saga() {
         assert_eq!(ended(&mixed, label), 4, "{label}: {mixed:#}");
     }
     assert!(mixed["latencies"]["compensation VoidPayment"]["count"].as_u64() == Some(8));
+    // Random signature, stale, tampered body, forced CRC-32 under a genuine
+    // delivery's headers: 401. Correctly signed but not backed by the
+    // provider's record: 200, not applied.
+    let forged = &mixed["outcomes"]["webhooks forged"];
+    assert_eq!(forged["401"].as_u64(), Some(4), "{forged:#}");
+    let signed: Vec<&String> = forged
+        .as_object()
+        .unwrap()
+        .keys()
+        .filter(|k| k.starts_with("signed, 200 "))
+        .collect();
     assert!(
-        mixed["outcomes"]["webhooks forged"]["401"]
-            .as_u64()
-            .unwrap_or(0)
-            >= 3
+        signed.len() == 1 && signed[0] != "signed, 200 applied",
+        "{forged:#}"
     );
 
     // Each failure on its own, half the orders.

@@ -13,6 +13,7 @@
 
 mod act;
 mod check;
+mod crc;
 mod evidence;
 mod plan;
 mod webhooks;
@@ -92,6 +93,20 @@ async fn arrange(lab: &Lab, seed: u64, run: &str) -> Result<(Vec<Fixture>, i64)>
     unreachable!("the loop returns at the sold-out fixture")
 }
 
+/// The lab admin token payments' `/lab/sign` needs: the running fleet's
+/// profile's bff `BFF_ADMIN_TOKEN`, which the fleet hands every service as
+/// `LAB_ADMIN_TOKEN`; `None` if it sets none (signing then says why).
+fn lab_token(lab: &Lab) -> Result<Option<String>> {
+    let root = crate::fleet::project_root()?;
+    let (profile, _) = crate::fleet::profile::FleetProfile::load(&root, &lab.state.profile)?;
+    Ok(profile
+        .services
+        .iter()
+        .find(|s| s.name == "bff")
+        .and_then(|s| s.env.get(super::breaker::ADMIN_TOKEN_VAR))
+        .cloned())
+}
+
 pub async fn run(ctx: &Ctx, lab: &Lab, p: &Params, seed: u64) -> Result<Report> {
     let started = Instant::now();
     let forged = p.forged.unwrap_or((p.orders / 10).max(3)) as usize;
@@ -126,6 +141,7 @@ pub async fn run(ctx: &Ctx, lab: &Lab, p: &Params, seed: u64) -> Result<Report> 
         pg: lab.pg.clone(),
         http: lab.http.clone(),
         payments: payments.clone(),
+        lab_token: lab_token(lab)?,
     };
     let chaos = tokio::spawn(webhooks::run(
         target,
@@ -170,7 +186,7 @@ pub async fn run(ctx: &Ctx, lab: &Lab, p: &Params, seed: u64) -> Result<Report> 
             &evidence::dlqs_reported(&lab.http, &payments, &checkout[0], Duration::from_secs(5))
                 .await,
         ),
-        forged_recorded: evidence::recorded(&lab.pg, &forged_ids).await?,
+        forged_applied: evidence::applied(&lab.pg, &forged_ids).await?,
         forged: chaos.forged.clone(),
         replays: chaos.replays.clone(),
         bound_secs: p.bound_secs,

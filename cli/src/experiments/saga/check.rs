@@ -82,8 +82,8 @@ pub struct Evidence {
     pub dlqs: Vec<DlqSeen>,
     /// Forged webhooks sent: their event ids and the statuses they got.
     pub forged: Vec<(String, String)>,
-    /// Of the forged event ids, how many payments recorded.
-    pub forged_recorded: i64,
+    /// Of the forged event ids, how many payments applied.
+    pub forged_applied: i64,
     /// Genuine webhooks re-delivered by the run: statuses they got.
     pub replays: BTreeMap<String, u64>,
     /// The bound sagas had to finish within, in seconds.
@@ -346,18 +346,41 @@ pub fn invariants(placed: &[Placed], ev: &Evidence) -> Vec<Invariant> {
     let refused = ev
         .forged
         .iter()
-        .filter(|(_, status)| status == "400" || status == "401")
+        .filter(|(_, got)| forgery_refused(got))
         .count();
     let name = "forged and stale webhooks were refused and changed nothing";
     out.push(if ev.forged.is_empty() {
-        Invariant::unknown(name, "400/401, none recorded", "no forged webhook was sent")
+        Invariant::unknown(
+            name,
+            "400/401 or not applied, none applied",
+            "no forged webhook was sent",
+        )
     } else {
+        let counts = ev
+            .forged
+            .iter()
+            .fold(BTreeMap::<&str, usize>::new(), |mut m, (_, got)| {
+                *m.entry(got.as_str()).or_default() += 1;
+                m
+            });
         Invariant::check(
             name,
-            refused == ev.forged.len() && ev.forged_recorded == 0,
-            format!("{} × 400/401, 0 recorded", ev.forged.len()),
-            format!("{refused} × 400/401, {} recorded", ev.forged_recorded),
-            "HTTP statuses of the forged POSTs; payments.webhook_events rows with their event ids",
+            refused == ev.forged.len() && ev.forged_applied == 0,
+            format!(
+                "{} × 400/401 (or, correctly signed, 2xx not applied), 0 applied",
+                ev.forged.len()
+            ),
+            format!(
+                "{refused} refused ({}), {} applied",
+                counts
+                    .iter()
+                    .map(|(k, v)| format!("{k}: {v}"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                ev.forged_applied
+            ),
+            "HTTP statuses and outcomes of the forged POSTs; payments.webhook_events rows with \
+             their event ids and outcome applied",
         )
     });
 
@@ -407,6 +430,24 @@ pub fn planned_counts(placed: &[Placed]) -> BTreeMap<Scenario, usize> {
         *m.entry(p.plan.scenario).or_default() += 1;
     }
     m
+}
+
+/// How a correctly signed forgery's answer is labelled (`signed, 200
+/// unconfirmed`): a forgery the signature check cannot refuse.
+pub const SIGNED: &str = "signed, ";
+
+/// Whether a forged webhook's answer shows it was refused: a badly signed
+/// one got 400/401 from the signature check; a correctly signed one
+/// ([`SIGNED`]) got a 2xx whose reported outcome is anything but applied
+/// (the provider's record didn't back it, or the state machine had no use
+/// for it).
+fn forgery_refused(got: &str) -> bool {
+    match got.strip_prefix(SIGNED) {
+        None => got == "400" || got == "401",
+        Some(answer) => answer
+            .split_once(' ')
+            .is_some_and(|(status, outcome)| status.starts_with('2') && outcome != "applied"),
+    }
 }
 
 #[cfg(test)]
@@ -569,10 +610,46 @@ mod tests {
     }
 
     #[test]
+    fn a_signed_forgery_answered_200_passes_only_if_it_was_not_applied() {
+        let name = "forged and stale webhooks were refused and changed nothing";
+        let (placed, mut ev) = good();
+        ev.forged = vec![
+            ("evt_a".into(), "401".into()),
+            ("evt_b".into(), format!("{SIGNED}200 unconfirmed")),
+            (
+                "evt_c".into(),
+                format!("{SIGNED}200 not applicable in this status"),
+            ),
+        ];
+        assert!(!failing(&placed, &ev).contains(&name.into()));
+        ev.forged
+            .push(("evt_d".into(), format!("{SIGNED}200 applied")));
+        assert!(failing(&placed, &ev).contains(&name.into()));
+        ev.forged.pop();
+        ev.forged_applied = 1;
+        assert!(failing(&placed, &ev).contains(&name.into()));
+        // A badly signed forgery that got past the signature check failed,
+        // applied or not.
+        for got in [
+            "200",
+            "200 unconfirmed",
+            "200 not applicable in this status",
+            "409",
+            "500",
+            "error: timeout",
+        ] {
+            assert!(!forgery_refused(got), "{got}");
+        }
+        for got in ["signed, 500 unconfirmed", "signed, 401", "signed, "] {
+            assert!(!forgery_refused(got), "{got}");
+        }
+    }
+
+    #[test]
     fn accepted_forgeries_dead_letters_and_stragglers_are_caught() {
         let (placed, mut ev) = good();
         ev.forged = vec![("evt_forged".into(), "200".into())];
-        ev.forged_recorded = 1;
+        ev.forged_applied = 1;
         ev.dlqs[0].after = Some(1.0);
         ev.outboxes[0].pending = 3;
         let bad = failing(&placed, &ev);

@@ -290,9 +290,12 @@ pub fn dlq_seen(before: &[(String, Option<f64>)], after: &[(String, Option<f64>)
         .collect()
 }
 
-/// How many of `event_ids` payments recorded.
-pub async fn recorded(pg: &PgPool, event_ids: &[String]) -> Result<i64> {
-    sqlx::query_scalar("SELECT count(*) FROM payments.webhook_events WHERE event_id = ANY($1)")
+/// How many of `event_ids` payments applied (a signed forgery is recorded,
+/// as `unconfirmed` or not applicable, and must change nothing).
+pub async fn applied(pg: &PgPool, event_ids: &[String]) -> Result<i64> {
+    sqlx::query_scalar(
+        "SELECT count(*) FROM payments.webhook_events WHERE event_id = ANY($1) AND outcome = 'applied'",
+    )
         .bind(event_ids)
         .fetch_one(pg)
         .await

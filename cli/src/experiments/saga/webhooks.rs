@@ -2,12 +2,17 @@
 //! some events twice and late): every genuine webhook payments accepted for
 //! the run's orders is re-delivered 0–2 more times at random moments (so
 //! 1–3 deliveries, out of order), freshly signed as a provider's resend
-//! would be; and some forged ones are sent — a random signature, a valid
-//! signature from an hour ago (stale), a valid signature over a tampered
-//! body — each claiming something that would change a payment if believed.
+//! would be; and some forged ones are sent, in turn — a random signature, a
+//! valid signature from an hour ago (stale), a valid signature over a
+//! tampered body, a body forced to the CRC-32 of a genuine delivery under
+//! that delivery's headers (issue 11's attack), and a correctly signed claim
+//! the provider's record doesn't back — each claiming something that would
+//! change a payment if believed. The first four must be refused (400/401);
+//! the last is answered 200 but must not be applied.
 //!
 //! Signatures come from payments' lab-only signing oracle
-//! (`POST /lab/sign/{provider}`), so the CLI never holds the secrets.
+//! (`POST /lab/sign/{provider}`, behind the lab admin token), so the CLI
+//! never holds the webhook secrets.
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -22,17 +27,25 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use uuid::Uuid;
 
+use super::check::SIGNED;
+use super::crc;
+use super::plan::Scenario;
+
 /// How often payments' accepted webhooks are looked for.
 const POLL: Duration = Duration::from_millis(100);
 /// A re-delivery waits up to this long, so it lands out of order.
 const MAX_REPLAY_DELAY_MS: u64 = 400;
+
+/// Forgery arms, taken in turn.
+const ARMS: usize = 5;
 
 /// What the chaos did.
 #[derive(Debug, Default)]
 pub struct Chaos {
     /// Statuses of the re-deliveries.
     pub replays: BTreeMap<String, u64>,
-    /// Forged event ids and the statuses they got.
+    /// Forged event ids and what they got: the status, and for a 2xx the
+    /// outcome payments reported (`200 unconfirmed`).
     pub forged: Vec<(String, String)>,
 }
 
@@ -43,6 +56,9 @@ pub struct Target {
     pub http: reqwest::Client,
     /// payments' base URL.
     pub payments: String,
+    /// The lab admin token `/lab/…` routes require (the profile's bff
+    /// `BFF_ADMIN_TOKEN`, which the fleet hands every service).
+    pub lab_token: Option<String>,
 }
 
 impl Target {
@@ -53,15 +69,23 @@ impl Target {
         body: &str,
         at: Option<i64>,
     ) -> Result<Vec<(String, String)>> {
-        let response = self
+        let mut request = self
             .http
             .post(format!("{}/lab/sign/{provider}", self.payments))
-            .json(&json!({"body": body, "at": at}))
-            .send()
-            .await?;
+            .json(&json!({"body": body, "at": at}));
+        if let Some(token) = &self.lab_token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await?;
         if response.status() == reqwest::StatusCode::NOT_FOUND {
             bail!(
                 "payments has no lab signing endpoint: the fleet profile must set lab_endpoints = true"
+            );
+        }
+        if response.status() == reqwest::StatusCode::UNAUTHORIZED {
+            bail!(
+                "payments refused the lab signing request (401): the fleet profile's bff must set \
+                 BFF_ADMIN_TOKEN, the lab admin token every service is given"
             );
         }
         let value: Value = response.error_for_status()?.json().await?;
@@ -74,8 +98,14 @@ impl Target {
             .collect())
     }
 
-    /// POSTs a webhook; the status, or the error kind.
-    async fn deliver(&self, provider: &str, body: String, headers: &[(String, String)]) -> String {
+    /// POSTs a webhook; the status (or the error kind), and for a 2xx the
+    /// outcome payments reported.
+    async fn deliver(
+        &self,
+        provider: &str,
+        body: String,
+        headers: &[(String, String)],
+    ) -> (String, Option<String>) {
         let mut request = self
             .http
             .post(format!("{}/webhooks/{provider}", self.payments))
@@ -84,7 +114,21 @@ impl Target {
         for (k, v) in headers {
             request = request.header(k, v);
         }
-        crate::experiments::record::outcome_of(&request.send().await.map(|r| r.status()))
+        let response = match request.send().await {
+            Ok(r) => r,
+            Err(e) => return (crate::experiments::record::outcome_of(&Err(e)), None),
+        };
+        let status = crate::experiments::record::outcome_of(&Ok(response.status()));
+        let outcome = if response.status().is_success() {
+            response
+                .json::<Value>()
+                .await
+                .ok()
+                .and_then(|v| v["outcome"].as_str().map(str::to_owned))
+        } else {
+            None
+        };
+        (status, outcome)
     }
 }
 
@@ -127,22 +171,102 @@ fn damaging_body(provider: &str, event_id: &str, intent: &str) -> String {
     }
 }
 
-/// Sends forged webhook number `n` about `intent`; returns its event id and status.
-async fn forge(
+/// A body claiming the provider authorized `intent` for one cent.
+fn authorization_claim(provider: &str, event_id: &str, intent: &str) -> String {
+    if provider == "paypal" {
+        json!({"id": event_id, "event_type": "PAYMENT.AUTHORIZATION.CREATED",
+               "resource_type": "authorization",
+               "resource": {"id": intent, "amount": {"value": "0.01", "currency_code": "EUR"}}})
+        .to_string()
+    } else {
+        json!({"id": event_id, "object": "event", "type": "payment_intent.amount_capturable_updated",
+               "data": {"object": {"id": intent, "object": "payment_intent", "amount": 1,
+                                   "currency": "eur"}}})
+        .to_string()
+    }
+}
+
+/// A payment of the run an authorization claim would act on, so the signed
+/// forgery reaches the provider check: `(provider, intent)`. Preferred:
+/// one that stays put — voided (a late authorization would be released) or
+/// pending on the never-confirming card; else one pending or authorized.
+async fn claim_victim(pg: &PgPool, orders: &[Uuid], pick: u64) -> Option<(String, String)> {
+    let rows: Vec<(String, String, bool)> = sqlx::query_as(
+        "SELECT provider, provider_ref, status = 'voided' OR card_last4 = $2 AS stays \
+         FROM payments.payments \
+         WHERE order_id = ANY($1) AND status IN ('pending', 'authorized', 'voided') \
+         ORDER BY provider_ref",
+    )
+    .bind(orders)
+    .bind(&Scenario::Timeout.card()[12..])
+    .fetch_all(pg)
+    .await
+    .ok()?;
+    let stays: Vec<_> = rows.iter().filter(|r| r.2).collect();
+    let from: Vec<_> = if stays.is_empty() {
+        rows.iter().collect()
+    } else {
+        stays
+    };
+    let n = from.len() as u64;
+    (n > 0).then(|| {
+        let (provider, intent, _) = from[(pick % n) as usize];
+        (provider.clone(), intent.clone())
+    })
+}
+
+/// A correctly signed claim (the lab oracle signs it, now) that only the
+/// provider's record can refuse: payments answers 200 and must not apply it.
+async fn forge_signed_claim(
     target: &Target,
-    n: usize,
     provider: &str,
     intent: &str,
-    rng: u64,
 ) -> Result<(String, String)> {
-    let event_id = if provider == "paypal" {
+    let event_id = forged_event_id(provider);
+    let body = authorization_claim(provider, &event_id, intent);
+    let headers = target.sign(provider, &body, None).await?;
+    let answer = target.deliver(provider, body, &headers).await;
+    Ok((event_id, label(true, answer)))
+}
+
+/// How a forgery's answer is reported: the status, the outcome payments
+/// reported for a 2xx, and whether it was correctly signed (only those may
+/// get a 2xx, and only if not applied; see `check`).
+fn label(signed: bool, (status, outcome): (String, Option<String>)) -> String {
+    let answer = match outcome {
+        Some(outcome) => format!("{status} {outcome}"),
+        None => status,
+    };
+    if signed {
+        format!("{SIGNED}{answer}")
+    } else {
+        answer
+    }
+}
+
+fn forged_event_id(provider: &str) -> String {
+    if provider == "paypal" {
         format!("WH-FORGED-{}", Uuid::new_v4().simple())
     } else {
         format!("evt_forged_{}", Uuid::new_v4().simple())
-    };
+    }
+}
+
+/// Sends forged webhook number `n` about `intent`; `genuine` is a body the
+/// provider really sent (for the CRC arm). Returns its event id and what
+/// it got.
+async fn forge(
+    target: &Target,
+    n: usize,
+    genuine: &Accepted,
+    intent: &str,
+    rng: u64,
+) -> Result<(String, String)> {
+    let provider = genuine.provider.as_str();
+    let event_id = forged_event_id(provider);
     let body = damaging_body(provider, &event_id, intent);
     let now = chrono::Utc::now().timestamp();
-    let (sent, headers) = match n % 3 {
+    let (sent, headers) = match n % ARMS {
         // A signature nobody with the secret made.
         0 => {
             let mut headers = target.sign(provider, &body, None).await?;
@@ -168,7 +292,7 @@ async fn forge(
             (body, headers)
         }
         // Genuinely signed, then the body changed on the way.
-        _ => {
+        2 => {
             let headers = target.sign(provider, &body, None).await?;
             (
                 body.replace("0.01", "9999.00")
@@ -176,9 +300,31 @@ async fn forge(
                 headers,
             )
         }
+        // A genuine delivery's headers, over a body forced to its CRC-32.
+        3 => {
+            let headers = target.sign(provider, &genuine.body, None).await?;
+            let forged = crc::with_crc32(
+                &padded_body(provider, &event_id, intent),
+                crc::crc32(genuine.body.as_bytes()),
+            )
+            .context("forcing the CRC-32")?;
+            (forged, headers)
+        }
+        // Correctly signed, now: see `forge_signed_claim`, which `run` uses
+        // for this arm when a payment it would act on exists.
+        _ => {
+            let headers = target.sign(provider, &body, None).await?;
+            (body, headers)
+        }
     };
-    let status = target.deliver(provider, sent, &headers).await;
-    Ok((event_id, status))
+    let answer = target.deliver(provider, sent, &headers).await;
+    Ok((event_id, label(n % ARMS == ARMS - 1, answer)))
+}
+
+/// [`damaging_body`] with a `{pad}` for [`crc::with_crc32`].
+fn padded_body(provider: &str, event_id: &str, intent: &str) -> String {
+    let body = damaging_body(provider, event_id, intent);
+    format!("{},\"pad\":\"{{pad}}\"}}", &body[..body.len() - 1])
 }
 
 /// Runs until `stop` turns true: re-delivers the run's accepted webhooks
@@ -192,6 +338,8 @@ pub async fn run(
 ) -> Result<Chaos> {
     let mut rng = StdRng::seed_from_u64(seed ^ 0xC4A0_5EED);
     let mut seen: HashSet<(String, String)> = HashSet::new();
+    // Every genuine webhook seen so far, to forge about.
+    let mut pool: Vec<Accepted> = Vec::new();
     let results = Arc::new(Mutex::new(Chaos::default()));
     let mut tasks = JoinSet::new();
     let mut forged_sent = 0;
@@ -216,7 +364,7 @@ pub async fn run(
                 tasks.spawn(async move {
                     tokio::time::sleep(delay).await;
                     let status = match target.sign(&provider, &body, None).await {
-                        Ok(headers) => target.deliver(&provider, body, &headers).await,
+                        Ok(headers) => target.deliver(&provider, body, &headers).await.0,
                         Err(_) => "error: signing".into(),
                     };
                     *results
@@ -228,12 +376,26 @@ pub async fn run(
                 });
             }
         }
-        // Forge about a payment of the run, one per round that saw news.
-        if forged_sent < forged && !new.is_empty() {
-            let a = &new[rng.random_range(0..new.len())];
+        // Forge about a payment of the run, one per round.
+        pool.extend(new);
+        if forged_sent < forged && !pool.is_empty() {
+            let a = &pool[rng.random_range(0..pool.len())];
+            let victim = if forged_sent % ARMS == ARMS - 1 {
+                claim_victim(&target.pg, &ids, rng.random()).await
+            } else {
+                None
+            };
             if let Some(intent) = intent_of(&a.body) {
-                match forge(&target, forged_sent, &a.provider, &intent, rng.random()).await {
+                let sent = match &victim {
+                    Some((provider, intent)) => forge_signed_claim(&target, provider, intent).await,
+                    None => forge(&target, forged_sent, a, &intent, rng.random()).await,
+                };
+                match sent {
                     Ok(sent) => {
+                        // A signed forgery is recorded: never take it for genuine.
+                        for provider in ["stripe", "paypal"] {
+                            seen.insert((provider.to_owned(), sent.0.clone()));
+                        }
                         results.lock().expect("not poisoned").forged.push(sent);
                         forged_sent += 1;
                     }
@@ -280,6 +442,38 @@ mod tests {
             Some("PAYID-1")
         );
         assert_eq!(intent_of("{}"), None);
+    }
+
+    #[test]
+    fn the_crc_arm_forges_a_valid_json_body_with_the_genuine_crc() {
+        for provider in ["stripe", "paypal"] {
+            let genuine = damaging_body(provider, "genuine", "pi_genuine");
+            let forged = crc::with_crc32(
+                &padded_body(provider, "forged", "pi_victim"),
+                crc::crc32(genuine.as_bytes()),
+            )
+            .unwrap();
+            assert_eq!(
+                crc::crc32(forged.as_bytes()),
+                crc::crc32(genuine.as_bytes())
+            );
+            let value: Value = serde_json::from_str(&forged).unwrap();
+            assert_eq!(intent_of(&forged).as_deref(), Some("pi_victim"), "{value}");
+        }
+    }
+
+    #[test]
+    fn the_signed_claim_names_its_victim_and_a_wrong_amount_in_both_shapes() {
+        for provider in ["stripe", "paypal"] {
+            let body = authorization_claim(provider, "e", "pi_victim");
+            assert_eq!(intent_of(&body).as_deref(), Some("pi_victim"));
+            let v: Value = serde_json::from_str(&body).unwrap();
+            let amount = v
+                .pointer("/data/object/amount")
+                .or_else(|| v.pointer("/resource/amount/value"))
+                .unwrap();
+            assert!(amount == 1 || amount == "0.01", "{provider}: {amount}");
+        }
     }
 
     #[test]
