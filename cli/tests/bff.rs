@@ -141,7 +141,12 @@ fn breaker_opens_fails_fast_keeps_reads_up_and_closes_after_a_crash() {
 
     let report = fleet.json(&["breaker", "--seed", "3", "--json"], 0);
     assert_eq!(report["verdict"], "pass", "{report:#}");
-    assert_eq!(report["invariants"].as_array().unwrap().len(), 6);
+    assert_eq!(report["invariants"].as_array().unwrap().len(), 7);
+    // Client errors pinned to the target counted nothing against it.
+    let client = invariant(&report, "client errors never count")["observed"]
+        .as_str()
+        .unwrap();
+    assert!(client.contains("0 failure(s) counted"), "{client}");
     // Reads are sequential while the errors are injected: the count is exact.
     let opened = invariant(&report, "the breaker opens within")["observed"]
         .as_str()

@@ -347,6 +347,11 @@ impl Reader {
 /// What the phases observed, for the checks.
 #[derive(Debug, Default)]
 struct Evidence {
+    /// Phase 0: client errors pinned to the target, and what its breaker
+    /// counted meanwhile (nothing, if only upstream faults count).
+    client_errors: Outcomes,
+    client_phase: Counters,
+    closed_after_client_errors: bool,
     /// Phase 1: reads until open, and the failures the BFF counted by then.
     reads_to_open: u64,
     failures_at_open: Option<u64>,
@@ -374,6 +379,19 @@ struct Evidence {
 }
 
 const PINNED: &str = "pinned to the open replica";
+const CLIENT_ERRORS: &str = "client errors pinned to the target (phase 0)";
+
+/// Requests that are the client's fault, one of each kind: refused by the
+/// BFF itself (an encoded service name, a NUL in the query) or answered
+/// 4xx by the replica (an unknown product, an id that is no number).
+fn client_error_paths(id: i64) -> [String; 4] {
+    [
+        format!("/api/c%61talog/products/{id}"),
+        "/api/catalog/products?category=%00".to_owned(),
+        format!("/api/catalog/products/{}", i64::MAX - id),
+        "/api/catalog/products/not-a-number".to_owned(),
+    ]
+}
 
 pub async fn run(ctx: &Ctx, lab: &Lab, p: &Params, seed: u64) -> Result<Report> {
     let started = Instant::now();
@@ -431,6 +449,7 @@ pub async fn run(ctx: &Ctx, lab: &Lab, p: &Params, seed: u64) -> Result<Report> 
         settings,
         &target_url,
         &read_url,
+        id,
         &session,
         seed,
         &reader,
@@ -446,6 +465,12 @@ pub async fn run(ctx: &Ctx, lab: &Lab, p: &Params, seed: u64) -> Result<Report> 
     reads.merge(&ev.sequential);
     read_lat.merge(&ev.sequential_lat);
 
+    report.push(client_errors_not_counted(
+        &p.target,
+        &ev.client_errors,
+        ev.client_phase,
+        ev.closed_after_client_errors,
+    ));
     report.push(opens_within(
         settings.consecutive_failures,
         ev.failures_at_open,
@@ -482,6 +507,7 @@ pub async fn run(ctx: &Ctx, lab: &Lab, p: &Params, seed: u64) -> Result<Report> 
     ));
     report.outcomes = reads;
     report.outcomes.merge(&ev.pinned);
+    report.outcomes.merge(&ev.client_errors);
     report.latencies = read_lat;
     report.latencies.merge(&ev.pinned_lat);
     if let Some(d) = ev.restarted_in {
@@ -571,11 +597,33 @@ async fn act(
     s: BreakerSettings,
     target_url: &str,
     read_url: &str,
+    id: i64,
     session: &str,
     seed: u64,
     reader: &Reader,
     ev: &mut Evidence,
 ) -> Result<()> {
+    // Phase 0: the client's faults, pinned to the target, more of them than
+    // it takes to open the breaker. Only upstream faults may count: a
+    // breaker that counted these could be opened by anyone, for everyone.
+    let before0 = Counters::of(&gw.breaker(&p.target).await?);
+    for _ in 0..=s.consecutive_failures {
+        for path in client_error_paths(id) {
+            let r = lab
+                .http
+                .get(format!("{}{path}", gw.url))
+                .header("x-session-id", session)
+                .header("x-lab-upstream", &p.target)
+                .send()
+                .await
+                .map(|r| r.status());
+            ev.client_errors.add(CLIENT_ERRORS, outcome_of(&r));
+        }
+    }
+    let after0 = gw.breaker(&p.target).await?;
+    ev.client_phase = Counters::of(&after0).minus(before0);
+    ev.closed_after_client_errors = after0["state"] == "closed";
+
     // Phase 1: every call to the target fails (injected at the BFF, where
     // the replica's answer would arrive). Read one at a time, nothing else
     // in flight, and watch the breaker after each read, so the failure
@@ -687,6 +735,35 @@ async fn act(
 
 // ---------------------------------------------------------------------------
 // The checks, as functions of their evidence (unit-tested with bad evidence).
+
+fn client_errors_not_counted(
+    target: &str,
+    answered: &Outcomes,
+    counted: Counters,
+    still_closed: bool,
+) -> Invariant {
+    let total = answered.total(CLIENT_ERRORS);
+    let client = answered.count_where(CLIENT_ERRORS, |o| o.starts_with('4'));
+    Invariant::check(
+        "client errors never count against the breaker",
+        total > 0
+            && client == total
+            && counted.failures == 0
+            && counted.opened == 0
+            && still_closed,
+        format!("{total}/{total} 4xx; 0 failures counted; {target} closed"),
+        format!(
+            "{client}/{total} 4xx; {} failure(s) counted, opened {} time(s); {}",
+            counted.failures,
+            counted.opened,
+            if still_closed { "closed" } else { "not closed" }
+        ),
+        format!(
+            "encoded service name, NUL in the query, unknown and malformed ids, pinned with X-Lab-Upstream: {}; BFF /admin/breakers before and after",
+            answered.summary(CLIENT_ERRORS)
+        ),
+    )
+}
 
 fn opens_within(threshold: u64, failures_at_open: Option<u64>, reads: u64) -> Invariant {
     let name = "the breaker opens within its configured failure count";
@@ -866,6 +943,28 @@ mod tests {
             sum_counter(page, "http_requests_total", |l| !l.contains("/metrics")),
             7.0
         );
+    }
+
+    #[test]
+    fn client_errors_that_count_or_are_not_4xx_fail() {
+        let mut out = Outcomes::default();
+        for o in ["404", "400", "404", "400"] {
+            out.add(CLIENT_ERRORS, o);
+        }
+        let none = Counters::default();
+        let counted = Counters {
+            failures: 2,
+            ..Counters::default()
+        };
+        let v = |out: &Outcomes, c: Counters, closed: bool| {
+            client_errors_not_counted("catalog-2", out, c, closed).verdict
+        };
+        assert_eq!(v(&out, none, true), Verdict::Pass);
+        assert_eq!(v(&out, counted, true), Verdict::Fail);
+        assert_eq!(v(&out, none, false), Verdict::Fail);
+        assert_eq!(v(&Outcomes::default(), none, true), Verdict::Fail);
+        out.add(CLIENT_ERRORS, "502");
+        assert_eq!(v(&out, none, true), Verdict::Fail);
     }
 
     #[test]
