@@ -18,6 +18,9 @@ cargo fmt --all -- --check
 step "cargo clippy --all-targets -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
+step "deploy manifests and compose files, validated offline"
+scripts/validate-deploy.sh
+
 step "cargo build --workspace (the CLI's tests run the service binaries)"
 cargo build --workspace --locked
 
