@@ -94,6 +94,7 @@ impl Catalog {
             http: reqwest::Client::builder()
                 .no_proxy()
                 .timeout(timeout)
+                .pool_idle_timeout(storefront_kit::http::CLIENT_IDLE_TIMEOUT)
                 .build()
                 .expect("static client configuration"),
             urls: Arc::new(urls),

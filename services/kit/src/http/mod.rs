@@ -27,7 +27,7 @@ use crate::checks::Check;
 pub use bare::problem_bodies;
 pub use edge::NUL_PROBLEM_TYPE;
 pub use metrics::prometheus_handle;
-pub use server::{ClientAddr, HEADER_READ_TIMEOUT};
+pub use server::{CLIENT_IDLE_TIMEOUT, ClientAddr, HEADER_READ_TIMEOUT};
 
 /// The header carrying the request id across services and into logs.
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");

@@ -20,8 +20,20 @@ use tokio::net::TcpListener;
 use tower::ServiceExt;
 
 /// A client that has not sent its complete request headers by then is
-/// disconnected.
+/// disconnected. hyper measures it from the moment the connection waits for
+/// a request, so it also closes a keep-alive connection idle this long.
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long a client of a storefront service should keep an idle pooled
+/// connection (`reqwest::ClientBuilder::pool_idle_timeout`): well below
+/// [`HEADER_READ_TIMEOUT`], so the client always drops an idle connection
+/// before the server closes it, and never sends a request into a socket the
+/// server is closing (the keep-alive race, seen as "connection closed before
+/// message completed").
+pub const CLIENT_IDLE_TIMEOUT: Duration = Duration::from_secs(5);
+
+// Changing either constant must keep the client's the shorter, with margin.
+const _: () = assert!(CLIENT_IDLE_TIMEOUT.as_millis() * 2 <= HEADER_READ_TIMEOUT.as_millis());
 
 /// How a server treats its connections.
 #[derive(Debug, Clone, Copy)]
