@@ -54,7 +54,8 @@ pub struct Params {
     /// Orders placed concurrently.
     #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=512))]
     pub concurrency: u32,
-    /// Forged webhooks to send [default: a tenth of the orders, at least 3].
+    /// Forged webhooks to send, the kinds in turn [default: a tenth of the
+    /// orders, at least one of each of the 5 kinds].
     #[arg(long)]
     pub forged: Option<u32>,
     /// Every saga must be terminal within this many seconds of the first order.
@@ -109,7 +110,9 @@ fn lab_token(lab: &Lab) -> Result<Option<String>> {
 
 pub async fn run(ctx: &Ctx, lab: &Lab, p: &Params, seed: u64) -> Result<Report> {
     let started = Instant::now();
-    let forged = p.forged.unwrap_or((p.orders / 10).max(3)) as usize;
+    let forged = p
+        .forged
+        .unwrap_or((p.orders / 10).max(webhooks::FORGERY_KINDS as u32)) as usize;
     let mut report = Report::new(
         "saga",
         seed,

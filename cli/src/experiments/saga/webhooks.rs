@@ -36,8 +36,8 @@ const POLL: Duration = Duration::from_millis(100);
 /// A re-delivery waits up to this long, so it lands out of order.
 const MAX_REPLAY_DELAY_MS: u64 = 400;
 
-/// Forgery arms, taken in turn.
-const ARMS: usize = 5;
+/// Forgery kinds, taken in turn.
+pub const FORGERY_KINDS: usize = 5;
 
 /// What the chaos did.
 #[derive(Debug, Default)]
@@ -266,7 +266,7 @@ async fn forge(
     let event_id = forged_event_id(provider);
     let body = damaging_body(provider, &event_id, intent);
     let now = chrono::Utc::now().timestamp();
-    let (sent, headers) = match n % ARMS {
+    let (sent, headers) = match n % FORGERY_KINDS {
         // A signature nobody with the secret made.
         0 => {
             let mut headers = target.sign(provider, &body, None).await?;
@@ -318,7 +318,10 @@ async fn forge(
         }
     };
     let answer = target.deliver(provider, sent, &headers).await;
-    Ok((event_id, label(n % ARMS == ARMS - 1, answer)))
+    Ok((
+        event_id,
+        label(n % FORGERY_KINDS == FORGERY_KINDS - 1, answer),
+    ))
 }
 
 /// [`damaging_body`] with a `{pad}` for [`crc::with_crc32`].
@@ -380,7 +383,7 @@ pub async fn run(
         pool.extend(new);
         if forged_sent < forged && !pool.is_empty() {
             let a = &pool[rng.random_range(0..pool.len())];
-            let victim = if forged_sent % ARMS == ARMS - 1 {
+            let victim = if forged_sent % FORGERY_KINDS == FORGERY_KINDS - 1 {
                 claim_victim(&target.pg, &ids, rng.random()).await
             } else {
                 None
