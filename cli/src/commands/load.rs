@@ -110,14 +110,15 @@ pub async fn run(g: &Global, args: Args) -> Result<u8> {
         via: args.via,
     };
     let rep = load::run(&lab, profile, &opts).await?;
-    if let Some(path) = &args.common.html {
-        report::html::write(path, &report::html::load::page(&rep, &about)?)?;
-    }
     if args.common.json {
         report::json(&rep)?;
     } else {
         print!("{}", report::load::render(&rep));
-        if let Some(path) = &args.common.html {
+    }
+    // After the report is out: a page that cannot be written loses no result.
+    if let Some(path) = &args.common.html {
+        report::html::write(path, &report::html::load::page(&rep, &about)?)?;
+        if !args.common.json {
             println!("HTML report: {}", path.display());
         }
     }

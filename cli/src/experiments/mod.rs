@@ -180,18 +180,17 @@ impl CommonArgs {
 /// Prints the report (text or JSON), writes its HTML page when asked, and
 /// returns its exit code. `fleet_profile` names the fleet it ran against.
 pub fn finish(report: &Report, common: &CommonArgs, fleet_profile: &str) -> anyhow::Result<u8> {
-    if let Some(path) = &common.html {
-        let about = crate::report::html::About::now(fleet_profile);
-        crate::report::html::write(
-            path,
-            &crate::report::html::experiment::page(report, &about)?,
-        )?;
-    }
     if common.json {
         crate::report::json(report)?;
     } else {
         print!("{}", crate::report::experiment::render(report));
-        if let Some(path) = &common.html {
+    }
+    // After the report is out: a page that cannot be written loses no result.
+    if let Some(path) = &common.html {
+        let about = crate::report::html::About::now(fleet_profile);
+        let page = crate::report::html::experiment::page(report, &about)?;
+        crate::report::html::write(path, &page)?;
+        if !common.json {
             println!("HTML report: {}", path.display());
         }
     }

@@ -110,11 +110,14 @@ pub fn page(r: &Report, about: &About) -> Result<String> {
     p.finish()
 }
 
+/// A plot's label, its corrected histogram if any, and its raw one.
+type Plot<'a> = (&'a str, Option<&'a Histogram<u64>>, &'a Histogram<u64>);
+
 /// One plot per label. An open-model experiment records `L` from each
 /// request's intended send time and `L (service time)` from its actual
 /// send: those two are the corrected and raw curves of one plot. Any other
 /// label is measured from the actual send: raw only.
-fn pairs(l: &Latencies) -> Vec<(&str, Option<&Histogram<u64>>, &Histogram<u64>)> {
+fn pairs(l: &Latencies) -> Vec<Plot<'_>> {
     const SERVICE: &str = " (service time)";
     l.0.iter()
         .filter_map(|(label, h)| match label.strip_suffix(SERVICE) {

@@ -38,9 +38,13 @@ pub fn page(r: &LoadReport, about: &About) -> Result<String> {
     for t in &r.transactions {
         all.merge(&t.tally.seconds);
     }
+    let timeline = all.timeline(0);
+    if timeline.seconds.is_empty() && requests > 0 {
+        p.push("<h2>Timeline</h2><p class=\"sub\">No per-second data: interval logs hold one interval per histogram, spanning the whole load.</p>");
+    }
     p.timeline(
         "all transactions, per second: requests, errors, p99",
-        &all.timeline(0),
+        &timeline,
     );
     if !r.measurements.is_empty() {
         let rows: Vec<(&str, String)> = r
