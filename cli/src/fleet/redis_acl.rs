@@ -61,7 +61,8 @@ fn prefix<'a>(spec: &'a ServiceSpec, var: &str, default: &'a str) -> &'a str {
 /// `<service>:*`; the ones below also follow the prefixes their profile
 /// entry configures (catalog's `CACHE_KEY_PREFIX` for its cache keys and
 /// its invalidation channel, bff's `RATE_LIMIT_KEY_PREFIX` for its
-/// buckets), and the BFF may read identity's revoked-jti denylist, whose
+/// buckets, identity's `LOGIN_THROTTLE_KEY_PREFIX` for its login-attempt
+/// counters), and the BFF may read identity's revoked-jti denylist, whose
 /// key format is the contract in services/identity/src/denylist.rs.
 pub fn service_user(spec: &ServiceSpec) -> AclUser {
     let own = format!("{}:*", spec.name);
@@ -71,8 +72,14 @@ pub fn service_user(spec: &ServiceSpec) -> AclUser {
         read_keys: Vec::new(),
         channels: Vec::new(),
     };
+    // A pattern another already covers (`identity:login-attempts:*` under
+    // `identity:*`) is left out.
     let mut add_key = |k: String| {
-        if !user.keys.contains(&k) {
+        let covered = user
+            .keys
+            .iter()
+            .any(|have| have.strip_suffix('*').is_some_and(|p| k.starts_with(p)));
+        if !covered {
             user.keys.push(k);
         }
     };
@@ -89,6 +96,14 @@ pub fn service_user(spec: &ServiceSpec) -> AclUser {
             ));
             user.read_keys.push("identity:revoked:*".into());
         }
+        "identity" => add_key(format!(
+            "{}*",
+            prefix(
+                spec,
+                "LOGIN_THROTTLE_KEY_PREFIX",
+                "identity:login-attempts:"
+            )
+        )),
         _ => {}
     }
     user
@@ -188,7 +203,7 @@ mod tests {
     fn bff_reads_but_cannot_write_the_denylist_and_has_no_pubsub() {
         let p = profile("[[services]]\nname = \"bff\"\nneeds = [\"redis\"]\n");
         let u = &service_users(&p)[0];
-        assert_eq!(u.keys, ["bff:*", "bff:rl:*"]);
+        assert_eq!(u.keys, ["bff:*"], "bff:rl:* lies under bff:*");
         let rules = u.rules();
         assert!(rules.contains("%R~identity:revoked:*"), "{rules}");
         assert!(!rules.contains("~identity:*"), "{rules}");
@@ -217,6 +232,21 @@ mod tests {
             "the last word on a service user removes admin commands: {identity}"
         );
         assert!(!identity.contains('&'), "identity has no channels");
+    }
+
+    #[test]
+    fn identity_keys_follow_its_login_throttle_prefix_only_when_moved() {
+        let p = profile("[[services]]\nname = \"identity\"\nneeds = [\"redis\"]\n");
+        assert_eq!(
+            service_users(&p)[0].keys,
+            ["identity:*"],
+            "the default prefix lies under identity:*"
+        );
+        let p = profile(
+            "[[services]]\nname = \"identity\"\nneeds = [\"redis\"]\n\
+             env = { LOGIN_THROTTLE_KEY_PREFIX = \"throttle:\" }\n",
+        );
+        assert_eq!(service_users(&p)[0].keys, ["identity:*", "throttle:*"]);
     }
 
     #[test]
