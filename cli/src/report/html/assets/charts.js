@@ -190,8 +190,9 @@ const SFCharts = (() => {
           ctx.fillRect(x, YL(spec.errors[i]), bw, plot.y + plot.h - YL(spec.errors[i]));
         }
       });
-      const mid = (t) => X(t + 0.5);
-      const pts = (vals) => spec.t.map((t, i) => [t, vals[i]]).filter(([, v]) => v !== null).map(([t, v]) => [mid(t), YR(v)]);
+      // p99 as steps: each second's value spans its second.
+      const pts = (vals) => spec.t.map((t, i) => [t, vals[i]]).filter(([, v]) => v !== null)
+        .flatMap(([t, v]) => [[X(t), YR(v)], [X(t + 1), YR(v)]]);
       line(ctx, pts(spec.p99), C.p99, 2);
       if (spec.p99c) line(ctx, pts(spec.p99c), C.p99c, 2);
     });
