@@ -341,3 +341,39 @@ async fn a_body_that_never_arrives_is_a_408_problem_and_never_forwarded() {
     );
     assert_eq!(a.hits(), 0);
 }
+
+#[tokio::test]
+async fn pinning_a_replica_needs_the_admin_token() {
+    let (a, b) = (Fake::start("a").await, Fake::start("b").await);
+    let Some(bff) = spawn_bff(&[&a, &b], &[]).await else {
+        return;
+    };
+    let pinned = |token: Option<&str>| {
+        let mut r = bff
+            .http
+            .get(bff.url("/api/catalog/products/1"))
+            .header("x-session-id", "pin")
+            .header("x-lab-upstream", "catalog-2");
+        if let Some(t) = token {
+            r = r.header("x-lab-token", t);
+        }
+        r.send()
+    };
+    for token in [None, Some("guess")] {
+        let r = pinned(token).await.unwrap();
+        assert_eq!(r.status(), 401, "{token:?}");
+        assert_eq!(
+            r.headers()["content-type"],
+            storefront_kit::error::PROBLEM_JSON
+        );
+    }
+    assert_eq!(a.hits() + b.hits(), 0);
+    for _ in 0..3 {
+        let r = pinned(Some(common::TOKEN)).await.unwrap();
+        assert_eq!(r.status(), 200);
+        assert_eq!(r.headers()["x-upstream"], "catalog-2");
+        let body: Value = r.json().await.unwrap();
+        assert!(body["headers"].get("x-lab-token").is_none(), "{body}");
+    }
+    assert_eq!((a.hits(), b.hits()), (0, 3));
+}

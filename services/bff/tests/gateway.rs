@@ -241,6 +241,7 @@ async fn a_failing_replica_opens_its_breaker_and_reads_keep_succeeding() {
         .get(bff.url("/api/catalog/products/1"))
         .header("x-session-id", "breaker")
         .header("x-lab-upstream", "catalog-2")
+        .header("x-lab-token", common::TOKEN)
         .send()
         .await
         .unwrap();

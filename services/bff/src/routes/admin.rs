@@ -9,7 +9,7 @@ use axum::extract::State;
 use axum::extract::rejection::JsonRejection;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use secrecy::ExposeSecret;
+use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
 use storefront_kit::Problem;
 
@@ -28,8 +28,8 @@ fn unauthorized(detail: &str) -> Response {
     response
 }
 
-/// Checks the bearer token: `Some(401)` unless it is the admin's. The comparison looks at every byte whatever
-/// the first mismatch, so timing doesn't tell how much of a guess was right.
+/// Checks the bearer token: `Some(401)` unless it is the admin's
+/// ([`same_secret`]).
 fn refuse(gw: &AppState, headers: &HeaderMap) -> Option<Response> {
     let Some(expected) = &gw.admin_token else {
         return Some(unauthorized(
@@ -41,14 +41,19 @@ fn refuse(gw: &AppState, headers: &HeaderMap) -> Option<Response> {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .unwrap_or_default();
+    (!same_secret(given, expected)).then(|| unauthorized("a valid admin bearer token is required"))
+}
+
+/// Whether `given` is the admin token; every byte is compared whatever the
+/// first mismatch, so timing doesn't tell how much of a guess was right.
+pub(super) fn same_secret(given: &str, expected: &SecretString) -> bool {
     let expected = expected.expose_secret().as_bytes();
-    let same = given.len() == expected.len()
+    given.len() == expected.len()
         && given
             .bytes()
             .zip(expected)
             .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-            == 0;
-    (!same).then(|| unauthorized("a valid admin bearer token is required"))
+            == 0
 }
 
 fn lock_chaos(gw: &AppState) -> std::sync::MutexGuard<'_, Chaos> {

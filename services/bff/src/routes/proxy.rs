@@ -49,8 +49,12 @@ const FORWARDED_RESPONSE: [&str; 9] = [
 /// Names the instance that answered (or last failed).
 pub const X_UPSTREAM: HeaderName = HeaderName::from_static("x-upstream");
 /// Lab only: pins a request to one instance (`catalog-2`), so experiments
-/// can aim at a replica whose breaker is open.
+/// can aim at a replica whose breaker is open. Needs [`X_LAB_TOKEN`].
 pub const X_LAB_UPSTREAM: &str = "x-lab-upstream";
+/// The admin token, proving an `X-Lab-Upstream` comes from the lab (its own
+/// header: `Authorization` belongs to the caller's identity). Never
+/// forwarded.
+pub const X_LAB_TOKEN: &str = "x-lab-token";
 /// Counter of retries, labelled `service` and `result`.
 pub const RETRIES_METRIC: &str = "bff_retries_total";
 
@@ -110,11 +114,25 @@ pub async fn forward(
     relay(&gw, svc, pinned, &forward, idempotent).await
 }
 
-/// The instance `X-Lab-Upstream` pins the request to (lab only).
+/// The instance `X-Lab-Upstream` pins the request to: lab only, and only
+/// with the admin token in `X-Lab-Token` (401 otherwise), so an anonymous
+/// client can't aim traffic at one replica.
 fn pin(gw: &AppState, svc: &Service, headers: &HeaderMap) -> Result<Option<usize>, Problem> {
     let Some(v) = headers.get(X_LAB_UPSTREAM).filter(|_| gw.lab_endpoints) else {
         return Ok(None);
     };
+    let token = headers
+        .get(X_LAB_TOKEN)
+        .and_then(|t| t.to_str().ok())
+        .unwrap_or_default();
+    let allowed = gw
+        .admin_token
+        .as_ref()
+        .is_some_and(|expected| super::admin::same_secret(token, expected));
+    if !allowed {
+        return Err(Problem::new(StatusCode::UNAUTHORIZED)
+            .with_detail("X-Lab-Upstream needs the admin token in X-Lab-Token"));
+    }
     let name = v.to_str().unwrap_or_default();
     svc.position(name).map(Some).ok_or_else(|| {
         Problem::bad_request(format!(
