@@ -24,7 +24,7 @@ use std::time::Duration;
 use argon2::password_hash::rand_core::OsRng;
 use argon2::password_hash::{Output, PasswordHash, PasswordHasher, SaltString};
 use argon2::{Algorithm, Argon2, Block, Params, Version};
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// A hash of a password nobody has, checked when the user doesn't exist so
 /// that "no such user" takes as long as "wrong password" (no user
@@ -114,6 +114,19 @@ pub struct Busy {
     pub retry_after: Duration,
 }
 
+/// The right to run one check now; dropping it gives the turn away.
+#[derive(Debug)]
+pub struct Permit(OwnedSemaphorePermit);
+
+/// A finished check. It still holds the permit: drop it once the outcome
+/// is recorded.
+#[derive(Debug)]
+pub struct Checked {
+    /// Whether the password matched.
+    pub matched: bool,
+    _permit: Option<OwnedSemaphorePermit>,
+}
+
 /// Bounded, memory-reusing password verification (see the module docs).
 #[derive(Clone)]
 pub struct PasswordChecker {
@@ -135,20 +148,27 @@ impl PasswordChecker {
         }
     }
 
-    /// Whether `password` matches `phc`, on the blocking pool under a
-    /// permit. `None` as the hash (unknown user) still spends the same time
-    /// on [`DUMMY_HASH`] and answers `false`.
-    pub async fn verify(&self, password: String, phc: Option<String>) -> Result<bool, Busy> {
-        let permit =
-            tokio::time::timeout(self.queue_deadline, self.permits.clone().acquire_owned())
-                .await
-                .map_err(|_| self.shed())?
-                .expect("the semaphore is never closed");
+    /// Waits at most the queue deadline for a permit to run one check.
+    /// Separate from [`PasswordChecker::verify`] so the caller can look at
+    /// the guessing throttle again once its turn has come.
+    pub async fn permit(&self) -> Result<Permit, Busy> {
+        tokio::time::timeout(self.queue_deadline, self.permits.clone().acquire_owned())
+            .await
+            .map_err(|_| self.shed())
+            .map(|permit| Permit(permit.expect("the semaphore is never closed")))
+    }
+
+    /// Whether `password` matches `phc`, on the blocking pool under
+    /// `permit`. `None` as the hash (unknown user) still spends the same
+    /// time on [`DUMMY_HASH`] and answers `false`. The permit comes back in
+    /// the [`Checked`], so the caller can record the outcome before the
+    /// next check starts.
+    pub async fn verify(&self, permit: Permit, password: String, phc: Option<String>) -> Checked {
+        let Permit(permit) = permit;
         let buffers = self.buffers.clone();
-        // The permit moves into the task: if the client goes away, the
-        // hash still holds its permit until it finishes.
+        // The permit moves into the task and back out: if the client goes
+        // away, the hash still holds its permit until it finishes.
         let task = tokio::task::spawn_blocking(move || {
-            let _permit = permit;
             let mut memory = buffers
                 .lock()
                 .map(|mut b| b.pop())
@@ -164,12 +184,24 @@ impl PasswordChecker {
             if let Ok(mut pool) = buffers.lock() {
                 pool.push(memory);
             }
-            matched
+            (matched, permit)
         });
-        let matched = task.await.unwrap_or(false);
+        let (matched, permit) = match task.await {
+            Ok((matched, permit)) => (matched, Some(permit)),
+            Err(_) => (false, None),
+        };
         let outcome = if matched { "match" } else { "mismatch" };
         metrics::counter!(CHECKED_METRIC, "outcome" => outcome).increment(1);
-        Ok(matched)
+        Checked {
+            matched,
+            _permit: permit,
+        }
+    }
+
+    /// [`PasswordChecker::permit`] then [`PasswordChecker::verify`].
+    pub async fn check(&self, password: String, phc: Option<String>) -> Result<bool, Busy> {
+        let permit = self.permit().await?;
+        Ok(self.verify(permit, password, phc).await.matched)
     }
 
     /// Permits free right now (tests, and the shed decision's log line).
@@ -260,7 +292,7 @@ mod tests {
     #[tokio::test]
     async fn unknown_user_never_verifies() {
         let checker = PasswordChecker::new(1, Duration::from_secs(5));
-        assert_eq!(checker.verify("anything".into(), None).await, Ok(false));
+        assert_eq!(checker.check("anything".into(), None).await, Ok(false));
     }
 
     #[tokio::test]
@@ -268,7 +300,7 @@ mod tests {
         let checker = PasswordChecker::new(2, Duration::from_millis(1));
         let phc = hash("pw");
         let results = futures::future::join_all(
-            (0..16).map(|_| checker.verify("wrong".into(), Some(phc.clone()))),
+            (0..16).map(|_| checker.check("wrong".into(), Some(phc.clone()))),
         )
         .await;
         let shed = results.iter().filter(|r| r.is_err()).count();

@@ -1,16 +1,22 @@
 //! Slowing password guessing, decided before any hash runs.
 //!
-//! Each password grant reserves one attempt in two fixed windows in Redis:
-//! one per account (`identity:login-attempts:account:<sha256(username)>`)
-//! and one per client address (`identity:login-attempts:address:<ip>`). A
-//! window whose count is over its limit refuses the request (429 with
+//! Two fixed windows in Redis count failed password grants: one per
+//! account (`identity:login-attempts:account:<sha256(username)>`) and one
+//! per client address (`identity:login-attempts:address:<ip>`). A window
+//! that already holds its limit of failures refuses the request (429 with
 //! `Retry-After` = the time left in that window) before the user is looked
-//! up or a hash is computed. A login that succeeds gives its reservation
-//! back, as does one shed for overload (nothing was tried), so only failed
-//! guesses use up the budget. Reserving before hashing, rather than
-//! counting failures after, is what holds under concurrency: 500 guesses
-//! fired at once get distinct counts from `INCR`, and exactly `limit` of
-//! them reach the hasher.
+//! up or a hash is computed. Only failures count: a success, a refusal and
+//! a check shed for overload try nothing, so they cost nothing — legitimate
+//! logins never queue into a lockout, however many run at once, and one
+//! hammered account does not use up its address's budget.
+//!
+//! Concurrency: the windows are read twice, once on arrival and again
+//! right before the hash, after waiting for a hashing permit
+//! ([`crate::password::PasswordChecker`]), and a check keeps its permit
+//! until its failure is counted. A burst of 500 guesses thus queues for a
+//! few permits, and each reads the failures its predecessors recorded: at
+//! most `permits − 1` checks beyond the limit (those running beside the
+//! one that reached it) get through; the rest are refused without hashing.
 //!
 //! The trade-off: an attacker can lock an account's password logins for
 //! one window by failing on purpose. That is the price of a per-account
@@ -18,7 +24,7 @@
 //!
 //! The decision ([`judge`]) is a pure function of the two windows' counts
 //! and time left, tested without Redis. The Redis side is plain commands
-//! (`INCR`, `PEXPIRE … NX`, `PTTL`, `DECR`) on `identity:*` keys, no scripts.
+//! (`GET`, `PTTL`, `INCR`, `PEXPIRE … NX`) on `identity:*` keys, no scripts.
 //!
 //! The client address ([`client_address`]) is the TCP peer, unless the
 //! peer is one of `TRUSTED_PROXIES`: then it is the right-most
@@ -52,10 +58,10 @@ pub struct Limits {
     pub window: Duration,
 }
 
-/// One window as Redis reported it after this request's `INCR`.
+/// One window as Redis reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Window {
-    /// Attempts counted in the window, this one included.
+    /// Failures counted in the window so far.
     pub count: i64,
     /// Milliseconds until the window ends (negative: Redis has no TTL on it).
     pub ttl_ms: i64,
@@ -86,15 +92,16 @@ pub enum Verdict {
     Refuse { scope: Scope, retry_after: Duration },
 }
 
-/// The decision: refuse when either window is over its limit (the account
-/// first, as it is the narrower), retrying when that window ends.
+/// The decision: refuse when either window already holds its limit of
+/// failures (the account first, as it is the narrower), retrying when that
+/// window ends.
 pub fn judge(account: Window, address: Window, limits: &Limits) -> Verdict {
     let over = [
         (Scope::Account, account, limits.per_account),
         (Scope::Address, address, limits.per_address),
     ]
     .into_iter()
-    .find(|(_, w, limit)| w.count > i64::from(*limit));
+    .find(|(_, w, limit)| w.count >= i64::from(*limit));
     match over {
         None => Verdict::Allow,
         Some((scope, w, _)) => Verdict::Refuse {
@@ -136,69 +143,44 @@ impl Keys {
     }
 }
 
-/// Counts one attempt in both windows (opening a window on its first
-/// attempt) and reports them.
-pub async fn reserve(
+/// Both windows as they stand (a missing key is an empty window).
+pub async fn peek(
     redis: &mut ConnectionManager,
     keys: &Keys,
-    window: Duration,
 ) -> redis::RedisResult<(Window, Window)> {
-    let ms = window.as_millis() as u64;
-    let (a, a_ttl, b, b_ttl): (i64, i64, i64, i64) = redis::pipe()
-        .incr(&keys.account, 1)
-        .cmd("PEXPIRE")
-        .arg(&keys.account)
-        .arg(ms)
-        .arg("NX")
-        .ignore()
+    let (a, a_ttl, b, b_ttl): (Option<i64>, i64, Option<i64>, i64) = redis::pipe()
+        .get(&keys.account)
         .pttl(&keys.account)
-        .incr(&keys.address, 1)
-        .cmd("PEXPIRE")
-        .arg(&keys.address)
-        .arg(ms)
-        .arg("NX")
-        .ignore()
+        .get(&keys.address)
         .pttl(&keys.address)
         .query_async(redis)
         .await?;
-    Ok((
-        Window {
-            count: a,
-            ttl_ms: a_ttl,
-        },
-        Window {
-            count: b,
-            ttl_ms: b_ttl,
-        },
-    ))
+    let window = |count: Option<i64>, ttl_ms| Window {
+        count: count.unwrap_or(0),
+        ttl_ms,
+    };
+    Ok((window(a, a_ttl), window(b, b_ttl)))
 }
 
-/// Gives an attempt back (a success, or a check that never ran). If the
-/// window ended meanwhile the key is recreated at -1 with a fresh TTL: at
-/// worst one extra attempt, never a key that lives forever.
-pub async fn release(
+/// Counts a failed password grant in both windows; the first failure opens
+/// a window (`PEXPIRE … NX` also heals a key left without a TTL).
+pub async fn record_failure(
     redis: &mut ConnectionManager,
     keys: &Keys,
     window: Duration,
 ) -> redis::RedisResult<()> {
     let ms = window.as_millis() as u64;
-    redis::pipe()
-        .decr(&keys.account, 1)
-        .ignore()
-        .cmd("PEXPIRE")
-        .arg(&keys.account)
-        .arg(ms)
-        .arg("NX")
-        .ignore()
-        .decr(&keys.address, 1)
-        .ignore()
-        .cmd("PEXPIRE")
-        .arg(&keys.address)
-        .arg(ms)
-        .arg("NX")
-        .ignore()
-        .query_async(redis)
-        .await
+    let mut pipe = redis::pipe();
+    for key in [&keys.account, &keys.address] {
+        pipe.incr(key, 1)
+            .ignore()
+            .cmd("PEXPIRE")
+            .arg(key)
+            .arg(ms)
+            .arg("NX")
+            .ignore();
+    }
+    pipe.query_async(redis).await
 }
 
 /// The client's address: the peer, or — when the peer is a trusted proxy —
@@ -241,12 +223,12 @@ mod tests {
     }
 
     #[test]
-    fn attempts_up_to_the_limit_are_allowed_and_the_next_is_refused_until_the_window_ends() {
-        for n in 1..=3 {
+    fn attempts_are_allowed_until_the_limit_of_failures_and_then_refused_until_the_window_ends() {
+        for n in 0..3 {
             assert_eq!(judge(w(n, 299_000), w(n, 299_000), &LIMITS), Verdict::Allow);
         }
         assert_eq!(
-            judge(w(4, 12_001), w(4, 299_000), &LIMITS),
+            judge(w(3, 12_001), w(3, 299_000), &LIMITS),
             Verdict::Refuse {
                 scope: Scope::Account,
                 retry_after: Duration::from_secs(13)
@@ -257,7 +239,7 @@ mod tests {
     #[test]
     fn the_address_limit_refuses_guesses_spread_over_many_accounts() {
         assert_eq!(
-            judge(w(1, 300_000), w(11, 500), &LIMITS),
+            judge(w(1, 300_000), w(10, 500), &LIMITS),
             Verdict::Refuse {
                 scope: Scope::Address,
                 retry_after: Duration::from_secs(1)

@@ -592,7 +592,7 @@ async fn guesses_past_the_account_limit_get_429_with_retry_after_even_with_the_r
 }
 
 #[tokio::test]
-async fn a_successful_login_gives_its_attempt_back() {
+async fn successful_logins_use_up_no_attempts() {
     let Some(app) = spawn_app_with(false, &[("LOGIN_FAILURES_PER_ACCOUNT", "2")]).await else {
         return;
     };
@@ -617,11 +617,12 @@ async fn a_successful_login_gives_its_attempt_back() {
 }
 
 #[tokio::test]
-async fn concurrent_guesses_at_one_account_let_exactly_the_limit_reach_the_hasher() {
+async fn a_concurrent_burst_at_one_account_gets_past_the_limit_by_at_most_the_other_permits() {
     let Some(app) = spawn_app_with(
         false,
         &[
             ("LOGIN_FAILURES_PER_ACCOUNT", "5"),
+            ("PASSWORD_HASH_PERMITS", "2"),
             ("PASSWORD_QUEUE_DEADLINE_MS", "60000"),
         ],
     )
@@ -631,14 +632,41 @@ async fn concurrent_guesses_at_one_account_let_exactly_the_limit_reach_the_hashe
     };
     let replies = futures::future::join_all((0..40).map(|_| app.guess("dave", None))).await;
     let count = |s: StatusCode| replies.iter().filter(|r| r.status == s).count();
+    let (ran, refused) = (
+        count(StatusCode::BAD_REQUEST),
+        count(StatusCode::TOO_MANY_REQUESTS),
+    );
+    assert_eq!(ran + refused, 40, "only 400s and 429s");
+    assert!(
+        (5..=6).contains(&ran),
+        "limit 5, 2 permits: 5 or 6 guesses may reach the hasher, {ran} did"
+    );
     assert_eq!(
-        (
-            count(StatusCode::BAD_REQUEST),
-            count(StatusCode::TOO_MANY_REQUESTS)
-        ),
-        (5, 35),
-        "{:?}",
-        replies.iter().map(|r| r.status).collect::<Vec<_>>()
+        app.guess("dave", None).await.status,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn concurrent_successful_logins_of_one_account_are_never_throttled() {
+    let Some(app) = spawn_app_with(
+        false,
+        &[
+            ("LOGIN_FAILURES_PER_ACCOUNT", "2"),
+            ("LOGIN_FAILURES_PER_ADDRESS", "2"),
+            ("PASSWORD_QUEUE_DEADLINE_MS", "60000"),
+        ],
+    )
+    .await
+    else {
+        return;
+    };
+    let replies = futures::future::join_all((0..20).map(|_| app.login("alice"))).await;
+    let statuses: Vec<StatusCode> = replies.iter().map(|r| r.status).collect();
+    assert!(
+        statuses.iter().all(|s| *s == StatusCode::OK),
+        "{statuses:?}"
     );
     app.cleanup().await;
 }
@@ -660,6 +688,38 @@ async fn guesses_spread_over_accounts_are_limited_per_address() {
         StatusCode::TOO_MANY_REQUESTS,
         "X-Forwarded-For from an untrusted peer is ignored"
     );
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn refused_guesses_at_one_account_do_not_use_up_the_address_budget() {
+    let Some(app) = spawn_app_with(
+        false,
+        &[
+            ("LOGIN_FAILURES_PER_ACCOUNT", "2"),
+            ("LOGIN_FAILURES_PER_ADDRESS", "4"),
+        ],
+    )
+    .await
+    else {
+        return;
+    };
+    for _ in 0..10 {
+        app.guess("alice", None).await;
+    }
+    assert_eq!(
+        app.guess("alice", None).await.status,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    // 2 failures counted for the address, not 11: two more guesses elsewhere run.
+    assert_eq!(app.guess("bob", None).await.status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        app.guess("carol", None).await.status,
+        StatusCode::BAD_REQUEST
+    );
+    let over = app.guess("dave", None).await;
+    assert_eq!(over.status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(over.body["scope"], "address");
     app.cleanup().await;
 }
 
@@ -695,7 +755,7 @@ async fn a_trusted_proxy_s_forwarded_for_names_the_client() {
 }
 
 #[tokio::test]
-async fn checks_beyond_the_permits_are_shed_with_503_and_retry_after_and_give_the_attempt_back() {
+async fn checks_beyond_the_permits_are_shed_with_503_and_retry_after_and_count_no_failure() {
     let Some(app) = spawn_app_with(
         false,
         &[
@@ -730,7 +790,7 @@ async fn checks_beyond_the_permits_are_shed_with_503_and_retry_after_and_give_th
         assert!(retry_after(reply) >= 1);
         assert_eq!(reply.body["type"], "/problems/busy");
     }
-    // Shed attempts were given back: with the address limit at 24, only the
+    // Shed checks count no failure: with the address limit at 24, only the
     // checks that ran used it up, so the next guess is not refused.
     let next = app.guess("nobody-next", None).await;
     assert_ne!(next.status, StatusCode::TOO_MANY_REQUESTS, "{}", next.body);

@@ -128,13 +128,7 @@ async fn password_grant(
     let password = bounded(req.password, "password", MAX_PASSWORD_LEN)?;
     let keys = Keys::new(&state.throttle_prefix, &username, client);
     admit(state, &keys).await?;
-    let checked = check_password(state, &username, password).await;
-    if matches!(checked, Ok(Some(_)) | Err(IdentityError::Busy(_))) {
-        give_back(state, &keys).await;
-    }
-    let Some(user) = checked? else {
-        return Err(IdentityError::BadCredentials);
-    };
+    let user = check_password(state, &keys, &username, password).await?;
     let refresh = new_refresh_token();
     let hash = refresh_hash(&refresh);
     let family = NewFamily {
@@ -165,11 +159,10 @@ async fn password_grant(
     ))
 }
 
-/// Reserves an attempt; refuses when the account or address is over its limit.
+/// Refuses when the account or the address is at its limit of failures.
 async fn admit(state: &AppState, keys: &Keys) -> Result<(), IdentityError> {
     let mut redis = state.redis.clone();
-    let window = state.login_limits.window;
-    let (account, address) = throttle::reserve(&mut redis, keys, window).await?;
+    let (account, address) = throttle::peek(&mut redis, keys).await?;
     match throttle::judge(account, address, &state.login_limits) {
         Verdict::Allow => Ok(()),
         Verdict::Refuse { scope, retry_after } => {
@@ -180,27 +173,34 @@ async fn admit(state: &AppState, keys: &Keys) -> Result<(), IdentityError> {
     }
 }
 
-/// Gives a reserved attempt back; a failure only costs the user one attempt.
-async fn give_back(state: &AppState, keys: &Keys) {
-    let mut redis = state.redis.clone();
-    if let Err(error) = throttle::release(&mut redis, keys, state.login_limits.window).await {
-        tracing::warn!(%error, "could not give a login attempt back");
-    }
-}
-
-/// The user, if the password is theirs.
+/// The user, if the password is theirs: waits for a hashing permit, looks
+/// at the throttle again (the queue may have filled the window meanwhile),
+/// checks, and counts a mismatch before giving the permit up. If Redis fails while counting, the guess
+/// answers 503 rather than 400: nobody learns a wrong password for free
+/// while the counter is down.
 async fn check_password(
     state: &AppState,
+    keys: &Keys,
     username: &str,
     password: String,
-) -> Result<Option<store::Credentials>, IdentityError> {
+) -> Result<store::Credentials, IdentityError> {
     let user = state
         .db
         .run(|pool| async move { store::credentials(&pool, username).await })
         .await?;
+    let permit = state.passwords.permit().await?;
+    admit(state, keys).await?;
     let hash = user.as_ref().map(|u| u.password_hash.clone());
-    let matched = state.passwords.verify(password, hash).await?;
-    Ok(user.filter(|_| matched))
+    // Held until the failure is counted, so the next check reads it.
+    let checked = state.passwords.verify(permit, password, hash).await;
+    match user.filter(|_| checked.matched) {
+        Some(user) => Ok(user),
+        None => {
+            let mut redis = state.redis.clone();
+            throttle::record_failure(&mut redis, keys, state.login_limits.window).await?;
+            Err(IdentityError::BadCredentials)
+        }
+    }
 }
 
 async fn refresh_grant(
