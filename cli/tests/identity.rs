@@ -19,6 +19,21 @@ fn invariant<'a>(report: &'a Value, name: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no invariant {name:?} in {report:#}"))
 }
 
+/// The lab admin token of a profile: its bff's `BFF_ADMIN_TOKEN`, which the
+/// fleet gives every service as `LAB_ADMIN_TOKEN`.
+fn lab_admin_token(profile: &str) -> String {
+    let path = format!("{}/../profiles/{profile}.toml", env!("CARGO_MANIFEST_DIR"));
+    let profile: toml::Value = toml::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    profile["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"].as_str() == Some("bff"))
+        .and_then(|s| s["env"]["BFF_ADMIN_TOKEN"].as_str())
+        .unwrap_or_else(|| panic!("{path}: the bff sets no BFF_ADMIN_TOKEN"))
+        .to_owned()
+}
+
 /// Logins of the identity service that exist in Postgres right now.
 fn dynamic_roles(admin_url: &str) -> Vec<String> {
     let rt = tokio::runtime::Runtime::new().unwrap();
@@ -134,21 +149,34 @@ fn vault_logins_rotate_under_load_without_a_failed_request_and_naive_rotation_is
         "{report:#}"
     );
     // The run restored identity: back to careful rotation, one login left.
-    let lease: Value = reqwest::blocking::Client::builder()
+    let http = reqwest::blocking::Client::builder()
         .no_proxy()
         .build()
-        .unwrap()
-        .get(format!(
-            "{}/lab/lease",
-            state["endpoints"]["services"]["identity"][0]
-                .as_str()
-                .unwrap()
-        ))
+        .unwrap();
+    let lease_url = format!(
+        "{}/lab/lease",
+        state["endpoints"]["services"]["identity"][0]
+            .as_str()
+            .unwrap()
+    );
+    let lease: Value = http
+        .get(&lease_url)
+        .bearer_auth(lab_admin_token("dev"))
         .send()
         .unwrap()
         .json()
         .unwrap();
     assert_eq!(lease["naive"], false, "{lease:#}");
+    // Anonymous callers may not read the lease (its id revokes identity's
+    // database access) nor switch the rotation mode.
+    let anonymous = http.get(&lease_url).send().unwrap();
+    assert_eq!(anonymous.status().as_u16(), 401);
+    let switch = http
+        .put(lease_url.replace("/lab/lease", "/lab/rotation-mode"))
+        .json(&serde_json::json!({"naive": true}))
+        .send()
+        .unwrap();
+    assert_eq!(switch.status().as_u16(), 401);
 
     let down = fleet.json(&["down", "--json"], 0);
     assert!(down["stopped"].as_array().is_some(), "{down:#}");

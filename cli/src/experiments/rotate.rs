@@ -15,6 +15,11 @@
 //! The control arm (`--control`) switches identity to naive rotation (old
 //! leases revoked before their pool drains, no retry): the checks must
 //! catch the failed requests.
+//!
+//! Identity's `/lab/…` routes and its lab-only `access_ttl_secs` need the
+//! lab admin token (the fleet gives every service the profile's bff
+//! `BFF_ADMIN_TOKEN` as `LAB_ADMIN_TOKEN`); the experiment sends it on those
+//! calls only, never on the load's requests.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
@@ -26,9 +31,11 @@ use reqwest::Method;
 use serde_json::{Value, json};
 use sqlx::PgPool;
 
+use super::breaker::ADMIN_TOKEN_VAR;
 use super::record::{Latencies, summarize};
 use super::{Invariant, Lab, Report};
 use crate::exit::{self, Exit};
+use crate::fleet::profile::FleetProfile;
 use crate::fleet::vault::Vault;
 use crate::load::open::{self, Done, OpenModel};
 use crate::load::profile::parse_duration;
@@ -267,20 +274,57 @@ async fn set_role_ttls(lab: &Lab, ttls: RoleTtls) -> Result<()> {
         .map(drop)
 }
 
-/// `GET /lab/lease` of one instance.
-async fn lease(lab: &Lab, base: &str) -> Result<Value> {
-    let r = lab.http.get(format!("{base}/lab/lease")).send().await?;
-    if r.status() == reqwest::StatusCode::NOT_FOUND {
-        return Err(Exit::error(
-            exit::ERROR,
-            "identity's lab endpoints are off: set `lab_endpoints = true` in the fleet profile",
-        ));
-    }
-    Ok(r.error_for_status()?.json().await?)
+/// The lab admin token: the fleet profile's bff `BFF_ADMIN_TOKEN`, which the
+/// fleet hands every service as `LAB_ADMIN_TOKEN`.
+fn admin_token(lab: &Lab) -> Result<String> {
+    let (profile, path) = FleetProfile::load(&crate::fleet::project_root()?, &lab.state.profile)?;
+    profile
+        .services
+        .iter()
+        .find(|s| s.name == "bff")
+        .and_then(|s| s.env.get(ADMIN_TOKEN_VAR))
+        .cloned()
+        .ok_or_else(|| {
+            Exit::error(
+                exit::ERROR,
+                format!(
+                    "{} sets no {ADMIN_TOKEN_VAR} in the bff's env: identity's lab endpoints refuse every call without it",
+                    path.display()
+                ),
+            )
+        })
 }
 
-async fn rotate_now(lab: &Lab, base: &str) -> Result<()> {
-    let r = lab.http.post(format!("{base}/lab/rotate")).send().await?;
+/// `GET /lab/lease` of one instance.
+async fn lease(lab: &Lab, admin: &str, base: &str) -> Result<Value> {
+    let r = lab
+        .http
+        .get(format!("{base}/lab/lease"))
+        .bearer_auth(admin)
+        .send()
+        .await?;
+    match r.status() {
+        reqwest::StatusCode::NOT_FOUND => Err(Exit::error(
+            exit::ERROR,
+            "identity's lab endpoints are off: set `lab_endpoints = true` in the fleet profile",
+        )),
+        reqwest::StatusCode::UNAUTHORIZED => Err(Exit::error(
+            exit::ERROR,
+            format!(
+                "identity refused the lab admin token (401): is the fleet's LAB_ADMIN_TOKEN the profile's bff {ADMIN_TOKEN_VAR}? Restart the fleet after changing it"
+            ),
+        )),
+        _ => Ok(r.error_for_status()?.json().await?),
+    }
+}
+
+async fn rotate_now(lab: &Lab, admin: &str, base: &str) -> Result<()> {
+    let r = lab
+        .http
+        .post(format!("{base}/lab/rotate"))
+        .bearer_auth(admin)
+        .send()
+        .await?;
     if !r.status().is_success() {
         bail!(
             "POST {base}/lab/rotate answered {}: {}",
@@ -291,9 +335,10 @@ async fn rotate_now(lab: &Lab, base: &str) -> Result<()> {
     Ok(())
 }
 
-async fn set_naive(lab: &Lab, base: &str, naive: bool) -> Result<()> {
+async fn set_naive(lab: &Lab, admin: &str, base: &str, naive: bool) -> Result<()> {
     lab.http
         .put(format!("{base}/lab/rotation-mode"))
+        .bearer_auth(admin)
         .json(&json!({ "naive": naive }))
         .send()
         .await?
@@ -344,8 +389,8 @@ struct Revoked {
     generation: u64,
 }
 
-async fn revoke_current(lab: &Lab, base: &str) -> Result<Revoked> {
-    let current = lease(lab, base).await?;
+async fn revoke_current(lab: &Lab, admin: &str, base: &str) -> Result<Revoked> {
+    let current = lease(lab, admin, base).await?;
     let lease_id = current["lease_id"]
         .as_str()
         .context("identity reports no lease")?;
@@ -372,8 +417,9 @@ pub async fn run(lab: &Lab, p: &Params, seed: u64) -> Result<Report> {
         json!({"duration_s": p.duration.as_secs_f64(), "rps": p.rps, "ttl_s": p.ttl.as_secs(), "control": p.control}),
     );
     let urls = lab.urls(SERVICE)?.to_vec();
+    let admin = admin_token(lab)?;
     for base in &urls {
-        lease(lab, base).await?;
+        lease(lab, &admin, base).await?;
     }
     let original = role_ttls(lab).await?;
     let short = RoleTtls {
@@ -381,10 +427,10 @@ pub async fn run(lab: &Lab, p: &Params, seed: u64) -> Result<Report> {
         max_ttl: p.ttl.as_secs(),
     };
     set_role_ttls(lab, short).await?;
-    let outcome = act_and_check(lab, p, seed, &urls, &mut report).await;
+    let outcome = act_and_check(lab, &admin, p, seed, &urls, &mut report).await;
     // Restore whatever happened: the role's TTLs, the rotation mode, and a
     // rotation so the short-lived credentials are replaced now.
-    let restored = restore(lab, &urls, original).await;
+    let restored = restore(lab, &admin, &urls, original).await;
     let seen = outcome?;
     match restored {
         Ok(current) => superseded_gone(lab, p, &seen, &current, &mut report).await,
@@ -398,14 +444,19 @@ pub async fn run(lab: &Lab, p: &Params, seed: u64) -> Result<Report> {
     Ok(report)
 }
 
-async fn restore(lab: &Lab, urls: &[String], original: RoleTtls) -> Result<Vec<String>> {
+async fn restore(
+    lab: &Lab,
+    admin: &str,
+    urls: &[String],
+    original: RoleTtls,
+) -> Result<Vec<String>> {
     set_role_ttls(lab, original).await?;
     let mut current = Vec::new();
     for base in urls {
-        set_naive(lab, base, false).await?;
-        rotate_now(lab, base).await?;
+        set_naive(lab, admin, base, false).await?;
+        rotate_now(lab, admin, base).await?;
         current.push(
-            lease(lab, base).await?["username"]
+            lease(lab, admin, base).await?["username"]
                 .as_str()
                 .unwrap_or_default()
                 .to_owned(),
@@ -419,6 +470,7 @@ async fn restore(lab: &Lab, urls: &[String], original: RoleTtls) -> Result<Vec<S
 /// login seen (sampled in Postgres or reported by identity).
 async fn act_and_check(
     lab: &Lab,
+    admin: &str,
     p: &Params,
     seed: u64,
     urls: &[String],
@@ -426,9 +478,9 @@ async fn act_and_check(
 ) -> Result<BTreeSet<String>> {
     for base in urls {
         if p.control {
-            set_naive(lab, base, true).await?;
+            set_naive(lab, admin, base, true).await?;
         }
-        rotate_now(lab, base).await?;
+        rotate_now(lab, admin, base).await?;
     }
     let fx = Arc::new(Fixture {
         http: lab.http.clone(),
@@ -471,9 +523,9 @@ async fn act_and_check(
     });
     let revoker = async {
         tokio::time::sleep(p.duration / 2).await;
-        revoke_current(lab, &urls[0]).await
+        revoke_current(lab, admin, &urls[0]).await
     };
-    let (run, rules, revoked) = tokio::join!(load, token_rules(lab, &urls[0]), revoker);
+    let (run, rules, revoked) = tokio::join!(load, token_rules(lab, admin, &urls[0]), revoker);
     let load_end_ms = unix_ms();
     let _ = stop.send(true);
     let (sampled, sample_errors) = sampler.await?;
@@ -481,7 +533,7 @@ async fn act_and_check(
     let mut histories = Vec::new();
     for base in urls {
         histories.push(
-            lease(lab, base).await?["history"]
+            lease(lab, admin, base).await?["history"]
                 .as_array()
                 .cloned()
                 .unwrap_or_default(),
@@ -630,11 +682,11 @@ async fn superseded_gone(
 }
 
 /// The token rules, checked while the credentials rotate underneath.
-async fn token_rules(lab: &Lab, base: &str) -> Vec<Invariant> {
+async fn token_rules(lab: &Lab, admin: &str, base: &str) -> Vec<Invariant> {
     vec![
         revoked_jti_rejected(lab, base).await,
         reuse_revokes_family(lab, base).await,
-        expired_token_rejected(lab, base).await,
+        expired_token_rejected(lab, admin, base).await,
     ]
 }
 
@@ -752,14 +804,24 @@ async fn reuse_revokes_family(lab: &Lab, base: &str) -> Invariant {
     Invariant::check(name, holds, expected, observed, evidence)
 }
 
-async fn expired_token_rejected(lab: &Lab, base: &str) -> Invariant {
+async fn expired_token_rejected(lab: &Lab, admin: &str, base: &str) -> Invariant {
     let name = "an expired access token is rejected";
     let expected =
         "a token minted with a 1 s lifetime gets 401 (expired) from GET /userinfo within 5 s";
-    let evidence =
-        "POST /token with the lab-only access_ttl_secs = 1, then GET /userinfo polled every 100 ms";
+    let evidence = "POST /token with the lab-only access_ttl_secs = 1 (and the lab admin token), then GET /userinfo polled every 100 ms";
     let body = json!({"grant_type": "password", "username": "carol", "password": "carol-password", "access_ttl_secs": 1});
-    let login = post(&lab.http, &format!("{base}/token"), &body).await;
+    let login = async {
+        let r = lab
+            .http
+            .post(format!("{base}/token"))
+            .bearer_auth(admin)
+            .json(&body)
+            .send()
+            .await?;
+        let status = r.status().as_u16();
+        Ok::<_, reqwest::Error>((status, r.json().await.unwrap_or(Value::Null)))
+    }
+    .await;
     let Some(s) = login.as_ref().ok().and_then(|(_, b)| session_of(b)) else {
         return Invariant::check(
             name,
