@@ -1,4 +1,8 @@
-//! Lab-only: a signing oracle, mounted only when `LAB_ENDPOINTS=true`.
+//! Lab-only: a signing oracle, mounted only when `LAB_ENDPOINTS=true`, and
+//! (like every `/lab/…` route, by the kit's gate) answering only requests
+//! bearing the lab admin token: it signs anything, so an anonymous caller
+//! with it could sign any claim — which the provider check would still
+//! refuse to apply, but no stranger should get that far.
 //! `POST /lab/sign/{provider}` signs a body as the provider would at a
 //! given time, so `storefront saga` can replay real webhooks (freshly
 //! signed, as a provider's resend does) and make stale ones (validly signed
