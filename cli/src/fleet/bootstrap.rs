@@ -63,9 +63,12 @@ fn literal(s: &str) -> Result<&str> {
 /// were given (compose's `init`, the Kubernetes bootstrap Job); without it
 /// one is generated and kept in secrets.json.
 fn given_password(service: &str) -> Option<String> {
-    std::env::var(format!("STOREFRONT_{}_DB_PASSWORD", service.to_ascii_uppercase()))
-        .ok()
-        .filter(|p| !p.is_empty())
+    std::env::var(format!(
+        "STOREFRONT_{}_DB_PASSWORD",
+        service.to_ascii_uppercase()
+    ))
+    .ok()
+    .filter(|p| !p.is_empty())
 }
 
 /// Creates the database, roles and schemas; returns each service's database
@@ -143,7 +146,9 @@ async fn service_role(
     } else {
         let pw = match given_password(&svc.name) {
             Some(pw) => {
-                secrets.service_passwords.insert(svc.name.clone(), pw.clone());
+                secrets
+                    .service_passwords
+                    .insert(svc.name.clone(), pw.clone());
                 pw
             }
             None => secrets.service_password(&svc.name),
