@@ -229,6 +229,24 @@ fn external_infra_is_bootstrapped_and_only_our_services_are_stopped() {
             .contains(&s("postgres_admin_url")),
         "passwords are redacted"
     );
+    // Redis's URL carries the admin's password now (Redis has ACLs): it is
+    // shown redacted too, never as given.
+    let redis = up["components"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "redis")
+        .unwrap();
+    let given = s("redis_url");
+    let password = reqwest::Url::parse(&given)
+        .unwrap()
+        .password()
+        .expect("the infra fleet's redis_url has the admin's password")
+        .to_owned();
+    assert!(
+        !redis["url"].as_str().unwrap().contains(&password),
+        "{redis:#}"
+    );
     let url = up["services"]["catalog"][0].as_str().unwrap();
     let client = reqwest::blocking::Client::builder()
         .no_proxy()

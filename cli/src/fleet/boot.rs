@@ -131,6 +131,9 @@ pub struct Boot<'a> {
     pub progress: &'a Progress,
     pub client: &'a reqwest::Client,
     pub deadline: Duration,
+    /// Services will run (`up`), so they need their Vault tokens; `bootstrap`
+    /// only readies the infra and keeps no record to hand tokens on from.
+    pub start_services: bool,
 }
 
 /// Ports the fleet will bind on this machine, by owner, for the preflight.
@@ -266,6 +269,7 @@ pub async fn up(
         progress,
         client: &client,
         deadline: Duration::from_secs(ctx.profile.timeouts.infra_ready_secs),
+        start_services,
     };
     let mut all: Vec<LocalBoxFuture<'_, Result<()>>> = match &bins {
         Some(bins) => native::infra(&b, bins, &mut secrets, &secrets_ro),

@@ -158,7 +158,7 @@ pub async fn infra(b: &Boot<'_>, mode: InfraMode, secrets: &mut Secrets) -> Resu
             super::native::redis_ping(&e.redis_url)
         })
         .await?;
-        b.record.known("redis", e.redis_url.clone(), took, None)?;
+        b.record.known("redis", redact(&e.redis_url), took, None)?;
         b.gates.open(Dependency::Redis);
 
         step.stage("rabbitmq");
@@ -192,15 +192,15 @@ pub async fn infra(b: &Boot<'_>, mode: InfraMode, secrets: &mut Secrets) -> Resu
         };
         v.configure_database(&b.ctx.profile, &pg_from_vault, secrets)
             .await?;
-        let tokens = v.issue_service_tokens(&b.ctx.profile).await?;
+        let mut detail = "database engine configured".to_owned();
+        if b.start_services {
+            let tokens = v.issue_service_tokens(&b.ctx.profile).await?;
+            b.record
+                .update(|s| s.endpoints.service_vault_tokens = tokens)?;
+            detail.push_str(", service tokens issued");
+        }
         b.record
-            .update(|s| s.endpoints.service_vault_tokens = tokens)?;
-        b.record.known(
-            "vault",
-            e.vault_addr.clone(),
-            took,
-            Some("database engine configured, service tokens issued".into()),
-        )?;
+            .known("vault", e.vault_addr.clone(), took, Some(detail))?;
         b.gates.open(Dependency::Vault);
         anyhow::Ok(t.elapsed())
     };
