@@ -17,6 +17,8 @@
 //! | `RETRY_BASE_MS`, `RETRY_CAP_MS` | 10, 200 | full-jitter backoff ceilings |
 //! | `RETRY_BUDGET_RATIO`, `RETRY_BUDGET_MIN_PER_SEC` | 0.2, 10 | the retry budget |
 //! | `BFF_ADMIN_TOKEN` | unset | bearer token of `/admin/*`; unset: the admin API refuses everyone |
+//! | `JWT_ISSUER`, `JWT_AUDIENCE` | `storefront-identity`, `storefront` | what a bearer token's `iss` and `aud` must be (identity's `IDENTITY_ISSUER`/`IDENTITY_AUDIENCE`) |
+//! | `JWKS_MIN_REFETCH_MS` | 5000 | a token with an unknown `kid` refetches identity's JWKS at most this often |
 
 use std::time::Duration;
 
@@ -89,6 +91,17 @@ pub struct Config {
     pub upstreams: Vec<UpstreamConfig>,
     /// `BFF_ADMIN_TOKEN`.
     pub admin_token: Option<SecretString>,
+    /// How bearer tokens are checked.
+    pub jwt: JwtConfig,
+}
+
+/// Bearer-token verification: against identity's JWKS (its first
+/// `IDENTITY_URLS` instance), with these claims.
+#[derive(Debug, Clone)]
+pub struct JwtConfig {
+    pub issuer: String,
+    pub audience: String,
+    pub min_refetch: Duration,
 }
 
 fn millis(vars: &Vars, name: &'static str, default: u64) -> Result<Duration, ConfigError> {
@@ -180,6 +193,11 @@ impl Config {
             retry,
             upstreams,
             admin_token: vars.optional_secret("BFF_ADMIN_TOKEN")?,
+            jwt: JwtConfig {
+                issuer: vars.with_default("JWT_ISSUER", "storefront-identity".to_owned())?,
+                audience: vars.with_default("JWT_AUDIENCE", "storefront".to_owned())?,
+                min_refetch: millis(vars, "JWKS_MIN_REFETCH_MS", 5000)?,
+            },
             common,
         })
     }

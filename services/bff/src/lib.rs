@@ -9,6 +9,7 @@
 //! what a client asked for; [`upstream`] ties them to real replicas and
 //! [`routes`] to HTTP.
 
+pub mod auth;
 pub mod breaker;
 pub mod bucket;
 pub mod chaos;

@@ -12,6 +12,8 @@ use storefront_kit::db::{self, DbError};
 use storefront_kit::{checks, http, shutdown};
 use tokio::net::TcpListener;
 
+use crate::auth::Verifier;
+use crate::auth::jwks::Jwks;
 use crate::chaos::Chaos;
 use crate::config::Config;
 use crate::limiter::Limiter;
@@ -64,8 +66,23 @@ impl Application {
             .tcp_nodelay(true)
             .build()
             .map_err(AppError::Client)?;
+        let verifier = config
+            .upstreams
+            .iter()
+            .find(|u| u.service == "identity")
+            .and_then(|u| u.urls.first())
+            .map(|identity| {
+                let jwks = Jwks::new(identity, client.clone(), config.jwt.min_refetch);
+                Verifier::new(
+                    jwks,
+                    &config.jwt.issuer,
+                    &config.jwt.audience,
+                    Some(redis.clone()),
+                )
+            });
         let now = Instant::now();
         let gateway = Gateway {
+            verifier,
             upstreams: Upstreams::new(&config.upstreams, config.breaker, now),
             client,
             limiter: Limiter::new(redis.clone(), config.limit.clone()),

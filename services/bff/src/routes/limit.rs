@@ -1,8 +1,11 @@
 //! The per-session rate limit in front of `/api/*`.
 //!
-//! The session is the `X-Session-Id` header, else the `session` cookie,
-//! else the client's address (`addr:<ip>`), so anonymous clients share a
-//! bucket per address. Every limited response carries `RateLimit-Policy`
+//! A caller with a verified bearer token has one bucket, keyed by their
+//! user id (`user:<uuid>`), whatever session ids they send. Otherwise the
+//! session is the `X-Session-Id` header, else the `session` cookie, else
+//! the client's address (`addr:<ip>`), so anonymous clients share a bucket
+//! per address. (Self-declared anonymous sessions are still honoured: the
+//! load generator and `flood` rely on them until they log in real users.) Every limited response carries `RateLimit-Policy`
 //! and `RateLimit` (draft-ietf-httpapi-ratelimit-headers); an empty bucket
 //! answers 429 with `Retry-After`, in whole seconds, rounded up.
 
@@ -99,8 +102,13 @@ pub async fn rate_limit(State(gw): State<AppState>, request: Request, next: Next
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0);
-    let Ok(session) = session(request.headers(), peer) else {
-        return bad_session();
+    // A verified user has one bucket, however many sessions they claim.
+    let session = match request.extensions().get::<super::auth::Caller>() {
+        Some(caller) => format!("user:{}", caller.0.user.hyphenated()),
+        None => match session(request.headers(), peer) {
+            Ok(s) => s,
+            Err(()) => return bad_session(),
+        },
     };
     let policy = gw.limiter.policy();
     match gw.limiter.check(&session).await {

@@ -13,6 +13,7 @@
 //! Both refuse an oversized header block first, with 431 ([`headers`]).
 
 mod admin;
+pub mod auth;
 mod headers;
 mod limit;
 mod proxy;
@@ -32,6 +33,9 @@ use crate::upstream::Upstreams;
 
 /// Everything the handlers share.
 pub struct Gateway {
+    /// Checks bearer tokens; `None` when no identity upstream is configured
+    /// (a bearer token is then refused with 503: it cannot be checked).
+    pub verifier: Option<crate::auth::Verifier>,
     /// The routed services and their replicas' breakers.
     pub upstreams: Upstreams,
     /// Pooled, no proxy; timeouts are per attempt.
@@ -69,6 +73,11 @@ pub fn router(state: AppState) -> Router {
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             limit::rate_limit,
+        ))
+        // Outermost: the rate limit is keyed by the verified user.
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::authenticate,
         ));
     let admin = Router::new()
         .route(

@@ -21,9 +21,13 @@ use crate::path::{self, Target};
 use crate::retry::{full_jitter, is_idempotent};
 use crate::upstream::{self, Attempt, Forward, Service, Transport};
 
-/// Request headers passed to the upstream; anything else (cookies, auth)
-/// stays at the edge.
-const FORWARDED_REQUEST: [&str; 7] = [
+/// Request headers passed to the upstream; anything else (cookies) stays
+/// at the edge. `Authorization` and the `X-User-*` identity reach here only
+/// as [`super::auth::authenticate`] verified and set them.
+const FORWARDED_REQUEST: [&str; 10] = [
+    "authorization",
+    super::auth::X_USER_ID,
+    super::auth::X_USER_ROLES,
     "accept",
     "content-type",
     "idempotency-key",
