@@ -9,6 +9,9 @@ use sqlx::postgres::{PgPool, PgPoolOptions};
 use crate::exit::{self, Exit};
 use crate::fleet::{Ctx, FleetState, observe};
 
+/// Half the services' header-read timeout (the kit's `CLIENT_IDLE_TIMEOUT`).
+pub const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(5);
+
 pub struct Lab {
     pub state: FleetState,
     /// Superuser pool on the storefront database, for ground truth.
@@ -54,6 +57,10 @@ impl Lab {
         let http = reqwest::Client::builder()
             .no_proxy()
             .pool_max_idle_per_host(256)
+            // Services close a keep-alive connection idle for 10 s (their
+            // header-read timeout); dropping ours at 5 s means a request is
+            // never written into a socket the server is closing.
+            .pool_idle_timeout(POOL_IDLE_TIMEOUT)
             .timeout(Duration::from_secs(10))
             .build()?;
         Ok(Self { state, pg, http })

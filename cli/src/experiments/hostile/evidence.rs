@@ -106,8 +106,9 @@ pub async fn breakers(gw: &Gateway) -> Result<BreakerTotals> {
 }
 
 /// Polls until every breaker is closed again (after the control arm), or
-/// the bound passes.
-pub async fn wait_closed(gw: &Gateway, bound: Duration) -> Result<bool> {
+/// the bound passes. A breaker only half-opens when a request asks for it,
+/// so each round sends one honest read through the BFF as the probe.
+pub async fn wait_closed(gw: &Gateway, probe: &str, bound: Duration) -> Result<bool> {
     let deadline = Instant::now() + bound;
     loop {
         if breakers(gw).await?.not_closed == 0 {
@@ -116,6 +117,7 @@ pub async fn wait_closed(gw: &Gateway, bound: Duration) -> Result<bool> {
         if Instant::now() >= deadline {
             return Ok(false);
         }
+        let _ = gw.http.get(probe).send().await;
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }

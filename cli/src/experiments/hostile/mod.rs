@@ -128,9 +128,10 @@ pub async fn run(ctx: &Ctx, lab: &Lab, p: &Params, seed: u64) -> Result<Report> 
             },
         },
     };
-    if p.control {
+    if let Some(product) = fixture {
         let _ = gw.clear_chaos().await;
-        let closed = evidence::wait_closed(&gw, Duration::from_secs(20)).await;
+        let probe = format!("{}/api/catalog/products/{product}", gw.url);
+        let closed = evidence::wait_closed(&gw, &probe, Duration::from_secs(20)).await;
         report.measure(
             "breakers closed again after the control arm",
             closed.map_or_else(|e| format!("? ({e:#})"), |c| c.to_string()),
