@@ -2,7 +2,9 @@
 //! JWTs signed with Ed25519 and single-use refresh tokens that rotate with
 //! reuse detection; revoked `jti`s go on a Redis denylist; public keys are
 //! at `/.well-known/jwks.json`. Its Postgres credentials come from Vault and
-//! rotate while it serves ([`db`]).
+//! rotate while it serves ([`db`]). Password checks are bounded in number
+//! and memory ([`password`]) and guessing is slowed per account and per
+//! address before any hash runs ([`throttle`]).
 //!
 //! A library as well as a binary so `tests/` can build the real
 //! [`startup::Application`] on port 0 against a throwaway schema.

@@ -922,3 +922,27 @@ async fn access_tokens_and_userinfo_carry_the_user_s_roles_through_refresh() {
     assert!(unknown_role.is_err(), "the role set is closed");
     app.cleanup().await;
 }
+
+#[tokio::test]
+async fn without_redis_a_password_grant_is_503_and_no_password_is_checked_uncounted() {
+    let Some(app) = spawn_app_with(false, &[("REDIS_URL", "redis://127.0.0.1:1/")]).await else {
+        return;
+    };
+    let reply = app.login("alice").await;
+    assert_eq!(
+        reply.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        reply.body
+    );
+    assert!(is_problem(&reply));
+    let families: i64 = sqlx::query_scalar(&format!(
+        "SELECT count(*) FROM \"{}\".refresh_families",
+        app.schema
+    ))
+    .fetch_one(&app.admin)
+    .await
+    .unwrap();
+    assert_eq!(families, 0, "nothing was written");
+    app.cleanup().await;
+}

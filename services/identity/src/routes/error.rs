@@ -95,8 +95,9 @@ pub enum IdentityError {
     /// Postgres failed; details are logged, never sent.
     #[error("database query failed")]
     Database(#[from] sqlx::Error),
-    /// Redis (the denylist) failed.
-    #[error("denylist unavailable")]
+    /// Redis (the denylist, the guessing throttle) failed. Both fail
+    /// closed: no token is trusted and no password is checked uncounted.
+    #[error("Redis unavailable")]
     Redis(#[from] redis::RedisError),
 }
 
@@ -161,8 +162,10 @@ impl IntoResponse for IdentityError {
             }
             Self::Database(ref error) => Problem::internal(error),
             Self::Redis(ref error) => {
-                tracing::warn!(%error, "denylist unavailable");
-                Problem::unavailable("the token denylist is unavailable; retry shortly")
+                tracing::warn!(%error, "Redis unavailable");
+                Problem::unavailable(
+                    "the token denylist and login throttle are unavailable; retry shortly",
+                )
             }
         };
         problem.into_response()
