@@ -167,7 +167,11 @@ async fn admit(state: &AppState, keys: &Keys) -> Result<(), IdentityError> {
         Verdict::Allow => Ok(()),
         Verdict::Refuse { scope, retry_after } => {
             metrics::counter!(throttle::REFUSED_METRIC, "scope" => scope.as_str()).increment(1);
-            tracing::warn!(scope = scope.as_str(), key = %if scope == throttle::Scope::Account { &keys.account } else { &keys.address }, "password grant throttled");
+            let key = match scope {
+                throttle::Scope::Account => &keys.account,
+                throttle::Scope::Address => &keys.address,
+            };
+            tracing::warn!(scope = scope.as_str(), %key, "password grant throttled");
             Err(IdentityError::Throttled { scope, retry_after })
         }
     }
@@ -175,9 +179,9 @@ async fn admit(state: &AppState, keys: &Keys) -> Result<(), IdentityError> {
 
 /// The user, if the password is theirs: waits for a hashing permit, looks
 /// at the throttle again (the queue may have filled the window meanwhile),
-/// checks, and counts a mismatch before giving the permit up. If Redis fails while counting, the guess
-/// answers 503 rather than 400: nobody learns a wrong password for free
-/// while the counter is down.
+/// checks, and counts a mismatch before giving the permit up. If Redis
+/// fails while counting, the guess answers 503 rather than 400: nobody
+/// learns a wrong password for free while the counter is down.
 async fn check_password(
     state: &AppState,
     keys: &Keys,
