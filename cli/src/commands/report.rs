@@ -1,9 +1,11 @@
 //! `storefront report merge FILES…`: merge HdrHistogram interval logs
 //! (written by `load --hdr-out`, e.g. on several load machines) and print
-//! the same transaction and latency tables as `load`;
+//! the same transaction and latency tables as `load`, with exact totals per
+//! status and error kind (the sum of every log's own counts);
 //! `storefront report html FILES… --out FILE` renders the merged logs as
 //! the same self-contained HTML page as `load --html`.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use anyhow::Result;
@@ -54,7 +56,32 @@ pub struct MergeArgs {
 struct Merged<'a> {
     files: &'a [PathBuf],
     window_s: f64,
+    totals: Totals,
+    /// Files that carried no exact counts (written by another tool or an
+    /// older `load`): then `totals.outcomes` and each transaction's are empty.
+    uncounted: &'a [PathBuf],
     transactions: &'a [TxReport],
+}
+
+/// Every transaction together: requests and errors from the histograms,
+/// outcomes from the logs' exact counts.
+#[derive(Serialize)]
+struct Totals {
+    requests: u64,
+    errors: u64,
+    outcomes: BTreeMap<String, u64>,
+}
+
+fn totals(transactions: &[TxReport]) -> Totals {
+    let mut outcomes = BTreeMap::new();
+    for (k, v) in transactions.iter().flat_map(|t| &t.outcomes) {
+        *outcomes.entry(k.clone()).or_default() += v;
+    }
+    Totals {
+        requests: transactions.iter().map(|t| t.requests).sum(),
+        errors: transactions.iter().map(|t| t.errors).sum(),
+        outcomes,
+    }
 }
 
 pub async fn run(_g: &Global, args: Args) -> Result<u8> {
@@ -62,11 +89,18 @@ pub async fn run(_g: &Global, args: Args) -> Result<u8> {
         ReportCommand::Merge(m) => m,
         ReportCommand::Html(h) => return html(&h),
     };
-    let (transactions, window_s) = hdrlog::merge(&m.files)?;
+    let hdrlog::Merged {
+        transactions,
+        window_s,
+        uncounted,
+    } = hdrlog::merge(&m.files)?;
+    let sum = totals(&transactions);
     if m.json {
         report::json(&Merged {
             files: &m.files,
             window_s,
+            totals: sum,
+            uncounted: &uncounted,
             transactions: &transactions,
         })?;
         return Ok(exit::OK);
@@ -77,6 +111,20 @@ pub async fn run(_g: &Global, args: Args) -> Result<u8> {
         "merged {} log(s): {requests} requests over {window_s:.2}s ({rps:.1} req/s), {errors} errors",
         m.files.len()
     );
+    if uncounted.is_empty() {
+        let each: Vec<String> = sum
+            .outcomes
+            .iter()
+            .map(|(k, v)| format!("{k}: {v}"))
+            .collect();
+        println!("exact outcome totals: {}", each.join(", "));
+    } else {
+        let names: Vec<String> = uncounted.iter().map(|f| f.display().to_string()).collect();
+        println!(
+            "no exact outcome counts in {} (not written by `storefront load --hdr-out`): outcomes left out",
+            names.join(", ")
+        );
+    }
     print!("{}", report::load::tables(&rep));
     Ok(exit::OK)
 }
@@ -106,8 +154,8 @@ fn merged(files: &[PathBuf], transactions: Vec<TxReport>, window_s: f64) -> Load
 }
 
 fn html(h: &HtmlArgs) -> Result<u8> {
-    let (transactions, window_s) = hdrlog::merge(&h.files)?;
-    let rep = merged(&h.files, transactions, window_s);
+    let m = hdrlog::merge(&h.files)?;
+    let rep = merged(&h.files, m.transactions, m.window_s);
     let about = report::html::About::now("-");
     report::html::write(&h.out, &report::html::load::page(&rep, &about)?)?;
     let (requests, errors, _) = rep.totals();
