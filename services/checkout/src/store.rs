@@ -33,6 +33,8 @@ pub fn inbox_table() -> InboxTable {
 pub struct SagaRow {
     /// The order (and saga) id.
     pub order_id: Uuid,
+    /// Who ordered (`X-User-Id`); `None` for the lab's direct orders.
+    pub customer_id: Option<Uuid>,
     /// See [`State`].
     pub state: String,
     /// The first failure, if any.
@@ -88,15 +90,17 @@ pub struct StepRow {
     pub at: DateTime<Utc>,
 }
 
-const SAGA_COLUMNS: &str = "order_id, state, failure, version, items, card_number, provider, \
+const SAGA_COLUMNS: &str = "order_id, customer_id, state, failure, version, items, card_number, provider, \
      currency::text AS currency, amount_cents, attempts, next_attempt_at, reserve_deadline, \
      created_at, updated_at, finished_at";
 
 /// A checkout request, validated.
 #[derive(Debug, Clone)]
 pub struct NewSaga {
-    /// The client's `Idempotency-Key`.
+    /// The client's `Idempotency-Key`, scoped to `customer_id`.
     pub idempotency_key: String,
+    /// Who orders; `None` for the lab's direct orders (one shared key space).
+    pub customer_id: Option<Uuid>,
     /// The request in canonical form, compared on a replay.
     pub request: serde_json::Value,
     /// Sorted by product id.
@@ -170,7 +174,9 @@ impl Store {
         }
     }
 
-    /// Starts a saga in `reserving`, or finds the key's saga.
+    /// Starts a saga in `reserving`, or finds the key's saga. Keys are
+    /// scoped per customer: another customer's identical key is another
+    /// saga, never a replay of this one.
     #[tracing::instrument(skip_all)]
     pub async fn create(
         &self,
@@ -181,10 +187,10 @@ impl Store {
         let order_id = Uuid::new_v4();
         let inserted = sqlx::query(
             "INSERT INTO sagas (order_id, idempotency_key, request, items, card_number, provider, \
-                 currency, state, next_attempt_at, reserve_deadline) \
+                 currency, state, next_attempt_at, reserve_deadline, customer_id) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, 'reserving', \
-                 now() + make_interval(secs => $8), now() + make_interval(secs => $9)) \
-             ON CONFLICT (idempotency_key) DO NOTHING",
+                 now() + make_interval(secs => $8), now() + make_interval(secs => $9), $10) \
+             ON CONFLICT (customer_id, idempotency_key) DO NOTHING",
         )
         .bind(order_id)
         .bind(&new.idempotency_key)
@@ -195,16 +201,20 @@ impl Store {
         .bind(&new.currency)
         .bind(self.lease_secs)
         .bind(reserve_timeout.as_secs_f64())
+        .bind(new.customer_id)
         .execute(&mut *tx)
         .await?
         .rows_affected()
             == 1;
         if !inserted {
-            let (order_id, request): (Uuid, serde_json::Value) =
-                sqlx::query_as("SELECT order_id, request FROM sagas WHERE idempotency_key = $1")
-                    .bind(&new.idempotency_key)
-                    .fetch_one(&mut *tx)
-                    .await?;
+            let (order_id, request): (Uuid, serde_json::Value) = sqlx::query_as(
+                "SELECT order_id, request FROM sagas \
+                     WHERE idempotency_key = $1 AND customer_id IS NOT DISTINCT FROM $2",
+            )
+            .bind(&new.idempotency_key)
+            .bind(new.customer_id)
+            .fetch_one(&mut *tx)
+            .await?;
             tx.commit().await?;
             if request != new.request {
                 return Ok(Created::KeyReused);

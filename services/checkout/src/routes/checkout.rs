@@ -1,6 +1,15 @@
 //! `POST /checkout` starts an order's saga (202, then it runs on its own;
 //! the same `Idempotency-Key` again answers 200 with the same saga) and
 //! `GET /checkout/{order_id}` shows its state and history.
+//!
+//! Who ordered: the BFF passes the verified customer as `X-User-Id` (a
+//! client's own copy never gets through it). With it, the order records
+//! its customer, only that customer can read it (anyone else gets the same
+//! 404 as for an order that does not exist), and Idempotency-Keys are
+//! scoped per customer: another customer sending the same key starts an
+//! order of their own, never a replay of someone else's. Without it (the
+//! lab, talking to checkout directly) orders have no customer and share
+//! one key space, as before.
 
 use axum::Json;
 use axum::extract::rejection::{JsonRejection, PathRejection};
@@ -27,6 +36,8 @@ pub const MAX_QUANTITY: i32 = 1000;
 pub const MAX_PRODUCT_ID: i64 = (1 << 53) - 1;
 /// Request header naming the checkout; a retry sends the same value.
 pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
+/// Request header the BFF sets to the verified user's id.
+pub const USER_ID: &str = "x-user-id";
 
 /// `POST /checkout` body.
 #[derive(Debug, Deserialize)]
@@ -61,9 +72,29 @@ fn idempotency_key(headers: &HeaderMap) -> Result<String, ApiError> {
     }
 }
 
+/// The customer the BFF verified, if the request came through it: absent →
+/// `None`; anything but exactly one UUID → 400.
+fn customer(headers: &HeaderMap) -> Result<Option<Uuid>, ApiError> {
+    let mut values = headers.get_all(USER_ID).iter();
+    let Some(value) = values.next() else {
+        return Ok(None);
+    };
+    if values.next().is_some() {
+        return Err(ApiError::UserIdMalformed);
+    }
+    let text = value.to_str().map_err(|_| ApiError::UserIdMalformed)?;
+    Uuid::try_parse(text)
+        .map(Some)
+        .map_err(|_| ApiError::UserIdMalformed)
+}
+
 impl CheckoutBody {
     /// Validates and puts the request in canonical form (items by product id).
-    fn into_new_saga(self, idempotency_key: String) -> Result<NewSaga, ApiError> {
+    fn into_new_saga(
+        self,
+        idempotency_key: String,
+        customer_id: Option<Uuid>,
+    ) -> Result<NewSaga, ApiError> {
         let mut items = self.items;
         if items.is_empty() || items.len() > MAX_ITEMS {
             return Err(ApiError::Invalid(format!(
@@ -114,6 +145,7 @@ impl CheckoutBody {
         });
         Ok(NewSaga {
             idempotency_key,
+            customer_id,
             request,
             items,
             card_number: self.card_number,
@@ -127,6 +159,7 @@ impl CheckoutBody {
 fn view(saga: &SagaRow, history: &[StepRow]) -> Value {
     json!({
         "order_id": saga.order_id,
+        "customer_id": saga.customer_id,
         "state": saga.state,
         "terminal": saga.state().is_terminal(),
         "failure": saga.failure,
@@ -149,9 +182,10 @@ pub async fn create(
     headers: HeaderMap,
     body: Result<Json<CheckoutBody>, JsonRejection>,
 ) -> Result<Response, ApiError> {
+    let customer = customer(&headers)?;
     let key = idempotency_key(&headers)?;
     let Json(body) = body?;
-    let new = body.into_new_saga(key)?;
+    let new = body.into_new_saga(key, customer)?;
     let store = &state.orchestrator.store;
     let (status, saga) = match store.create(&new, state.saga.reserve_timeout).await? {
         Created::New(saga) => {
@@ -175,21 +209,31 @@ pub async fn create(
     Ok(response)
 }
 
-/// `GET /checkout/{order_id}`.
+/// `GET /checkout/{order_id}`: with `X-User-Id`, only the customer's own
+/// orders; another's is the same 404 as a missing one.
 #[tracing::instrument(skip_all, fields(order_id))]
 pub async fn get(
     State(state): State<AppState>,
+    headers: HeaderMap,
     order_id: Result<Path<Uuid>, PathRejection>,
 ) -> Result<Json<Value>, ApiError> {
+    let customer = customer(&headers)?;
     let Path(order_id) = order_id?;
     tracing::Span::current().record("order_id", tracing::field::display(order_id));
     let store = &state.orchestrator.store;
     let saga = store
         .load(order_id)
         .await?
+        .filter(|saga| visible_to(saga.customer_id, customer))
         .ok_or(ApiError::NotFound(order_id))?;
     let history = store.history(order_id).await?;
     Ok(Json(view(&saga, &history)))
+}
+
+/// Whether a reader sees an order: the lab (no `X-User-Id`) sees every
+/// order; a customer only their own.
+fn visible_to(owner: Option<Uuid>, reader: Option<Uuid>) -> bool {
+    reader.is_none() || owner == reader
 }
 
 #[cfg(test)]
@@ -198,7 +242,36 @@ mod tests {
 
     fn parse(json: &str) -> Result<NewSaga, String> {
         let body: CheckoutBody = serde_json::from_str(json).map_err(|e| e.to_string())?;
-        body.into_new_saga("k".into()).map_err(|e| e.to_string())
+        body.into_new_saga("k".into(), None)
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn x_user_id_is_absent_or_exactly_one_uuid() {
+        let id = Uuid::new_v4();
+        let mut headers = HeaderMap::new();
+        assert_eq!(customer(&headers).unwrap(), None);
+        headers.insert(USER_ID, HeaderValue::from_str(&id.to_string()).unwrap());
+        assert_eq!(customer(&headers).unwrap(), Some(id));
+        headers.append(USER_ID, HeaderValue::from_str(&id.to_string()).unwrap());
+        assert!(matches!(customer(&headers), Err(ApiError::UserIdMalformed)));
+        for bad in ["alice", "", "1", "00000000-0000-0000-0000-00000000000g"] {
+            headers.insert(USER_ID, HeaderValue::from_static(bad));
+            assert!(
+                matches!(customer(&headers), Err(ApiError::UserIdMalformed)),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_customer_sees_only_their_own_orders_and_the_lab_sees_all() {
+        let (alice, bob) = (Some(Uuid::new_v4()), Some(Uuid::new_v4()));
+        assert!(visible_to(alice, alice));
+        assert!(!visible_to(alice, bob));
+        assert!(!visible_to(None, bob), "a lab order is no customer's");
+        assert!(visible_to(alice, None));
+        assert!(visible_to(None, None));
     }
 
     #[test]

@@ -19,6 +19,9 @@ pub enum ApiError {
     /// The key was first used with another request.
     #[error("this Idempotency-Key was already used with a different request body")]
     KeyReused,
+    /// `X-User-Id` (set by the BFF) is not one UUID.
+    #[error("the X-User-Id header must be one UUID")]
+    UserIdMalformed,
     /// The body isn't the JSON the route takes.
     #[error(transparent)]
     BadJson(#[from] JsonRejection),
@@ -49,6 +52,9 @@ impl IntoResponse for ApiError {
             Self::KeyReused => Problem::new(StatusCode::UNPROCESSABLE_ENTITY)
                 .with_type("/problems/idempotency-key-reused")
                 .with_detail(detail),
+            Self::UserIdMalformed => Problem::bad_request(detail)
+                .with_type("/problems/user-id-malformed")
+                .with_member("header", "X-User-Id"),
             Self::BadJson(JsonRejection::MissingJsonContentType(rejection)) => {
                 Problem::new(rejection.status()).with_detail(rejection.body_text())
             }
