@@ -29,6 +29,7 @@ pub mod http;
 pub mod inbox;
 #[cfg(feature = "amqp")]
 pub mod outbox;
+pub mod openapi;
 pub mod shutdown;
 pub mod startup;
 pub mod telemetry;

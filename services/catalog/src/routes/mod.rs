@@ -2,6 +2,8 @@
 
 mod error;
 mod lab;
+#[path = "../openapi.rs"]
+mod openapi;
 mod preconditions;
 mod products;
 mod reservations;
@@ -38,5 +40,5 @@ pub fn router(state: AppState, lab_endpoints: bool) -> Router {
             post(lab::blind_decrement),
         );
     }
-    router.with_state(state)
+    router.with_state(state).merge(openapi::router())
 }

@@ -25,6 +25,8 @@ pub const MAX_LIMIT: u32 = 100;
 pub const X_CACHE: HeaderName = HeaderName::from_static("x-cache");
 
 /// `GET /products` query string.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[derive(Debug, Deserialize)]
 pub struct ListParams {
     /// Page size, `1..=100`, default 20.
@@ -54,6 +56,7 @@ impl ListParams {
 }
 
 /// One page of products.
+#[derive(utoipa::ToSchema)]
 #[derive(Debug, Serialize)]
 pub struct ProductPage {
     /// At most `limit` products, ordered by id.
@@ -81,6 +84,7 @@ impl ProductPage {
 
 /// `PATCH /products/{id}` body: at least one field; unknown fields are
 /// refused rather than ignored, so a typo can't pass as a no-op.
+#[derive(utoipa::ToSchema)]
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PatchBody {
@@ -143,6 +147,12 @@ impl PatchBody {
 }
 
 /// `GET /products?limit=N&after=ID&category=C`.
+#[utoipa::path(get, path = "/products", tag = "products", params(ListParams),
+    responses(
+        (status = 200, description = "One page, ordered by id", body = ProductPage),
+        (status = 400, description = "A parameter is malformed or out of range", body = storefront_kit::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The database is unavailable", body = storefront_kit::Problem, content_type = "application/problem+json"),
+    ))]
 #[tracing::instrument(skip_all, fields(limit, after, category))]
 pub async fn list(
     State(state): State<AppState>,
@@ -160,6 +170,19 @@ pub async fn list(
 
 /// `GET /products/{id}`: L1, then L2, then Postgres; 304 when
 /// `If-None-Match` names the current version.
+#[utoipa::path(get, path = "/products/{id}", tag = "products",
+    params(
+        ("id" = i64, Path, description = "The product id"),
+        ("If-None-Match" = Option<String>, Header, description = "ETags the client holds; 304 if one is current"),
+    ),
+    responses(
+        (status = 200, description = "The product", body = Product,
+            headers(("ETag" = String, description = "The version, quoted"), ("X-Cache" = String, description = "l1, l2 or db"))),
+        (status = 304, description = "The client's copy is current"),
+        (status = 400, description = "The id is not an integer", body = storefront_kit::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No product has this id", body = storefront_kit::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The database is unavailable", body = storefront_kit::Problem, content_type = "application/problem+json"),
+    ))]
 #[tracing::instrument(skip_all, fields(id, cache))]
 pub async fn get(
     State(state): State<AppState>,
@@ -188,6 +211,23 @@ pub async fn get(
 
 /// `PATCH /products/{id}` with `If-Match`: 200 with the new version, 412
 /// if someone wrote first, 422 if stock would go negative.
+#[utoipa::path(patch, path = "/products/{id}", tag = "products",
+    params(
+        ("id" = i64, Path, description = "The product id"),
+        ("If-Match" = Option<String>, Header, description = "The ETag of the version this changes (required: 428 without it)"),
+    ),
+    request_body = PatchBody,
+    responses(
+        (status = 200, description = "The product as changed", body = Product,
+            headers(("ETag" = String, description = "The new version, quoted"))),
+        (status = 400, description = "Malformed id, If-Match or body", body = storefront_kit::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No product has this id", body = storefront_kit::Problem, content_type = "application/problem+json"),
+        (status = 412, description = "The product changed since this ETag", body = storefront_kit::Problem, content_type = "application/problem+json"),
+        (status = 415, description = "The body is not JSON", body = storefront_kit::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Out of bounds, or stock would go negative", body = storefront_kit::Problem, content_type = "application/problem+json"),
+        (status = 428, description = "No If-Match header", body = storefront_kit::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The database is unavailable", body = storefront_kit::Problem, content_type = "application/problem+json"),
+    ))]
 #[tracing::instrument(skip_all, fields(id, expected_version))]
 pub async fn patch(
     State(state): State<AppState>,

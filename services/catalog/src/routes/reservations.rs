@@ -17,6 +17,7 @@ use crate::store::{self, ReleaseOutcome, ReservationItem, ReserveOutcome};
 pub const MAX_ITEMS: usize = 100;
 
 /// `POST /reservations` body.
+#[derive(utoipa::ToSchema)]
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ReserveBody {
@@ -66,6 +67,7 @@ impl ReserveBody {
 }
 
 /// A reservation as every response shows it; items in product-id order.
+#[derive(utoipa::ToSchema)]
 #[derive(Debug, Serialize)]
 pub struct ReservationBody {
     /// The caller's id.
@@ -78,6 +80,17 @@ pub struct ReservationBody {
 
 /// `POST /reservations`: 201 when stock was taken now, 200 for a retry of
 /// the same reservation, 409 when an item is short (nothing taken).
+#[utoipa::path(post, path = "/reservations", tag = "reservations",
+    request_body = ReserveBody,
+    responses(
+        (status = 201, description = "Stock was taken now", body = ReservationBody),
+        (status = 200, description = "A retry of the same reservation; nothing changed", body = ReservationBody),
+        (status = 400, description = "The body is malformed or invalid", body = storefront_kit::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "An item is out of stock; nothing was reserved", body = storefront_kit::Problem, content_type = "application/problem+json"),
+        (status = 415, description = "The body is not JSON", body = storefront_kit::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Unknown product, out of bounds, or the id is taken", body = storefront_kit::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The database is unavailable", body = storefront_kit::Problem, content_type = "application/problem+json"),
+    ))]
 #[tracing::instrument(skip_all, fields(reservation_id))]
 pub async fn create(
     State(state): State<AppState>,
@@ -120,6 +133,14 @@ pub async fn create(
 
 /// `DELETE /reservations/{id}`: gives the stock back once; repeating it
 /// answers the same and changes nothing.
+#[utoipa::path(delete, path = "/reservations/{id}", tag = "reservations",
+    params(("id" = uuid::Uuid, Path, description = "The reservation id")),
+    responses(
+        (status = 200, description = "Released (now or before)", body = ReservationBody),
+        (status = 400, description = "The id is not a UUID", body = storefront_kit::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No reservation has this id", body = storefront_kit::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The database is unavailable", body = storefront_kit::Problem, content_type = "application/problem+json"),
+    ))]
 #[tracing::instrument(skip_all, fields(reservation_id))]
 pub async fn release(
     State(state): State<AppState>,

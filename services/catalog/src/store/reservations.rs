@@ -15,6 +15,7 @@ use uuid::Uuid;
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, sqlx::FromRow,
 )]
+#[derive(utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReservationItem {
     /// Field order matters: the derived `Ord` sorts by product id, the lock order.
