@@ -19,6 +19,11 @@
 //! | `BFF_ADMIN_TOKEN` | unset | bearer token of `/admin/*`; unset: the admin API refuses everyone |
 //! | `JWT_ISSUER`, `JWT_AUDIENCE` | `storefront-identity`, `storefront` | what a bearer token's `iss` and `aud` must be (identity's `IDENTITY_ISSUER`/`IDENTITY_AUDIENCE`) |
 //! | `JWKS_MIN_REFETCH_MS` | 5000 | a token with an unknown `kid` refetches identity's JWKS at most this often |
+//! | `SESSION_REFRESH_MARGIN_SECS` | 60 | a cookie session's access token is refreshed when it has less than this left |
+//! | `SESSION_REFRESH_WAIT_MS` | 3000 | how long a request waits for another request's refresh of the same session |
+//! | `SESSION_LOCK_MS` | 5000 | how long a session's refresh lock holds if its holder dies |
+//! | `SESSION_KEY_PREFIX` | `bff:session` | Redis key prefix of the sessions |
+//! | `COOKIE_SECURE` | `false` | add `Secure` to the session cookie (set it behind TLS) |
 
 use std::time::Duration;
 
@@ -28,6 +33,7 @@ use storefront_kit::{CommonConfig, ConfigError, Vars};
 use crate::breaker::BreakerConfig;
 use crate::bucket::{MAX_RATE, Policy};
 use crate::retry::RetryConfig;
+use crate::session::SessionConfig;
 
 /// The services the BFF knows how to route, with their variables. A new
 /// service joins with one line here (and its `<NAME>_URLS` from the fleet).
@@ -93,6 +99,10 @@ pub struct Config {
     pub admin_token: Option<SecretString>,
     /// How bearer tokens are checked.
     pub jwt: JwtConfig,
+    /// Cookie sessions (active when identity is routed).
+    pub session: SessionConfig,
+    /// `SESSION_KEY_PREFIX`.
+    pub session_prefix: String,
 }
 
 /// Bearer-token verification: against identity's JWKS (its first
@@ -198,6 +208,15 @@ impl Config {
                 audience: vars.with_default("JWT_AUDIENCE", "storefront".to_owned())?,
                 min_refetch: millis(vars, "JWKS_MIN_REFETCH_MS", 5000)?,
             },
+            session: SessionConfig {
+                refresh_margin: Duration::from_secs(
+                    vars.with_default("SESSION_REFRESH_MARGIN_SECS", 60)?,
+                ),
+                refresh_wait: millis(vars, "SESSION_REFRESH_WAIT_MS", 3000)?,
+                lock_ttl: millis(vars, "SESSION_LOCK_MS", 5000)?,
+                cookie_secure: vars.with_default("COOKIE_SECURE", false)?,
+            },
+            session_prefix: vars.with_default("SESSION_KEY_PREFIX", "bff:session".to_owned())?,
             common,
         })
     }

@@ -18,5 +18,6 @@ pub mod limiter;
 pub mod path;
 pub mod retry;
 pub mod routes;
+pub mod session;
 pub mod startup;
 pub mod upstream;

@@ -19,7 +19,20 @@ use crate::config::Config;
 use crate::limiter::Limiter;
 use crate::retry::RetryBudget;
 use crate::routes::{self, Gateway};
+use crate::session::Sessions;
+use crate::session::identity::IdentityClient;
+use crate::session::store::SessionStore;
 use crate::upstream::Upstreams;
+
+/// Identity's first instance: where the JWKS, sign-in and refresh go.
+fn identity_url(config: &Config) -> Option<&str> {
+    config
+        .upstreams
+        .iter()
+        .find(|u| u.service == "identity")
+        .and_then(|u| u.urls.first())
+        .map(String::as_str)
+}
 
 /// Idle upstream connections kept per replica: the BFF's hot path reuses
 /// them instead of paying a TCP handshake per request.
@@ -66,19 +79,22 @@ impl Application {
             .tcp_nodelay(true)
             .build()
             .map_err(AppError::Client)?;
-        let verifier = config
-            .upstreams
-            .iter()
-            .find(|u| u.service == "identity")
-            .and_then(|u| u.urls.first())
-            .map(|identity| {
-                let jwks = Jwks::new(identity, client.clone(), config.jwt.min_refetch);
-                Verifier::new(
-                    jwks,
-                    &config.jwt.issuer,
-                    &config.jwt.audience,
-                    Some(redis.clone()),
-                )
+        let verifier = identity_url(&config).map(|identity| {
+            let jwks = Jwks::new(identity, client.clone(), config.jwt.min_refetch);
+            Verifier::new(
+                jwks,
+                &config.jwt.issuer,
+                &config.jwt.audience,
+                Some(redis.clone()),
+            )
+        });
+        let sessions = identity_url(&config)
+            .zip(verifier.clone())
+            .map(|(url, verifier)| Sessions {
+                store: SessionStore::new(redis.clone(), config.session_prefix.clone()),
+                identity: IdentityClient::new(url, client.clone()),
+                verifier,
+                config: config.session,
             });
         let now = Instant::now();
         let gateway = Gateway {
@@ -98,6 +114,7 @@ impl Application {
             admin_token: config.admin_token.clone(),
             lab_endpoints: config.common.lab_endpoints,
             redis_failure: config.limit.on_redis_failure,
+            sessions,
         };
         for u in &config.upstreams {
             tracing::info!(service = %u.service, urls = ?u.urls, "routing /api/{}/", u.service);

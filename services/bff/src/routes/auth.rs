@@ -9,16 +9,27 @@
 //!   revoked one is a 401 here and never reaches an upstream; a token that
 //!   cannot be checked (identity's keys or the denylist unreachable) is a
 //!   503, never waved through.
-//! - No `Authorization`: anonymous.
+//! - Else the `sf_session` cookie ([`crate::session`]): a cross-site
+//!   request is 403; an unsafe method without the session's CSRF token is
+//!   403; then the session's access token, refreshed first if it is about
+//!   to expire, makes the request the session's user exactly as a bearer
+//!   token would (and is what the upstream gets in `Authorization`). A
+//!   cookie whose session is gone makes the request anonymous, and the
+//!   response clears it.
+//! - `POST /api/session` (sign-in) ignores any cookie, but a cross-site
+//!   sign-in is refused (login CSRF).
+//! - Neither: anonymous.
 
 use axum::extract::{Request, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use storefront_kit::Problem;
 
 use super::AppState;
 use crate::auth::{Identity, Rejected};
+use crate::session::refresh::Unusable;
+use crate::session::{self, Session, Sessions, csrf};
 
 /// The verified user's id, for upstreams.
 pub const X_USER_ID: &str = "x-user-id";
@@ -26,10 +37,48 @@ pub const X_USER_ID: &str = "x-user-id";
 pub const X_USER_ROLES: &str = "x-user-roles";
 /// Counter of bearer tokens judged, labelled `outcome`.
 pub const TOKENS_METRIC: &str = "bff_bearer_tokens_total";
+/// Counter of cookie-session requests judged, labelled `outcome`.
+pub const SESSIONS_METRIC: &str = "bff_cookie_sessions_total";
 
 /// Who made the request, once authenticated.
 #[derive(Debug, Clone)]
 pub struct Caller(pub Identity);
+
+/// The cookie session a request came with (for `/api/session` itself).
+#[derive(Debug, Clone)]
+pub struct CookieSession {
+    /// The store key's hash of the id.
+    pub hash: String,
+    pub session: Session,
+}
+
+/// `problem` as a 401 with the challenge RFC 9110 asks of every 401.
+pub fn challenge(problem: Problem) -> Response {
+    let mut r = problem.into_response();
+    r.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        HeaderValue::from_static("Bearer realm=\"storefront\""),
+    );
+    r
+}
+
+fn forbidden(detail: &'static str) -> Response {
+    Problem::new(StatusCode::FORBIDDEN)
+        .with_detail(detail)
+        .into_response()
+}
+
+/// Gives the request `id`'s identity: the `X-User-*` headers for the
+/// upstream and the [`Caller`]. `Err` if a value cannot be a header.
+fn identify(request: &mut Request, id: Identity) -> Result<(), ()> {
+    let user = HeaderValue::from_str(&id.user.hyphenated().to_string()).map_err(drop)?;
+    let roles = HeaderValue::from_str(&id.roles.join(",")).map_err(drop)?;
+    let headers = request.headers_mut();
+    headers.insert(X_USER_ID, user);
+    headers.insert(X_USER_ROLES, roles);
+    request.extensions_mut().insert(Caller(id));
+    Ok(())
+}
 
 fn refuse(r: Rejected) -> Response {
     let status = match r {
@@ -74,7 +123,7 @@ pub async fn authenticate(
     headers.remove(X_USER_ID);
     headers.remove(X_USER_ROLES);
     let Some(value) = headers.get(header::AUTHORIZATION).cloned() else {
-        return next.run(request).await;
+        return without_bearer(gw, request, next).await;
     };
     let Ok(token) = bearer(&value) else {
         metrics::counter!(TOKENS_METRIC, "outcome" => "malformed").increment(1);
@@ -87,18 +136,10 @@ pub async fn authenticate(
     match identity {
         Ok(id) => {
             metrics::counter!(TOKENS_METRIC, "outcome" => "valid").increment(1);
-            let headers = request.headers_mut();
-            let user = HeaderValue::from_str(&id.user.hyphenated().to_string());
-            let roles = HeaderValue::from_str(&id.roles.join(","));
-            match (user, roles) {
-                (Ok(u), Ok(r)) => {
-                    headers.insert(X_USER_ID, u);
-                    headers.insert(X_USER_ROLES, r);
-                }
-                // A role that is not a header value: the token is not ours.
-                _ => return refuse(Rejected::Invalid),
+            // A role that is not a header value: the token is not ours.
+            if identify(&mut request, id).is_err() {
+                return refuse(Rejected::Invalid);
             }
-            request.extensions_mut().insert(Caller(id));
             next.run(request).await
         }
         Err(r) => {
@@ -106,6 +147,99 @@ pub async fn authenticate(
             refuse(r)
         }
     }
+}
+
+/// No `Authorization`: sign-in, a cookie session, or anonymous.
+async fn without_bearer(gw: AppState, request: Request, next: Next) -> Response {
+    let sign_in = request.method() == Method::POST && request.uri().path() == super::session::PATH;
+    if sign_in {
+        if csrf::cross_site(request.headers()) {
+            return forbidden("a sign-in must come from this site");
+        }
+        return next.run(request).await;
+    }
+    let (Some(cookie), Some(sessions)) = (session::cookie(request.headers()), &gw.sessions) else {
+        return next.run(request).await;
+    };
+    if csrf::cross_site(request.headers()) {
+        return forbidden("a cross-site request cannot use the session cookie");
+    }
+    let clear = || {
+        let secure = sessions.config.cookie_secure;
+        move |mut r: Response| {
+            r.headers_mut()
+                .append(header::SET_COOKIE, session::clear_cookie(secure));
+            r
+        }
+    };
+    let Some(id) = cookie else {
+        return clear()(next.run(request).await);
+    };
+    let hash = session::id_hash(&id);
+    match sessions.store.load(&hash).await {
+        Ok(Some(s)) => with_session(sessions, hash, s, request, next).await,
+        Ok(None) => clear()(next.run(request).await),
+        Err(e) => {
+            tracing::warn!(error = %e, "session store unavailable");
+            unavailable_session()
+        }
+    }
+}
+
+fn unavailable_session() -> Response {
+    let mut r = Problem::unavailable("the session cannot be read right now").into_response();
+    r.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(1u64));
+    r
+}
+
+/// A live cookie session: the CSRF check, a refresh if due, then the
+/// session's identity and access token on the request.
+async fn with_session(
+    sessions: &Sessions,
+    hash: String,
+    s: Session,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    if csrf::is_unsafe(request.method()) {
+        let given = request
+            .headers()
+            .get(csrf::HEADER)
+            .and_then(|v| v.to_str().ok());
+        if !csrf::token_matches(given, &s.csrf_token) {
+            metrics::counter!(SESSIONS_METRIC, "outcome" => "csrf_refused").increment(1);
+            return forbidden(
+                "an unsafe request on a cookie session needs the session's X-CSRF-Token",
+            );
+        }
+    }
+    let s = match sessions.fresh(&hash, s).await {
+        Ok(s) => s,
+        Err(Unusable::Gone) => {
+            let mut r = challenge(
+                Problem::new(StatusCode::UNAUTHORIZED).with_detail(Unusable::Gone.to_string()),
+            );
+            r.headers_mut().append(
+                header::SET_COOKIE,
+                session::clear_cookie(sessions.config.cookie_secure),
+            );
+            return r;
+        }
+        Err(Unusable::Unavailable) => return unavailable_session(),
+    };
+    let Ok(bearer) = HeaderValue::from_str(&format!("Bearer {}", s.access_token)) else {
+        return unavailable_session();
+    };
+    if identify(&mut request, s.identity()).is_err() {
+        return unavailable_session();
+    }
+    metrics::counter!(SESSIONS_METRIC, "outcome" => "valid").increment(1);
+    request.headers_mut().insert(header::AUTHORIZATION, bearer);
+    request
+        .extensions_mut()
+        .insert(CookieSession { hash, session: s });
+    next.run(request).await
 }
 
 #[cfg(test)]

@@ -7,6 +7,8 @@
 //!   [`crate::path::Target`] travels in the request's extensions, so a layer
 //!   added between the parse and the proxy (authentication, authorization)
 //!   reasons about exactly what will be forwarded.
+//! - `/api/session`: cookie sessions for browsers ([`session`]): sign in,
+//!   who am I, sign out; behind the same authentication and rate limit.
 //! - `/admin/*`: chaos, breakers and the live configuration, behind the
 //!   admin bearer token ([`admin`]).
 //!
@@ -17,11 +19,12 @@ pub mod auth;
 mod headers;
 mod limit;
 mod proxy;
+pub mod session;
 
 use std::sync::{Arc, Mutex};
 
 use axum::Router;
-use axum::routing::{any, get};
+use axum::routing::{any, get, post};
 use rand::rngs::StdRng;
 use secrecy::SecretString;
 
@@ -57,6 +60,9 @@ pub struct Gateway {
     pub lab_endpoints: bool,
     /// Reported by `GET /admin/config`.
     pub redis_failure: crate::config::FailMode,
+    /// Cookie sessions; `None` when no identity upstream is configured
+    /// (sign-in then answers 503).
+    pub sessions: Option<crate::session::Sessions>,
 }
 
 /// The handlers' state.
@@ -64,12 +70,20 @@ pub type AppState = Arc<Gateway>;
 
 /// The BFF's routes.
 pub fn router(state: AppState) -> Router {
-    let api = Router::new()
+    let proxied = Router::new()
         .route("/api/{*rest}", any(proxy::forward))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             proxy::resolve,
-        ))
+        ));
+    let sessions = Router::new().route(
+        session::PATH,
+        post(session::sign_in)
+            .get(session::who_am_i)
+            .delete(session::sign_out),
+    );
+    let api = proxied
+        .merge(sessions)
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             limit::rate_limit,

@@ -6,6 +6,8 @@
 
 #![allow(dead_code)]
 
+pub mod identity;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
