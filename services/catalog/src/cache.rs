@@ -26,11 +26,16 @@
 //!   it simple; the cost is an occasional skipped fill under heavy writes.
 //!
 //! Redis trouble never fails a read: the cache degrades to Postgres and the
-//! failure is logged and counted.
+//! failure is logged and counted. Nor does it slow one down much (issue 12,
+//! defect a): every L2 call runs under [`L2_TIMEOUT`], and after a failure a
+//! [`Circuit`] skips Redis altogether for [`CIRCUIT_OPEN_FOR`], then lets one
+//! probe through. While it is open, reads go straight to Postgres and
+//! invalidations only evict L1; an L2 entry that survives a Redis outage
+//! (a paused Redis keeps its memory) lives at most `CACHE_L2_TTL_SECS`.
 
-use std::sync::Arc;
-use std::sync::LazyLock;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, LazyLock, Mutex};
+use std::time::{Duration, Instant};
 
 use moka::future::Cache;
 use redis::aio::ConnectionManager;
@@ -45,6 +50,11 @@ const L1_CAPACITY: u64 = 100_000;
 /// expired stamp only refuses a fill); it just keeps Redis from collecting
 /// one key per product forever.
 const STAMP_TTL_SECS: u64 = 3600;
+/// The most any one L2 call may add to a request. A healthy local Redis
+/// answers in well under a millisecond; past this it counts as down.
+pub const L2_TIMEOUT: Duration = Duration::from_millis(100);
+/// How long Redis is skipped after a failure before one probe is let through.
+pub const CIRCUIT_OPEN_FOR: Duration = Duration::from_secs(1);
 
 /// Sets `KEYS[1]` to `ARGV[2]` for `ARGV[3]` seconds only if the stamp at
 /// `KEYS[2]` still equals `ARGV[1]` (`''` meaning absent). 1 if it wrote.
@@ -92,6 +102,70 @@ pub enum L2Lookup {
         /// The stamp seen at the miss, the fill's precondition.
         stamp: String,
     },
+}
+
+/// Whether L2 is worth asking: a plain state machine, `now` a parameter.
+///
+/// ```text
+///  Closed --failure--> Open{until}
+///  Open --admit at/after until--> Probing (this caller probes; others skip)
+///  Probing --success--> Closed        Probing --failure--> Open{until}
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Circuit {
+    /// Redis answers; every call goes to it.
+    Closed,
+    /// Redis failed; skip it until this instant.
+    Open {
+        /// When one probe may go through.
+        until: Instant,
+    },
+    /// One caller is finding out whether Redis is back.
+    Probing {
+        /// When the probe started; a probe that never reports (its future
+        /// dropped) is given up on after [`CIRCUIT_OPEN_FOR`].
+        since: Instant,
+    },
+}
+
+impl Circuit {
+    /// Whether a caller at `now` may use Redis, and the state after asking.
+    pub fn admit(self, now: Instant) -> (Self, bool) {
+        match self {
+            Self::Closed => (self, true),
+            Self::Open { until } if now >= until => (Self::Probing { since: now }, true),
+            Self::Open { .. } => (self, false),
+            Self::Probing { since } if now >= since + CIRCUIT_OPEN_FOR => {
+                (Self::Probing { since: now }, true)
+            }
+            Self::Probing { .. } => (self, false),
+        }
+    }
+
+    /// The state after an admitted call's outcome at `now`.
+    pub fn record(self, ok: bool, now: Instant) -> Self {
+        if ok {
+            Self::Closed
+        } else {
+            Self::Open {
+                until: now + CIRCUIT_OPEN_FOR,
+            }
+        }
+    }
+}
+
+/// Why an L2 call produced nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum L2Error {
+    /// Redis answered with an error or the connection failed.
+    #[error(transparent)]
+    Redis(#[from] redis::RedisError),
+    /// No answer within [`L2_TIMEOUT`].
+    #[error("redis gave no answer within {L2_TIMEOUT:?}")]
+    Timeout,
+    /// The circuit is open: Redis failed recently and was not asked.
+    #[error("redis skipped: it failed within the last {CIRCUIT_OPEN_FOR:?}")]
+    Skipped,
 }
 
 /// Redis key and channel names under one prefix.
@@ -144,6 +218,8 @@ struct Inner {
     keys: Keys,
     /// `CACHE_L2_TTL_SECS`, at least 1 (Redis refuses `EX 0`).
     l2_ttl_secs: u64,
+    /// Whether to ask Redis at all; see [`Circuit`].
+    circuit: Mutex<Circuit>,
 }
 
 impl ProductCache {
@@ -159,6 +235,7 @@ impl ProductCache {
                 redis,
                 keys: Keys::new(config.key_prefix.clone()),
                 l2_ttl_secs: config.l2_ttl_secs.max(1),
+                circuit: Mutex::new(Circuit::Closed),
             }),
         }
     }
@@ -215,14 +292,47 @@ impl ProductCache {
         Ok(Some((product, Source::Db)))
     }
 
+    /// Runs one L2 call through the circuit and under [`L2_TIMEOUT`].
+    async fn guarded<T>(
+        &self,
+        call: impl Future<Output = redis::RedisResult<T>>,
+    ) -> Result<T, L2Error> {
+        if !self.circuit_step(|c| c.admit(Instant::now())) {
+            return Err(L2Error::Skipped);
+        }
+        let result = match tokio::time::timeout(L2_TIMEOUT, call).await {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(error)) => Err(L2Error::Redis(error)),
+            Err(_) => Err(L2Error::Timeout),
+        };
+        let ok = result.is_ok();
+        self.circuit_step(|c| (c.record(ok, Instant::now()), ()));
+        result
+    }
+
+    /// Applies one transition to the circuit under its lock.
+    fn circuit_step<R>(&self, step: impl FnOnce(Circuit) -> (Circuit, R)) -> R {
+        let mut circuit = self
+            .inner
+            .circuit
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let (next, out) = step(*circuit);
+        *circuit = next;
+        out
+    }
+
     /// Reads L2: the product and the stamp in one round trip.
-    pub async fn l2_lookup(&self, id: i64) -> redis::RedisResult<L2Lookup> {
+    pub async fn l2_lookup(&self, id: i64) -> Result<L2Lookup, L2Error> {
         let keys = &self.inner.keys;
         let mut redis = self.inner.redis.clone();
-        let (json, stamp): (Option<String>, Option<String>) = redis::cmd("MGET")
-            .arg(keys.product(id))
-            .arg(keys.stamp(id))
-            .query_async(&mut redis)
+        let (json, stamp): (Option<String>, Option<String>) = self
+            .guarded(
+                redis::cmd("MGET")
+                    .arg(keys.product(id))
+                    .arg(keys.stamp(id))
+                    .query_async(&mut redis),
+            )
             .await?;
         let stamp = stamp.unwrap_or_default();
         let Some(json) = json else {
@@ -240,7 +350,7 @@ impl ProductCache {
 
     /// Writes `product` to L2 unless an invalidation changed the stamp since
     /// `stamp` was read. Returns whether it wrote.
-    pub async fn l2_fill(&self, product: &Product, stamp: &str) -> redis::RedisResult<bool> {
+    pub async fn l2_fill(&self, product: &Product, stamp: &str) -> Result<bool, L2Error> {
         let keys = &self.inner.keys;
         let json = serde_json::to_string(product).map_err(|error| {
             redis::RedisError::from((
@@ -250,14 +360,13 @@ impl ProductCache {
             ))
         })?;
         let mut redis = self.inner.redis.clone();
-        let wrote: i64 = FILL
-            .key(keys.product(product.id))
+        let mut fill = FILL.prepare_invoke();
+        fill.key(keys.product(product.id))
             .key(keys.stamp(product.id))
             .arg(stamp)
             .arg(json)
-            .arg(self.inner.l2_ttl_secs)
-            .invoke_async(&mut redis)
-            .await?;
+            .arg(self.inner.l2_ttl_secs);
+        let wrote: i64 = self.guarded(fill.invoke_async(&mut redis)).await?;
         Ok(wrote == 1)
     }
 
@@ -276,7 +385,7 @@ impl ProductCache {
     }
 
     /// The Redis half of [`ProductCache::invalidate`].
-    async fn invalidate_shared(&self, ids: &[i64]) -> redis::RedisResult<()> {
+    async fn invalidate_shared(&self, ids: &[i64]) -> Result<(), L2Error> {
         let keys = &self.inner.keys;
         let mut pipe = redis::pipe();
         pipe.atomic();
@@ -290,7 +399,7 @@ impl ProductCache {
             pipe.publish(&channel, id).ignore();
         }
         let mut redis = self.inner.redis.clone();
-        pipe.query_async::<()>(&mut redis).await
+        self.guarded(pipe.query_async::<()>(&mut redis)).await
     }
 
     /// Drops this replica's copy of `id`.
@@ -323,7 +432,13 @@ fn skipped(level: &'static str) {
 }
 
 /// Logs and counts a Redis failure the cache absorbed.
-fn redis_failed(op: &'static str, error: &redis::RedisError) {
+/// A skipped call (open circuit) is only counted: one warning per failure,
+/// not one per request while Redis is down.
+fn redis_failed(op: &'static str, error: &L2Error) {
+    if matches!(error, L2Error::Skipped) {
+        metrics::counter!("catalog_cache_redis_skipped_total", "op" => op).increment(1);
+        return;
+    }
     tracing::warn!(%error, op, "redis cache operation failed; continuing without it");
     metrics::counter!("catalog_cache_redis_errors_total", "op" => op).increment(1);
 }
@@ -338,6 +453,58 @@ mod tests {
         assert_eq!(keys.product(7), "t1:product:7");
         assert_eq!(keys.stamp(7), "t1:product:7:stamp");
         assert_eq!(keys.channel(), "t1:invalidate");
+    }
+
+    #[test]
+    fn a_closed_circuit_admits_everyone() {
+        let now = Instant::now();
+        assert_eq!(Circuit::Closed.admit(now), (Circuit::Closed, true));
+    }
+
+    #[test]
+    fn a_failure_opens_the_circuit_so_redis_is_skipped_until_it_is_due() {
+        let now = Instant::now();
+        let open = Circuit::Closed.record(false, now);
+        assert!(!open.admit(now).1);
+        assert!(!open.admit(now + CIRCUIT_OPEN_FOR / 2).1);
+        let (probing, admitted) = open.admit(now + CIRCUIT_OPEN_FOR);
+        assert!(admitted);
+        assert!(matches!(probing, Circuit::Probing { .. }));
+    }
+
+    #[test]
+    fn while_one_caller_probes_the_others_skip_redis() {
+        let now = Instant::now();
+        let probing = Circuit::Probing { since: now };
+        assert!(!probing.admit(now + Duration::from_millis(10)).1);
+    }
+
+    #[test]
+    fn a_successful_probe_closes_the_circuit_and_a_failed_one_reopens_it() {
+        let now = Instant::now();
+        let probing = Circuit::Probing { since: now };
+        assert_eq!(probing.record(true, now), Circuit::Closed);
+        let reopened = probing.record(false, now);
+        assert_eq!(
+            reopened,
+            Circuit::Open {
+                until: now + CIRCUIT_OPEN_FOR
+            }
+        );
+    }
+
+    #[test]
+    fn a_probe_that_never_reports_is_replaced_after_the_open_period() {
+        let now = Instant::now();
+        let probing = Circuit::Probing { since: now };
+        let (next, admitted) = probing.admit(now + CIRCUIT_OPEN_FOR);
+        assert!(admitted);
+        assert_eq!(
+            next,
+            Circuit::Probing {
+                since: now + CIRCUIT_OPEN_FOR
+            }
+        );
     }
 
     #[test]
