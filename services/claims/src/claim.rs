@@ -91,8 +91,11 @@ pub struct NewClaim {
 
 impl NewClaim {
     /// Validates a JSON body, reporting every broken rule at once so a
-    /// client fixes its request in one round trip.
-    pub fn from_json(body: &Value) -> Result<Self, Vec<FieldError>> {
+    /// client fixes its request in one round trip. With a verified
+    /// `customer` (`X-User-Id`) the body's `customer_id` may be left out and
+    /// is then the customer; whether a given one matches is the caller's
+    /// check (a 403, not a field error).
+    pub fn from_json(body: &Value, customer: Option<Uuid>) -> Result<Self, Vec<FieldError>> {
         let Some(object) = body.as_object() else {
             return Err(vec![FieldError::new("", "the body must be a JSON object")]);
         };
@@ -102,7 +105,10 @@ impl NewClaim {
             .map(|k| FieldError::new(k, "unknown field"))
             .collect();
         let order_id = id_field(object, "order_id", &mut errors);
-        let customer_id = id_field(object, "customer_id", &mut errors);
+        let customer_id = match (customer, object.get("customer_id")) {
+            (Some(user), None | Some(Value::Null)) => Some(user.to_string()),
+            _ => id_field(object, "customer_id", &mut errors),
+        };
         let reason = reason_field(object, &mut errors);
         let amount_cents = amount_field(object, &mut errors);
         let note = note_field(object, &mut errors);
@@ -252,8 +258,32 @@ mod tests {
     }
 
     #[test]
+    fn a_verified_customer_may_leave_customer_id_out_and_the_lab_may_not() {
+        let user = Uuid::new_v4();
+        let mut body = valid();
+        body.as_object_mut().unwrap().remove("customer_id");
+        assert_eq!(
+            NewClaim::from_json(&body, Some(user)).unwrap().customer_id,
+            user.to_string()
+        );
+        assert_eq!(
+            fields(&NewClaim::from_json(&body, None).unwrap_err()),
+            ["customer_id"]
+        );
+        body["customer_id"] = Value::Null;
+        assert!(NewClaim::from_json(&body, Some(user)).is_ok());
+        // One that is given is validated like any field (the route checks it
+        // names the customer).
+        body["customer_id"] = json!(7);
+        assert_eq!(
+            fields(&NewClaim::from_json(&body, Some(user)).unwrap_err()),
+            ["customer_id"]
+        );
+    }
+
+    #[test]
     fn a_complete_body_is_valid() {
-        let claim = NewClaim::from_json(&valid()).unwrap();
+        let claim = NewClaim::from_json(&valid(), None).unwrap();
         assert_eq!(claim.reason, Reason::WrongItem);
         assert_eq!(claim.amount_cents, 1290);
         assert_eq!(claim.note.as_deref(), Some("sent tea instead of coffee"));
@@ -264,9 +294,9 @@ mod tests {
         let mut body = valid();
         body["note"] = Value::Null;
         body["amount_cents"] = json!(0);
-        assert_eq!(NewClaim::from_json(&body).unwrap().note, None);
+        assert_eq!(NewClaim::from_json(&body, None).unwrap().note, None);
         body.as_object_mut().unwrap().remove("note");
-        assert!(NewClaim::from_json(&body).is_ok());
+        assert!(NewClaim::from_json(&body, None).is_ok());
     }
 
     #[test]
@@ -278,7 +308,7 @@ mod tests {
             "note": 5,
             "amount": 3
         });
-        let errors = NewClaim::from_json(&body).unwrap_err();
+        let errors = NewClaim::from_json(&body, None).unwrap_err();
         let mut names = fields(&errors);
         names.sort_unstable();
         assert_eq!(
@@ -305,7 +335,7 @@ mod tests {
         ] {
             let mut body = valid();
             body["amount_cents"] = bad.clone();
-            let errors = NewClaim::from_json(&body).unwrap_err();
+            let errors = NewClaim::from_json(&body, None).unwrap_err();
             assert_eq!(fields(&errors), ["amount_cents"], "{bad}");
         }
     }
@@ -315,12 +345,15 @@ mod tests {
         for reason in Reason::ALL {
             let mut body = valid();
             body["reason"] = json!(reason.as_str());
-            assert_eq!(NewClaim::from_json(&body).unwrap().reason, reason);
+            assert_eq!(NewClaim::from_json(&body, None).unwrap().reason, reason);
         }
         for bad in [json!("Damaged"), json!(""), json!(1)] {
             let mut body = valid();
             body["reason"] = bad;
-            assert_eq!(fields(&NewClaim::from_json(&body).unwrap_err()), ["reason"]);
+            assert_eq!(
+                fields(&NewClaim::from_json(&body, None).unwrap_err()),
+                ["reason"]
+            );
         }
     }
 
@@ -329,7 +362,7 @@ mod tests {
         let mut body = valid();
         body["order_id"] = json!("o".repeat(MAX_ID_LEN + 1));
         body["note"] = json!("n".repeat(MAX_NOTE_LEN + 1));
-        let errors = NewClaim::from_json(&body).unwrap_err();
+        let errors = NewClaim::from_json(&body, None).unwrap_err();
         let mut names = fields(&errors);
         names.sort_unstable();
         assert_eq!(names, ["note", "order_id"]);
@@ -338,7 +371,7 @@ mod tests {
     #[test]
     fn non_objects_are_refused() {
         for bad in [json!([]), json!("claim"), json!(null)] {
-            assert_eq!(fields(&NewClaim::from_json(&bad).unwrap_err()), [""]);
+            assert_eq!(fields(&NewClaim::from_json(&bad, None).unwrap_err()), [""]);
         }
     }
 
@@ -347,7 +380,7 @@ mod tests {
         let now = DateTime::parse_from_rfc3339("2025-03-01T12:00:00.123456789Z")
             .unwrap()
             .with_timezone(&Utc);
-        let claim = Claim::new(NewClaim::from_json(&valid()).unwrap(), now);
+        let claim = Claim::new(NewClaim::from_json(&valid(), None).unwrap(), now);
         let json = serde_json::to_value(&claim).unwrap();
         let mut keys: Vec<&str> = json
             .as_object()

@@ -17,6 +17,9 @@ pub struct NewRecord<'a> {
     pub claim: &'a Claim,
     /// The client's key.
     pub key: &'a IdempotencyKey,
+    /// The verified customer whose key space the key is in; `None` for the
+    /// lab's claims (and ignored by the lab's naive table, which has no owner).
+    pub owner: Option<Uuid>,
     /// SHA-256 of the request body's canonical JSON.
     pub request_hash: &'a str,
     /// The status to replay (201).
@@ -37,14 +40,14 @@ pub struct NewRecord<'a> {
 /// version per replay, which autovacuum cleans like any update.
 const INSERT_OR_FETCH: &str = "\
 INSERT INTO claims (claim_id, idempotency_key, request_hash, response_status, response_body, \
-                    order_id, customer_id, reason, amount_cents, note, created_at) \
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
-ON CONFLICT (idempotency_key) DO UPDATE SET idempotency_key = EXCLUDED.idempotency_key \
+                    order_id, customer_id, reason, amount_cents, note, created_at, owner_id) \
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
+ON CONFLICT (owner_id, idempotency_key) DO UPDATE SET idempotency_key = EXCLUDED.idempotency_key \
 RETURNING claim_id, request_hash, response_status, response_body, (xmax = 0) AS inserted";
 
 const GET_CLAIM: &str = "\
 SELECT claim_id, order_id, customer_id, reason, amount_cents, note, created_at \
-FROM claims WHERE claim_id = $1";
+FROM claims WHERE claim_id = $1 AND ($2::uuid IS NULL OR owner_id = $2)";
 
 const DELETE_OLDER_THAN: &str = "DELETE FROM claims WHERE created_at < $1";
 
@@ -55,14 +58,25 @@ pub async fn insert_or_fetch(
     record: &NewRecord<'_>,
 ) -> Result<Recorded, sqlx::Error> {
     bind_record(sqlx::query_as(INSERT_OR_FETCH), record)
+        .bind(record.owner)
         .fetch_one(db)
         .await
 }
 
-/// The claim with this id, if it exists (and has not expired).
+/// The claim with this id, if it exists (and has not expired) and
+/// `reader` may see it: the lab (`None`) sees every claim, a customer only
+/// their own.
 #[tracing::instrument(skip_all, fields(claim_id = %id))]
-pub async fn get_claim(db: impl PgExecutor<'_>, id: Uuid) -> Result<Option<Claim>, sqlx::Error> {
-    sqlx::query_as(GET_CLAIM).bind(id).fetch_optional(db).await
+pub async fn get_claim(
+    db: impl PgExecutor<'_>,
+    id: Uuid,
+    reader: Option<Uuid>,
+) -> Result<Option<Claim>, sqlx::Error> {
+    sqlx::query_as(GET_CLAIM)
+        .bind(id)
+        .bind(reader)
+        .fetch_optional(db)
+        .await
 }
 
 /// Deletes claims created before `cutoff`, freeing their keys; returns how

@@ -28,15 +28,19 @@ pub async fn create(
     respond(prepared, recorded)
 }
 
-/// `GET /claims/{id}`: the claim in the same shape as the 201 body.
+/// `GET /claims/{id}`: the claim in the same shape as the 201 body; with
+/// `X-User-Id` only the customer's own (another's is the same 404 as a
+/// missing one).
 #[tracing::instrument(skip_all, fields(claim_id))]
 pub async fn get(
     State(pool): State<PgPool>,
+    headers: HeaderMap,
     id: Result<Path<Uuid>, PathRejection>,
 ) -> Result<Json<Claim>, ClaimsError> {
+    let reader = super::customer(&headers)?;
     let Path(id) = id?;
     tracing::Span::current().record("claim_id", tracing::field::display(id));
-    store::get_claim(&pool, id)
+    store::get_claim(&pool, id, reader)
         .await?
         .map(Json)
         .ok_or(ClaimsError::NotFound(id))

@@ -16,6 +16,10 @@ pub const KEY_REUSED_TYPE: &str = "/problems/idempotency-key-reused";
 pub const KEY_MISSING_TYPE: &str = "/problems/idempotency-key-missing";
 /// Problem type for an unusable `Idempotency-Key`.
 pub const KEY_MALFORMED_TYPE: &str = "/problems/idempotency-key-malformed";
+/// Problem type for an `X-User-Id` that is not one UUID.
+pub const USER_ID_MALFORMED_TYPE: &str = "/problems/user-id-malformed";
+/// Problem type for a claim whose `customer_id` is someone else.
+pub const FOREIGN_CUSTOMER_TYPE: &str = "/problems/foreign-customer";
 /// Problem type for a body that parses but breaks a field rule.
 pub const INVALID_CLAIM_TYPE: &str = "/problems/invalid-claim";
 
@@ -25,6 +29,12 @@ pub enum ClaimsError {
     /// `Idempotency-Key` missing or malformed.
     #[error(transparent)]
     Key(#[from] KeyError),
+    /// `X-User-Id` (set by the BFF) is not one UUID.
+    #[error("the X-User-Id header must be one UUID")]
+    UserIdMalformed,
+    /// The body's `customer_id` is not the verified customer.
+    #[error("customer_id must be your own user id (or left out)")]
+    ForeignCustomer,
     /// The body isn't JSON (or not declared as JSON).
     #[error(transparent)]
     BadBody(#[from] JsonRejection),
@@ -62,6 +72,13 @@ impl IntoResponse for ClaimsError {
                 .with_type(KEY_MALFORMED_TYPE)
                 .with_title("Idempotency-Key malformed")
                 .with_member("header", "Idempotency-Key"),
+            Self::UserIdMalformed => Problem::bad_request(self.to_string())
+                .with_type(USER_ID_MALFORMED_TYPE)
+                .with_member("header", "X-User-Id"),
+            Self::ForeignCustomer => Problem::new(StatusCode::FORBIDDEN)
+                .with_type(FOREIGN_CUSTOMER_TYPE)
+                .with_title("Not your customer id")
+                .with_detail(self.to_string()),
             Self::BadBody(rejection) => Problem::from(rejection),
             Self::BadPath(rejection) => Problem::from(rejection),
             Self::Invalid(ref errors) => Problem::new(StatusCode::UNPROCESSABLE_ENTITY)

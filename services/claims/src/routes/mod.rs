@@ -4,6 +4,14 @@
 //! SQL: [`Prepared::from_request`] validates the key and body and renders
 //! the response up front, [`respond`] turns what the database returned into
 //! a 201, a replay or a 422.
+//!
+//! Whose claim: the BFF passes the verified customer as `X-User-Id`. With
+//! it the claim is the customer's — a body `customer_id` may be left out,
+//! and one naming anybody else is a 403 — only that customer reads it (404
+//! for anyone else, as for a missing claim), and Idempotency-Keys are
+//! scoped per customer, so another customer's replay of a key is a claim
+//! of their own, never the first one's. Without it (the lab, direct) the
+//! body's `customer_id` is required and claims share one key space.
 
 mod claims;
 mod error;
@@ -17,6 +25,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::Value;
 use sqlx::PgPool;
+use uuid::Uuid;
 
 use crate::claim::{Claim, NewClaim};
 use crate::fingerprint::fingerprint;
@@ -42,10 +51,31 @@ pub fn router(pool: PgPool, lab_endpoints: bool) -> Router {
     router.with_state(pool)
 }
 
+/// Request header the BFF sets to the verified user's id.
+pub const USER_ID: &str = "x-user-id";
+
+/// The customer the BFF verified, if the request came through it: absent →
+/// `None`; anything but exactly one UUID → 400.
+fn customer(headers: &HeaderMap) -> Result<Option<Uuid>, ClaimsError> {
+    let mut values = headers.get_all(USER_ID).iter();
+    let Some(value) = values.next() else {
+        return Ok(None);
+    };
+    if values.next().is_some() {
+        return Err(ClaimsError::UserIdMalformed);
+    }
+    let text = value.to_str().map_err(|_| ClaimsError::UserIdMalformed)?;
+    Uuid::try_parse(text)
+        .map(Some)
+        .map_err(|_| ClaimsError::UserIdMalformed)
+}
+
 /// A request that passed validation, with its response already rendered.
 struct Prepared {
     /// The client's key.
     key: IdempotencyKey,
+    /// The verified customer, whose key space `key` is in (`None`: the lab's).
+    owner: Option<Uuid>,
     /// Fingerprint of the body as sent (canonical JSON, SHA-256).
     request_hash: String,
     /// The claim to record, id and timestamp included.
@@ -55,18 +85,27 @@ struct Prepared {
 }
 
 impl Prepared {
-    /// Checks the key (400), then the body (400/415 unparsable, 422 invalid).
+    /// Checks the key and `X-User-Id` (400), then the body (400/415
+    /// unparsable, 422 invalid, 403 someone else's customer id).
     fn from_request(
         headers: &HeaderMap,
         body: Result<axum::Json<Value>, JsonRejection>,
     ) -> Result<Self, ClaimsError> {
         let key = IdempotencyKey::from_headers(headers)?;
+        let owner = customer(headers)?;
         let axum::Json(body) = body?;
-        let request = NewClaim::from_json(&body).map_err(ClaimsError::Invalid)?;
+        let mut request = NewClaim::from_json(&body, owner).map_err(ClaimsError::Invalid)?;
+        if let Some(user) = owner {
+            if Uuid::try_parse(&request.customer_id).ok() != Some(user) {
+                return Err(ClaimsError::ForeignCustomer);
+            }
+            request.customer_id = user.to_string();
+        }
         let claim = Claim::new(request, chrono::Utc::now());
         let rendered = serde_json::to_string(&claim).map_err(ClaimsError::Render)?;
         Ok(Self {
             key,
+            owner,
             request_hash: fingerprint(&body),
             claim,
             body: rendered,
@@ -78,6 +117,7 @@ impl Prepared {
         NewRecord {
             claim: &self.claim,
             key: &self.key,
+            owner: self.owner,
             request_hash: &self.request_hash,
             response_status: 201,
             response_body: &self.body,
