@@ -122,6 +122,42 @@ pub async fn wait_closed(gw: &Gateway, probe: &str, bound: Duration) -> Result<b
     }
 }
 
+/// Identity's failed-login windows (`LOGIN_THROTTLE_KEY_PREFIX`, default
+/// `identity:login-attempts:`), which the guessing burst fills: this
+/// run's guesses must not lock honest logins from loopback out of the
+/// experiments that follow. Returns how many windows were cleared.
+pub async fn clear_login_throttle(redis_url: &str, prefix: &str) -> Result<u64> {
+    let client = redis::Client::open(redis_url).context("cleanup: bad Redis URL")?;
+    let mut conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .context("cleanup: cannot reach Redis to clear the login throttle")?;
+    let mut cursor: u64 = 0;
+    let mut cleared = 0;
+    loop {
+        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(format!("{prefix}*"))
+            .arg("COUNT")
+            .arg(500)
+            .query_async(&mut conn)
+            .await
+            .context("cleanup: SCAN")?;
+        if !keys.is_empty() {
+            cleared += redis::cmd("DEL")
+                .arg(&keys)
+                .query_async::<u64>(&mut conn)
+                .await
+                .context("cleanup: DEL")?;
+        }
+        if next == 0 {
+            return Ok(cleared);
+        }
+        cursor = next;
+    }
+}
+
 /// The pids of a service's instances, from fleet.json.
 pub fn pids(state: &FleetState, service: &str) -> Vec<i32> {
     state

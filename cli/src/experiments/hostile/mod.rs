@@ -32,6 +32,8 @@ use check::{Evidence, TableEvidence};
 /// How long the shop may take to go quiet (earlier runs' background work)
 /// before the "before" snapshot, and to settle after.
 const QUIET_BOUND: Duration = Duration::from_secs(30);
+/// Identity's default failed-login window prefix (its `throttle.rs`).
+const THROTTLE_PREFIX: &str = "identity:login-attempts:";
 /// Probes in flight at once.
 const CONCURRENCY: usize = 16;
 
@@ -128,6 +130,17 @@ pub async fn run(ctx: &Ctx, lab: &Lab, p: &Params, seed: u64) -> Result<Report> 
             },
         },
     };
+    let prefix = ctx
+        .profile
+        .services
+        .iter()
+        .find(|s| s.name == "identity")
+        .and_then(|s| s.env.get("LOGIN_THROTTLE_KEY_PREFIX").cloned())
+        .unwrap_or_else(|| THROTTLE_PREFIX.to_owned());
+    match evidence::clear_login_throttle(&lab.state.endpoints.redis_url, &prefix).await {
+        Ok(n) => report.measure("identity's login-throttle windows cleared after the run", n),
+        Err(e) => report.measure("identity's login throttle", format!("not cleared: {e:#}")),
+    }
     if let Some(product) = fixture {
         let _ = gw.clear_chaos().await;
         let probe = format!("{}/api/catalog/products/{product}", gw.url);
