@@ -24,8 +24,12 @@ fn invariant<'a>(report: &'a Value, starts: &str) -> &'a Value {
 }
 
 fn booted() -> Fleet {
+    booted_with("dev")
+}
+
+fn booted_with(profile: &str) -> Fleet {
     support::require_service_binaries();
-    let fleet = Fleet::new("dev");
+    let fleet = Fleet::new(profile);
     let up = fleet.json(&["up", "--json"], 0);
     assert_eq!(up["healthy"], true, "{up:#}");
     fleet
@@ -50,7 +54,7 @@ fn flood_holds_each_session_to_its_bucket_and_a_wrong_capacity_is_caught() {
     ];
     let report = fleet.json(&args, 0);
     assert_eq!(report["verdict"], "pass", "{report:#}");
-    assert_eq!(report["invariants"].as_array().unwrap().len(), 7);
+    assert_eq!(report["invariants"].as_array().unwrap().len(), 8);
     let accepted = report["outcomes"]["accepted (200)"]["200"]
         .as_u64()
         .unwrap();
@@ -81,7 +85,7 @@ fn flood_holds_each_session_to_its_bucket_and_a_wrong_capacity_is_caught() {
     let report = fleet.json(&control, 1);
     assert_eq!(report["verdict"], "fail");
     assert_eq!(
-        invariant(&report, "per session: accepted ≤")["verdict"],
+        invariant(&report, "per user, all BFF instances together: accepted ≤")["verdict"],
         "fail",
         "{report:#}"
     );
@@ -89,6 +93,79 @@ fn flood_holds_each_session_to_its_bucket_and_a_wrong_capacity_is_caught() {
     // Bad usage is refused before anything is sent.
     let out = fleet.run(&["flood", "--rps", "100000"]);
     assert_eq!(out.status.code(), Some(64), "{}", text(&out.stderr));
+    // A session is a seeded customer: there are seven.
+    let out = fleet.run(&["flood", "--sessions", "8"]);
+    assert_eq!(out.status.code(), Some(64), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("there are 7"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn flood_on_two_bffs_holds_each_user_to_one_bucket_across_both_and_a_wrong_capacity_is_caught() {
+    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let fleet = booted_with("two-bff");
+    let status = fleet.json(&["status", "--json"], 0);
+    assert_eq!(
+        status["services"]["bff"].as_array().unwrap().len(),
+        2,
+        "{status:#}"
+    );
+
+    let args = [
+        "flood",
+        "--rps",
+        "400",
+        "--duration",
+        "3",
+        "--sessions",
+        "2",
+        "--seed",
+        "12",
+        "--json",
+    ];
+    let report = fleet.json(&args, 0);
+    assert_eq!(report["verdict"], "pass", "{report:#}");
+    assert_eq!(
+        report["params"]["bff instances"].as_array().unwrap().len(),
+        2
+    );
+    let accepted = report["outcomes"]["accepted (200)"]["200"]
+        .as_u64()
+        .unwrap();
+    // One bucket per user for both instances together: 2 users ×
+    // (200 + 100/s × ~3 s) ≈ 1000, not twice that.
+    assert!((900..=1010).contains(&accepted), "{accepted}");
+    assert_eq!(
+        invariant(&report, "the upstream's own")["observed"],
+        accepted.to_string()
+    );
+    assert_eq!(
+        invariant(&report, "each user's requests were accepted by every BFF")["verdict"],
+        "pass",
+        "{report:#}"
+    );
+
+    let control = [
+        "flood",
+        "--rps",
+        "400",
+        "--duration",
+        "2",
+        "--sessions",
+        "2",
+        "--expect-capacity",
+        "20",
+        "--json",
+    ];
+    let report = fleet.json(&control, 1);
+    assert_eq!(
+        invariant(&report, "per user, all BFF instances together: accepted ≤")["verdict"],
+        "fail",
+        "{report:#}"
+    );
 }
 
 #[test]

@@ -1,9 +1,17 @@
-//! `storefront flood`: open-model load through the BFF, above its sessions'
-//! refill rate, checking the token bucket from outside: per session, what
+//! `storefront flood`: open-model load through the BFF, above its users'
+//! refill rate, checking the token bucket from outside: per user, what
 //! was accepted against `capacity + refill × time`; every refusal a 429
 //! with a usable `Retry-After`; no 5xx; the catalog's own request count
 //! equal to what the BFF accepted; and a refused client that waits
 //! `Retry-After` gets in.
+//!
+//! Buckets belong to verified users, so each "session" is a seeded customer
+//! logged in at identity (`POST /token`, password grant) whose requests carry
+//! `Authorization: Bearer` (and an `X-Session-Id`, for a BFF that still keys
+//! anonymous sessions by it). When the fleet runs several BFF instances on
+//! one Redis (profile `two-bff`), each user's requests go to every instance
+//! in turn, and the bound is judged on the acceptances of all instances
+//! together: one bucket, however many gateways.
 //!
 //! The expectations come from the running BFF (`GET /admin/config`, with
 //! the profile's admin token), not from the profile file, which may have
@@ -13,12 +21,13 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result};
-use serde_json::json;
+use anyhow::{Context, Result, bail};
+use serde_json::{Value, json};
 
 use super::breaker::{Gateway, sum_counter};
 use super::record::{Latencies, Outcomes, outcome_of, summarize};
 use super::{Invariant, Lab, Report};
+use crate::exit::{self, Exit};
 use crate::fleet::Ctx;
 use crate::load::open::{self, Done, OpenModel};
 
@@ -30,7 +39,8 @@ pub struct Params {
     /// Seconds of load.
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=60))]
     pub duration: u64,
-    /// Sessions the arrivals are spread over (round-robin), each its own bucket.
+    /// Users the arrivals are spread over (round-robin), each its own bucket:
+    /// seeded customers, logged in (at most as many as there are).
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub sessions: u32,
     /// How far below the ideal count a session's acceptances may fall (percent).
@@ -49,6 +59,92 @@ const MAX_IN_FLIGHT: usize = 4096;
 const ACCEPTED: &str = "accepted (200)";
 const REJECTED: &str = "rejected (429)";
 const OTHER: &str = "other";
+/// The seeded customers (identity's migrations); each logs in with
+/// `<name>-password`. dave is staff, not a customer, and is left alone.
+pub const CUSTOMERS: [&str; 7] = ["alice", "bob", "carol", "erin", "frank", "grace", "heidi"];
+
+/// Which user and which BFF instance arrival `i` goes to: users in turn, and
+/// each user's successive requests to every instance in turn.
+pub fn route(i: u64, users: u64, instances: u64) -> (usize, usize) {
+    let user = i % users;
+    let instance = (i / users) % instances;
+    (user as usize, instance as usize)
+}
+
+/// The first `n` customers, or a usage error naming them.
+pub fn customers(n: u32) -> Result<&'static [&'static str]> {
+    CUSTOMERS.get(..n as usize).ok_or_else(|| {
+        Exit::error(
+            exit::USAGE,
+            format!(
+                "--sessions {n}: flood logs in one seeded customer per session and there are {} ({})",
+                CUSTOMERS.len(),
+                CUSTOMERS.join(", ")
+            ),
+        )
+    })
+}
+
+/// A logged-in user: the bucket's key, from the BFF's point of view.
+struct User {
+    name: &'static str,
+    token: String,
+}
+
+/// Logs each customer in at identity (password grant).
+async fn log_in(lab: &Lab, names: &[&'static str]) -> Result<Vec<User>> {
+    let identity = lab.urls("identity")?[0].clone();
+    let mut users = Vec::new();
+    for &name in names {
+        let r = lab
+            .http
+            .post(format!("{identity}/token"))
+            .json(&json!({"grant_type": "password", "username": name, "password": format!("{name}-password")}))
+            .send()
+            .await
+            .with_context(|| format!("arrange: POST {identity}/token for {name}"))?;
+        let status = r.status();
+        let body: Value = r.json().await.unwrap_or_default();
+        let Some(token) = body["access_token"].as_str() else {
+            bail!("arrange: logging {name} in at {identity}/token answered {status}: {body}");
+        };
+        users.push(User {
+            name,
+            token: token.to_owned(),
+        });
+    }
+    Ok(users)
+}
+
+/// Waits until every user's bucket is full again (an earlier run may have
+/// drained it): one request each, then as long as the slowest `RateLimit`
+/// answer's `t=` (seconds until full) says, bounded by one full refill.
+async fn fill_buckets(lab: &Lab, bff: &str, path: &str, users: &[User], l: Limits) -> Result<()> {
+    let longest = l.capacity.div_ceil(l.refill_per_sec.max(1)) + 1;
+    let mut wait = 0;
+    for u in users {
+        let r = lab
+            .http
+            .get(format!("{bff}/api/catalog{path}"))
+            .bearer_auth(&u.token)
+            .send()
+            .await
+            .with_context(|| format!("arrange: a first request as {}", u.name))?;
+        if r.status() == 401 {
+            bail!("arrange: the BFF refused {}'s fresh token (401)", u.name);
+        }
+        let t = r
+            .headers()
+            .get("ratelimit")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').find_map(|p| p.trim().strip_prefix("t=")))
+            .and_then(|t| t.parse::<u64>().ok())
+            .unwrap_or(longest);
+        wait = wait.max(t.min(longest));
+    }
+    tokio::time::sleep(Duration::from_secs(wait)).await;
+    Ok(())
+}
 
 /// What one session got.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -82,17 +178,10 @@ impl Limits {
 
 pub async fn run(ctx: &Ctx, lab: &Lab, p: &Params, seed: u64) -> Result<Report> {
     let started = Instant::now();
-    let gw = Gateway::connect(ctx)?;
-    let config = gw.config().await?;
-    let rl = &config["rate_limit"];
-    let live = Limits {
-        capacity: rl["capacity"]
-            .as_u64()
-            .context("/admin/config: no rate_limit.capacity")?,
-        refill_per_sec: rl["refill_per_sec"]
-            .as_u64()
-            .context("/admin/config: no rate_limit.refill_per_sec")?,
-    };
+    let names = customers(p.sessions)?;
+    let mut gw = Gateway::connect(ctx)?;
+    let bffs = lab.urls("bff")?.to_vec();
+    let live = same_limits(&mut gw, &bffs).await?;
     let limits = Limits {
         capacity: p.expect_capacity.map_or(live.capacity, u64::from),
         ..live
@@ -102,6 +191,7 @@ pub async fn run(ctx: &Ctx, lab: &Lab, p: &Params, seed: u64) -> Result<Report> 
         seed,
         json!({
             "rps": p.rps, "duration_s": p.duration, "sessions": p.sessions,
+            "users": names, "bff instances": bffs,
             "tolerance_pct": p.tolerance_pct, "compare_direct": p.compare_direct,
             "bucket (from GET /admin/config)": {"capacity": live.capacity, "refill_per_sec": live.refill_per_sec},
             "expect_capacity (control)": p.expect_capacity,
@@ -117,28 +207,40 @@ pub async fn run(ctx: &Ctx, lab: &Lab, p: &Params, seed: u64) -> Result<Report> 
     for base in &catalog {
         lab.http.get(format!("{base}{path}")).send().await?;
     }
+    let users = log_in(lab, names).await?;
+    fill_buckets(lab, &bffs[0], &path, &users, live).await?;
     let upstream_before = upstream_count(lab, &catalog).await;
-    let failed_open_before = failed_open(lab, &gw.url).await;
+    let failed_open_before = failed_open(lab, &bffs).await;
 
     let nonce = format!("{seed:x}-{:x}", rand::random::<u32>());
     let tallies = Arc::new(Mutex::new(vec![
         SessionCount::default();
         p.sessions as usize
     ]));
+    // Acceptances per user and instance, to show each user's requests
+    // really were spread.
+    let spread = Arc::new(Mutex::new(vec![vec![0u64; bffs.len()]; users.len()]));
     let model = OpenModel {
         rate: f64::from(p.rps),
         duration: Duration::from_secs(p.duration),
         max_in_flight: MAX_IN_FLIGHT,
     };
-    let url = Arc::new(format!("{}/api/catalog{path}", gw.url));
-    let sessions = p.sessions as u64;
+    let urls: Arc<Vec<String>> = Arc::new(
+        bffs.iter()
+            .map(|b| format!("{b}/api/catalog{path}"))
+            .collect(),
+    );
+    let bearers: Arc<Vec<String>> = Arc::new(users.iter().map(|u| u.token.clone()).collect());
+    let (sessions, instances) = (users.len() as u64, bffs.len() as u64);
     let run = open::drive(model, |i| {
-        let (http, url, tallies) = (lab.http.clone(), url.clone(), tallies.clone());
-        let s = (i % sessions) as usize;
+        let (http, urls, tallies) = (lab.http.clone(), urls.clone(), tallies.clone());
+        let (bearers, spread) = (bearers.clone(), spread.clone());
+        let (s, b) = route(i, sessions, instances);
         let session = format!("flood-{nonce}-{s}");
         async move {
             let r = http
-                .get(url.as_str())
+                .get(urls[b].as_str())
+                .bearer_auth(&bearers[s])
                 .header("x-session-id", session)
                 .send()
                 .await;
@@ -149,6 +251,9 @@ pub async fn run(ctx: &Ctx, lab: &Lab, p: &Params, seed: u64) -> Result<Report> 
             let label = match &r {
                 Ok(r) if r.status() == 200 => {
                     t.accepted = 1;
+                    spread
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)[s][b] += 1;
                     ACCEPTED
                 }
                 Ok(r) if r.status() == 429 => {
@@ -190,14 +295,22 @@ pub async fn run(ctx: &Ctx, lab: &Lab, p: &Params, seed: u64) -> Result<Report> 
     .await;
     let upstream_after = upstream_count(lab, &catalog).await;
     let failed_open = failed_open_before
-        .zip(failed_open(lab, &gw.url).await)
+        .zip(failed_open(lab, &bffs).await)
         .map(|(a, b)| b - a);
     let counts = tallies
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
         .clone();
 
-    let waited = retry_after_probe(lab, &gw.url, &path, &nonce, live).await?;
+    let spread = spread
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone();
+    // The probe's user: one the flood left alone if there is one, else the
+    // first (its bucket drained, which the probe does anyway).
+    let probe_name = CUSTOMERS[names.len() % CUSTOMERS.len()];
+    let probe = log_in(lab, &[probe_name]).await?.remove(0);
+    let waited = retry_after_probe(lab, &bffs, &path, &probe, live).await?;
 
     let window = run.took.as_secs_f64();
     let tolerance = f64::from(p.tolerance_pct) / 100.0;
@@ -212,10 +325,11 @@ pub async fn run(ctx: &Ctx, lab: &Lab, p: &Params, seed: u64) -> Result<Report> 
     ));
     report.push(waited);
     report.push(rejections_cheaper(&run.latencies));
+    report.push(spread_over_instances(&spread, names));
 
     report.outcomes = run.outcomes;
     for (s, c) in counts.iter().enumerate() {
-        let label = format!("session {s}");
+        let label = format!("user {}", names[s]);
         for (outcome, n) in [
             ("200", c.accepted),
             ("429", c.rejected),
@@ -253,7 +367,7 @@ pub async fn run(ctx: &Ctx, lab: &Lab, p: &Params, seed: u64) -> Result<Report> 
     if p.compare_direct > 0 {
         compare_direct(
             lab,
-            &gw.url,
+            &bffs[0],
             &catalog,
             &path,
             &nonce,
@@ -287,51 +401,99 @@ async fn upstream_count(lab: &Lab, catalog: &[String]) -> Option<f64> {
     Some(total)
 }
 
-/// The BFF's count of requests let through unlimited because Redis did
-/// not answer in time (`bff_ratelimit_decisions_total{decision="fail_open"}`).
-async fn failed_open(lab: &Lab, bff: &str) -> Option<f64> {
-    let page = lab
-        .http
-        .get(format!("{bff}/metrics"))
-        .send()
-        .await
-        .ok()?
-        .text()
-        .await
-        .ok()?;
-    Some(sum_counter(&page, "bff_ratelimit_decisions_total", |l| {
-        l.contains("decision=\"fail_open\"")
-    }))
+/// The BFF instances' count of requests let through unlimited because Redis
+/// did not answer in time (`bff_ratelimit_decisions_total{decision="fail_open"}`).
+async fn failed_open(lab: &Lab, bffs: &[String]) -> Option<f64> {
+    let mut total = 0.0;
+    for bff in bffs {
+        let page = lab
+            .http
+            .get(format!("{bff}/metrics"))
+            .send()
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()?;
+        total += sum_counter(&page, "bff_ratelimit_decisions_total", |l| {
+            l.contains("decision=\"fail_open\"")
+        });
+    }
+    Some(total)
 }
 
-/// A fresh session spends its bucket until refused, waits the
-/// `Retry-After` it was given, and must then be let in.
+/// The bucket every BFF instance enforces (`GET /admin/config` of each); an
+/// error if they differ, as one bound cannot judge two policies.
+async fn same_limits(gw: &mut Gateway, bffs: &[String]) -> Result<Limits> {
+    let mut seen: Option<(String, Limits)> = None;
+    for bff in bffs {
+        gw.url = bff.clone();
+        let config = gw.config().await?;
+        let rl = &config["rate_limit"];
+        let l = Limits {
+            capacity: rl["capacity"]
+                .as_u64()
+                .context("/admin/config: no rate_limit.capacity")?,
+            refill_per_sec: rl["refill_per_sec"]
+                .as_u64()
+                .context("/admin/config: no rate_limit.refill_per_sec")?,
+        };
+        match &seen {
+            Some((first, f))
+                if (f.capacity, f.refill_per_sec) != (l.capacity, l.refill_per_sec) =>
+            {
+                bail!(
+                    "the BFF instances enforce different buckets ({first}: {} + {}/s, {bff}: {} + {}/s): one bound cannot judge them",
+                    f.capacity,
+                    f.refill_per_sec,
+                    l.capacity,
+                    l.refill_per_sec
+                )
+            }
+            Some(_) => {}
+            None => seen = Some((bff.clone(), l)),
+        }
+    }
+    gw.url = bffs[0].clone();
+    seen.map(|(_, l)| l).context("the fleet runs no BFF")
+}
+
+/// A user spends their bucket until refused (requests spread over every
+/// BFF instance), waits the `Retry-After` they were given, and must then
+/// be let in — by another instance than the one that refused, if any.
 async fn retry_after_probe(
     lab: &Lab,
-    bff: &str,
+    bffs: &[String],
     path: &str,
-    nonce: &str,
+    user: &User,
     l: Limits,
 ) -> Result<Invariant> {
     let name = "after waiting Retry-After, a request succeeds";
     let expected = "200 after sleeping Retry-After";
-    let session = format!("flood-{nonce}-probe");
-    let url = format!("{bff}/api/catalog{path}");
-    let get = || lab.http.get(&url).header("x-session-id", &session).send();
+    let get = |b: usize| {
+        lab.http
+            .get(format!("{}/api/catalog{path}", bffs[b % bffs.len()]))
+            .bearer_auth(&user.token)
+            .header("x-session-id", format!("flood-probe-{}", user.name))
+            .send()
+    };
     // Bursts of 50 outrun any refill the bucket gets meanwhile.
     let most = l.capacity + 2 * l.refill_per_sec + 500;
     let mut sent = 0;
     let mut refusal = None;
     while sent < most && refusal.is_none() {
-        let burst = futures::future::join_all((0..50).map(|_| get())).await;
+        let burst = futures::future::join_all((0..50).map(get)).await;
+        refusal = burst
+            .into_iter()
+            .enumerate()
+            .find_map(|(b, r)| r.ok().filter(|r| r.status() == 429).map(|r| (b, r)));
         sent += 50;
-        refusal = burst.into_iter().flatten().find(|r| r.status() == 429);
     }
-    let Some(refusal) = refusal else {
+    let Some((refused_by, refusal)) = refusal else {
         return Ok(Invariant::unknown(
             name,
             expected,
-            format!("no 429 after {sent} requests on a fresh session"),
+            format!("no 429 after {sent} requests as {}", user.name),
         ));
     };
     let Some(secs) = refusal
@@ -345,18 +507,25 @@ async fn retry_after_probe(
             false,
             expected,
             "429 without a usable Retry-After",
-            "fresh session drained",
+            format!("{} drained", user.name),
         ));
     };
     tokio::time::sleep(Duration::from_secs(secs)).await;
-    let status = get().await.map(|r| r.status());
+    let retry_by = refused_by + 1;
+    let status = get(retry_by).await.map(|r| r.status());
     let o = outcome_of(&status);
     Ok(Invariant::check(
         name,
         o == "200",
         expected,
         format!("{o} after {secs} s"),
-        format!("a fresh session drained with {sent} requests in bursts of 50, then refused"),
+        format!(
+            "{} drained with {sent} requests in bursts of 50 over {} BFF instance(s), refused by {}, retried at {}",
+            user.name,
+            bffs.len(),
+            bffs[refused_by % bffs.len()],
+            bffs[retry_by % bffs.len()]
+        ),
     ))
 }
 
@@ -365,7 +534,7 @@ async fn retry_after_probe(
 
 fn describe(bad: &[String]) -> String {
     if bad.is_empty() {
-        "every session".into()
+        "every user".into()
     } else {
         bad.join("; ")
     }
@@ -384,11 +553,11 @@ pub fn upper_bound(
         .iter()
         .enumerate()
         .filter(|(_, c)| c.accepted as f64 > bound)
-        .map(|(s, c)| format!("session {s}: {} > {bound:.0}", c.accepted))
+        .map(|(s, c)| format!("user #{s}: {} > {bound:.0}", c.accepted))
         .collect();
     let max = counts.iter().map(|c| c.accepted).max().unwrap_or(0);
     Invariant::check(
-        "per session: accepted ≤ capacity + refill × D (+1)",
+        "per user, all BFF instances together: accepted ≤ capacity + refill × D (+1)",
         bad.is_empty(),
         format!(
             "≤ {} + {} × {window_secs:.2} s + 1 = {bound:.0}",
@@ -400,7 +569,7 @@ pub fn upper_bound(
             describe(&bad)
         },
         format!(
-            "200s counted per X-Session-Id; D = first arrival to last response; the BFF failed open (Redis too slow) {} time(s) meanwhile",
+            "200s counted per logged-in user, summed over every BFF instance; D = first arrival to last response; the BFFs failed open (Redis too slow) {} time(s) meanwhile",
             failed_open.map_or("?".into(), |n| n.to_string())
         ),
     )
@@ -423,7 +592,7 @@ pub fn lower_bound(
         .filter(|(_, c)| (c.accepted as f64) < ((1.0 - tolerance) * ideal(c)).floor())
         .map(|(s, c)| {
             format!(
-                "session {s}: {} < {:.0}",
+                "user #{s}: {} < {:.0}",
                 c.accepted,
                 ((1.0 - tolerance) * ideal(c)).floor()
             )
@@ -431,7 +600,7 @@ pub fn lower_bound(
         .collect();
     let min = counts.iter().map(|c| c.accepted).min().unwrap_or(0);
     Invariant::check(
-        "per session: accepted not far below it (limiter not over-strict)",
+        "per user: accepted not far below it (limiter not over-strict)",
         bad.is_empty() && !counts.is_empty(),
         format!(
             "≥ {:.0} % of min(sent, {} + {} × {duration_secs} s)",
@@ -444,7 +613,7 @@ pub fn lower_bound(
         } else {
             describe(&bad)
         },
-        "200s counted per X-Session-Id; D = the configured duration (arrivals span it)",
+        "200s counted per logged-in user over every BFF instance; D = the configured duration (arrivals span it)",
     )
 }
 
@@ -492,6 +661,35 @@ pub fn upstream_matches(accepted: u64, upstream_delta: Option<f64>) -> Invariant
             "sum over catalog replicas of http_requests_total{method=GET,route=/products/{id}} before/after, vs 200s seen",
         ),
     }
+}
+
+/// Each user's acceptances came from every BFF instance: else a run on two
+/// instances would judge one of them only, and the shared bucket would go
+/// untested. (Trivially true on one instance.)
+pub fn spread_over_instances(accepted: &[Vec<u64>], names: &[&str]) -> Invariant {
+    let instances = accepted.first().map_or(0, Vec::len);
+    let bad: Vec<String> = accepted
+        .iter()
+        .zip(names)
+        .filter(|(by, _)| by.contains(&0))
+        .map(|(by, n)| format!("{n}: {by:?}"))
+        .collect();
+    let shown: Vec<String> = accepted
+        .iter()
+        .zip(names)
+        .map(|(by, n)| format!("{n} {by:?}"))
+        .collect();
+    Invariant::check(
+        "each user's requests were accepted by every BFF instance",
+        bad.is_empty() && !accepted.is_empty(),
+        format!("> 0 from each of {instances} instance(s), per user"),
+        if bad.is_empty() {
+            shown.join(", ")
+        } else {
+            describe(&bad)
+        },
+        "200s per (user, instance); each user's successive requests go to the instances in turn",
+    )
 }
 
 /// Refusals must be cheaper than acceptances: the median 429 (a Redis round
@@ -674,6 +872,58 @@ mod tests {
         assert_eq!(upstream_matches(10, Some(10.0)).verdict, Verdict::Pass);
         assert_eq!(upstream_matches(10, Some(11.0)).verdict, Verdict::Fail);
         assert_eq!(upstream_matches(10, None).verdict, Verdict::Unknown);
+    }
+
+    #[test]
+    fn each_users_successive_requests_visit_every_instance_in_turn() {
+        let routes: Vec<(usize, usize)> = (0..6).map(|i| route(i, 3, 2)).collect();
+        assert_eq!(routes, vec![(0, 0), (1, 0), (2, 0), (0, 1), (1, 1), (2, 1)]);
+        // Two users on two instances: no user sticks to one instance.
+        let alice: Vec<usize> = (0..8)
+            .map(|i| route(i, 2, 2))
+            .filter(|r| r.0 == 0)
+            .map(|r| r.1)
+            .collect();
+        assert_eq!(alice, vec![0, 1, 0, 1]);
+        assert!((0..10).all(|i| route(i, 4, 1).1 == 0));
+    }
+
+    #[test]
+    fn more_sessions_than_seeded_customers_is_a_usage_error_naming_them() {
+        assert_eq!(customers(2).unwrap(), ["alice", "bob"]);
+        assert_eq!(customers(7).unwrap().len(), 7);
+        let e = customers(8).err().unwrap();
+        assert!(e.to_string().contains("there are 7 (alice, bob"), "{e}");
+        assert_eq!(e.downcast_ref::<Exit>().map(|x| x.code), Some(exit::USAGE));
+    }
+
+    #[test]
+    fn a_user_no_instance_accepted_fails_the_spread_check() {
+        let names = ["alice", "bob"];
+        assert_eq!(
+            spread_over_instances(&[vec![300, 310], vec![305, 299]], &names).verdict,
+            Verdict::Pass
+        );
+        assert_eq!(
+            spread_over_instances(&[vec![600, 0], vec![305, 299]], &names).verdict,
+            Verdict::Fail
+        );
+        assert_eq!(spread_over_instances(&[], &[]).verdict, Verdict::Fail);
+    }
+
+    #[test]
+    fn the_bound_is_judged_on_acceptances_summed_over_instances() {
+        // 400 via each of two BFFs: each half is within one bucket's bound,
+        // the user's total is not.
+        let per_instance = [session(800, 400), session(800, 400)];
+        for half in &per_instance {
+            assert_eq!(upper_bound(&[*half], L, 3.0, None).verdict, Verdict::Pass);
+        }
+        let combined = session(1600, 800);
+        assert_eq!(
+            upper_bound(&[combined], L, 3.0, None).verdict,
+            Verdict::Fail
+        );
     }
 
     #[test]
