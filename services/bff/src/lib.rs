@@ -16,6 +16,7 @@ pub mod chaos;
 pub mod config;
 pub mod limiter;
 pub mod path;
+pub mod policy;
 pub mod retry;
 pub mod routes;
 pub mod session;

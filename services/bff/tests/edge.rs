@@ -200,14 +200,15 @@ async fn a_nul_byte_in_the_query_or_a_json_body_never_reaches_an_upstream() {
 
 #[tokio::test]
 async fn every_error_the_bff_answers_itself_is_problem_json() {
-    // Nothing listens on a port we bound and released: 502 from a dead replica.
+    // Nothing listens on a port we bound and released: 502 from a dead
+    // replica (identity's: its reads are public, so no sign-in is needed).
     let dead = {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         format!("http://{}", l.local_addr().unwrap())
     };
     let a = Fake::start("a").await;
     let extra = [
-        ("CLAIMS_URLS", dead.as_str()),
+        ("IDENTITY_URLS", dead.as_str()),
         ("RATE_LIMIT_CAPACITY", "3"),
         ("RATE_LIMIT_REFILL_PER_SEC", "1"),
         ("BREAKER_CONSECUTIVE_FAILURES", "1"),
@@ -253,12 +254,12 @@ async fn every_error_the_bff_answers_itself_is_problem_json() {
     // The dead replica: a 502, then its breaker is open: a 503.
     check(
         "unreachable",
-        bff.raw("GET", "/api/claims/x", &s(4), b"").await,
+        bff.raw("GET", "/api/identity/x", &s(4), b"").await,
         502,
     );
     check(
         "circuit open",
-        bff.raw("GET", "/api/claims/x", &s(5), b"").await,
+        bff.raw("GET", "/api/identity/x", &s(5), b"").await,
         503,
     );
     let many: String = (0..80).map(|i| format!("x-h{i}: v\r\n")).collect();

@@ -295,15 +295,19 @@ async fn the_breaker_half_opens_and_closes_once_the_replica_recovers() {
 #[tokio::test]
 async fn only_idempotent_requests_are_retried() {
     let (a, b) = (Fake::start("a").await, Fake::start("b").await);
-    let Some(bff) = spawn_bff(&[&a, &b], &[]).await else {
+    // Reserving stock needs a customer.
+    let identity = common::identity::FakeIdentity::start().await;
+    let Some(bff) = spawn_bff(&[&a, &b], &[("IDENTITY_URLS", &identity.base)]).await else {
         return;
     };
+    let alice = identity.access_token("alice", 300);
     a.status.store(503, std::sync::atomic::Ordering::SeqCst);
     b.status.store(503, std::sync::atomic::Ordering::SeqCst);
     let post = bff
         .http
         .post(bff.url("/api/catalog/reservations"))
         .header("x-session-id", "retry")
+        .bearer_auth(&alice)
         .body("{}")
         .send()
         .await
@@ -314,6 +318,7 @@ async fn only_idempotent_requests_are_retried() {
         .http
         .post(bff.url("/api/catalog/reservations"))
         .header("x-session-id", "retry")
+        .bearer_auth(&alice)
         .header("idempotency-key", "k-1")
         .body("{}")
         .send()

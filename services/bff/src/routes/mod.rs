@@ -3,7 +3,8 @@
 //! - `/api/{service}/{*rest}`: the per-session rate limit ([`limit`]),
 //!   then the path parsed once from the raw URI ([`crate::path`]; an
 //!   unroutable path is a 4xx here, before any upstream is called), then
-//!   forwarded to a replica of `service` ([`proxy`]). The parsed
+//!   authorized ([`authorize`], [`crate::policy`]: who may send what
+//!   where), then forwarded to a replica of `service` ([`proxy`]). The parsed
 //!   [`crate::path::Target`] travels in the request's extensions, so a layer
 //!   added between the parse and the proxy (authentication, authorization)
 //!   reasons about exactly what will be forwarded.
@@ -16,6 +17,7 @@
 
 mod admin;
 pub mod auth;
+mod authorize;
 mod headers;
 mod limit;
 mod proxy;
@@ -72,6 +74,8 @@ pub type AppState = Arc<Gateway>;
 pub fn router(state: AppState) -> Router {
     let proxied = Router::new()
         .route("/api/{*rest}", any(proxy::forward))
+        // Inside the parse: the policy decides on the parsed target.
+        .route_layer(axum::middleware::from_fn(authorize::authorize))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             proxy::resolve,

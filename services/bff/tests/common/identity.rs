@@ -209,6 +209,20 @@ impl FakeIdentity {
         Self { base, inner }
     }
 
+    /// An access token for `name` (one of [`USERS`]), good for `ttl` seconds,
+    /// as identity would sign it: for bearer requests.
+    pub fn access_token(&self, name: &str, ttl: i64) -> String {
+        let user = USERS
+            .iter()
+            .position(|u| u.1 == name)
+            .expect("a known user");
+        let mut books = self.inner.books.lock().unwrap();
+        self.inner.issue(&mut books, user, Uuid::new_v4(), ttl)["access_token"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
     pub fn refresh_grants(&self) -> u64 {
         self.inner.refresh_grants.load(Ordering::SeqCst)
     }
