@@ -298,33 +298,90 @@ pub enum Handled {
     Reject,
 }
 
-/// Whether a consumer is connected and consuming, for `/ready`.
+/// Longest the readiness probe waits for the broker to answer. A paused
+/// (SIGSTOPped) broker keeps its TCP connections open and nothing notices
+/// until the heartbeat times out a minute later, so `/ready` must ask.
+pub const READY_PROBE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Whether a consumer is connected and consuming, and whether the broker
+/// still answers, for `/ready` (issue 12, defect g: `/ready` stayed 200
+/// while RabbitMQ was paused).
 #[derive(Debug, Clone, Default)]
-pub struct Connected(Arc<AtomicBool>);
+pub struct Connected(Arc<ConnectedInner>);
+
+/// The state behind [`Connected`].
+#[derive(Debug, Default)]
+struct ConnectedInner {
+    /// Set while consuming.
+    up: AtomicBool,
+    /// A spare channel on the consumer's connection and its queue: the
+    /// probe passively declares the queue on it, a round trip to the broker.
+    probe: std::sync::Mutex<Option<(Channel, String)>>,
+}
 
 impl Connected {
     /// Records the state.
     pub fn set(&self, up: bool) {
-        self.0.store(up, Ordering::Relaxed);
+        self.0.up.store(up, Ordering::Relaxed);
+        if !up {
+            *self.probe_slot() = None;
+        }
     }
 
     /// Reads the state.
     pub fn get(&self) -> bool {
-        self.0.load(Ordering::Relaxed)
+        self.0.up.load(Ordering::Relaxed)
     }
 
-    /// A readiness check named `name` that passes while connected.
+    /// Gives the probe a channel on the live connection and a queue that
+    /// exists (a passive declare of a missing queue closes the channel).
+    pub fn attach_probe(&self, channel: Channel, queue: &str) {
+        *self.probe_slot() = Some((channel, queue.to_owned()));
+    }
+
+    /// The probe's slot, surviving a poisoned lock (it holds no invariant).
+    fn probe_slot(&self) -> std::sync::MutexGuard<'_, Option<(Channel, String)>> {
+        self.0
+            .probe
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Whether the broker answers a passive declare within `timeout`;
+    /// `Err` says why not.
+    pub async fn probe(&self, timeout: Duration) -> Result<(), String> {
+        if !self.get() {
+            return Err("not connected to RabbitMQ".to_owned());
+        }
+        let Some((channel, queue)) = self.probe_slot().clone() else {
+            // Consuming, but no probe channel given: trust the flag.
+            return Ok(());
+        };
+        let declare = channel.queue_declare(
+            queue.as_str().into(),
+            QueueDeclareOptions {
+                passive: true,
+                ..QueueDeclareOptions::default()
+            },
+            FieldTable::default(),
+        );
+        match tokio::time::timeout(timeout, declare).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(error)) => Err(format!("RabbitMQ refused the probe: {error}")),
+            Err(_) => Err(format!(
+                "RabbitMQ did not answer within {} ms",
+                timeout.as_millis()
+            )),
+        }
+    }
+
+    /// A readiness check named `name` that passes while connected and the
+    /// broker answers within [`READY_PROBE_TIMEOUT`].
     pub fn check(&self, name: &str) -> Check {
         let state = self.clone();
         Check::new(name, move || {
-            let up = state.get();
-            async move {
-                if up {
-                    Ok(())
-                } else {
-                    Err("not connected to RabbitMQ")
-                }
-            }
+            let state = state.clone();
+            async move { state.probe(READY_PROBE_TIMEOUT).await }
         })
     }
 }
@@ -397,6 +454,7 @@ where
         .basic_qos(config.prefetch, BasicQosOptions::default())
         .await?;
     declare_queue(&channel, &config.queue).await?;
+    connected.attach_probe(connection.create_channel().await?, &config.queue);
     let consumer = channel
         .basic_consume(
             config.queue.as_str().into(),
