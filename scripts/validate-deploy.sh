@@ -76,12 +76,16 @@ PY
 # check_k8s DEPLOY_DIR: 0 if every kustomization under it renders, validates and lints.
 check_k8s() {
   local deploy="$1" rc=0 k out
-  for k in "$deploy/base" "$deploy"/overlays/*/; do
+  # load/with-fleet: the distributed load (deploy/load/job) rendered with the dev fleet.
+  for k in "$deploy/base" "$deploy"/overlays/*/ "$deploy/load/with-fleet"; do
     k="${k%/}"
     out="$work/$(basename "$k").yaml"
     render "$k" "$out" || { rc=1; continue; }
     "$venv/bin/kubernetes-validate" --strict --quiet -k "$k8s_version" "$out" || rc=1
     "$py" "$root/deploy/tools/lint.py" "$out" "$root/Dockerfile" || rc=1
+    if [ "$k" = "$deploy/load/with-fleet" ]; then
+      "$py" "$deploy/load/lint_load.py" "$out" || rc=1
+    fi
     [ "$rc" -eq 0 ] && echo "    ${k#"$deploy"/}: $(grep -c '^kind:' "$out") documents valid for Kubernetes $k8s_version"
   done
   return "$rc"
@@ -100,6 +104,12 @@ say "a copy of deploy/ with one replica of catalog must be refused"
 cp -r "$root/deploy" "$work/broken-lint"
 sed -i 's/^  replicas: 2$/  replicas: 1/' "$work/broken-lint/base/catalog.yaml"
 if check_k8s "$work/broken-lint" >/dev/null 2>&1; then fail "catalog with one replica passed the lint"; fi
+
+say "a copy of deploy/ whose load Job runs more workers than its ConfigMap says must be refused"
+cp -r "$root/deploy" "$work/broken-load"
+sed -i 's/^  completions: 3$/  completions: 4/' "$work/broken-load/load/job/load-job.yaml"
+grep -q '^  completions: 4$' "$work/broken-load/load/job/load-job.yaml" || fail "could not break the copy (load-job.yaml changed?)"
+if check_k8s "$work/broken-load" >/dev/null 2>&1; then fail "a load Job with completions != WORKERS passed the lint"; fi
 
 # --- compose -----------------------------------------------------------------
 say "compose.yaml ($("${compose[@]}" version --short 2>/dev/null || echo compose))"
