@@ -71,20 +71,20 @@ async fn unknown_services_and_private_paths_are_not_routed() {
 #[tokio::test]
 async fn an_empty_bucket_answers_429_with_retry_after_and_ratelimit_headers() {
     let a = Fake::start("a").await;
+    let identity = common::identity::FakeIdentity::start().await;
     let extra = [
         ("RATE_LIMIT_CAPACITY", "3"),
         ("RATE_LIMIT_REFILL_PER_SEC", "1"),
+        ("IDENTITY_URLS", identity.base.as_str()),
     ];
     let Some(bff) = spawn_bff(&[&a], &extra).await else {
         return;
     };
+    let anonymous = || bff.http.get(bff.url("/api/catalog/products")).send();
     for _ in 0..3 {
-        assert_eq!(
-            bff.get("/api/catalog/products", "alice").await.status(),
-            200
-        );
+        assert_eq!(anonymous().await.unwrap().status(), 200);
     }
-    let refused = bff.get("/api/catalog/products", "alice").await;
+    let refused = anonymous().await.unwrap();
     assert_eq!(refused.status(), 429);
     assert_eq!(refused.headers()["retry-after"], "1");
     assert_eq!(refused.headers()["ratelimit-policy"], "\"session\";q=3;w=3");
@@ -93,14 +93,22 @@ async fn an_empty_bucket_answers_429_with_retry_after_and_ratelimit_headers() {
         refused.headers()["content-type"],
         "application/problem+json"
     );
-    // The upstream never saw the refused request; another session is unaffected.
+    // The upstream never saw the refused request; a signed-in user on the
+    // same address has a bucket of their own.
     assert_eq!(a.hits(), 3);
-    assert_eq!(bff.get("/api/catalog/products", "bob").await.status(), 200);
+    let alice = bff
+        .http
+        .get(bff.url("/api/catalog/products"))
+        .bearer_auth(identity.access_token("alice", 300))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(alice.status(), 200);
     // After Retry-After, a token is there again (polled: no fixed sleep).
     let t = Instant::now();
     assert!(
         eventually(Duration::from_secs(3), || async {
-            bff.get("/api/catalog/products", "alice").await.status() == 200
+            anonymous().await.unwrap().status() == 200
         })
         .await
     );
@@ -112,12 +120,54 @@ async fn an_empty_bucket_answers_429_with_retry_after_and_ratelimit_headers() {
 }
 
 #[tokio::test]
-async fn a_malformed_session_id_is_a_400() {
+async fn a_self_declared_session_id_is_no_bucket_of_its_own() {
     let a = Fake::start("a").await;
-    let Some(bff) = spawn_bff(&[&a], &[]).await else {
+    let identity = common::identity::FakeIdentity::start().await;
+    let extra = [
+        ("RATE_LIMIT_CAPACITY", "3"),
+        ("RATE_LIMIT_REFILL_PER_SEC", "1"),
+        ("IDENTITY_URLS", identity.base.as_str()),
+    ];
+    let Some(bff) = spawn_bff(&[&a], &extra).await else {
         return;
     };
-    assert_eq!(bff.get("/api/catalog/x", "not ok!").await.status(), 400);
+    // A new id per request used to be a new bucket per request: unlimited.
+    let mut statuses = Vec::new();
+    for i in 0..5 {
+        let r = bff
+            .get("/api/catalog/products", &format!("fresh-{i}"))
+            .await;
+        statuses.push(r.status().as_u16());
+    }
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 429).count(),
+        2,
+        "five ids, one address, a bucket of 3: {statuses:?}"
+    );
+    // Naming alice's user id as a session drains nobody's bucket but the
+    // sender's: alice is still served.
+    let alice = identity.access_token("alice", 300);
+    let named = format!("user:{}", common::identity::USERS[0].0);
+    for _ in 0..3 {
+        let _ = bff
+            .http
+            .get(bff.url("/api/catalog/products"))
+            .header("x-session-id", &named)
+            .header("cookie", format!("session={named}"))
+            .send()
+            .await
+            .unwrap();
+    }
+    let r = bff
+        .http
+        .get(bff.url("/api/catalog/products"))
+        .bearer_auth(&alice)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    // A malformed id is no longer an error: it is simply not read.
+    assert_ne!(bff.get("/api/catalog/x", "not ok!").await.status(), 400);
 }
 
 #[tokio::test]

@@ -1,70 +1,35 @@
-//! The per-session rate limit in front of `/api/*`.
+//! The rate limit in front of `/api/*`, keyed by who is calling.
 //!
-//! A caller with a verified bearer token has one bucket, keyed by their
-//! user id (`user:<uuid>`), whatever session ids they send. Otherwise the
-//! session is the `X-Session-Id` header, else the `session` cookie, else
-//! the client's address (`addr:<ip>`), so anonymous clients share a bucket
-//! per address. (Self-declared anonymous sessions are still honoured: the
-//! load generator and `flood` rely on them until they log in real users.) Every limited response carries `RateLimit-Policy`
-//! and `RateLimit` (draft-ietf-httpapi-ratelimit-headers); an empty bucket
-//! answers 429 with `Retry-After`, in whole seconds, rounded up.
+//! A verified caller (a bearer token or a cookie session) has one bucket,
+//! keyed by their user id (`user:<uuid>`), however many tokens or sessions
+//! they hold. Anyone else shares the bucket of their address
+//! (`addr:<ip>`). Nothing a client merely declares picks a bucket: a
+//! self-declared session id (the old `X-Session-Id` header or `session`
+//! cookie) would let a new id per request go unlimited, and a stranger
+//! drain someone else's bucket by sending their id. Every limited response
+//! carries `RateLimit-Policy` and `RateLimit`
+//! (draft-ietf-httpapi-ratelimit-headers); an empty bucket answers 429 with
+//! `Retry-After`, in whole seconds, rounded up.
 
 use std::net::SocketAddr;
 
 use axum::extract::{ConnectInfo, Request, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use storefront_kit::Problem;
 
 use super::AppState;
+use super::auth::Caller;
 use crate::bucket::{Decision, Policy, whole_seconds_up};
 use crate::limiter::Verdict;
 
-/// The header naming the session.
-pub const SESSION_HEADER: &str = "x-session-id";
-/// The cookie naming the session, when the header is absent.
-pub const SESSION_COOKIE: &str = "session";
-/// Longest session id accepted.
-const MAX_SESSION_LEN: usize = 128;
-
-/// Why a session id was refused.
-fn bad_session() -> Response {
-    Problem::bad_request(format!(
-        "the session id (X-Session-Id or the `{SESSION_COOKIE}` cookie) must be 1..={MAX_SESSION_LEN} characters of A-Z a-z 0-9 . _ : -"
-    ))
-    .into_response()
-}
-
-fn valid(id: &str) -> bool {
-    (1..=MAX_SESSION_LEN).contains(&id.len())
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"._:-".contains(&b))
-}
-
-/// The session id of a request; `Err` when one was given but is malformed.
-fn session(headers: &HeaderMap, peer: Option<SocketAddr>) -> Result<String, ()> {
-    if let Some(v) = headers.get(SESSION_HEADER) {
-        let id = v.to_str().map_err(drop)?;
-        return if valid(id) {
-            Ok(format!("s:{id}"))
-        } else {
-            Err(())
-        };
-    }
-    let from_cookie = headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|kv| kv.trim().split_once('='))
-        .find(|(k, _)| *k == SESSION_COOKIE)
-        .map(|(_, v)| v.to_owned());
-    match from_cookie {
-        Some(id) if valid(&id) => Ok(format!("s:{id}")),
-        Some(_) => Err(()),
-        None => Ok(peer.map_or_else(|| "addr:unknown".into(), |p| format!("addr:{}", p.ip()))),
+/// The bucket of a request: its verified user's, else its address's.
+fn bucket(caller: Option<&Caller>, peer: Option<SocketAddr>) -> String {
+    match (caller, peer) {
+        (Some(c), _) => format!("user:{}", c.0.user.hyphenated()),
+        (None, Some(p)) => format!("addr:{}", p.ip()),
+        (None, None) => "addr:unknown".into(),
     }
 }
 
@@ -102,14 +67,7 @@ pub async fn rate_limit(State(gw): State<AppState>, request: Request, next: Next
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0);
-    // A verified user has one bucket, however many sessions they claim.
-    let session = match request.extensions().get::<super::auth::Caller>() {
-        Some(caller) => format!("user:{}", caller.0.user.hyphenated()),
-        None => match session(request.headers(), peer) {
-            Ok(s) => s,
-            Err(()) => return bad_session(),
-        },
-    };
+    let session = bucket(request.extensions().get::<Caller>(), peer);
     let policy = gw.limiter.policy();
     match gw.limiter.check(&session).await {
         Verdict::Allowed(d) => {
@@ -155,34 +113,22 @@ pub async fn rate_limit(State(gw): State<AppState>, request: Request, next: Next
 mod tests {
     use super::*;
 
-    fn with(name: &str, value: &str) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        h.insert(
-            axum::http::HeaderName::from_bytes(name.as_bytes()).unwrap(),
-            value.parse().unwrap(),
-        );
-        h
-    }
+    use crate::auth::Identity;
 
     #[test]
-    fn the_header_wins_then_the_cookie_then_the_address() {
+    fn a_verified_user_has_their_own_bucket_else_the_address_decides() {
         let peer = Some(SocketAddr::from(([10, 0, 0, 7], 5000)));
-        assert_eq!(
-            session(&with("x-session-id", "abc"), peer),
-            Ok("s:abc".into())
-        );
-        assert_eq!(
-            session(&with("cookie", "theme=dark; session=xyz"), peer),
-            Ok("s:xyz".into())
-        );
-        assert_eq!(session(&HeaderMap::new(), peer), Ok("addr:10.0.0.7".into()));
-    }
-
-    #[test]
-    fn malformed_session_ids_are_refused() {
-        assert!(session(&with("x-session-id", "a b"), None).is_err());
-        assert!(session(&with("x-session-id", &"x".repeat(129)), None).is_err());
-        assert!(session(&with("cookie", "session=a*b"), None).is_err());
+        let user = uuid::Uuid::from_u128(7);
+        let caller = Caller(Identity {
+            user,
+            name: "u".into(),
+            roles: vec![],
+            jti: uuid::Uuid::nil(),
+            exp: 0,
+        });
+        assert_eq!(bucket(Some(&caller), peer), format!("user:{user}"));
+        assert_eq!(bucket(None, peer), "addr:10.0.0.7");
+        assert_eq!(bucket(None, None), "addr:unknown");
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The BFF's routes; the kit adds `/health`, `/ready`, `/metrics`.
 //!
-//! - `/api/{service}/{*rest}`: the per-session rate limit ([`limit`]),
+//! - `/api/{service}/{*rest}`: the rate limit, per user else per address
+//!   ([`limit`]),
 //!   then the path parsed once from the raw URI ([`crate::path`]; an
 //!   unroutable path is a 4xx here, before any upstream is called), then
 //!   authorized ([`authorize`], [`crate::policy`]: who may send what
