@@ -133,17 +133,27 @@ async fn fill_buckets(lab: &Lab, bff: &str, path: &str, users: &[User], l: Limit
         if r.status() == 401 {
             bail!("arrange: the BFF refused {}'s fresh token (401)", u.name);
         }
-        let t = r
-            .headers()
-            .get("ratelimit")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(';').find_map(|p| p.trim().strip_prefix("t=")))
-            .and_then(|t| t.parse::<u64>().ok())
-            .unwrap_or(longest);
+        // A 429's `t=` is the wait for one token, not for a full bucket.
+        let t = if r.status() == 429 {
+            longest
+        } else {
+            seconds_until_full(r.headers().get("ratelimit").and_then(|v| v.to_str().ok()))
+                .unwrap_or(longest)
+        };
         wait = wait.max(t.min(longest));
     }
     tokio::time::sleep(Duration::from_secs(wait)).await;
     Ok(())
+}
+
+/// `t=` of a `RateLimit` header (`"session";r=199;t=1`): after a 200, the
+/// whole seconds until the bucket is full again.
+fn seconds_until_full(ratelimit: Option<&str>) -> Option<u64> {
+    ratelimit?
+        .split(';')
+        .find_map(|p| p.trim().strip_prefix("t="))?
+        .parse()
+        .ok()
 }
 
 /// What one session got.
@@ -924,6 +934,14 @@ mod tests {
             upper_bound(&[combined], L, 3.0, None).verdict,
             Verdict::Fail
         );
+    }
+
+    #[test]
+    fn the_wait_for_a_full_bucket_is_read_from_ratelimit_t() {
+        assert_eq!(seconds_until_full(Some("\"session\";r=199;t=1")), Some(1));
+        assert_eq!(seconds_until_full(Some("\"session\";r=0; t=3")), Some(3));
+        assert_eq!(seconds_until_full(Some("\"session\";r=0")), None);
+        assert_eq!(seconds_until_full(None), None);
     }
 
     #[test]
