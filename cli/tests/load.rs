@@ -58,9 +58,22 @@ fn load_smoke_passes_and_its_hdr_log_merges_back_to_the_same_counts() {
         "recorded request count = goose's count",
         "catalog.stock_conservation",
         "claims.one_row_per_key",
+        "every login through the BFF succeeded",
     ] {
         assert!(names.contains(&n), "{n} missing from {names:?}");
     }
+    // Through the BFF the users logged in as real accounts: the shoppers and
+    // claimants as customers, the reserver as staff (a catalog write).
+    let logins = rep["measurements"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m[0] == "logins (password grant through the BFF)")
+        .unwrap_or_else(|| panic!("no login measurement in {rep:#}"));
+    assert!(
+        logins[1].as_str().unwrap().ends_with(" ok, 0 failed"),
+        "{logins}"
+    );
     let retry = txs.iter().find(|t| t["name"] == "claimant/retry").unwrap();
     assert!(
         retry["outcomes"]["201 replayed"].as_u64().unwrap() > 0,

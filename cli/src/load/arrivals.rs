@@ -49,7 +49,27 @@ async fn pass(
     let scenario = &shared.plan.scenarios[s];
     for ti in scenario.pass(&shared.plan) {
         let tx = &shared.plan.txs[ti];
-        let r = tx.render(&shared.targets, &shared.world, &mut b, i as usize);
+        // Through the BFF: arrival i logs in as customer i mod 7 (or staff);
+        // a failed login is counted there and ends the pass unsent.
+        let session = match &shared.logins {
+            Some(logins) => match logins.session(tx.login, i as usize).await {
+                Some(s) => Some(s),
+                None => {
+                    return Done {
+                        label: format!("pass: {}", scenario.name),
+                        outcome: "login failed".into(),
+                    };
+                }
+            },
+            None => None,
+        };
+        let r = tx.render(
+            &shared.targets,
+            &shared.world,
+            &mut b,
+            i as usize,
+            session.as_ref(),
+        );
         let sent = Instant::now();
         let (outcome, status) = send(http, tx.method, r).await;
         let now = Instant::now();

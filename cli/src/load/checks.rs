@@ -173,8 +173,10 @@ pub fn one_row_per_key(rows: u64, keys: u64, created: u64, unanswered: u64) -> I
 }
 
 /// Releases what the run's reservations still hold, after the checks, so
-/// repeated runs don't drain the seeded stock. Returns how many.
-pub async fn release_held(lab: &Lab, tag: &str, targets: &super::target::Targets) -> Result<usize> {
+/// repeated runs don't drain the seeded stock. Returns how many. This is
+/// the lab's housekeeping, so it talks to catalog directly (through the
+/// BFF a release is a staff-only catalog write).
+pub async fn release_held(lab: &Lab, tag: &str) -> Result<usize> {
     let ids: Vec<(String,)> = sqlx::query_as(
         "SELECT reservation_id::text FROM catalog.reservations
           WHERE reservation_id::text LIKE $1 AND status = 'reserved'",
@@ -182,8 +184,9 @@ pub async fn release_held(lab: &Lab, tag: &str, targets: &super::target::Targets
     .bind(format!("{tag}-%"))
     .fetch_all(&lab.pg)
     .await?;
+    let catalog = lab.urls("catalog")?[0].clone();
     for (id,) in &ids {
-        let url = targets.url("catalog", &format!("/reservations/{id}"), 0);
+        let url = format!("{catalog}/reservations/{id}");
         let r = lab.http.delete(&url).send().await?;
         anyhow::ensure!(
             r.status().is_success(),

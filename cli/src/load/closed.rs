@@ -152,12 +152,21 @@ async fn one_request(
         user.set_session_data(Bindings::new(shared.seed, idx as u64, idx));
     }
     let tx = &shared.plan.txs[ti];
+    // Through the BFF the user's account's token; a failed login is counted
+    // there (and fails the run) and this transaction sends nothing.
+    let session = match &shared.logins {
+        Some(logins) => match logins.session(tx.login, idx).await {
+            Some(s) => Some(s),
+            None => return Ok(()),
+        },
+        None => None,
+    };
     let rendered = {
         let b = user.get_session_data_unchecked_mut::<Bindings>();
         if first {
             b.reset();
         }
-        tx.render(&shared.targets, &shared.world, b, idx)
+        tx.render(&shared.targets, &shared.world, b, idx, session.as_ref())
     };
     let mut rb = user.get_request_builder(&goose_method(tx.method), &rendered.url)?;
     for (k, v) in &rendered.headers {

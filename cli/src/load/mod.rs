@@ -11,6 +11,7 @@ pub mod checks;
 pub mod closed;
 pub mod hdrlog;
 pub mod live;
+pub mod login;
 pub mod open;
 pub mod plan;
 pub mod profile;
@@ -67,6 +68,10 @@ pub async fn run(lab: &Lab, profile: LoadProfile, opts: &Options) -> Result<Load
         sources,
         run_tag: format!("{:08x}", rand::random::<u32>()),
     };
+    let logins = login::Logins::new(&targets, lab.http.clone());
+    if let Some(l) = &logins {
+        l.warm(p.scenarios.iter().map(|s| s.login)).await?;
+    }
     let checks = p.invariants.clone();
     let before = checks::before(lab, &checks).await?;
     let (model, total) = match opts.rate {
@@ -99,6 +104,7 @@ pub async fn run(lab: &Lab, profile: LoadProfile, opts: &Options) -> Result<Load
         targets,
         world,
         seed: opts.seed,
+        logins,
     });
 
     let live = live::Live::start(shared.clone(), total, opts.quiet);
@@ -168,6 +174,11 @@ pub async fn run(lab: &Lab, profile: LoadProfile, opts: &Options) -> Result<Load
         }
         builtin.push(summary::cross_check(&txs));
     }
+    if let Some(l) = &shared.logins {
+        let (invariant, measurement) = login_report(&l.tally());
+        builtin.push(invariant);
+        measurements.push(measurement);
+    }
     let thresholds = summary::judge(&shared.plan.profile.thresholds, &txs);
     let mut invariants = builtin;
     invariants.extend(
@@ -182,7 +193,7 @@ pub async fn run(lab: &Lab, profile: LoadProfile, opts: &Options) -> Result<Load
         .await,
     );
     if checks.contains(&Check::CatalogStockConservation) {
-        let n = checks::release_held(lab, &shared.world.run_tag, &shared.targets)
+        let n = checks::release_held(lab, &shared.world.run_tag)
             .await
             .context("cleanup: cannot release the run's reservations")?;
         if n > 0 {
@@ -221,6 +232,29 @@ pub async fn run(lab: &Lab, profile: LoadProfile, opts: &Options) -> Result<Load
             .push(("goose HTML report".into(), h.display().to_string()));
     }
     Ok(report)
+}
+
+/// The logins through the BFF, as an invariant (none may fail: a user
+/// whose login failed sent nothing meanwhile) and a measurement.
+fn login_report(t: &login::LoginTally) -> (Invariant, (String, String)) {
+    let shown = format!(
+        "{} ok, {} failed{}",
+        t.ok,
+        t.failed,
+        t.last_error
+            .as_ref()
+            .map(|e| format!(" (last: {e})"))
+            .unwrap_or_default()
+    );
+    (
+        Invariant::equal(
+            "every login through the BFF succeeded",
+            0,
+            t.failed,
+            format!("password grants via POST /api/identity/token: {shown}"),
+        ),
+        ("logins (password grant through the BFF)".into(), shown),
+    )
 }
 
 fn needs_catalog(p: &LoadProfile) -> bool {

@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use rand::Rng;
 
-use super::profile::{LoadProfile, Method};
+use super::login::Session;
+use super::profile::{LoadProfile, Login, Method};
 use super::recorder::Recorder;
 use super::target::Targets;
 use super::template::{Bindings, Template, VarWorld};
@@ -21,6 +22,8 @@ pub struct TxPlan {
     pub body: Option<Template>,
     pub success: Vec<u16>,
     pub weight: u32,
+    /// Whom its scenario logs in as (through the BFF).
+    pub login: Login,
 }
 
 pub struct ScenarioPlan {
@@ -66,6 +69,7 @@ impl Plan {
                     body: t.body.as_ref().map(|b| Template::parse(b.get_ref())),
                     success: t.success.get_ref().clone(),
                     weight: t.weight,
+                    login: s.login,
                 });
             }
             scenarios.push(ScenarioPlan {
@@ -113,21 +117,27 @@ pub struct Rendered {
 }
 
 impl TxPlan {
-    /// Fills the templates with this pass's values; `pick` chooses the replica.
+    /// Fills the templates with this pass's values; `pick` chooses the
+    /// replica; `session` (through the BFF) is the logged-in user, sent as
+    /// `Authorization: Bearer` and named by `{customer}`.
     pub fn render(
         &self,
         targets: &Targets,
         world: &VarWorld,
         b: &mut Bindings,
         pick: usize,
+        session: Option<&Session>,
     ) -> Rendered {
+        b.customer = session.map(|s| s.user_id.clone());
         let path = self.path.render(|v| b.value(v, world));
         let mut headers: Vec<(String, String)> = self
             .headers
             .iter()
             .map(|(k, t)| (k.clone(), t.render(|v| b.value(v, world))))
             .collect();
-        headers.extend(targets.session(&world.run_tag, b.user));
+        if let Some(s) = session {
+            headers.push(("authorization".into(), format!("Bearer {}", s.token)));
+        }
         Rendered {
             url: targets.url(&self.service, &path, pick),
             headers,
@@ -147,6 +157,8 @@ pub struct Shared {
     pub world: VarWorld,
     pub recorder: Recorder,
     pub seed: u64,
+    /// Through the BFF: the users' logins (`None` direct).
+    pub logins: Option<super::login::Logins>,
 }
 
 #[cfg(test)]

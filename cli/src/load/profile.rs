@@ -49,7 +49,24 @@ pub struct ScenarioSpec {
     /// Share of the users (closed) or of the arrivals (open).
     #[serde(default = "one")]
     pub weight: u32,
+    /// Whom the scenario's users log in as through the BFF (`load::login`):
+    /// `"customer"` (the default; the seeded customers, round-robin) or
+    /// `"staff"` (catalog writes such as reservations need the role).
+    /// Direct load logs in as no one.
+    #[serde(default)]
+    pub login: Login,
     pub transactions: Vec<TxSpec>,
+}
+
+/// A scenario's `login`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Login {
+    /// A seeded customer.
+    #[default]
+    Customer,
+    /// The seeded staff member.
+    Staff,
 }
 
 fn one() -> u32 {
@@ -769,6 +786,41 @@ p99_ms = 100
         assert!(
             err(&OK.replace("method = \"GET\"", "method = \"FETCH\""))
                 .contains("unknown variant `FETCH`")
+        );
+    }
+
+    #[test]
+    fn a_scenario_logs_in_as_a_customer_unless_it_says_staff() {
+        let p = LoadProfile::parse(OK, "x").unwrap();
+        assert_eq!(p.scenarios[0].login, Login::Customer);
+        let text = OK.replace(
+            "name = \"claimant\"\n",
+            "name = \"claimant\"\nlogin = \"staff\"\n",
+        );
+        let p = LoadProfile::parse(&text, "x").unwrap();
+        assert_eq!(
+            (p.scenarios[0].login, p.scenarios[1].login),
+            (Login::Customer, Login::Staff)
+        );
+    }
+
+    #[test]
+    fn an_unknown_login_names_the_file_line_and_field() {
+        let text = OK.replace(
+            "name = \"claimant\"\n",
+            "name = \"claimant\"\nlogin = \"admin\"\n",
+        );
+        let e = err(&text);
+        assert!(
+            e.starts_with("profiles/x.toml:22: scenarios.login: "),
+            "{e}"
+        );
+        assert!(e.contains("unknown variant `admin`"), "{e}");
+        assert!(e.contains("customer") && e.contains("staff"), "{e}");
+        let e = err(&OK.replace("name = \"claimant\"\n", "name = \"claimant\"\nlogin = 1\n"));
+        assert!(
+            e.starts_with("profiles/x.toml:22: scenarios.login: "),
+            "{e}"
         );
     }
 

@@ -1,7 +1,7 @@
 //! Where the load goes: through the BFF when the fleet runs one
-//! (`/api/<service>/...`, each user with a session of its own, as the
-//! BFF's per-session rate limit expects), straight to each service's
-//! replicas otherwise. This is the only place that decides.
+//! (`/api/<service>/...`, each user logged in as a real account, see
+//! `load::login`), straight to each service's replicas otherwise. This is
+//! the only place that decides.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -20,9 +20,6 @@ pub enum Via {
     /// Straight to the services (e.g. to measure a service without the gateway).
     Direct,
 }
-
-/// The header the BFF reads a session from.
-pub const SESSION_HEADER: &str = "x-session-id";
 
 #[derive(Debug, Clone)]
 pub enum Targets {
@@ -56,12 +53,6 @@ impl Targets {
                 format!("{}{path}", urls[pick % urls.len()])
             }
         }
-    }
-
-    /// The session a user's requests carry through the BFF (`load-<run>-<user>`).
-    pub fn session(&self, run_tag: &str, user: usize) -> Option<(String, String)> {
-        matches!(self, Targets::Bff(_))
-            .then(|| (SESSION_HEADER.to_owned(), format!("load-{run_tag}-{user}")))
     }
 
     /// A base URL goose can take as its host (requests carry full URLs).
@@ -98,10 +89,6 @@ mod tests {
             bff.url("catalog", "/products/7", 5),
             "http://b:1/api/catalog/products/7"
         );
-        assert_eq!(
-            bff.session("a1b2c3d4", 3),
-            Some(("x-session-id".into(), "load-a1b2c3d4-3".into()))
-        );
         let mut m = BTreeMap::new();
         m.insert(
             "catalog".into(),
@@ -111,6 +98,5 @@ mod tests {
         assert_eq!(d.url("catalog", "/products", 0), "http://c:1/products");
         assert_eq!(d.url("catalog", "/products", 3), "http://c:2/products");
         assert_eq!(d.describe(), "direct: catalog ×2");
-        assert_eq!(d.session("a1b2c3d4", 3), None);
     }
 }

@@ -1,6 +1,6 @@
 //! Request templates and their variables. A path, header or body holds
 //! `{name}` placeholders; each name is a variable of the profile (`[vars]`)
-//! or a builtin (`run`, `user`). A variable is drawn once per pass through a
+//! or a builtin (`run`, `user`, `customer`). A variable is drawn once per pass through a
 //! scenario, so a later transaction of the same pass sees the same value
 //! (reserve `{reservation_id}`, then release it).
 //!
@@ -13,8 +13,10 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 
-/// Variables every profile has without declaring them.
-pub const BUILTINS: [&str; 2] = ["run", "user"];
+/// Variables every profile has without declaring them. `customer` is the
+/// logged-in user's id through the BFF (what claims expects as the body's
+/// `customer_id`), `cust-<user>` direct, where nobody logs in.
+pub const BUILTINS: [&str; 3] = ["run", "user", "customer"];
 
 /// How a variable gets its value, as written in `[vars]`.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
@@ -156,6 +158,8 @@ pub struct Bindings {
     rng: StdRng,
     values: HashMap<String, String>,
     pub user: usize,
+    /// The logged-in user's id for this request (`{customer}`), if any.
+    pub customer: Option<String>,
 }
 
 impl Bindings {
@@ -166,6 +170,7 @@ impl Bindings {
             rng: StdRng::seed_from_u64(mixed),
             values: HashMap::new(),
             user,
+            customer: None,
         }
     }
 
@@ -183,6 +188,12 @@ impl Bindings {
         match name {
             "run" => return world.run_tag.clone(),
             "user" => return self.user.to_string(),
+            "customer" => {
+                return self
+                    .customer
+                    .clone()
+                    .unwrap_or_else(|| format!("cust-{}", self.user));
+            }
             _ => {}
         }
         if let Some(v) = self.values.get(name) {
@@ -251,6 +262,18 @@ mod tests {
             })
             .collect();
         assert!(draws.iter().any(|d| *d != first), "{draws:?}");
+    }
+
+    #[test]
+    fn customer_is_the_logged_in_user_or_else_a_lab_id_per_user() {
+        let w = world();
+        let mut b = Bindings::new(1, 1, 5);
+        assert_eq!(b.value("customer", &w), "cust-5");
+        b.customer = Some("0b6f7c3e-0000-4000-8000-000000000001".into());
+        assert_eq!(
+            b.value("customer", &w),
+            "0b6f7c3e-0000-4000-8000-000000000001"
+        );
     }
 
     #[test]
