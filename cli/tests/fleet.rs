@@ -306,10 +306,17 @@ fn a_crashed_service_instance_restarts_and_the_fleet_is_whole_again() {
     let status = fleet.json(&["status", "--json"], 0);
     assert_eq!(status["healthy"], true);
     assert_ne!(pid(&status), before, "a new process serves");
-    let bad = fleet.run(&["restart", "postgres"]);
+    let bad = fleet.run(&["restart", "catalogue"]);
+    assert_eq!(bad.status.code(), Some(3));
+    let err = text(&bad.stderr);
+    assert!(
+        err.contains("no component `catalogue`") && err.contains("postgres, "),
+        "an unknown name is refused with the names there are: {err}"
+    );
+    let bad = fleet.run(&["restart", "redis", "--mode", "immediate"]);
     assert_eq!(bad.status.code(), Some(3));
     assert!(
-        text(&bad.stderr).contains("infrastructure"),
+        text(&bad.stderr).contains("only postgres"),
         "{}",
         text(&bad.stderr)
     );

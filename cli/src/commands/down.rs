@@ -32,6 +32,9 @@ struct Stopped {
 #[derive(Serialize)]
 struct DownReport {
     stopped: Vec<Stopped>,
+    /// Fleet ports held by processes this fleet did not start, left running.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    not_ours: Vec<stop::Foreign>,
     purged: bool,
     took_ms: u64,
 }
@@ -40,6 +43,7 @@ pub async fn run(g: &Global, args: Args) -> Result<u8> {
     let ctx = g.ctx()?;
     let t = Instant::now();
     let mut stopped = Vec::new();
+    let mut not_ours = Vec::new();
     match FleetState::load(&ctx.state_dir)? {
         None => {
             if !args.json {
@@ -58,7 +62,15 @@ pub async fn run(g: &Global, args: Args) -> Result<u8> {
             .await?;
             crate::fleet::external::compose_down(&state, &ctx, args.purge)?;
             let survivors = stop::survivors(&state);
-            let listening = stop::listening_ports(&state);
+            // A port someone else's process holds (a Redis started by hand)
+            // is named and left alone: it is not ours to stop, and nothing
+            // of ours is left on it.
+            let (foreign, listening) =
+                stop::foreign_ports(stop::listening_ports(&state), &ctx.state_dir);
+            for f in &foreign {
+                eprintln!("note: {f}; left running (stop it yourself: kill {})", f.pid);
+            }
+            not_ours = foreign;
             if !survivors.is_empty() || !listening.is_empty() {
                 return Err(Exit::error(
                     exit::ERROR,
@@ -84,6 +96,7 @@ pub async fn run(g: &Global, args: Args) -> Result<u8> {
     }
     let rep = DownReport {
         stopped,
+        not_ours,
         purged: args.purge,
         took_ms: t.elapsed().as_millis() as u64,
     };
@@ -100,8 +113,13 @@ pub async fn run(g: &Global, args: Args) -> Result<u8> {
         }
         println!("{table}");
         println!(
-            "fleet down in {:.2}s; no process of it is alive and none of its ports listens{}",
+            "fleet down in {:.2}s; no process of it is alive{}{}",
             rep.took_ms as f64 / 1000.0,
+            if rep.not_ours.is_empty() {
+                " and none of its ports listens"
+            } else {
+                " (ports held by others are named above)"
+            },
             if args.purge { "; data purged" } else { "" }
         );
     }

@@ -4,6 +4,7 @@ pub mod attach;
 pub mod bootstrap;
 pub mod breaker;
 pub mod chaos;
+pub mod control;
 pub mod doctor;
 pub mod down;
 pub mod flood;
@@ -64,8 +65,16 @@ pub enum Command {
     Status(status::Args),
     /// Print (or follow) a component's log.
     Logs(logs::Args),
-    /// Stop one service instance (gracefully or as a crash) and start it again.
+    /// Stop one component (a service instance or infrastructure; gracefully, as a crash, or Postgres --mode immediate) and start it again.
     Restart(restart::Args),
+    /// Stop one component of the fleet (infrastructure included); its record stays, `start` brings it back.
+    Stop(control::StopArgs),
+    /// Start one stopped component again (a new Vault is initialised and configured; its services get new tokens).
+    Start(control::NameArgs),
+    /// Freeze one component: SIGSTOP to its whole process group; `status` shows it `paused`.
+    Pause(control::NameArgs),
+    /// Thaw a paused component: SIGCONT to its process group.
+    Resume(control::NameArgs),
     /// Experiment: N clients race one conditional stock decrement; exactly one may win (xmin OCC → 412).
     Race(race::Args),
     /// Experiment: open-model load above the BFF's refill rate; each session gets capacity + refill × D, refusals are 429 + Retry-After.
@@ -130,6 +139,10 @@ pub async fn run(cli: Cli) -> Result<u8> {
         Command::Logs(a) => logs::run(&cli.global, a).await,
         Command::Doctor(a) => doctor::run(&cli.global, a).await,
         Command::Restart(a) => restart::run(&cli.global, a).await,
+        Command::Stop(a) => control::stop(&cli.global, a).await,
+        Command::Start(a) => control::start(&cli.global, a).await,
+        Command::Pause(a) => control::pause(&cli.global, a, false).await,
+        Command::Resume(a) => control::pause(&cli.global, a, true).await,
         Command::Race(a) => race::run(&cli.global, a).await,
         Command::Flood(a) => flood::run(&cli.global, a).await,
         Command::Breaker(a) => breaker::run(&cli.global, a).await,

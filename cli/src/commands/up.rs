@@ -35,14 +35,61 @@ pub async fn run(g: &Global, args: Args) -> Result<u8> {
                 .map(|c| c.name.clone())
                 .collect();
             if !dead.is_empty() {
-                return Err(Exit::error(
-                    exit::ERROR,
-                    format!(
-                        "the fleet in {} is partly running (dead: {}); run `storefront down`, then `storefront up`",
-                        ctx.state_dir.display(),
+                // Start only what is dead, in dependency order (a new Vault
+                // is configured again and its services get new tokens).
+                let t = Instant::now();
+                let started = crate::fleet::control::start_dead(&ctx).await.map_err(|e| {
+                    Exit::error(
+                        exit::ERROR,
+                        format!(
+                            "the fleet in {} was partly dead ({}); starting it again failed: {e:#}",
+                            ctx.state_dir.display(),
+                            dead.join(", ")
+                        ),
+                    )
+                })?;
+                let state = FleetState::load(&ctx.state_dir)?.unwrap_or(state);
+                // Services that kept running reconnect to what restarted
+                // under them on their own: give them the profile's service
+                // deadline to be ready again.
+                let deadline = Instant::now()
+                    + std::time::Duration::from_secs(ctx.profile.timeouts.service_ready_secs);
+                let seen = loop {
+                    let seen = observe::observe(&state).await;
+                    if seen.iter().all(|c| c.state == "ready") || Instant::now() > deadline {
+                        break seen;
+                    }
+                    tokio::time::sleep(crate::fleet::ready::POLL * 4).await;
+                };
+                let mut rep = FleetReport::new(&state, &ctx.state_dir, seen);
+                rep.up_ms = Some(t.elapsed().as_millis() as u64);
+                if args.json {
+                    report::json(&rep)?;
+                } else {
+                    for s in &started {
+                        let how = match s.adopted {
+                            Some(pid) => format!("adopted pid {pid} (ours, already serving)"),
+                            None => format!("started (pid {})", s.pid),
+                        };
+                        let also = if s.also.is_empty() {
+                            String::new()
+                        } else {
+                            format!("; also restarted: {}", s.also.join(", "))
+                        };
+                        eprintln!(
+                            "{}: {how} in {:.2}s{also}",
+                            s.name,
+                            s.took_ms as f64 / 1000.0
+                        );
+                    }
+                    println!("{}", report::fleet::render(&rep.components));
+                    println!(
+                        "fleet `{}`: started what was dead ({}); the rest kept running",
+                        state.profile,
                         dead.join(", ")
-                    ),
-                ));
+                    );
+                }
+                return Ok(if rep.healthy { exit::OK } else { exit::FAILED });
             }
             if args.json {
                 report::json(&FleetReport::new(&state, &ctx.state_dir, seen))?;

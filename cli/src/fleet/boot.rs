@@ -186,7 +186,18 @@ fn preflight(
     let taken: Vec<String> = ports_to_check(ctx, mode, start_services)
         .into_iter()
         .filter(|(_, port)| !ready::port_free(*port))
-        .map(|(name, port)| format!("{port} ({name})"))
+        .map(|(name, port)| match super::process::port_owner(port) {
+            Some(pid) => format!(
+                "{port} ({name}) held by pid {pid} ({}){}",
+                super::process::comm(pid),
+                if super::process::is_ours(pid, &ctx.state_dir) {
+                    ", a process of this fleet's state directory"
+                } else {
+                    ", not started by this fleet"
+                }
+            ),
+            None => format!("{port} ({name})"),
+        })
         .collect();
     if !taken.is_empty() {
         let p = ctx.profile.ports();

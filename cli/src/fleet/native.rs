@@ -121,6 +121,13 @@ async fn boot_rabbit(b: &Boot<'_>, bins: &Binaries, secrets: &Secrets) -> Result
             log: Some(&log),
         };
         let took = ready::poll(w, deadline, || rabbit::check(ports.amqp)).await?;
+        let beam = rabbit_beam(sp);
+        record.update(|s| {
+            if let Some(c) = s.components.iter_mut().find(|c| c.name == "rabbitmq") {
+                c.pid = Some(beam.pid);
+                c.start_ticks = beam.start_ticks;
+            }
+        })?;
         record.ready(
             "rabbitmq",
             took,
@@ -144,31 +151,7 @@ async fn boot_redis(b: &Boot<'_>, bins: &Binaries, secrets: &Secrets) -> Result<
     let port = ctx.profile.ports().redis;
     let step = progress.component("redis");
     let run = async {
-        let dir = ctx.state_dir.join("redis");
-        super::private_dir(&dir)?;
-        // Users and passwords in a file (0600), not on argv.
-        let acl = redis_acl::acl_path(&dir);
-        redis_acl::write(
-            &acl,
-            &redis_acl::acl_file(&redis_acl::service_users(&ctx.profile), |u| {
-                secrets.redis_password(u)
-            }),
-        )?;
-        let mut cmd = std::process::Command::new(&bins.redis_server);
-        cmd.args([
-            "--bind",
-            "127.0.0.1",
-            "--port",
-            &port.to_string(),
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ])
-        .args(["--daemonize", "no", "--protected-mode", "yes", "--dir"])
-        .arg(&dir)
-        .arg("--aclfile")
-        .arg(&acl);
+        let cmd = redis_command(ctx, bins, secrets)?;
         let log = ctx.log_path("redis");
         let sp = process::spawn(cmd, &log, &ctx.state_dir)?;
         let url = redis_acl::url(
@@ -195,6 +178,56 @@ async fn boot_redis(b: &Boot<'_>, bins: &Binaries, secrets: &Secrets) -> Result<
         anyhow::Ok(took)
     };
     finish(&step, run.await)
+}
+
+/// The redis-server command: loopback only, nothing saved, its ACL users
+/// and passwords in a file (0600) under `<state>/redis`, not on argv.
+pub fn redis_command(
+    ctx: &Ctx,
+    bins: &Binaries,
+    secrets: &Secrets,
+) -> Result<std::process::Command> {
+    let port = ctx.profile.ports().redis;
+    let dir = ctx.state_dir.join("redis");
+    super::private_dir(&dir)?;
+    let acl = redis_acl::acl_path(&dir);
+    redis_acl::write(
+        &acl,
+        &redis_acl::acl_file(&redis_acl::service_users(&ctx.profile), |u| {
+            secrets.redis_password(u)
+        }),
+    )?;
+    let mut cmd = std::process::Command::new(&bins.redis_server);
+    cmd.args([
+        "--bind",
+        "127.0.0.1",
+        "--port",
+        &port.to_string(),
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+    ])
+    .args(["--daemonize", "no", "--protected-mode", "yes", "--dir"])
+    .arg(&dir)
+    .arg("--aclfile")
+    .arg(&acl);
+    Ok(cmd)
+}
+
+/// RabbitMQ's server process: the node script is a /bin/sh wrapper that
+/// runs `erl` as a child and waits, so the pid `spawn` returns is the
+/// shell's. Killing that leaves beam.smp serving; the pid to record (and
+/// to probe for `status`) is beam.smp's, found in the wrapper's group.
+pub fn rabbit_beam(sp: process::Spawned) -> process::Spawned {
+    process::group_members(sp.pid)
+        .into_iter()
+        .find(|p| process::comm(*p) == "beam.smp")
+        .map(|pid| process::Spawned {
+            pid,
+            start_ticks: process::start_ticks(pid),
+        })
+        .unwrap_or(sp)
 }
 
 pub async fn redis_ping(url: &str) -> Result<()> {

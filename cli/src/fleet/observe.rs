@@ -2,7 +2,7 @@
 //! answering its own readiness probe.
 
 use super::process;
-use super::state::{Component, ComponentKind, FleetState};
+use super::state::{Component, ComponentKind, FleetState, InfraMode};
 use crate::report::fleet::Observed;
 
 async fn probe(client: &reqwest::Client, state: &FleetState, c: &Component) -> bool {
@@ -42,9 +42,17 @@ pub async fn observe(state: &FleetState) -> Vec<Observed> {
     let checks = state.components.iter().map(|c| {
         let client = &client;
         async move {
-            let alive = c.pid.is_none_or(|pid| process::alive(pid, c.start_ticks));
+            let alive = match c.pid {
+                Some(pid) => process::alive(pid, c.start_ticks),
+                // No pid: stopped (`storefront stop`), where we run it;
+                // an endpoint someone else runs (external, compose infra).
+                None => c.kind == ComponentKind::Infra && state.infra != InfraMode::Native,
+            };
             let s = if !alive {
                 "dead"
+            } else if c.pid.is_some_and(process::paused) {
+                // SIGSTOPped (`storefront pause`): a probe would only time out.
+                "paused"
             } else if tokio::time::timeout(
                 std::time::Duration::from_secs(3),
                 probe(client, state, c),

@@ -129,31 +129,197 @@ pub enum Stopped {
 /// group to exit, then SIGKILLs the group. Polls; never sleeps a fixed time
 /// longer than one poll interval.
 pub fn stop(pid: i32, expected_start: Option<u64>, signal: Signal, grace: Duration) -> Stopped {
-    let group_left = group_alive(pid);
+    // The recorded pid need not lead its group (RabbitMQ's beam.smp under
+    // its shell wrapper): signal and wait for the group it is in.
+    let pgid = if alive(pid, expected_start) {
+        own_group(pid)
+    } else {
+        pid
+    };
+    let pg = Pid::from_raw(pgid);
+    let gone = || !alive(pid, expected_start) && !group_alive(pgid) && !lingering(pid);
     if !alive(pid, expected_start) {
-        if group_left {
-            let _ = killpg(Pid::from_raw(pid), Signal::SIGKILL);
+        if group_alive(pgid) {
+            let _ = killpg(pg, Signal::SIGKILL);
         }
         reap(pid);
         return Stopped::NotRunning;
     }
     let _ = kill(Pid::from_raw(pid), signal);
+    // A paused (SIGSTOPped) group acts on nothing until it runs again.
+    let _ = killpg(pg, Signal::SIGCONT);
     let deadline = Instant::now() + grace;
     while Instant::now() < deadline {
         reap(pid);
-        if !alive(pid, expected_start) && !group_alive(pid) {
+        if gone() {
             return Stopped::Graceful;
         }
         std::thread::sleep(Duration::from_millis(25));
     }
-    let _ = killpg(Pid::from_raw(pid), Signal::SIGKILL);
+    let _ = killpg(pg, Signal::SIGKILL);
     let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
     let deadline = Instant::now() + Duration::from_secs(5);
-    while Instant::now() < deadline && (alive(pid, expected_start) || group_alive(pid)) {
+    while Instant::now() < deadline && !gone() {
         reap(pid);
         std::thread::sleep(Duration::from_millis(10));
     }
     Stopped::Killed
+}
+
+/// True if `pid` is stopped by a signal (SIGSTOP: `storefront pause`).
+pub fn paused(pid: i32) -> bool {
+    matches!(proc_stat(pid), Some(('T', _)))
+}
+
+/// The process group of `pid`, or `pid` itself when it is gone: every
+/// component leads its own group, but a recorded pid need not be the leader
+/// (RabbitMQ's is beam.smp, whose group is its /bin/sh wrapper's).
+pub fn group_of(pid: i32) -> i32 {
+    nix::unistd::getpgid(Some(Pid::from_raw(pid)))
+        .map(|g| g.as_raw())
+        .unwrap_or(pid)
+}
+
+/// The process group that is `pid`'s to signal as a whole: the group it
+/// leads, or the group its fleet-spawned parent leads (RabbitMQ's wrapper).
+/// Anything else (a process adopted after someone started it by hand from a
+/// script or a test, sitting in *their* group) is signalled alone: killing
+/// its group would kill whoever started it.
+pub fn own_group(pid: i32) -> i32 {
+    let pgid = group_of(pid);
+    if pgid == pid || (parent(pid) == Some(pgid) && carries_marker(pgid)) {
+        pgid
+    } else {
+        pid
+    }
+}
+
+fn parent(pid: i32) -> Option<i32> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    text[text.rfind(')')? + 2..]
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+/// Does `pid` carry a fleet's marker (any fleet's)?
+fn carries_marker(pid: i32) -> bool {
+    let prefix = format!("{MARKER}=").into_bytes();
+    std::fs::read(format!("/proc/{pid}/environ"))
+        .is_ok_and(|env| env.split(|b| *b == 0).any(|kv| kv.starts_with(&prefix)))
+}
+
+/// Sends `signal` to the whole process group `pgid` (pause and resume).
+pub fn signal_group(pgid: i32, signal: Signal) -> Result<()> {
+    killpg(Pid::from_raw(pgid), signal)
+        .with_context(|| format!("cannot send {signal} to process group {pgid}"))
+}
+
+/// Any task of `pid` not yet dead? A leader that exited alone is a zombie
+/// while its other threads still run and hold its sockets: it counts as
+/// dead for `alive`, but not as gone.
+pub fn lingering(pid: i32) -> bool {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return false;
+    };
+    tasks.filter_map(|e| e.ok()).any(|t| {
+        std::fs::read_to_string(t.path().join("stat")).is_ok_and(|text| {
+            text.rfind(')')
+                .and_then(|i| text.get(i + 2..i + 3))
+                .is_some_and(|s| s != "Z" && s != "X")
+        })
+    })
+}
+
+/// The command name of `pid` (`/proc/PID/comm`), for messages.
+pub fn comm(pid: i32) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/comm"))
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_else(|_| "?".into())
+}
+
+/// The pid of the process listening on 127.0.0.1:`port` (or any address),
+/// found as the kernel sees it: the socket's inode in /proc/net/tcp{,6},
+/// then the process holding that inode among /proc/*/fd. None when nothing
+/// listens or the holder cannot be seen.
+pub fn port_owner(port: u16) -> Option<i32> {
+    let inodes: Vec<String> = ["/proc/net/tcp", "/proc/net/tcp6"]
+        .iter()
+        .filter_map(|f| std::fs::read_to_string(f).ok())
+        .flat_map(|t| listening_inodes(&t, port))
+        .collect();
+    if inodes.is_empty() {
+        return None;
+    }
+    let wanted: Vec<String> = inodes.iter().map(|i| format!("socket:[{i}]")).collect();
+    std::fs::read_dir("/proc")
+        .ok()?
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .find(|pid| {
+            std::fs::read_dir(format!("/proc/{pid}/fd"))
+                .into_iter()
+                .flatten()
+                .filter_map(|e| e.ok())
+                .any(|fd| {
+                    std::fs::read_link(fd.path())
+                        .is_ok_and(|l| wanted.iter().any(|w| l.as_os_str() == w.as_str()))
+                })
+        })
+}
+
+/// Inodes of sockets in LISTEN state (0A) on `port`, from the text of
+/// /proc/net/tcp or tcp6.
+fn listening_inodes(table: &str, port: u16) -> Vec<String> {
+    let want = format!(":{port:04X}");
+    table
+        .lines()
+        .skip(1)
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f.len() > 9 && f[1].ends_with(&want) && f[3] == "0A").then(|| f[9].to_owned())
+        })
+        .collect()
+}
+
+/// Is `pid` this fleet's, though we may not have recorded it? It carries
+/// the fleet's marker, or works in the state directory (a Redis started on
+/// `--dir <state>/redis`, Postgres on its data directory), or is named by a
+/// pid file there. Redis and Postgres rewrite their environment with their
+/// process titles, so the marker alone cannot find them.
+pub fn is_ours(pid: i32, fleet: &Path) -> bool {
+    let needle = format!("{MARKER}={}", fleet.display()).into_bytes();
+    let marked = std::fs::read(format!("/proc/{pid}/environ"))
+        .is_ok_and(|env| env.split(|b| *b == 0).any(|kv| kv == needle.as_slice()));
+    let cwd = std::fs::read_link(format!("/proc/{pid}/cwd")).is_ok_and(|d| d.starts_with(fleet));
+    marked || cwd || pid_files(fleet).contains(&pid)
+}
+
+/// Pids named by the pid files the fleet's servers write under the state
+/// directory (Postgres's postmaster.pid, RabbitMQ's rabbit.pid).
+pub fn pid_files(fleet: &Path) -> Vec<i32> {
+    [
+        fleet.join("postgres/data/postmaster.pid"),
+        fleet.join("rabbitmq/rabbit.pid"),
+    ]
+    .iter()
+    .filter_map(|f| std::fs::read_to_string(f).ok())
+    .filter_map(|t| t.lines().next()?.trim().parse().ok())
+    .filter(|pid| alive(*pid, None))
+    .collect()
+}
+
+/// Live processes in process group `pgid`.
+pub fn group_members(pgid: i32) -> Vec<i32> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            alive(*pid, None)
+                && nix::unistd::getpgid(Some(Pid::from_raw(*pid))).is_ok_and(|g| g.as_raw() == pgid)
+        })
+        .collect()
 }
 
 /// Live processes whose environment carries `MARKER=fleet`.

@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use nix::sys::signal::Signal;
+use serde::Serialize;
 
 use super::process::{self, Stopped};
 use super::state::{Component, ComponentKind, FleetState};
@@ -74,8 +75,8 @@ pub fn stop_all(state: &FleetState, fleet: &std::path::Path, grace: Duration) ->
         }
     }
     results.extend(parallel(&chains, grace));
-    results.extend(sweep(fleet).into_iter().map(|pid| StopResult {
-        name: format!("stray pid {pid}"),
+    results.extend(sweep(state, fleet).into_iter().map(|pid| StopResult {
+        name: format!("stray pid {pid} ({})", process::comm(pid)),
         outcome: Stopped::Killed,
         took: Duration::ZERO,
     }));
@@ -126,11 +127,88 @@ pub fn listening_ports(state: &FleetState) -> Vec<(String, u16)> {
         .collect()
 }
 
-/// SIGKILLs anything still carrying the fleet's marker; returns what it killed.
-fn sweep(fleet: &std::path::Path) -> Vec<i32> {
-    let left = process::marked(fleet);
+/// SIGKILLs whatever of the fleet is still alive; returns what it killed.
+/// The marker alone cannot find everything: redis-server and Postgres's
+/// backends overwrite their environment with their process titles. So also:
+/// anything in a recorded component's process group, anything a pid file
+/// under the state directory names, and any process of ours (see
+/// [`process::is_ours`]) holding one of the fleet's ports.
+fn sweep(state: &FleetState, fleet: &std::path::Path) -> Vec<i32> {
+    let mut left = process::marked(fleet);
+    for c in &state.components {
+        // What is left of the group it led. A pid that is some other
+        // process's now cannot lead our group (the kernel does not reuse a
+        // pid while a group of that id has members): skip it.
+        if let Some(pid) = c.pid
+            && (process::alive(pid, c.start_ticks) || process::start_ticks(pid).is_none())
+        {
+            left.extend(process::group_members(pid));
+        }
+    }
+    left.extend(process::pid_files(fleet));
+    left.extend(
+        state
+            .components
+            .iter()
+            .flat_map(|c| c.ports.iter())
+            .filter_map(|p| process::port_owner(*p))
+            .filter(|pid| process::is_ours(*pid, fleet)),
+    );
+    left.sort_unstable();
+    left.dedup();
+    left.retain(|pid| *pid != std::process::id() as i32);
     for pid in &left {
         let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(*pid), Signal::SIGKILL);
     }
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while std::time::Instant::now() < deadline
+        && left
+            .iter()
+            .any(|p| process::alive(*p, None) || process::lingering(*p))
+    {
+        std::thread::sleep(Duration::from_millis(10));
+    }
     left
+}
+
+/// A fleet port held by a process this fleet did not start (a Redis
+/// someone started by hand on it): named, and left alone.
+#[derive(Debug, Clone, Serialize)]
+pub struct Foreign {
+    pub component: String,
+    pub port: u16,
+    pub pid: i32,
+    pub command: String,
+}
+
+impl std::fmt::Display for Foreign {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "port {} ({}) is held by pid {} ({}), not started by this fleet",
+            self.port, self.component, self.pid, self.command
+        )
+    }
+}
+
+/// Splits the fleet's still-listening ports into those held by someone
+/// else's process (named) and the rest (ours, or a holder we cannot see).
+pub fn foreign_ports(
+    listening: Vec<(String, u16)>,
+    fleet: &std::path::Path,
+) -> (Vec<Foreign>, Vec<(String, u16)>) {
+    let mut foreign = Vec::new();
+    let mut rest = Vec::new();
+    for (component, port) in listening {
+        match process::port_owner(port).filter(|p| !process::is_ours(*p, fleet)) {
+            Some(pid) => foreign.push(Foreign {
+                component,
+                port,
+                pid,
+                command: process::comm(pid),
+            }),
+            None => rest.push((component, port)),
+        }
+    }
+    (foreign, rest)
 }

@@ -11,7 +11,7 @@ pub struct Observed {
     pub kind: ComponentKind,
     pub pid: Option<i32>,
     pub url: String,
-    /// `ready`, `running` (alive, not answering), `dead`.
+    /// `ready`, `running` (alive, not answering), `paused` (SIGSTOPped), `dead`.
     pub state: &'static str,
     pub boot_ms: Option<u64>,
     pub detail: Option<String>,
