@@ -22,8 +22,7 @@ pub use reservations::{
 const STOCK_CHECK: &str = "products_stock_check";
 
 /// A product as the API returns it (and as the L2 cache stores it).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, sqlx::FromRow)]
-#[derive(utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct Product {
     /// Identity key; also the pagination cursor.
     pub id: i64,

@@ -14,7 +14,9 @@ use serde_json::json;
 use uuid::Uuid;
 
 /// One line of an order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    utoipa::ToSchema, Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize,
+)]
 #[serde(deny_unknown_fields)]
 pub struct Item {
     /// The catalog's product id.

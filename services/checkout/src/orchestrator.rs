@@ -117,8 +117,27 @@ impl Orchestrator {
                     return Ok(false);
                 }
             },
+            // The authorization timeout runs from when the command left
+            // checkout's outbox (the broker confirmed it), not from when the
+            // saga entered the state: a paused broker must not fail orders
+            // payments never saw (issue 12, defect c).
+            State::AwaitingAuthorization => {
+                let published = self.store.authorize_published_at(id).await?;
+                let now = chrono::Utc::now();
+                match authorization_clock(published, now, self.config.timeouts.authorization) {
+                    Some(wait) => {
+                        self.store.retry_later(id, version, wait).await?;
+                        return Ok(false);
+                    }
+                    None => {
+                        self.store
+                            .apply_at(id, version, Input::DeadlinePassed, None)
+                            .await?
+                    }
+                }
+            }
             // Claimed by the sweeper because its deadline passed.
-            State::AwaitingAuthorization | State::AwaitingCapture | State::VoidingPayment => {
+            State::AwaitingCapture | State::VoidingPayment => {
                 self.store
                     .apply_at(id, version, Input::DeadlinePassed, None)
                     .await?
@@ -174,9 +193,59 @@ impl Orchestrator {
     }
 }
 
+/// How long to wait before judging an authorization again, or `None` when
+/// its timeout has run out. The clock starts when the authorize command was
+/// published (`Some(Some(at))`); while it still waits in the outbox
+/// (`Some(None)`) it hasn't started, so look again shortly; with no outbox
+/// row left (cleaned up long after publishing) the saga's own deadline,
+/// which brought it here, stands.
+fn authorization_clock(
+    published: Option<Option<chrono::DateTime<chrono::Utc>>>,
+    now: chrono::DateTime<chrono::Utc>,
+    timeout: Duration,
+) -> Option<Duration> {
+    match published {
+        None => None,
+        Some(None) => Some(UNPUBLISHED_RECHECK),
+        Some(Some(at)) => {
+            let deadline = at + chrono::Duration::from_std(timeout).ok()?;
+            (deadline - now)
+                .to_std()
+                .ok()
+                .filter(|left| !left.is_zero())
+        }
+    }
+}
+
+/// How often a saga whose authorize command is still in the outbox is
+/// looked at again.
+const UNPUBLISHED_RECHECK: Duration = Duration::from_millis(500);
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_authorization_clock_starts_when_the_command_is_published() {
+        let now = chrono::Utc::now();
+        let six = Duration::from_secs(6);
+        // Still in the outbox (broker paused): not timed out, look again soon.
+        assert_eq!(
+            authorization_clock(Some(None), now, six),
+            Some(UNPUBLISHED_RECHECK)
+        );
+        // Published 2 s ago: 4 s left.
+        let two_ago = now - chrono::Duration::seconds(2);
+        assert_eq!(
+            authorization_clock(Some(Some(two_ago)), now, six),
+            Some(Duration::from_secs(4))
+        );
+        // Published 6 s ago or more: timed out.
+        let six_ago = now - chrono::Duration::seconds(6);
+        assert_eq!(authorization_clock(Some(Some(six_ago)), now, six), None);
+        // No row left: the saga's deadline stands.
+        assert_eq!(authorization_clock(None, now, six), None);
+    }
 
     #[tokio::test]
     async fn the_sweeper_stops_promptly_while_postgres_hangs() {

@@ -74,7 +74,7 @@ impl SagaRow {
 }
 
 /// One history row.
-#[derive(Debug, Clone, sqlx::FromRow, Serialize)]
+#[derive(utoipa::ToSchema, Debug, Clone, sqlx::FromRow, Serialize)]
 pub struct StepRow {
     /// The version this transition produced.
     pub version: i32,
@@ -408,6 +408,27 @@ impl Store {
         .execute(&self.pool)
         .await?;
         Ok(())
+    }
+
+    /// When checkout's outbox handed `order_id`'s latest authorize command
+    /// to the broker: `Some(Some(at))` once published, `Some(None)` while it
+    /// still waits in the outbox, `None` when no such row is left (cleaned
+    /// up). The authorization timeout runs from that moment (issue 12,
+    /// defect c).
+    pub async fn authorize_published_at(
+        &self,
+        order_id: Uuid,
+    ) -> Result<Option<Option<DateTime<Utc>>>, sqlx::Error> {
+        let row: Option<(Option<DateTime<Utc>>,)> = sqlx::query_as(&format!(
+            "SELECT published_at FROM {} \
+             WHERE kind = 'authorize_payment' AND payload->>'order_id' = $1 \
+             ORDER BY created_at DESC LIMIT 1",
+            self.outbox.name()
+        ))
+        .bind(order_id.to_string())
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|(published_at,)| published_at))
     }
 
     /// Claims up to `limit` sagas whose next look is due, leasing them so

@@ -37,7 +37,7 @@ impl Queues {
 }
 
 /// Which payment provider's API (and webhook shape) a payment goes through.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(utoipa::ToSchema, Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Provider {
     /// Stripe-like: `Stripe-Signature: t=…,v1=…`.

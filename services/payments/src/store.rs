@@ -77,7 +77,7 @@ pub struct Transmission<'a> {
 }
 
 /// A payment row.
-#[derive(Debug, Clone, sqlx::FromRow, Serialize)]
+#[derive(utoipa::ToSchema, Debug, Clone, sqlx::FromRow, Serialize)]
 pub struct PaymentRow {
     /// The session id.
     pub payment_id: Uuid,
@@ -100,7 +100,7 @@ pub struct PaymentRow {
 }
 
 /// One history row.
-#[derive(Debug, Clone, sqlx::FromRow, Serialize)]
+#[derive(utoipa::ToSchema, Debug, Clone, sqlx::FromRow, Serialize)]
 pub struct TransitionRow {
     /// Before (none for the creation).
     pub from_status: Option<String>,

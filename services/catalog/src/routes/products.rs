@@ -56,8 +56,7 @@ impl ListParams {
 }
 
 /// One page of products.
-#[derive(utoipa::ToSchema)]
-#[derive(Debug, Serialize)]
+#[derive(utoipa::ToSchema, Debug, Serialize)]
 pub struct ProductPage {
     /// At most `limit` products, ordered by id.
     items: Vec<Product>,
@@ -84,8 +83,7 @@ impl ProductPage {
 
 /// `PATCH /products/{id}` body: at least one field; unknown fields are
 /// refused rather than ignored, so a typo can't pass as a no-op.
-#[derive(utoipa::ToSchema)]
-#[derive(Debug, Default, Deserialize)]
+#[derive(utoipa::ToSchema, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PatchBody {
     /// Add this to the stored stock (negative to take away).

@@ -17,8 +17,7 @@ use crate::store::{self, ReleaseOutcome, ReservationItem, ReserveOutcome};
 pub const MAX_ITEMS: usize = 100;
 
 /// `POST /reservations` body.
-#[derive(utoipa::ToSchema)]
-#[derive(Debug, Deserialize)]
+#[derive(utoipa::ToSchema, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ReserveBody {
     /// Chosen by the caller, so a retry is recognised as the same request.
@@ -67,8 +66,7 @@ impl ReserveBody {
 }
 
 /// A reservation as every response shows it; items in product-id order.
-#[derive(utoipa::ToSchema)]
-#[derive(Debug, Serialize)]
+#[derive(utoipa::ToSchema, Debug, Serialize)]
 pub struct ReservationBody {
     /// The caller's id.
     reservation_id: Uuid,

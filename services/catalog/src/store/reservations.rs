@@ -13,9 +13,18 @@ use uuid::Uuid;
 
 /// One line of a reservation.
 #[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, sqlx::FromRow,
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    sqlx::FromRow,
+    utoipa::ToSchema,
 )]
-#[derive(utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReservationItem {
     /// Field order matters: the derived `Ord` sorts by product id, the lock order.

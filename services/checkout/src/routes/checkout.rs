@@ -40,7 +40,7 @@ pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
 pub const USER_ID: &str = "x-user-id";
 
 /// `POST /checkout` body.
-#[derive(Debug, Deserialize)]
+#[derive(utoipa::ToSchema, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CheckoutBody {
     /// What to buy.
@@ -176,6 +176,22 @@ fn view(saga: &SagaRow, history: &[StepRow]) -> Value {
 }
 
 /// `POST /checkout`.
+#[utoipa::path(post, path = "/checkout", tag = "checkout",
+    params(
+        ("Idempotency-Key" = String, Header, description = "1-255 characters of A-Z a-z 0-9 _ . : -; a retry sends the same one"),
+        ("X-User-Id" = Option<uuid::Uuid>, Header, description = "The verified customer, set by the BFF"),
+    ),
+    request_body = CheckoutBody,
+    responses(
+        (status = 202, description = "The order was accepted; the saga runs", body = super::openapi::CheckoutView,
+            headers(("Location" = String, description = "/checkout/{order_id}"))),
+        (status = 200, description = "A retry with the same key and body: the order as it is now (Idempotent-Replayed: true)", body = super::openapi::CheckoutView,
+            headers(("Location" = String, description = "/checkout/{order_id}"))),
+        (status = 400, description = "Idempotency-Key or X-User-Id missing or malformed, or the body is not the JSON this takes", body = storefront_kit::Problem, content_type = "application/problem+json"),
+        (status = 415, description = "The body is not declared as JSON", body = storefront_kit::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "The order is invalid, or the key was used with another body", body = storefront_kit::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The database is unavailable", body = storefront_kit::Problem, content_type = "application/problem+json"),
+    ))]
 #[tracing::instrument(skip_all, fields(order_id))]
 pub async fn create(
     State(state): State<AppState>,
@@ -211,6 +227,17 @@ pub async fn create(
 
 /// `GET /checkout/{order_id}`: with `X-User-Id`, only the customer's own
 /// orders; another's is the same 404 as a missing one.
+#[utoipa::path(get, path = "/checkout/{order_id}", tag = "checkout",
+    params(
+        ("order_id" = uuid::Uuid, Path, description = "The order id"),
+        ("X-User-Id" = Option<uuid::Uuid>, Header, description = "The verified customer, set by the BFF: only their own orders"),
+    ),
+    responses(
+        (status = 200, description = "The order and its saga history", body = super::openapi::CheckoutView),
+        (status = 400, description = "The id is not a UUID, or X-User-Id is malformed", body = storefront_kit::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No order with this id (for this customer)", body = storefront_kit::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The database is unavailable", body = storefront_kit::Problem, content_type = "application/problem+json"),
+    ))]
 #[tracing::instrument(skip_all, fields(order_id))]
 pub async fn get(
     State(state): State<AppState>,

@@ -2,6 +2,8 @@
 
 mod checkout;
 mod error;
+#[path = "../openapi.rs"]
+mod openapi;
 
 use axum::Router;
 use axum::routing::{get, post};
@@ -26,4 +28,5 @@ pub fn router(state: AppState) -> Router {
         .route("/checkout", post(checkout::create))
         .route("/checkout/{order_id}", get(checkout::get))
         .with_state(state)
+        .merge(openapi::router())
 }

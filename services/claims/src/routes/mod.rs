@@ -16,6 +16,8 @@
 mod claims;
 mod error;
 mod lab;
+#[path = "../openapi.rs"]
+mod openapi;
 
 use axum::Router;
 use axum::body::Body;
@@ -48,7 +50,7 @@ pub fn router(pool: PgPool, lab_endpoints: bool) -> Router {
             post(lab::check_then_insert),
         );
     }
-    router.with_state(pool)
+    router.with_state(pool).merge(openapi::router())
 }
 
 /// Request header the BFF sets to the verified user's id.

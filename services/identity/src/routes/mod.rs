@@ -11,6 +11,8 @@
 mod error;
 mod jwks;
 mod lab;
+#[path = "../openapi.rs"]
+mod openapi;
 mod revoke;
 mod token;
 mod userinfo;
@@ -72,5 +74,5 @@ pub fn router(state: AppState) -> Router {
             .route("/lab/rotate", post(lab::rotate))
             .route("/lab/rotation-mode", put(lab::rotation_mode));
     }
-    router.with_state(state)
+    router.with_state(state).merge(openapi::router())
 }

@@ -15,11 +15,20 @@ use super::{AppState, IdentityError};
 use crate::tokens::{self, TokenError, refresh_hash};
 use crate::{denylist, store};
 
-#[derive(Debug, Deserialize)]
+#[derive(utoipa::ToSchema, Debug, Deserialize)]
 pub struct RevokeRequest {
     token: Option<String>,
 }
 
+#[utoipa::path(post, path = "/revoke", tag = "tokens",
+    request_body = RevokeRequest,
+    responses(
+        (status = 200, description = "Revoked, or nothing left to revoke (revoked: false)", body = super::openapi::RevokeResponse),
+        (status = 400, description = "No token, or the body is not JSON", body = storefront_kit::Problem, content_type = "application/problem+json"),
+        (status = 415, description = "The body is not declared as JSON", body = storefront_kit::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "The body is JSON of the wrong shape", body = storefront_kit::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "A store is unavailable", body = storefront_kit::Problem, content_type = "application/problem+json"),
+    ))]
 #[tracing::instrument(skip_all, fields(kind))]
 pub async fn revoke(
     State(state): State<AppState>,

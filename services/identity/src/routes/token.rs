@@ -40,7 +40,7 @@ pub const MAX_USERNAME_LEN: usize = 256;
 pub const MAX_PASSWORD_LEN: usize = 1_024;
 
 /// Both grants' fields; which are required depends on `grant_type`.
-#[derive(Debug, Deserialize)]
+#[derive(utoipa::ToSchema, Debug, Deserialize)]
 pub struct TokenRequest {
     grant_type: Option<String>,
     username: Option<String>,
@@ -50,6 +50,18 @@ pub struct TokenRequest {
     access_ttl_secs: Option<u64>,
 }
 
+#[utoipa::path(post, path = "/token", tag = "tokens",
+    request_body = TokenRequest,
+    responses(
+        (status = 200, description = "An access token (EdDSA JWT) and a refresh token", body = super::openapi::TokenResponse),
+        (status = 400, description = "Malformed body, unsupported grant, or invalid grant (bad credentials, refresh refused or reused)", body = storefront_kit::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "access_ttl_secs without the lab admin token", body = storefront_kit::Problem, content_type = "application/problem+json"),
+        (status = 415, description = "The body is not declared as JSON", body = storefront_kit::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "The body is JSON of the wrong shape", body = storefront_kit::Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Too many failed logins for this account or address", body = storefront_kit::Problem, content_type = "application/problem+json",
+            headers(("Retry-After" = u64, description = "Seconds"))),
+        (status = 503, description = "Password hashing is saturated, or a store is unavailable", body = storefront_kit::Problem, content_type = "application/problem+json"),
+    ))]
 #[tracing::instrument(skip_all, fields(grant_type))]
 pub async fn token(
     State(state): State<AppState>,

@@ -37,6 +37,14 @@ pub async fn authenticate(state: &AppState, token: &str) -> Result<Claims, Ident
     Ok(claims)
 }
 
+#[utoipa::path(get, path = "/userinfo", tag = "tokens",
+    params(("Authorization" = Option<String>, Header, description = "Bearer <access token>")),
+    responses(
+        (status = 200, description = "Who the token belongs to", body = super::openapi::UserInfo),
+        (status = 401, description = "No token, or it is invalid, expired or revoked", body = storefront_kit::Problem, content_type = "application/problem+json",
+            headers(("WWW-Authenticate" = String, description = "Bearer challenge"))),
+        (status = 503, description = "A store is unavailable", body = storefront_kit::Problem, content_type = "application/problem+json"),
+    ))]
 #[tracing::instrument(skip_all, fields(sub))]
 pub async fn userinfo(
     State(state): State<AppState>,

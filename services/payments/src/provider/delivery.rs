@@ -16,8 +16,16 @@ use crate::signature;
 
 /// Deliveries sent per pass.
 const BATCH: i64 = 64;
-/// How long a claimed delivery is ours before another pass may take it.
-const LEASE_SECS: f64 = 10.0;
+/// How long one webhook POST may take. The payments service answers its
+/// webhook endpoint in milliseconds; longer means it is dead or frozen.
+const SEND_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long a claimed delivery is ours before another pass may take it:
+/// just past [`SEND_TIMEOUT`], so a live pass is never overtaken, but a
+/// delivery claimed by a pass that died with payments (SIGKILL) is sent
+/// again after 3 s. It was 10 s, longer than checkout's 6 s authorization
+/// timeout, so `saga --crash payments` failed orders that had been
+/// authorized (issue 12, defect c).
+const LEASE_SECS: f64 = 3.0;
 /// Longest wait between retries of one delivery.
 const MAX_RETRY_SECS: f64 = 5.0;
 /// Counter of webhook deliveries, by provider and outcome.
@@ -53,7 +61,7 @@ impl Sender {
             pool,
             http: reqwest::Client::builder()
                 .no_proxy()
-                .timeout(Duration::from_secs(5))
+                .timeout(SEND_TIMEOUT)
                 .build()
                 .expect("static client configuration"),
             base_url,
@@ -169,5 +177,28 @@ impl Sender {
                 None
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod lease_tests {
+    use super::*;
+
+    /// Checkout's default `SAGA_AUTHORIZATION_TIMEOUT_MS`.
+    const AUTHORIZATION_TIMEOUT_SECS: f64 = 6.0;
+
+    #[test]
+    fn a_live_pass_finishes_its_post_before_its_lease_runs_out() {
+        assert!(SEND_TIMEOUT.as_secs_f64() < LEASE_SECS);
+    }
+
+    #[test]
+    fn a_delivery_stranded_by_a_crash_is_resent_well_within_the_authorization_timeout() {
+        // Stranded at claim time: the lease must lapse, then the next pass
+        // (payments restarted) sends it; half the timeout is left for that.
+        assert!(
+            LEASE_SECS <= AUTHORIZATION_TIMEOUT_SECS / 2.0,
+            "lease {LEASE_SECS}s"
+        );
     }
 }

@@ -2,6 +2,8 @@
 
 mod error;
 mod lab;
+#[path = "../openapi.rs"]
+mod openapi;
 mod payments;
 mod webhooks;
 
@@ -32,5 +34,5 @@ pub fn router(state: AppState, lab_endpoints: bool) -> Router {
     if lab_endpoints {
         router = router.route("/lab/sign/{provider}", post(lab::sign));
     }
-    router.with_state(state)
+    router.with_state(state).merge(openapi::router())
 }

@@ -10,6 +10,14 @@ use uuid::Uuid;
 use super::{ApiError, AppState};
 
 /// The order's payment with its transitions, oldest first.
+#[utoipa::path(get, path = "/payments/{order_id}", tag = "payments",
+    params(("order_id" = uuid::Uuid, Path, description = "The order the payment is for")),
+    responses(
+        (status = 200, description = "The payment and its transitions, oldest first", body = super::openapi::PaymentView),
+        (status = 400, description = "The order id is not a UUID", body = storefront_kit::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No payment for this order", body = storefront_kit::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The database is unavailable", body = storefront_kit::Problem, content_type = "application/problem+json"),
+    ))]
 #[tracing::instrument(skip_all, fields(order_id))]
 pub async fn get(
     State(state): State<AppState>,

@@ -38,6 +38,15 @@ fn now() -> i64 {
 }
 
 /// Stripe-like webhook.
+#[utoipa::path(post, path = "/webhooks/stripe", tag = "webhooks",
+    params(("Stripe-Signature" = Option<String>, Header, description = "t=<unix time>,v1=<HMAC-SHA256 of t.body, hex>")),
+    request_body(content = serde_json::Value, content_type = "application/json", description = "A provider event, signed byte for byte"),
+    responses(
+        (status = 200, description = "Handled (including a duplicate or an unconfirmed claim)", body = super::openapi::WebhookAck),
+        (status = 400, description = "Signature header missing or unreadable, or the signed body is not an event", body = storefront_kit::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "The signature does not verify, or is too old", body = storefront_kit::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The database is unavailable", body = storefront_kit::Problem, content_type = "application/problem+json"),
+    ))]
 #[tracing::instrument(skip_all, fields(provider = "stripe"))]
 pub async fn stripe(
     State(state): State<AppState>,
@@ -55,6 +64,20 @@ pub async fn stripe(
 }
 
 /// PayPal-like webhook.
+#[utoipa::path(post, path = "/webhooks/paypal", tag = "webhooks",
+    params(
+        ("PayPal-Transmission-Id" = Option<String>, Header, description = "Accepted once per body"),
+        ("PayPal-Transmission-Time" = Option<String>, Header, description = "Unix time"),
+        ("PayPal-Transmission-Sig" = Option<String>, Header, description = "HMAC over id|time|sha256(body)"),
+    ),
+    request_body(content = serde_json::Value, content_type = "application/json", description = "A provider event, signed byte for byte"),
+    responses(
+        (status = 200, description = "Handled (including a duplicate, a resent transmission or an unconfirmed claim)", body = super::openapi::WebhookAck),
+        (status = 400, description = "Signature headers missing or unreadable, or the signed body is not an event", body = storefront_kit::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "The signature does not verify, or is too old", body = storefront_kit::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The transmission id was used for another body", body = storefront_kit::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The database is unavailable", body = storefront_kit::Problem, content_type = "application/problem+json"),
+    ))]
 #[tracing::instrument(skip_all, fields(provider = "paypal"))]
 pub async fn paypal(
     State(state): State<AppState>,
