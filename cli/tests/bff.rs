@@ -114,14 +114,16 @@ fn flood_on_two_bffs_holds_each_user_to_one_bucket_across_both_and_a_wrong_capac
         "{status:#}"
     );
 
+    // One user at 300/s (a third of the dev test's work: every request is a
+    // token verification on a 2-core machine), spread over both instances.
     let args = [
         "flood",
         "--rps",
-        "400",
+        "300",
         "--duration",
         "3",
         "--sessions",
-        "2",
+        "1",
         "--seed",
         "12",
         "--json",
@@ -135,9 +137,9 @@ fn flood_on_two_bffs_holds_each_user_to_one_bucket_across_both_and_a_wrong_capac
     let accepted = report["outcomes"]["accepted (200)"]["200"]
         .as_u64()
         .unwrap();
-    // One bucket per user for both instances together: 2 users ×
-    // (200 + 100/s × ~3 s) ≈ 1000, not twice that.
-    assert!((900..=1010).contains(&accepted), "{accepted}");
+    // One bucket for both instances together: 200 + 100/s × ~3 s ≈ 500 of
+    // the 900 sent, not twice that.
+    assert!((450..=510).contains(&accepted), "{accepted}");
     assert_eq!(
         invariant(&report, "the upstream's own")["observed"],
         accepted.to_string()
@@ -151,11 +153,11 @@ fn flood_on_two_bffs_holds_each_user_to_one_bucket_across_both_and_a_wrong_capac
     let control = [
         "flood",
         "--rps",
-        "400",
+        "300",
         "--duration",
         "2",
         "--sessions",
-        "2",
+        "1",
         "--expect-capacity",
         "20",
         "--json",
