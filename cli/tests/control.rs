@@ -309,3 +309,35 @@ fn a_redis_of_ours_restarted_by_hand_is_adopted_and_down_finds_it_without_its_ma
     }
     fleet.assert_nothing_left();
 }
+
+#[test]
+fn a_supervised_service_that_dies_is_restarted_and_down_stops_the_supervisor_first() {
+    support::require_service_binaries();
+    let dir = tempfile::tempdir().unwrap();
+    let profile = dir.path().join("supervised.toml");
+    std::fs::write(
+        &profile,
+        "port_base = 40000\nsupervise = true\n[[services]]\nname = \"catalog\"\nneeds = [\"postgres\", \"redis\"]\nschema = \"catalog\"\n",
+    )
+    .unwrap();
+    let fleet = Fleet::new(profile.to_str().unwrap());
+    let up = fleet.json(&["up", "--json"], 0);
+    assert_eq!(state(&up, "supervisor"), "ready", "{up:#}");
+    let supervisor = pid(&up, "supervisor");
+    let before = pid(&up, "catalog");
+
+    kill9(before);
+    let st = status_until(&fleet, "catalog restarted by the supervisor", |v| {
+        v["healthy"] == true && pid(v, "catalog") != before
+    });
+    assert_eq!(pid(&st, "supervisor"), supervisor);
+    let log = std::fs::read_to_string(fleet.dir().join("logs/supervisor.log")).unwrap();
+    assert!(
+        log.contains(&format!("catalog (pid {before}) died")),
+        "{log}"
+    );
+
+    let down = fleet.json(&["down", "--json"], 0);
+    assert_eq!(down["stopped"][0]["name"], "supervisor", "{down:#}");
+    fleet.assert_nothing_left();
+}

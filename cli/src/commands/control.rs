@@ -54,6 +54,16 @@ pub struct NameArgs {
     pub json: bool,
 }
 
+/// `storefront supervise`: the supervisor's own loop (spawned by `up`).
+#[derive(Debug, clap::Args)]
+pub struct SuperviseArgs {}
+
+pub async fn supervise(g: &Global, _args: SuperviseArgs) -> Result<u8> {
+    let ctx = g.ctx()?;
+    crate::fleet::supervisor::run(&ctx).await?;
+    Ok(exit::OK)
+}
+
 #[derive(Serialize)]
 struct Outcome<'a> {
     name: &'a str,

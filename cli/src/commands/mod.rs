@@ -75,6 +75,9 @@ pub enum Command {
     Pause(control::NameArgs),
     /// Thaw a paused component: SIGCONT to its process group.
     Resume(control::NameArgs),
+    /// The supervisor's loop (`up` starts it when the profile says `supervise = true`).
+    #[command(hide = true)]
+    Supervise(control::SuperviseArgs),
     /// Experiment: N clients race one conditional stock decrement; exactly one may win (xmin OCC → 412).
     Race(race::Args),
     /// Experiment: open-model load above the BFF's refill rate; each session gets capacity + refill × D, refusals are 429 + Retry-After.
@@ -143,6 +146,7 @@ pub async fn run(cli: Cli) -> Result<u8> {
         Command::Start(a) => control::start(&cli.global, a).await,
         Command::Pause(a) => control::pause(&cli.global, a, false).await,
         Command::Resume(a) => control::pause(&cli.global, a, true).await,
+        Command::Supervise(a) => control::supervise(&cli.global, a).await,
         Command::Race(a) => race::run(&cli.global, a).await,
         Command::Flood(a) => flood::run(&cli.global, a).await,
         Command::Breaker(a) => breaker::run(&cli.global, a).await,

@@ -303,6 +303,30 @@ pub async fn up(
         FleetState::remove(&ctx.state_dir).ok();
         return Err(e.context("`up` failed; everything it had started was stopped"));
     }
+    if start_services && ctx.profile.supervises_any() {
+        let started = super::supervisor::spawn(ctx).and_then(|sp| {
+            record.spawned(
+                super::supervisor::NAME,
+                ComponentKind::Infra,
+                sp,
+                Vec::new(),
+                String::new(),
+                &ctx.log_path(super::supervisor::NAME),
+            )
+        });
+        if let Err(e) = started {
+            let snapshot = record.snapshot();
+            super::stop::stop_all(
+                &snapshot,
+                &ctx.state_dir,
+                Duration::from_secs(ctx.profile.timeouts.stop_secs),
+            );
+            FleetState::remove(&ctx.state_dir).ok();
+            return Err(e.context(
+                "`up` could not start the supervisor; everything it had started was stopped",
+            ));
+        }
+    }
     record.update(|s| s.ready_at = Some(chrono::Utc::now()))?;
     Ok(record.snapshot())
 }

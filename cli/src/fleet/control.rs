@@ -26,7 +26,7 @@ use super::process::{self, Spawned, Stopped};
 use super::profile::ServiceSpec;
 use super::ready::{self, Watch};
 use super::state::{Component, ComponentKind, FleetState, InfraMode};
-use super::{Ctx, Secrets, native, rabbit, services, vault};
+use super::{Ctx, Secrets, native, rabbit, services, supervisor, vault};
 
 /// How to stop it: politely (SIGTERM, drain; Postgres's "fast" shutdown),
 /// as a crash (SIGKILL), or, for Postgres, its "immediate" shutdown
@@ -73,7 +73,10 @@ fn unknown(state: &FleetState, name: &str) -> String {
 /// A component we do not run (external or compose infrastructure) cannot
 /// be signalled from here.
 fn require_ours(state: &FleetState, c: &Component) -> Result<()> {
-    if c.kind == ComponentKind::Infra && state.infra != InfraMode::Native {
+    if c.kind == ComponentKind::Infra
+        && state.infra != InfraMode::Native
+        && c.name != supervisor::NAME
+    {
         bail!(
             "`{}` is run by the {} infrastructure, not by this fleet: control it where it runs",
             c.name,
@@ -380,6 +383,7 @@ async fn spawn(ctx: &Ctx, state: &FleetState, c: &Component) -> Result<Spawned> 
             let (spec, port) = service_of(ctx, &c.name)?;
             services::spawn(ctx, &spec, &c.name, port, &state.endpoints)?.0
         }
+        ComponentKind::Infra if c.name == supervisor::NAME => supervisor::spawn(ctx)?,
         ComponentKind::Infra => {
             let bins = Binaries::locate(&ctx.tools_dir)?;
             let secrets = Secrets::load_or_create(&ctx.state_dir)?;
@@ -527,12 +531,18 @@ pub async fn start_dead(ctx: &Ctx) -> Result<Vec<Started>> {
             .filter(|c| c.kind == ComponentKind::Service)
             .map(|c| c.name.clone()),
     );
+    if state.components.iter().any(|c| c.name == supervisor::NAME) {
+        names.push(supervisor::NAME.into());
+    }
     let mut out = Vec::new();
     for name in names {
         // Re-read each time: a new Vault restarts (and records) services.
         let state = load(ctx)?;
         let c = find(&state, &name)?;
-        if c.kind == ComponentKind::Infra && state.infra != InfraMode::Native {
+        if c.kind == ComponentKind::Infra
+            && state.infra != InfraMode::Native
+            && c.name != supervisor::NAME
+        {
             continue;
         }
         if c.pid.is_some_and(|p| process::alive(p, c.start_ticks)) {

@@ -19,6 +19,7 @@ pub mod redis_acl;
 pub mod services;
 pub mod state;
 pub mod stop;
+pub mod supervisor;
 pub mod vault;
 
 use std::path::{Path, PathBuf};
@@ -70,6 +71,7 @@ const STATE_ENTRIES: &[&str] = &[
     "vault",
     "rabbitmq",
     "tools",
+    "supervisor.toml",
 ];
 
 /// Makes the state directory private (0700). Only a directory that is ours

@@ -33,6 +33,12 @@ pub struct FleetProfile {
     /// checkers can fail; they are off unless a profile turns them on.
     #[serde(default)]
     pub lab_endpoints: bool,
+    /// Restart a service instance that dies, with backoff (every service;
+    /// a service's own `supervise` overrides it). `up` then leaves a
+    /// detached `storefront supervise` process running, recorded in
+    /// fleet.json as the `supervisor` component, which `down` stops first.
+    #[serde(default)]
+    pub supervise: bool,
     #[serde(default)]
     pub postgres: PostgresSettings,
     #[serde(default)]
@@ -132,6 +138,9 @@ pub struct ServiceSpec {
     /// Extra environment for the service (tuning knobs of its pattern).
     #[serde(default)]
     pub env: BTreeMap<String, String>,
+    /// Restart its instances when they die (overrides the profile's `supervise`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub supervise: Option<bool>,
 }
 
 fn one() -> u16 {
@@ -267,6 +276,16 @@ impl FleetProfile {
 
     pub fn ports(&self) -> PortPlan {
         PortPlan::new(self.port_base)
+    }
+
+    /// Is `service` supervised (its own setting, else the profile's)?
+    pub fn supervised(&self, service: &ServiceSpec) -> bool {
+        service.supervise.unwrap_or(self.supervise)
+    }
+
+    /// Does any service need the supervisor?
+    pub fn supervises_any(&self) -> bool {
+        self.services.iter().any(|s| self.supervised(s))
     }
 
     /// Every service instance with its port, in start order.

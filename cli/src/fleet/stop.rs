@@ -44,15 +44,23 @@ fn stop_one(c: &Component, grace: Duration) -> Option<StopResult> {
 /// Last, anything still carrying the fleet's marker is killed and reported
 /// as a `stray` (a process that escaped its group).
 pub fn stop_all(state: &FleetState, fleet: &std::path::Path, grace: Duration) -> Vec<StopResult> {
+    // The supervisor first: it would bring back the services stopped next.
+    let is_supervisor = |c: &&Component| c.name == super::supervisor::NAME;
+    let mut results: Vec<StopResult> = state
+        .components
+        .iter()
+        .filter(is_supervisor)
+        .filter_map(|c| stop_one(c, grace))
+        .collect();
     let services: Vec<&Component> = state
         .components
         .iter()
         .filter(|c| c.kind == ComponentKind::Service)
         .collect();
-    let mut results = parallel(
+    results.extend(parallel(
         &services.iter().map(|c| vec![*c]).collect::<Vec<_>>(),
         grace,
-    );
+    ));
     let infra = |n: &str| {
         state
             .components
@@ -70,7 +78,7 @@ pub fn stop_all(state: &FleetState, fleet: &std::path::Path, grace: Duration) ->
         .iter()
         .filter(|c| c.kind == ComponentKind::Infra)
     {
-        if c.name != "rabbitmq" && c.name != "epmd" {
+        if c.name != "rabbitmq" && c.name != "epmd" && c.name != super::supervisor::NAME {
             chains.push(vec![c]);
         }
     }
