@@ -21,6 +21,8 @@ pub mod auth;
 mod authorize;
 mod headers;
 mod limit;
+#[path = "../openapi.rs"]
+mod openapi;
 mod proxy;
 pub mod session;
 
@@ -108,6 +110,7 @@ pub fn router(state: AppState) -> Router {
         .route("/admin/breakers", get(admin::breakers))
         .route("/admin/config", get(admin::config));
     api.merge(admin)
+        .merge(openapi::router())
         .layer(axum::middleware::from_fn(headers::limit))
         .with_state(state)
 }

@@ -32,7 +32,7 @@ use crate::session::{Session, clear_cookie, id_hash, new_secret, set_cookie};
 pub const PATH: &str = "/api/session";
 
 /// A sign-in.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct SignIn {
     username: String,
     password: String,
@@ -78,6 +78,18 @@ fn sign_in_refused(f: Failure) -> Response {
 }
 
 /// `POST /api/session`.
+#[utoipa::path(post, path = "/api/session", tag = "session",
+    request_body = SignIn,
+    responses(
+        (status = 201, description = "Signed in: the sf_session cookie is set; send csrf_token as X-CSRF-Token on unsafe methods", body = super::openapi::SessionView),
+        (status = 400, description = "The body is not JSON, or identity refused the request", body = storefront_kit::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Wrong username or password", body = storefront_kit::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "A cross-site request", body = storefront_kit::Problem, content_type = "application/problem+json"),
+        (status = 415, description = "The body is not declared as JSON", body = storefront_kit::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "The body is JSON of the wrong shape", body = storefront_kit::Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Too many attempts (Retry-After says when)", body = storefront_kit::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Identity is unavailable or busy (Retry-After)", body = storefront_kit::Problem, content_type = "application/problem+json"),
+    ))]
 #[tracing::instrument(skip_all)]
 pub async fn sign_in(
     State(gw): State<AppState>,
@@ -140,6 +152,13 @@ fn describe(s: &Session, with_csrf: bool) -> serde_json::Value {
 }
 
 /// `GET /api/session`.
+#[utoipa::path(get, path = "/api/session", tag = "session",
+    responses(
+        (status = 200, description = "The caller (cookie session or bearer token)", body = super::openapi::SessionView),
+        (status = 401, description = "Not signed in, or the token is invalid", body = storefront_kit::Problem, content_type = "application/problem+json"),
+        (status = 429, description = "The caller's rate limit is spent", body = storefront_kit::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Sessions or token checks are unavailable", body = storefront_kit::Problem, content_type = "application/problem+json"),
+    ))]
 pub async fn who_am_i(extensions: Extensions) -> Response {
     if let Some(c) = extensions.get::<CookieSession>() {
         let mut r = Json(describe(&c.session, true)).into_response();
@@ -156,6 +175,15 @@ pub async fn who_am_i(extensions: Extensions) -> Response {
 }
 
 /// `DELETE /api/session`.
+#[utoipa::path(delete, path = "/api/session", tag = "session",
+    params(("X-CSRF-Token" = Option<String>, Header, description = "The session's csrf_token")),
+    responses(
+        (status = 204, description = "Signed out: tokens revoked, the cookie cleared"),
+        (status = 401, description = "No cookie session to end", body = storefront_kit::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The CSRF token is missing or wrong, or a cross-site request", body = storefront_kit::Problem, content_type = "application/problem+json"),
+        (status = 429, description = "The caller's rate limit is spent", body = storefront_kit::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Identity is unavailable; nothing was deleted (retry)", body = storefront_kit::Problem, content_type = "application/problem+json"),
+    ))]
 #[tracing::instrument(skip_all)]
 pub async fn sign_out(State(gw): State<AppState>, extensions: Extensions) -> Response {
     let (Some(c), Some(sessions)) = (extensions.get::<CookieSession>(), &gw.sessions) else {
