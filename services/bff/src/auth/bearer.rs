@@ -3,8 +3,17 @@
 //! small leeway for clock skew, and the `jti` denylist identity keeps in
 //! Redis (`identity:revoked:<jti>`), so a revoked token stops working at the
 //! BFF the moment identity revokes it.
+//!
+//! A signature, once checked, is remembered for a short while
+//! ([`SignatureCache`]): a browser or API client sends the same token on
+//! every request, and an Ed25519 verification costs more than everything
+//! else the edge does. Expiry and the denylist are still checked on every
+//! request; only the signature (and the claims it covers) is not
+//! re-verified.
 
-use std::time::Duration;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, Validation};
@@ -40,7 +49,7 @@ impl Identity {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 struct Claims {
     sub: Uuid,
     #[serde(default)]
@@ -80,11 +89,40 @@ impl Rejected {
     }
 }
 
+/// Tokens whose signature was verified, and when: a bounded map from
+/// the whole token (so no other token can hit an entry) to its claims.
+/// Entries live [`SIGNATURE_CACHE_TTL`], so a key identity withdraws stops
+/// being honoured soon; the map is emptied when it fills up.
+#[derive(Default)]
+struct SignatureCache {
+    entries: HashMap<Box<str>, (Claims, Instant)>,
+}
+
+/// How long a checked signature is remembered.
+pub const SIGNATURE_CACHE_TTL: Duration = Duration::from_secs(60);
+/// Tokens remembered at most (a few MB).
+const SIGNATURE_CACHE_MAX: usize = 10_000;
+
+impl SignatureCache {
+    fn get(&self, token: &str, now: Instant) -> Option<Claims> {
+        let (claims, at) = self.entries.get(token)?;
+        (now.duration_since(*at) < SIGNATURE_CACHE_TTL).then(|| claims.clone())
+    }
+
+    fn put(&mut self, token: &str, claims: Claims, now: Instant) {
+        if self.entries.len() >= SIGNATURE_CACHE_MAX {
+            self.entries.clear();
+        }
+        self.entries.insert(token.into(), (claims, now));
+    }
+}
+
 /// Checks tokens.
 #[derive(Clone)]
 pub struct Verifier {
     jwks: Jwks,
     validation: Validation,
+    signatures: Arc<Mutex<SignatureCache>>,
     /// The denylist; `None` only in unit tests.
     redis: Option<ConnectionManager>,
 }
@@ -100,12 +138,51 @@ impl Verifier {
         Self {
             jwks,
             validation,
+            signatures: Arc::default(),
             redis,
         }
     }
 
     /// The token's identity, or why it is refused.
     pub async fn verify(&self, token: &str) -> Result<Identity, Rejected> {
+        let c = match self.remembered(token) {
+            Some(c) => c,
+            None => {
+                let c = self.check_signature(token).await?;
+                self.cache().put(token, c.clone(), Instant::now());
+                c
+            }
+        };
+        if self.revoked(c.jti).await? {
+            return Err(Rejected::Revoked);
+        }
+        Ok(Identity {
+            user: c.sub,
+            name: c.name,
+            roles: c.roles,
+            jti: c.jti,
+            exp: c.exp,
+        })
+    }
+
+    fn cache(&self) -> std::sync::MutexGuard<'_, SignatureCache> {
+        self.signatures
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The claims of a token whose signature was checked lately and which
+    /// has not expired since (the same leeway as a full check).
+    fn remembered(&self, token: &str) -> Option<Claims> {
+        let c = self.cache().get(token, Instant::now())?;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        (c.exp.saturating_add(LEEWAY_SECS) > now).then_some(c)
+    }
+
+    /// The full check: header, key, signature, every claim.
+    async fn check_signature(&self, token: &str) -> Result<Claims, Rejected> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| Rejected::Invalid)?;
         // `alg` is ours to choose, never the token's: only EdDSA.
         if header.alg != Algorithm::EdDSA {
@@ -122,17 +199,7 @@ impl Verifier {
                 _ => Rejected::Invalid,
             }
         })?;
-        let c = data.claims;
-        if self.revoked(c.jti).await? {
-            return Err(Rejected::Revoked);
-        }
-        Ok(Identity {
-            user: c.sub,
-            name: c.name,
-            roles: c.roles,
-            jti: c.jti,
-            exp: c.exp,
-        })
+        Ok(data.claims)
     }
 
     async fn revoked(&self, jti: Uuid) -> Result<bool, Rejected> {
@@ -234,6 +301,42 @@ pub mod tests {
         );
         // Two seconds past `exp` is within the leeway.
         assert!(v.verify(&s.sign(&claims(-2))).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_remembered_signature_still_expires_and_a_changed_token_is_checked_again() {
+        let s = signer(1, "k1");
+        let v = verifier(vec![s.key.clone()]);
+        let token = s.sign(&claims(300));
+        assert!(v.verify(&token).await.is_ok());
+        assert!(v.remembered(&token).is_some(), "remembered after a check");
+        // One character of the signature changed: not the remembered token.
+        let mut forged = token.clone().into_bytes();
+        let i = forged.len() - 10;
+        forged[i] = if forged[i] == b'A' { b'B' } else { b'A' };
+        let forged = String::from_utf8(forged).unwrap();
+        assert_eq!(v.verify(&forged).await, Err(Rejected::Invalid));
+        // A remembered entry for a token past its expiry is not used.
+        let old = s.sign(&claims(-60));
+        let mut c: Claims = serde_json::from_value(claims(-60)).unwrap();
+        c.exp = now() - 60;
+        v.cache().put(&old, c, Instant::now());
+        assert!(v.remembered(&old).is_none());
+        assert_eq!(v.verify(&old).await, Err(Rejected::Expired));
+    }
+
+    #[test]
+    fn the_signature_cache_forgets_after_its_ttl_and_when_full() {
+        let mut cache = SignatureCache::default();
+        let c: Claims = serde_json::from_value(claims(300)).unwrap();
+        let t0 = Instant::now();
+        cache.put("a", c.clone(), t0);
+        assert!(cache.get("a", t0 + Duration::from_secs(59)).is_some());
+        assert!(cache.get("a", t0 + SIGNATURE_CACHE_TTL).is_none());
+        for i in 0..SIGNATURE_CACHE_MAX {
+            cache.put(&i.to_string(), c.clone(), t0);
+        }
+        assert!(cache.entries.len() <= SIGNATURE_CACHE_MAX);
     }
 
     #[tokio::test]
