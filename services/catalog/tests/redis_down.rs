@@ -15,11 +15,13 @@ use serde_json::json;
 
 use common::{TestApp, eventually, spawn_app_with};
 
-/// The slowest a request may answer while Redis is down. The cache's own
-/// budget is 100 ms for the one probe per second; the rest is Postgres and
+/// The slowest a read may answer while Redis is down. The cache's own
+/// budget is 250 ms for the one probe per second; the rest is Postgres and
 /// a debug build's slack. Before the fix a frozen Redis cost 2 s per call
 /// (the response timeout) and a dead one 6 s of reconnect backoff.
-const BOUND: Duration = Duration::from_millis(600);
+const BOUND: Duration = Duration::from_millis(700);
+/// The slowest a write may answer: its invalidation may wait 500 ms.
+const WRITE_BOUND: Duration = Duration::from_millis(1000);
 
 /// A `redis-server` child on a free port, killed when dropped.
 struct PrivateRedis {
@@ -139,7 +141,10 @@ async fn reads_and_writes_answer_promptly_while_redis_is_frozen_and_l2_returns_a
     assert!(slowest < BOUND, "a read took {slowest:?} with Redis frozen");
     assert_ne!(app.product(9).await.header("x-cache"), "l2");
     let write = timed_write(&app).await;
-    assert!(write < BOUND, "a write took {write:?} with Redis frozen");
+    assert!(
+        write < WRITE_BOUND,
+        "a write took {write:?} with Redis frozen"
+    );
 
     redis.signal("CONT");
     let back = eventually(Duration::from_secs(10), || async {
@@ -164,5 +169,8 @@ async fn reads_and_writes_answer_promptly_after_redis_is_killed() {
     let slowest = slowest_read(&app, Duration::from_millis(2500)).await;
     assert!(slowest < BOUND, "a read took {slowest:?} with Redis dead");
     let write = timed_write(&app).await;
-    assert!(write < BOUND, "a write took {write:?} with Redis dead");
+    assert!(
+        write < WRITE_BOUND,
+        "a write took {write:?} with Redis dead"
+    );
 }
