@@ -1,6 +1,9 @@
-//! The BFF (backend for frontend): the one door browsers knock on. It routes
-//! `/api/<service>/…` to a healthy replica, limits each session with a token
-//! bucket kept in Redis, stops calling a failing replica (circuit breaker),
+//! The BFF (backend for frontend): the one door browsers knock on. It signs
+//! browsers in and keeps their tokens server-side ([`session`]: an HttpOnly
+//! cookie, refresh before expiry, CSRF), verifies API clients' bearer
+//! tokens ([`auth`]), decides who may send what where ([`policy`]), routes
+//! `/api/<service>/…` to a healthy replica, limits each user (else each
+//! address) with a token bucket kept in Redis, stops calling a failing replica (circuit breaker),
 //! retries idempotent requests within a budget, and can inject faults on
 //! purpose (chaos) so the lab can watch all of that work.
 //!

@@ -164,21 +164,21 @@ async fn without_bearer(gw: AppState, request: Request, next: Next) -> Response 
     if csrf::cross_site(request.headers()) {
         return forbidden("a cross-site request cannot use the session cookie");
     }
-    let clear = || {
-        let secure = sessions.config.cookie_secure;
-        move |mut r: Response| {
-            r.headers_mut()
-                .append(header::SET_COOKIE, session::clear_cookie(secure));
-            r
-        }
+    // A cookie that names no live session: served anonymously, and the
+    // browser is told to forget it.
+    let secure = sessions.config.cookie_secure;
+    let anonymous = |mut r: Response| {
+        r.headers_mut()
+            .append(header::SET_COOKIE, session::clear_cookie(secure));
+        r
     };
     let Some(id) = cookie else {
-        return clear()(next.run(request).await);
+        return anonymous(next.run(request).await);
     };
     let hash = session::id_hash(&id);
     match sessions.store.load(&hash).await {
         Ok(Some(s)) => with_session(sessions, hash, s, request, next).await,
-        Ok(None) => clear()(next.run(request).await),
+        Ok(None) => anonymous(next.run(request).await),
         Err(e) => {
             tracing::warn!(error = %e, "session store unavailable");
             unavailable_session()
