@@ -341,3 +341,37 @@ fn a_supervised_service_that_dies_is_restarted_and_down_stops_the_supervisor_fir
     assert_eq!(down["stopped"][0]["name"], "supervisor", "{down:#}");
     fleet.assert_nothing_left();
 }
+
+#[test]
+fn down_finds_an_unrecorded_redis_of_ours_by_its_port_and_stops_it() {
+    let fleet = Fleet::new("test-infra");
+    let up = fleet.json(&["up", "--json"], 0);
+    let port = fleet.port_base + 1;
+    kill9(pid(&up, "redis"));
+    // Started by hand on the fleet's data directory and never recorded: no
+    // marker (redis rewrites its environment), not in fleet.json; only its
+    // port and working directory say it is ours.
+    let mut hand = hand_redis(port, &fleet.dir().join("redis"));
+    wait_listening(port);
+    assert!(!fleet.processes().contains(&(hand.id() as i32)));
+
+    let down = fleet.json(&["down", "--json"], 0);
+    let stray = format!("stray pid {} (redis-server)", hand.id());
+    assert!(
+        down["stopped"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["name"] == stray.as_str()),
+        "{down:#}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while hand.try_wait().unwrap().is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "down left our hand-started Redis running"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    fleet.assert_nothing_left();
+}

@@ -82,7 +82,7 @@ pub fn next(mut b: Backoff, dead: bool, now: Duration) -> (Backoff, Action) {
 pub fn command(ctx: &Ctx) -> Result<std::process::Command> {
     let file = ctx.state_dir.join("supervisor.toml");
     super::state::write_private(&file, toml::to_string(&ctx.profile)?.as_bytes())?;
-    let mut cmd = std::process::Command::new(std::env::current_exe()?);
+    let mut cmd = std::process::Command::new(this_program()?);
     cmd.arg("--profile")
         .arg(&file)
         .arg("--state-dir")
@@ -91,6 +91,17 @@ pub fn command(ctx: &Ctx) -> Result<std::process::Command> {
         .env("STOREFRONT_ROOT", &ctx.root)
         .env_remove("STOREFRONT_PORT_BASE");
     Ok(cmd)
+}
+
+/// This program's path. A binary rebuilt while it runs (`cargo build`) is
+/// shown by Linux as "PATH (deleted)": the new one at PATH is the one to run.
+fn this_program() -> Result<std::path::PathBuf> {
+    let exe = std::env::current_exe()?;
+    let text = exe.to_string_lossy();
+    Ok(match text.strip_suffix(" (deleted)") {
+        Some(path) => std::path::PathBuf::from(path),
+        None => exe,
+    })
 }
 
 /// Spawns the supervisor (detached, logging to logs/supervisor.log).
