@@ -18,11 +18,6 @@ use crate::Problem;
 /// Where a service serves its own document.
 pub const PATH: &str = "/openapi.json";
 
-/// The sentence each document's description ends with, so a reader knows
-/// what is deliberately not in it.
-pub const LEFT_OUT: &str = "The kit's probes (/health, /ready, /metrics) and the lab \
-     endpoints (off by default, behind the admin token) are not documented here.";
-
 impl utoipa::PartialSchema for Problem {
     fn schema() -> RefOr<Schema> {
         let text = |description: &str| {
@@ -150,6 +145,31 @@ mod tests {
         for member in ["type", "title", "status"] {
             assert!(rendered.get(member).is_some(), "{member}");
         }
+    }
+
+    #[tokio::test]
+    async fn the_router_serves_the_document_as_json() {
+        use tower::ServiceExt;
+
+        #[derive(utoipa::OpenApi)]
+        #[openapi(info(title = "t"), components(schemas(Problem)))]
+        struct Doc;
+        let response = router(&<Doc as utoipa::OpenApi>::openapi())
+            .oneshot(
+                axum::http::Request::get(PATH)
+                    .body(axum::body::Body::empty())
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(response.status(), axum::http::StatusCode::OK);
+        assert_eq!(response.headers()[header::CONTENT_TYPE], "application/json");
+        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        let doc: Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(doc["info"]["title"], "t");
+        assert!(doc["components"]["schemas"]["Problem"].is_object());
     }
 
     #[test]
