@@ -98,11 +98,12 @@ for service in "${services[@]}"; do
   say "$service: $doc"
   log=$state/$service.log
   set +e
-  "$venv/bin/schemathesis" run "$doc" --url "$base" "${auth[@]}" \
+  # From the state dir, so its example database (.schemathesis/) goes with it.
+  (cd "$state" && "$venv/bin/schemathesis" run "$doc" --url "$base" "${auth[@]}" \
     --checks not_a_server_error,response_schema_conformance,status_code_conformance \
     --max-examples "$max_examples" --max-time "$max_time" \
     --request-timeout 10 --workers 1 --no-color \
-    --suppress-health-check too_slow,filter_too_much,data_too_large \
+    --suppress-health-check too_slow,filter_too_much,data_too_large) \
     2>&1 | tee "$log"
   rc=${PIPESTATUS[0]}
   set -e
