@@ -24,6 +24,10 @@ scripts/validate-deploy.sh
 step "cargo build --workspace (the CLI's tests run the service binaries)"
 cargo build --workspace --locked
 
+step "schemathesis against every service's OpenAPI document (bounded; its own fleet)"
+SCHEMATHESIS_MAX_EXAMPLES=${SCHEMATHESIS_MAX_EXAMPLES:-10} SCHEMATHESIS_MAX_TIME=${SCHEMATHESIS_MAX_TIME:-20} \
+  scripts/schemathesis.sh
+
 step "infrastructure for the services' own tests"
 state=$(mktemp -d -t storefront-test-infra-XXXXXX)
 sf() { target/debug/storefront --profile test-infra --state-dir "$state" --port-base "${STOREFRONT_TEST_PORT_BASE:-26100}" "$@"; }

@@ -27,9 +27,9 @@ pub mod error;
 pub mod http;
 #[cfg(feature = "amqp")]
 pub mod inbox;
+pub mod openapi;
 #[cfg(feature = "amqp")]
 pub mod outbox;
-pub mod openapi;
 pub mod shutdown;
 pub mod startup;
 pub mod telemetry;
