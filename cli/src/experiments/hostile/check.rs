@@ -28,9 +28,30 @@ pub enum TableEvidence {
     Unreadable(String),
 }
 
+/// Rate-limit evasion: reads through the BFF, a new `X-Session-Id` each.
+#[derive(Debug, Clone, Copy)]
+pub struct Evasion {
+    pub sent: u64,
+    pub accepted: u64,
+    pub limited: u64,
+    pub other: u64,
+    pub took_secs: f64,
+    /// The BFF's bucket, from its `/admin/config`.
+    pub capacity: u64,
+    pub refill: u64,
+}
+
+impl Evasion {
+    /// The most one bucket can grant in the time taken.
+    pub fn bound(&self) -> u64 {
+        self.capacity + (self.refill as f64 * self.took_secs).ceil() as u64 + 1
+    }
+}
+
 /// Everything the check needs.
 #[derive(Debug, Clone)]
 pub struct Evidence {
+    pub evasion: Option<Evasion>,
     pub seen: Vec<Seen>,
     /// Wrong-password logins, all at once.
     pub guesses: Vec<Result<Answer, NoAnswer>>,
@@ -255,6 +276,34 @@ pub fn judge(e: &Evidence) -> Vec<Invariant> {
         TableEvidence::Unreadable(why) => Invariant::unknown(rows, "0 tables changed", why),
     });
 
+    let evade = "a new X-Session-Id per request buys no extra tokens (one bucket per address)";
+    out.push(match e.evasion {
+        Some(v) => Invariant::check(
+            evade,
+            v.accepted <= v.bound() && v.other == 0,
+            format!(
+                "≤ {} accepted (capacity {} + {}/s × {:.2} s + 1), nothing else",
+                v.bound(),
+                v.capacity,
+                v.refill,
+                v.took_secs
+            ),
+            format!(
+                "{} accepted, {} × 429, {} other",
+                v.accepted, v.limited, v.other
+            ),
+            format!(
+                "{} reads through the BFF, each with a fresh X-Session-Id",
+                v.sent
+            ),
+        ),
+        None => Invariant::unknown(
+            evade,
+            "one bucket per address",
+            "the BFF's /admin/config could not be read",
+        ),
+    });
+
     let rss = format!("identity's RSS ≤ {} MiB while guessed at", e.rss_bound_mib);
     out.push(match e.rss_peak_mib {
         Some(peak) => Invariant::check(
@@ -307,6 +356,15 @@ mod tests {
             not_closed: 0,
         };
         Evidence {
+            evasion: Some(Evasion {
+                sent: 600,
+                accepted: 210,
+                limited: 390,
+                other: 0,
+                took_secs: 0.5,
+                capacity: 200,
+                refill: 100,
+            }),
             seen: vec![
                 seen("nul", Expect::Refused, Ok(answer(400, true))),
                 seen("traversal", Expect::Private, Ok(answer(404, true))),
@@ -446,6 +504,19 @@ mod tests {
             .find(|i| i.name.starts_with("every table"))
             .unwrap();
         assert_eq!(rows.verdict, crate::experiments::Verdict::Unknown);
+    }
+
+    #[test]
+    fn evading_the_rate_limit_with_fresh_session_ids_fails() {
+        let mut e = good();
+        if let Some(v) = e.evasion.as_mut() {
+            v.accepted = 600;
+            v.limited = 0;
+        }
+        assert_eq!(
+            failed(&e),
+            vec!["a new X-Session-Id per request buys no extra tokens (one bucket per address)"]
+        );
     }
 
     #[test]

@@ -16,6 +16,7 @@
 mod act;
 mod check;
 mod evidence;
+mod identities;
 mod plan;
 mod wire;
 
@@ -81,11 +82,14 @@ pub async fn run(ctx: &Ctx, lab: &Lab, p: &Params, seed: u64) -> Result<Report> 
     } else {
         None
     };
+    // Sign-ins write identity's rows: before the snapshot.
+    let stolen = identities::arrange(lab).await?;
     let before = evidence::quiet_tables(&lab.pg, QUIET_BOUND).await;
     let breakers_before = evidence::breakers(&gw).await.ok();
 
     let targets = act::authorities(lab);
-    let plan = plan::probes(seed, p.per_class as usize);
+    let mut plan = plan::probes(seed, p.per_class as usize);
+    plan.extend(identities::probes(&stolen, p.per_class as usize));
     let (mut seen, outcomes, latencies, skipped) =
         act::run_probes(&targets, plan, CONCURRENCY).await;
     report.outcomes.merge(&outcomes);
@@ -151,7 +155,38 @@ pub async fn run(ctx: &Ctx, lab: &Lab, p: &Params, seed: u64) -> Result<Report> 
         );
     }
 
+    // Last, as it empties this address's bucket: a new X-Session-Id per
+    // request must buy no extra tokens.
+    let evasion = match gw.config().await {
+        Ok(cfg) => {
+            let capacity = cfg["rate_limit"]["capacity"].as_u64().unwrap_or(0);
+            let refill = cfg["rate_limit"]["refill_per_sec"].as_u64().unwrap_or(0);
+            let n = (capacity * 3).clamp(30, 1500) as usize;
+            let bff = targets.get("bff").context("the fleet runs no BFF")?;
+            let (accepted, limited, other, took_secs) = identities::evade(bff, n).await;
+            for (k, v) in [("200", accepted), ("429", limited), ("other", other)] {
+                for _ in 0..v {
+                    report.outcomes.add("evasion", k);
+                }
+            }
+            Some(check::Evasion {
+                sent: n as u64,
+                accepted,
+                limited,
+                other,
+                took_secs,
+                capacity,
+                refill,
+            })
+        }
+        Err(e) => {
+            report.measure("rate-limit evasion", format!("not run: {e:#}"));
+            None
+        }
+    };
+
     let e = Evidence {
+        evasion,
         seen,
         guesses: guessed.answers,
         breakers_before,
