@@ -113,6 +113,9 @@ fn request(method: &str, target: &str, headers: Vec<(&str, String)>, body: &str)
     }
 }
 
+/// One kind of misuse: the `i`-th probe's target and request.
+type Variant<'a> = Box<dyn Fn(usize) -> (Via, Raw) + 'a>;
+
 /// `n` probes that misuse `s`, through the BFF (and a revoked token
 /// directly at identity too).
 pub fn probes(s: &Stolen, n: usize) -> Vec<Probe> {
@@ -123,7 +126,7 @@ pub fn probes(s: &Stolen, n: usize) -> Vec<Probe> {
     .to_string();
     let cookie = |id: &str| ("Cookie", format!("sf_session={id}"));
     let key = |i: usize| ("Idempotency-Key", format!("hostile-session-{i}"));
-    let variants: Vec<Box<dyn Fn(usize) -> (Via, Raw)>> = vec![
+    let variants: Vec<Variant<'_>> = vec![
         // A guessed cookie is no session: anonymous, and checkout needs a customer.
         Box::new(|i| {
             let guessed = format!("{:064x}", i as u128 * 0x9e37_79b9_7f4a_7c15);
