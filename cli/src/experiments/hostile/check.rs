@@ -51,6 +51,9 @@ impl Evasion {
 /// Everything the check needs.
 #[derive(Debug, Clone)]
 pub struct Evidence {
+    /// Requests whose headers never finished, and whose body stalled.
+    pub slow_headers: Vec<super::slow::Slow>,
+    pub slow_bodies: Vec<super::slow::Slow>,
     pub evasion: Option<Evasion>,
     pub seen: Vec<Seen>,
     /// Wrong-password logins, all at once.
@@ -276,6 +279,38 @@ pub fn judge(e: &Evidence) -> Vec<Invariant> {
         TableEvidence::Unreadable(why) => Invariant::unknown(rows, "0 tables changed", why),
     });
 
+    let held: Vec<String> = e
+        .slow_headers
+        .iter()
+        .filter(|s| !s.cut_off(false))
+        .chain(e.slow_bodies.iter().filter(|s| !s.cut_off(true)))
+        .map(|s| {
+            format!(
+                "{}: {:?} after {:.1} s",
+                s.what,
+                s.ended,
+                s.after.as_secs_f64()
+            )
+        })
+        .collect();
+    let slow_total = e.slow_headers.len() + e.slow_bodies.len();
+    out.push(Invariant::check(
+        "slow clients are cut off (unfinished headers closed, a stalled body answered 408 problem+json)",
+        held.is_empty() && slow_total > 0,
+        format!("all within {} s", super::slow::CUT_OFF_BOUND.as_secs()),
+        format!("{} of {slow_total} not", held.len()),
+        if held.is_empty() {
+            e.slow_headers
+                .iter()
+                .chain(&e.slow_bodies)
+                .map(|s| format!("{}: {:?} after {:.1} s", s.what, s.ended, s.after.as_secs_f64()))
+                .collect::<Vec<_>>()
+                .join("; ")
+        } else {
+            examples(held.into_iter())
+        },
+    ));
+
     let evade = "a new X-Session-Id per request buys no extra tokens (one bucket per address)";
     out.push(match e.evasion {
         Some(v) => Invariant::check(
@@ -355,7 +390,17 @@ mod tests {
             failures: 7,
             not_closed: 0,
         };
+        let cut = |ended| super::super::slow::Slow {
+            what: "x".into(),
+            ended: Some(ended),
+            after: std::time::Duration::from_secs(10),
+        };
         Evidence {
+            slow_headers: vec![cut(super::super::slow::Ended::Closed)],
+            slow_bodies: vec![cut(super::super::slow::Ended::Answered {
+                status: 408,
+                problem: true,
+            })],
             evasion: Some(Evasion {
                 sent: 600,
                 accepted: 210,
@@ -516,6 +561,18 @@ mod tests {
         assert_eq!(
             failed(&e),
             vec!["a new X-Session-Id per request buys no extra tokens (one bucket per address)"]
+        );
+    }
+
+    #[test]
+    fn a_slow_client_still_held_open_fails() {
+        let mut e = good();
+        e.slow_bodies[0].ended = None;
+        assert_eq!(
+            failed(&e),
+            vec![
+                "slow clients are cut off (unfinished headers closed, a stalled body answered 408 problem+json)"
+            ]
         );
     }
 

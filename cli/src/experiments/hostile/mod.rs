@@ -18,6 +18,7 @@ mod check;
 mod evidence;
 mod identities;
 mod plan;
+mod slow;
 mod wire;
 
 use std::time::{Duration, Instant};
@@ -90,6 +91,17 @@ pub async fn run(ctx: &Ctx, lab: &Lab, p: &Params, seed: u64) -> Result<Report> 
     let targets = act::authorities(lab);
     let mut plan = plan::probes(seed, p.per_class as usize);
     plan.extend(identities::probes(&stolen, p.per_class as usize));
+    let token = crate::fleet::services::lab_admin_token(&ctx.profile);
+    plan.extend(slow::replayed_webhooks(lab, token, p.per_class as usize).await?);
+    // Slow clients take the servers' read timeouts (10 s): held meanwhile.
+    let slow_clients = {
+        let bff = targets.get("bff").context("the fleet runs no BFF")?.clone();
+        let catalog = targets
+            .get("catalog")
+            .context("the fleet runs no catalog")?
+            .clone();
+        tokio::spawn(async move { slow::slow_clients(&bff, &catalog).await })
+    };
     let (mut seen, outcomes, latencies, skipped) =
         act::run_probes(&targets, plan, CONCURRENCY).await;
     report.outcomes.merge(&outcomes);
@@ -185,7 +197,21 @@ pub async fn run(ctx: &Ctx, lab: &Lab, p: &Params, seed: u64) -> Result<Report> 
         }
     };
 
+    let (slow_headers, slow_bodies) = slow_clients.await.unwrap_or_default();
+    for s in &slow_headers {
+        report
+            .outcomes
+            .add("slow clients", format!("headers: {:?}", s.ended));
+    }
+    for s in &slow_bodies {
+        report
+            .outcomes
+            .add("slow clients", format!("body: {:?}", s.ended));
+    }
+
     let e = Evidence {
+        slow_headers,
+        slow_bodies,
         evasion,
         seen,
         guesses: guessed.answers,
