@@ -192,7 +192,7 @@ fn known(name: &str, url: String) -> Component {
         url,
         log: None,
         boot_ms: None,
-        detail: Some("attached".into()),
+        detail: Some(crate::fleet::observe::ATTACHED.into()),
     }
 }
 

@@ -36,6 +36,9 @@ async fn probe(client: &reqwest::Client, state: &FleetState, c: &Component) -> b
     }
 }
 
+/// The `detail` `storefront attach` gives what it records: run by someone else.
+pub const ATTACHED: &str = "attached";
+
 /// Observes every component concurrently.
 pub async fn observe(state: &FleetState) -> Vec<Observed> {
     let client = super::boot::http_client();
@@ -45,8 +48,12 @@ pub async fn observe(state: &FleetState) -> Vec<Observed> {
             let alive = match c.pid {
                 Some(pid) => process::alive(pid, c.start_ticks),
                 // No pid: stopped (`storefront stop`), where we run it;
-                // an endpoint someone else runs (external, compose infra).
-                None => c.kind == ComponentKind::Infra && state.infra != InfraMode::Native,
+                // an endpoint someone else runs (external or compose infra,
+                // or anything `storefront attach` recorded): probe it.
+                None => {
+                    (c.kind == ComponentKind::Infra && state.infra != InfraMode::Native)
+                        || c.detail.as_deref() == Some(ATTACHED)
+                }
             };
             let s = if !alive {
                 "dead"
