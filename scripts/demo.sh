@@ -45,7 +45,7 @@ import json, sys
 page = json.loads(sys.argv[1])
 items = page.get("items", page) if isinstance(page, dict) else page
 for p in items[:3]:
-    print(f"  #{p.get(\"id\")}  {p.get(\"name\")}  {p.get(\"price_cents\")} cents  stock {p.get(\"stock\")}")
+    print("  #%s  %s  %s cents  stock %s" % (p.get("id"), p.get("name"), p.get("price_cents"), p.get("stock")))
 ' "$products"
 
 # Every experiment (each control arm must be caught) and the smoke load,
