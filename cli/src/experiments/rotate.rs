@@ -278,12 +278,8 @@ async fn set_role_ttls(lab: &Lab, ttls: RoleTtls) -> Result<()> {
 /// fleet hands every service as `LAB_ADMIN_TOKEN`.
 fn admin_token(lab: &Lab) -> Result<String> {
     let (profile, path) = FleetProfile::load(&crate::fleet::project_root()?, &lab.state.profile)?;
-    profile
-        .services
-        .iter()
-        .find(|s| s.name == "bff")
-        .and_then(|s| s.env.get(ADMIN_TOKEN_VAR))
-        .cloned()
+    crate::fleet::services::lab_admin_token(&profile)
+        .map(str::to_owned)
         .ok_or_else(|| {
             Exit::error(
                 exit::ERROR,

@@ -100,12 +100,7 @@ async fn arrange(lab: &Lab, seed: u64, run: &str) -> Result<(Vec<Fixture>, i64)>
 fn lab_token(lab: &Lab) -> Result<Option<String>> {
     let root = crate::fleet::project_root()?;
     let (profile, _) = crate::fleet::profile::FleetProfile::load(&root, &lab.state.profile)?;
-    Ok(profile
-        .services
-        .iter()
-        .find(|s| s.name == "bff")
-        .and_then(|s| s.env.get(super::breaker::ADMIN_TOKEN_VAR))
-        .cloned())
+    Ok(crate::fleet::services::lab_admin_token(&profile).map(str::to_owned))
 }
 
 pub async fn run(ctx: &Ctx, lab: &Lab, p: &Params, seed: u64) -> Result<Report> {
