@@ -24,6 +24,7 @@ fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
+    diagnostics(cli.verbose);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -38,4 +39,23 @@ fn main() -> ExitCode {
             ExitCode::from(code)
         }
     }
+}
+
+/// The CLI's own diagnostics (`debug!`, `warn!`) go to stderr, never stdout
+/// (which carries reports and `--json`): `RUST_LOG` if set, else storefront's warnings and others' errors,
+/// `-v` debug and `-vv` trace for storefront's own modules.
+fn diagnostics(verbose: u8) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        EnvFilter::new(match verbose {
+            0 => "error,storefront=warn",
+            1 => "warn,storefront=debug",
+            _ => "info,storefront=trace",
+        })
+    });
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
 }

@@ -37,6 +37,9 @@ use crate::fleet::{self, Ctx, FleetProfile};
 pub struct Cli {
     #[command(flatten)]
     pub global: Global,
+    /// More diagnostics on stderr: -v debug, -vv trace (RUST_LOG, if set, wins).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
     #[command(subcommand)]
     pub command: Command,
 }

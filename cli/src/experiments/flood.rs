@@ -31,13 +31,26 @@ use crate::exit::{self, Exit};
 use crate::fleet::Ctx;
 use crate::load::open::{self, Done, OpenModel};
 
+/// `--duration`: the CLI's one duration syntax (`5s`, `1m`), whole seconds
+/// from 1 s to 60 s; a bare number is read as seconds, as it used to be.
+fn parse_whole_secs(s: &str) -> Result<u64, String> {
+    let d = match s.trim().parse::<u64>() {
+        Ok(n) => std::time::Duration::from_secs(n),
+        Err(_) => crate::load::profile::parse_duration(s)?,
+    };
+    if d.subsec_nanos() != 0 || !(1..=60).contains(&d.as_secs()) {
+        return Err(format!("`{s}`: flood runs whole seconds from 1s to 60s"));
+    }
+    Ok(d.as_secs())
+}
+
 #[derive(Debug, Clone, clap::Args)]
 pub struct Params {
     /// Arrivals per second, all sessions together (loopback only).
     #[arg(long, default_value_t = 400, value_parser = clap::value_parser!(u32).range(1..=5000))]
     pub rps: u32,
-    /// Seconds of load.
-    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=60))]
+    /// How long the load runs: whole seconds, 1s..=60s (`5s`, `1m`; a bare `5` still means seconds).
+    #[arg(long, default_value = "5s", value_parser = parse_whole_secs)]
     pub duration: u64,
     /// Users the arrivals are spread over (round-robin), each its own bucket:
     /// seeded customers, logged in (at most as many as there are).
@@ -802,6 +815,17 @@ mod tests {
         capacity: 200,
         refill_per_sec: 100,
     };
+
+    #[test]
+    fn duration_takes_the_common_syntax_and_a_bare_number_as_seconds() {
+        assert_eq!(parse_whole_secs("5s"), Ok(5));
+        assert_eq!(parse_whole_secs("1m"), Ok(60));
+        assert_eq!(parse_whole_secs("7"), Ok(7));
+        for bad in ["0s", "61s", "1500ms", "2h", "soon", ""] {
+            let e = parse_whole_secs(bad).unwrap_err();
+            assert!(!e.is_empty(), "{bad} refused with a reason");
+        }
+    }
 
     fn session(sent: u64, accepted: u64) -> SessionCount {
         SessionCount {
