@@ -1,5 +1,6 @@
 //! `storefront`: parse, dispatch, map the error to an exit code.
 
+mod check;
 mod commands;
 mod exit;
 mod experiments;

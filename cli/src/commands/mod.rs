@@ -4,6 +4,7 @@ pub mod attach;
 pub mod bootstrap;
 pub mod breaker;
 pub mod chaos;
+pub mod check;
 pub mod control;
 pub mod doctor;
 pub mod down;
@@ -97,6 +98,9 @@ pub enum Command {
     Rotate(rotate::Args),
     /// Experiment: N orders through the checkout saga with injected failures, webhook chaos and crashes; compensations and money checked.
     Saga(saga::Args),
+    /// Judge the shop now: orders since --since terminal, money and stock add up, outboxes drained, no dead letters, one order per key, one claim per key.
+    #[command(long_about = check::LONG_ABOUT)]
+    Check(check::Args),
     /// Load: run a load profile (`--profile browse`; closed model, or open with --rate) and judge its thresholds and invariants.
     Load(load::Args),
     /// Reports: `report merge FILES…` merges HdrHistogram interval logs from `load --hdr-out`.
@@ -158,6 +162,7 @@ pub async fn run(cli: Cli) -> Result<u8> {
         Command::Replay(a) => replay::run(&cli.global, a).await,
         Command::Rotate(a) => rotate::run(&cli.global, a).await,
         Command::Saga(a) => saga::run(&cli.global, a).await,
+        Command::Check(a) => check::run(&cli.global, a).await,
         Command::Load(a) => load::run(&cli.global, a).await,
         Command::Report(a) => report::run(&cli.global, a).await,
         Command::Verify(a) => verify::run(&cli.global, a).await,

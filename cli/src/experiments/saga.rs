@@ -9,7 +9,9 @@
 //! appeared, no forgery changed anything.
 //!
 //! arrange ([`arrange`]: fixture products of its own) → act ([`act`],
-//! [`webhooks`]) → check ([`evidence`], then the pure [`check`]).
+//! [`webhooks`]) → check (the shop's invariants by the one checker,
+//! [`crate::check`]; the saga's own from [`evidence`], judged by the pure
+//! [`check`]).
 
 mod act;
 mod check;
@@ -127,9 +129,17 @@ pub async fn run(ctx: &Ctx, lab: &Lab, p: &Params, seed: u64) -> Result<Report> 
         &fixtures,
         sold_out,
     );
-    let outbox_before = evidence::outbox_counts(&lab.pg).await?;
-    let dlq_before =
-        evidence::dlqs_reported(&lab.http, &payments, &checkout[0], Duration::from_secs(5)).await;
+    // The shop before: the fixtures' stock (as inserted) and the
+    // dead-letter queues' depths.
+    let baseline = crate::check::Baseline::with_stock(
+        lab,
+        fixtures
+            .iter()
+            .map(|f| (f.id, i64::from(f.start_stock)))
+            .collect(),
+    )
+    .await;
+    let since = chrono::Utc::now();
 
     // Act: chaos beside the orders; the bound counts from the first order.
     let deadline = Instant::now() + Duration::from_secs(p.bound_secs);
@@ -159,38 +169,36 @@ pub async fn run(ctx: &Ctx, lab: &Lab, p: &Params, seed: u64) -> Result<Report> 
     };
     let placing = act::place(how, plans).await;
     let ids: Vec<Uuid> = placing.placed.iter().filter_map(|x| x.order_id).collect();
-    let terminal = evidence::wait_terminal(&lab.pg, &ids, deadline).await;
+    let terminal = crate::check::gather::wait_terminal(&lab.pg, &ids, deadline).await;
     let all_done_at = started.elapsed();
     let quiesced = terminal == ids.len()
-        && evidence::wait_quiet(&lab.pg, &ids, Instant::now() + QUIET_BOUND).await;
+        && crate::check::gather::wait_quiet(&lab.pg, &ids, Instant::now() + QUIET_BOUND).await;
     let _ = stop_tx.send(true);
     let chaos = chaos.await.context("webhook chaos task")??;
-    // The queue gauges refresh every second; let them catch up.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
 
-    // Check.
+    // Check: the shop's invariants over the run's orders (the one checker),
+    // and the saga's own beside them.
+    let scope = crate::check::Scope {
+        since,
+        select: crate::check::Select::Orders(ids.clone()),
+    };
+    let reading = crate::check::Reading {
+        baseline,
+        claims: false,
+        bound: Duration::from_secs(p.bound_secs),
+        quiesced,
+    };
+    let mut shop = crate::check::read(lab, &scope, &ids, &reading).await?;
+    check::shop_evidence(&placing.placed, &mut shop);
     let sagas = evidence::sagas(&lab.pg, &ids).await?;
     let forged_ids: Vec<String> = chaos.forged.iter().map(|(id, _)| id.clone()).collect();
-    let products: Vec<i64> = fixtures.iter().map(|f| f.id).collect();
     let ev = check::Evidence {
         sagas: sagas.iter().map(|(id, s)| (*id, s.seen.clone())).collect(),
-        reservations: evidence::reservations(&lab.pg, &ids).await?,
-        payments: evidence::payments(&lab.pg, &ids).await?,
-        stock_now: evidence::stock(&lab.pg, &products).await?,
-        fixtures,
-        outboxes: evidence::outboxes(&outbox_before, &evidence::outbox_counts(&lab.pg).await?),
-        dlqs: evidence::dlq_seen(
-            &dlq_before,
-            &evidence::dlqs_reported(&lab.http, &payments, &checkout[0], Duration::from_secs(5))
-                .await,
-        ),
         forged_applied: evidence::applied(&lab.pg, &forged_ids).await?,
         forged: chaos.forged.clone(),
         replays: chaos.replays.clone(),
-        bound_secs: p.bound_secs,
-        quiesced,
     };
-    for inv in check::invariants(&placing.placed, &ev) {
+    for inv in check::invariants(&placing.placed, &ev, &shop) {
         report.push(inv);
     }
     if let Some(Err(why)) = &placing.crash {

@@ -1,22 +1,32 @@
 //! The invariants a profile can ask for, checked in Postgres after the load.
 //! Every UUID a run generates starts with the run's tag, so each check
 //! finds the run's rows by prefix. Each judge is a pure function of the
-//! evidence, unit-tested with evidence that must fail.
+//! evidence, unit-tested with evidence that must fail. `shop` is the one
+//! shop checker's ([`crate::check`]) over the orders whose Idempotency-Key
+//! carries the run's tag.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use anyhow::{Context, Result};
+use chrono::{DateTime, Utc};
 
 use super::plan::Plan;
 use super::profile::{Check, Method};
 use super::recorder::TxTally;
 use crate::experiments::{Invariant, Lab};
 
+/// How long after the load the run's orders get to become terminal and
+/// their messages to settle, for the `shop` check.
+pub const ORDERS_SETTLE: Duration = Duration::from_secs(30);
+
 /// Evidence gathered before the load.
 #[derive(Debug, Default)]
 pub struct Before {
     /// Every product's stock.
     stock: Option<BTreeMap<i64, i64>>,
+    /// For `shop`: when the load started and the shop before it.
+    shop: Option<(DateTime<Utc>, crate::check::Baseline)>,
 }
 
 pub async fn before(lab: &Lab, checks: &[Check]) -> Result<Before> {
@@ -24,7 +34,30 @@ pub async fn before(lab: &Lab, checks: &[Check]) -> Result<Before> {
     if checks.contains(&Check::CatalogStockConservation) {
         b.stock = Some(stock(lab).await?);
     }
+    if checks.contains(&Check::Shop) {
+        let since = Utc::now();
+        b.shop = Some((since, crate::check::Baseline::take(lab).await?));
+    }
     Ok(b)
+}
+
+/// The shop's invariants over the run's orders (their Idempotency-Keys
+/// start with the run's tag), after giving them [`ORDERS_SETTLE`].
+async fn shop(lab: &Lab, before: &Before, tag: &str) -> Result<Vec<Invariant>> {
+    let (since, baseline) = before
+        .shop
+        .as_ref()
+        .context("no snapshot of the shop before the load")?;
+    let scope = crate::check::Scope {
+        since: *since,
+        select: crate::check::Select::KeyPrefix(tag.to_owned()),
+    };
+    let reading = crate::check::Reading {
+        baseline: baseline.clone(),
+        ..Default::default()
+    };
+    let shop = crate::check::gather(lab, &scope, reading, ORDERS_SETTLE).await?;
+    Ok(crate::check::judge(&shop))
 }
 
 async fn stock(lab: &Lab) -> Result<BTreeMap<i64, i64>> {
@@ -62,6 +95,13 @@ pub async fn after(
     let mut out = Vec::new();
     for c in checks {
         let r = match c {
+            Check::Shop => {
+                match shop(lab, before, tag).await {
+                    Ok(all) => out.extend(all),
+                    Err(e) => out.push(Invariant::unknown(c.name(), "a verdict", format!("{e:#}"))),
+                }
+                continue;
+            }
             Check::CatalogStockConservation => {
                 async {
                     let after = stock(lab).await?;

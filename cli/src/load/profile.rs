@@ -145,6 +145,10 @@ pub enum Check {
     /// still hold.
     #[serde(rename = "catalog.stock_conservation")]
     CatalogStockConservation,
+    /// Every invariant of `storefront check` (money, stock, sagas,
+    /// outboxes, dead letters, Idempotency-Keys) over the run's orders.
+    #[serde(rename = "shop")]
+    Shop,
 }
 
 impl Check {
@@ -152,6 +156,7 @@ impl Check {
         match self {
             Check::ClaimsOneRowPerKey => "claims.one_row_per_key",
             Check::CatalogStockConservation => "catalog.stock_conservation",
+            Check::Shop => "shop",
         }
     }
 }

@@ -1,13 +1,17 @@
-//! The saga run's invariants, as pure functions of the evidence read from
-//! the databases and the broker, so unit tests can feed them bad evidence
-//! (a double capture, a leaked reservation, a wrong compensation) and see
-//! them fail.
+//! The saga run's invariants, as pure functions of the evidence: the
+//! shop's (money, stock, outboxes, dead letters, keys) from the one
+//! checker, [`crate::check`], and the saga's own (outcome and compensations
+//! against the plan, forged and re-delivered webhooks), so unit tests can
+//! feed them bad evidence (a double capture, a leaked reservation, a wrong
+//! compensation) and see them fail.
 
 use std::collections::{BTreeMap, HashMap};
 
 use uuid::Uuid;
 
-use super::plan::{Fixture, Planned, Scenario};
+use super::plan::{Planned, Scenario};
+use crate::check::evidence::{Placed as ShopPlaced, Retries, merged};
+use crate::check::{self, Shop};
 use crate::experiments::Invariant;
 
 /// An order as placed.
@@ -32,64 +36,16 @@ pub struct SagaSeen {
     pub terminal: bool,
 }
 
-/// A reservation as catalog's schema holds it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ReservationSeen {
-    /// `reserved` or `released`.
-    pub status: String,
-    /// `(product_id, quantity)` ascending.
-    pub items: Vec<(i64, i32)>,
-}
-
-/// A payment as payments' schema holds it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PaymentSeen {
-    pub status: String,
-    pub amount_cents: i64,
-    /// History rows entering `captured`.
-    pub into_captured: i64,
-    /// Captures in the provider's ledger.
-    pub provider_captures: i64,
-}
-
-/// An outbox's state after the run.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OutboxSeen {
-    pub name: String,
-    pub pending: i64,
-    pub dead_before: i64,
-    pub dead_after: i64,
-}
-
-/// A dead-letter queue's depth before and after, as the owning service's
-/// /metrics reports the broker's count (`None`: not readable).
-#[derive(Debug, Clone, PartialEq)]
-pub struct DlqSeen {
-    pub queue: String,
-    pub before: Option<f64>,
-    pub after: Option<f64>,
-}
-
-/// Everything the checks read.
+/// What only the saga run knows, beside the shop's evidence.
 #[derive(Debug, Clone, Default)]
 pub struct Evidence {
     pub sagas: HashMap<Uuid, SagaSeen>,
-    pub reservations: HashMap<Uuid, ReservationSeen>,
-    pub payments: HashMap<Uuid, PaymentSeen>,
-    pub fixtures: Vec<Fixture>,
-    pub stock_now: HashMap<i64, i32>,
-    pub outboxes: Vec<OutboxSeen>,
-    pub dlqs: Vec<DlqSeen>,
     /// Forged webhooks sent: their event ids and the statuses they got.
     pub forged: Vec<(String, String)>,
     /// Of the forged event ids, how many payments applied.
     pub forged_applied: i64,
     /// Genuine webhooks re-delivered by the run: statuses they got.
     pub replays: BTreeMap<String, u64>,
-    /// The bound sagas had to finish within, in seconds.
-    pub bound_secs: u64,
-    /// Whether the run waited for the outboxes etc. to settle in time.
-    pub quiesced: bool,
 }
 
 fn listed(bad: &[String]) -> String {
@@ -122,32 +78,60 @@ fn finished<'a>(placed: &'a [Placed], ev: &'a Evidence) -> Vec<(&'a Placed, Uuid
         .collect()
 }
 
-/// All invariants of a run.
-pub fn invariants(placed: &[Placed], ev: &Evidence) -> Vec<Invariant> {
-    let n = placed.len();
-    let done = finished(placed, ev);
-    let unfinished = n - done.len();
-    let mut out = Vec::new();
-    let not_placed: Vec<String> = placed
+/// The shop's evidence as this run adds to it: what each order was meant
+/// to be, the orders never accepted, and the key re-POSTs.
+pub fn shop_evidence(placed: &[Placed], shop: &mut Shop) {
+    shop.not_accepted = placed
         .iter()
         .filter(|p| p.order_id.is_none())
         .map(|p| format!("order {} never accepted", p.plan.index))
         .collect();
-    out.push(Invariant::check(
-        "every order was accepted and its saga is terminal within the bound",
-        unfinished == 0,
-        format!("{n} terminal within {} s", ev.bound_secs),
-        if unfinished == 0 {
-            format!("{n} terminal")
-        } else {
-            format!(
-                "{} terminal, {unfinished} not ({})",
-                done.len(),
-                listed(&not_placed)
-            )
-        },
-        "checkout.sagas state polled until terminal or the bound",
-    ));
+    for p in placed {
+        if let Some(id) = p.order_id {
+            let items = merged(p.plan.items.iter().map(|(p, q)| (*p, i64::from(*q))));
+            let amount_cents = p.plan.amount_cents;
+            shop.placed.insert(
+                id,
+                ShopPlaced {
+                    items,
+                    amount_cents,
+                },
+            );
+        }
+    }
+    let replayed = placed.iter().filter_map(|p| p.replay_same);
+    shop.retries = Some(
+        replayed.fold(Retries { same: 0, total: 0 }, |r, same| Retries {
+            same: r.same + u64::from(same),
+            total: r.total + 1,
+        }),
+    );
+}
+
+/// All invariants of a run: the shop's (the one checker's), with the
+/// saga's own beside them — each saga ended as its injected failure says,
+/// its compensations match, forgeries changed nothing, re-deliveries were
+/// acknowledged.
+pub fn invariants(placed: &[Placed], ev: &Evidence, shop: &Shop) -> Vec<Invariant> {
+    let mut shop = crate::check::judge(shop);
+    let mut out = Vec::new();
+    if !shop.is_empty() {
+        out.push(shop.remove(0));
+    }
+    let unfinished = placed.len() - finished(placed, ev).len();
+    out.extend(plan_invariants(placed, ev, unfinished));
+    let keys = shop.iter().position(|i| i.name == check::judge::KEYS);
+    let keys = keys.map(|k| shop.remove(k));
+    out.extend(shop);
+    out.extend(webhook_invariants(ev));
+    out.extend(keys);
+    out
+}
+
+/// The run's plan against the sagas' outcomes and histories.
+fn plan_invariants(placed: &[Placed], ev: &Evidence, unfinished: usize) -> Vec<Invariant> {
+    let done = finished(placed, ev);
+    let mut out = Vec::new();
     // Per-order checks judge the finished sagas; with stragglers they can't
     // be complete, so they say unknown rather than pass.
     let judge = |name: &str, expected: String, bad: Vec<String>, evidence: &str| {
@@ -198,151 +182,12 @@ pub fn invariants(placed: &[Placed], ev: &Evidence) -> Vec<Invariant> {
         bad,
         "checkout.saga_steps to_state in version order (repeats collapsed)",
     ));
+    out
+}
 
-    let mut bad = Vec::new();
-    for (p, id, saga) in done.iter().filter(|(_, _, s)| s.state == "completed") {
-        let reservation = ev.reservations.get(id);
-        let payment = ev.payments.get(id);
-        let held = reservation.is_some_and(|r| r.status == "reserved" && r.items == p.plan.items);
-        let captured_once = payment.is_some_and(|pay| {
-            pay.status == "captured" && pay.into_captured == 1 && pay.provider_captures == 1
-        });
-        let priced = saga.amount_cents == Some(p.plan.amount_cents);
-        if !(held && captured_once && priced) {
-            bad.push(format!(
-                "{id}: reservation {reservation:?}, payment {payment:?}, amount {:?}",
-                saga.amount_cents
-            ));
-        }
-    }
-    out.push(judge(
-        "completed orders took their stock once and were captured exactly once",
-        "reservation held with the order's items; payment captured; 1 transition into captured; 1 provider capture".into(),
-        bad,
-        "catalog.reservations/reservation_items, payments.payments/payment_transitions/provider_intents",
-    ));
-
-    let mut bad = Vec::new();
-    for (_, id, _) in done.iter().filter(|(_, _, s)| s.state != "completed") {
-        let reservation = ev.reservations.get(id);
-        let payment = ev.payments.get(id);
-        let no_stock = reservation.is_none_or(|r| r.status == "released");
-        let no_capture = payment.is_none_or(|pay| {
-            matches!(pay.status.as_str(), "declined" | "voided")
-                && pay.into_captured == 0
-                && pay.provider_captures == 0
-        });
-        if !(no_stock && no_capture) {
-            bad.push(format!(
-                "{id}: reservation {reservation:?}, payment {payment:?}"
-            ));
-        }
-    }
-    out.push(judge(
-        "failed orders hold no stock and no capture",
-        "reservation absent or released; payment absent, declined or voided, never captured".into(),
-        bad,
-        "catalog.reservations, payments.payments, payments.provider_intents",
-    ));
-
-    let completed_total: i64 = done
-        .iter()
-        .filter(|(_, _, s)| s.state == "completed")
-        .map(|(_, _, s)| s.amount_cents.unwrap_or(0))
-        .sum();
-    let captured_total: i64 = ev
-        .payments
-        .values()
-        .map(|pay| pay.amount_cents * pay.provider_captures)
-        .sum();
-    let name = "the sum captured equals the sum of completed order totals";
-    out.push(if unfinished > 0 && captured_total == completed_total {
-        Invariant::unknown(name, completed_total, format!("{unfinished} saga(s) not terminal"))
-    } else {
-        Invariant::equal(
-            name,
-            completed_total,
-            captured_total,
-            "Σ amount × provider captures (payments) vs Σ amount_cents of completed sagas (checkout), in cents",
-        )
-    });
-
-    let mut sold: HashMap<i64, i64> = HashMap::new();
-    for (p, _, _) in done.iter().filter(|(_, _, s)| s.state == "completed") {
-        for (product, q) in &p.plan.items {
-            *sold.entry(*product).or_default() += i64::from(*q);
-        }
-    }
-    let mut bad = Vec::new();
-    for f in &ev.fixtures {
-        let now = ev.stock_now.get(&f.id).copied().map(i64::from);
-        let sold = sold.get(&f.id).copied().unwrap_or(0);
-        if now.map(|now| now + sold) != Some(i64::from(f.start_stock)) {
-            bad.push(format!(
-                "product {}: start {}, now {now:?}, sold {sold}",
-                f.id, f.start_stock
-            ));
-        }
-    }
-    out.push(judge(
-        "stock is conserved: start = now + sold",
-        format!("for each of the {} fixture products", ev.fixtures.len()),
-        bad,
-        "catalog.products stock before and after; units of completed orders",
-    ));
-
-    let pending: Vec<String> = ev
-        .outboxes
-        .iter()
-        .filter(|o| o.pending != 0)
-        .map(|o| format!("{}: {} pending", o.name, o.pending))
-        .collect();
-    let name = "the outboxes drained";
-    out.push(if ev.outboxes.is_empty() {
-        Invariant::unknown(name, "0 pending", "outbox tables unreadable")
-    } else {
-        Invariant::check(
-            name,
-            pending.is_empty() && ev.quiesced,
-            "0 pending in payments.outbox and checkout.outbox",
-            if pending.is_empty() {
-                "0 pending".into()
-            } else {
-                pending.join(", ")
-            },
-            "outbox rows with published_at and dead_at NULL, after waiting for quiet",
-        )
-    });
-
-    let mut bad: Vec<String> = ev
-        .outboxes
-        .iter()
-        .filter(|o| o.dead_after != o.dead_before)
-        .map(|o| format!("{}: {} → {} dead rows", o.name, o.dead_before, o.dead_after))
-        .collect();
-    let mut unreadable = Vec::new();
-    for d in &ev.dlqs {
-        match (d.before, d.after) {
-            (Some(b), Some(a)) if a != b => {
-                bad.push(format!("{}: {b} → {a} dead letters", d.queue))
-            }
-            (Some(_), Some(_)) => {}
-            _ => unreadable.push(d.queue.clone()),
-        }
-    }
-    let name = "no unexplained dead letters";
-    out.push(if bad.is_empty() && !unreadable.is_empty() {
-        Invariant::unknown(name, "0 new", format!("dead-letter depth unreadable for {}", unreadable.join(", ")))
-    } else {
-        Invariant::check(
-            name,
-            bad.is_empty(),
-            "0 new dead outbox rows, 0 new messages in the dead-letter queues",
-            if bad.is_empty() { "0 new".into() } else { bad.join(", ") },
-            "outbox dead_at counts and amqp_queue_dead_letters (broker counts via /metrics), before vs after",
-        )
-    });
-
+/// Forged and re-delivered webhooks.
+fn webhook_invariants(ev: &Evidence) -> Vec<Invariant> {
+    let mut out = Vec::new();
     let refused = ev
         .forged
         .iter()
@@ -408,18 +253,6 @@ pub fn invariants(placed: &[Placed], ev: &Evidence) -> Vec<Invariant> {
         )
     });
 
-    let replayed: Vec<&Placed> = placed.iter().filter(|p| p.replay_same.is_some()).collect();
-    let same = replayed
-        .iter()
-        .filter(|p| p.replay_same == Some(true))
-        .count();
-    out.push(Invariant::check(
-        "the same Idempotency-Key gave the same saga",
-        !replayed.is_empty() && same == replayed.len(),
-        format!("{} × 200 with the first order id", replayed.len()),
-        format!("{same} of {}", replayed.len()),
-        "POST /checkout repeated with the key of an accepted order",
-    ));
     out
 }
 
@@ -452,7 +285,12 @@ fn forgery_refused(got: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
+    use crate::check::evidence::{
+        DlqSeen, KeysSeen, OrderSeen, OutboxSeen, PaymentSeen, ReservationSeen, StockSeen,
+    };
     use crate::experiments::Verdict;
 
     fn planned(index: usize, scenario: Scenario) -> Planned {
@@ -467,7 +305,7 @@ mod tests {
     }
 
     /// A consistent run: one completed, one declined order.
-    fn good() -> (Vec<Placed>, Evidence) {
+    fn good() -> (Vec<Placed>, Evidence, Shop) {
         let (a, b) = (Uuid::from_u128(1), Uuid::from_u128(2));
         let placed = vec![
             Placed {
@@ -481,79 +319,78 @@ mod tests {
                 replay_same: None,
             },
         ];
-        let saga = |s: Scenario, amount| {
+        let saga = |s: Scenario| {
             let (state, failure) = s.outcome();
             SagaSeen {
                 state: state.into(),
                 failure: failure.map(Into::into),
-                amount_cents: Some(amount),
+                amount_cents: Some(500),
                 path: s.path().iter().map(|x| (*x).to_owned()).collect(),
                 terminal: true,
             }
         };
-        let mut ev = Evidence {
-            fixtures: vec![Fixture {
-                id: 1,
-                price_cents: 250,
-                start_stock: 10,
-            }],
-            stock_now: HashMap::from([(1, 8)]),
+        let ev = Evidence {
+            sagas: HashMap::from([(a, saga(Scenario::Succeed)), (b, saga(Scenario::Decline))]),
+            forged: vec![("evt_forged".into(), "401".into())],
+            replays: BTreeMap::from([("200".into(), 3)]),
+            ..Evidence::default()
+        };
+        let order = |s: Scenario| {
+            let seen = saga(s);
+            OrderSeen {
+                state: seen.state,
+                failure: seen.failure,
+                amount_cents: Some(500),
+                items: vec![(1, 2)],
+                terminal: true,
+                timeout: None,
+            }
+        };
+        let reservation = |status: &str| ReservationSeen {
+            status: status.into(),
+            items: vec![(1, 2)],
+        };
+        let payment = |status: &str, n| PaymentSeen {
+            status: status.into(),
+            amount_cents: 500,
+            into_captured: n,
+            provider_captures: n,
+        };
+        let mut shop = Shop {
+            orders: [(a, order(Scenario::Succeed)), (b, order(Scenario::Decline))].into(),
+            reservations: [(a, reservation("reserved")), (b, reservation("released"))].into(),
+            payments: [(a, payment("captured", 1)), (b, payment("declined", 0))].into(),
+            stock: StockSeen {
+                before: Some([(1, 10)].into()),
+                now: [(1, 8)].into(),
+            },
             outboxes: vec![OutboxSeen {
                 name: "payments.outbox".into(),
                 pending: 0,
-                dead_before: 0,
-                dead_after: 0,
+                dead_since: 0,
             }],
             dlqs: vec![DlqSeen {
-                queue: "payments.commands".into(),
-                before: Some(0.0),
-                after: Some(0.0),
+                queue: "payments.commands.dlq".into(),
+                before: Some(0),
+                now: Some(0),
+                baseline: true,
             }],
-            forged: vec![("evt_forged".into(), "401".into())],
-            replays: BTreeMap::from([("200".into(), 3)]),
-            bound_secs: 60,
+            keys: KeysSeen {
+                duplicated: vec![],
+                unique_constraint: true,
+                keys: 2,
+            },
+            bound: Duration::from_secs(60),
             quiesced: true,
-            ..Evidence::default()
+            authorization_timeout: Duration::from_secs(6),
+            ..Shop::default()
         };
-        ev.sagas.insert(a, saga(Scenario::Succeed, 500));
-        ev.sagas.insert(b, saga(Scenario::Decline, 500));
-        ev.reservations.insert(
-            a,
-            ReservationSeen {
-                status: "reserved".into(),
-                items: vec![(1, 2)],
-            },
-        );
-        ev.reservations.insert(
-            b,
-            ReservationSeen {
-                status: "released".into(),
-                items: vec![(1, 2)],
-            },
-        );
-        ev.payments.insert(
-            a,
-            PaymentSeen {
-                status: "captured".into(),
-                amount_cents: 500,
-                into_captured: 1,
-                provider_captures: 1,
-            },
-        );
-        ev.payments.insert(
-            b,
-            PaymentSeen {
-                status: "declined".into(),
-                amount_cents: 500,
-                into_captured: 0,
-                provider_captures: 0,
-            },
-        );
-        (placed, ev)
+        shop_evidence(&placed, &mut shop);
+        (placed, ev, shop)
     }
 
-    fn failing(placed: &[Placed], ev: &Evidence) -> Vec<String> {
-        invariants(placed, ev)
+    fn failing(placed: &[Placed], ev: &Evidence, shop: &Shop) -> Vec<String> {
+        invariants(placed, ev, shop)
             .into_iter()
             .filter(|i| i.verdict != Verdict::Pass)
             .map(|i| i.name)
@@ -561,19 +398,40 @@ mod tests {
     }
 
     #[test]
-    fn a_consistent_run_passes_every_invariant() {
-        let (placed, ev) = good();
-        assert_eq!(failing(&placed, &ev), Vec::<String>::new());
+    fn a_consistent_run_passes_every_invariant_under_the_names_saga_always_printed() {
+        let (placed, ev, shop) = good();
+        assert_eq!(failing(&placed, &ev, &shop), Vec::<String>::new());
+        let names: Vec<String> = invariants(&placed, &ev, &shop)
+            .into_iter()
+            .map(|i| i.name)
+            .collect();
+        for name in [
+            "every order was accepted and its saga is terminal within the bound",
+            "each saga ended as its injected failure says",
+            "the compensation steps recorded match the failure injected",
+            "completed orders took their stock once and were captured exactly once",
+            "failed orders hold no stock and no capture",
+            "the sum captured equals the sum of completed order totals",
+            "stock is conserved: start = now + sold",
+            "the outboxes drained",
+            "no unexplained dead letters",
+            "forged and stale webhooks were refused and changed nothing",
+            "re-delivered webhooks were acknowledged",
+            "the same Idempotency-Key gave the same saga",
+        ] {
+            assert!(names.contains(&name.to_owned()), "{name}: {names:?}");
+        }
+        assert_eq!(names.last().map(String::as_str), Some(check::judge::KEYS));
     }
 
     #[test]
     fn a_double_capture_is_caught() {
-        let (placed, mut ev) = good();
-        ev.payments
+        let (placed, ev, mut shop) = good();
+        shop.payments
             .get_mut(&Uuid::from_u128(1))
             .unwrap()
             .provider_captures = 2;
-        let bad = failing(&placed, &ev);
+        let bad = failing(&placed, &ev, &shop);
         assert!(bad.contains(
             &"completed orders took their stock once and were captured exactly once".into()
         ));
@@ -581,18 +439,32 @@ mod tests {
     }
 
     #[test]
+    fn a_completed_order_unlike_its_plan_is_caught() {
+        let (mut placed, ev, mut shop) = good();
+        placed[0].plan.items = vec![(1, 3)];
+        shop_evidence(&placed, &mut shop);
+        assert_eq!(
+            failing(&placed, &ev, &shop),
+            ["completed orders took their stock once and were captured exactly once"]
+        );
+    }
+
+    #[test]
     fn a_leaked_reservation_and_lost_stock_are_caught() {
-        let (placed, mut ev) = good();
-        ev.reservations.get_mut(&Uuid::from_u128(2)).unwrap().status = "reserved".into();
-        ev.stock_now.insert(1, 6);
-        let bad = failing(&placed, &ev);
+        let (placed, ev, mut shop) = good();
+        shop.reservations
+            .get_mut(&Uuid::from_u128(2))
+            .unwrap()
+            .status = "reserved".into();
+        shop.stock.now.insert(1, 6);
+        let bad = failing(&placed, &ev, &shop);
         assert!(bad.contains(&"failed orders hold no stock and no capture".into()));
         assert!(bad.contains(&"stock is conserved: start = now + sold".into()));
     }
 
     #[test]
     fn a_wrong_compensation_is_caught() {
-        let (placed, mut ev) = good();
+        let (placed, mut ev, shop) = good();
         // Declined, but the recorded path voided a payment that never existed.
         ev.sagas.get_mut(&Uuid::from_u128(2)).unwrap().path = [
             "reserving",
@@ -604,7 +476,7 @@ mod tests {
         .map(String::from)
         .to_vec();
         assert_eq!(
-            failing(&placed, &ev),
+            failing(&placed, &ev, &shop),
             ["the compensation steps recorded match the failure injected"]
         );
     }
@@ -612,7 +484,7 @@ mod tests {
     #[test]
     fn a_signed_forgery_answered_200_passes_only_if_it_was_not_applied() {
         let name = "forged and stale webhooks were refused and changed nothing";
-        let (placed, mut ev) = good();
+        let (placed, mut ev, shop) = good();
         ev.forged = vec![
             ("evt_a".into(), "401".into()),
             ("evt_b".into(), format!("{SIGNED}200 unconfirmed")),
@@ -621,13 +493,13 @@ mod tests {
                 format!("{SIGNED}200 not applicable in this status"),
             ),
         ];
-        assert!(!failing(&placed, &ev).contains(&name.into()));
+        assert!(!failing(&placed, &ev, &shop).contains(&name.into()));
         ev.forged
             .push(("evt_d".into(), format!("{SIGNED}200 applied")));
-        assert!(failing(&placed, &ev).contains(&name.into()));
+        assert!(failing(&placed, &ev, &shop).contains(&name.into()));
         ev.forged.pop();
         ev.forged_applied = 1;
-        assert!(failing(&placed, &ev).contains(&name.into()));
+        assert!(failing(&placed, &ev, &shop).contains(&name.into()));
         // A badly signed forgery that got past the signature check failed,
         // applied or not.
         for got in [
@@ -647,12 +519,12 @@ mod tests {
 
     #[test]
     fn accepted_forgeries_dead_letters_and_stragglers_are_caught() {
-        let (placed, mut ev) = good();
+        let (placed, mut ev, mut shop) = good();
         ev.forged = vec![("evt_forged".into(), "200".into())];
         ev.forged_applied = 1;
-        ev.dlqs[0].after = Some(1.0);
-        ev.outboxes[0].pending = 3;
-        let bad = failing(&placed, &ev);
+        shop.dlqs[0].now = Some(1);
+        shop.outboxes[0].pending = 3;
+        let bad = failing(&placed, &ev, &shop);
         for name in [
             "forged and stale webhooks were refused and changed nothing",
             "no unexplained dead letters",
@@ -660,10 +532,25 @@ mod tests {
         ] {
             assert!(bad.contains(&name.into()), "{name}: {bad:?}");
         }
-        let (placed, mut ev) = good();
+        let (placed, mut ev, mut shop) = good();
         ev.sagas.get_mut(&Uuid::from_u128(2)).unwrap().terminal = false;
-        let verdicts: Vec<Verdict> = invariants(&placed, &ev).iter().map(|i| i.verdict).collect();
+        shop.orders.get_mut(&Uuid::from_u128(2)).unwrap().terminal = false;
+        let verdicts: Vec<Verdict> = invariants(&placed, &ev, &shop)
+            .iter()
+            .map(|i| i.verdict)
+            .collect();
         assert_eq!(verdicts[0], Verdict::Fail);
         assert!(verdicts.contains(&Verdict::Unknown));
+    }
+
+    #[test]
+    fn a_re_post_that_made_a_new_saga_is_caught() {
+        let (mut placed, ev, mut shop) = good();
+        placed[0].replay_same = Some(false);
+        shop_evidence(&placed, &mut shop);
+        assert_eq!(
+            failing(&placed, &ev, &shop),
+            ["the same Idempotency-Key gave the same saga"]
+        );
     }
 }
