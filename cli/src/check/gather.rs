@@ -176,7 +176,8 @@ struct Item {
 /// The orders of `ids` as checkout holds them, with the evidence of
 /// each authorization timeout.
 pub async fn orders(pg: &PgPool, ids: &[Uuid]) -> Result<BTreeMap<Uuid, OrderSeen>> {
-    let rows: Vec<(Uuid, String, Option<String>, Option<i64>, String, bool)> = sqlx::query_as(
+    type Row = (Uuid, String, Option<String>, Option<i64>, String, bool);
+    let rows: Vec<Row> = sqlx::query_as(
         "SELECT order_id, state, failure, amount_cents, items::text, finished_at IS NOT NULL \
          FROM checkout.sagas WHERE order_id = ANY($1)",
     )

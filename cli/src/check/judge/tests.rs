@@ -206,21 +206,20 @@ fn a_timed_out_order_holding_stock_or_a_capture_fails() {
 
 #[test]
 fn a_timeout_counted_from_the_outbox_write_not_the_publish_fails() {
-    let name = TIMEOUTS.to_owned();
     // Published at 4 s (the broker was paused), gave up at 6 s: 2 s waited.
     let mut ev = good();
     ev.orders.get_mut(&id(TIMED_OUT)).unwrap().timeout = Some(TimeoutSeen {
         published_at: Some(Some(at(4))),
         gave_up_at: Some(at(6)),
     });
-    assert_eq!(failing(&ev), [name.clone()]);
+    assert_eq!(failing(&ev), [TIMEOUTS]);
     // Never published at all.
     let mut ev = good();
     ev.orders.get_mut(&id(TIMED_OUT)).unwrap().timeout = Some(TimeoutSeen {
         published_at: Some(None),
         gave_up_at: Some(at(6)),
     });
-    assert_eq!(failing(&ev), [name.clone()]);
+    assert_eq!(failing(&ev), [TIMEOUTS]);
     // The outbox row is gone: cannot be judged.
     let mut ev = good();
     ev.orders.get_mut(&id(TIMED_OUT)).unwrap().timeout = Some(TimeoutSeen {

@@ -1,0 +1,115 @@
+//! `storefront check` against a real fleet: after a saga run the shop
+//! passes every invariant; a completed order's payment captured twice at
+//! the provider, written by hand into Postgres, fails the check naming the
+//! order, and putting it back passes again.
+
+mod support;
+
+use serde_json::Value;
+use support::Fleet;
+
+const COMPLETED: &str = "completed orders took their stock once and were captured exactly once";
+const MONEY: &str = "the sum captured equals the sum of completed order totals";
+
+fn verdict_of<'a>(report: &'a Value, name: &str) -> &'a Value {
+    let inv = report["invariants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["name"] == name)
+        .unwrap_or_else(|| panic!("no invariant {name}: {report:#}"));
+    &inv["verdict"]
+}
+
+fn observed<'a>(report: &'a Value, name: &str) -> &'a str {
+    let inv = report["invariants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["name"] == name)
+        .unwrap();
+    inv["observed"].as_str().unwrap()
+}
+
+/// Runs `sql` on the fleet's Postgres as superuser: the rows it touched,
+/// and its first row's first column as text (if it returned any).
+fn sql(fleet: &Fleet, sql: &str) -> (u64, Option<String>) {
+    let state: Value =
+        serde_json::from_slice(&std::fs::read(fleet.dir().join("fleet.json")).unwrap()).unwrap();
+    let url = state["endpoints"]["postgres_admin_url"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let sql = sql.to_owned();
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(async move {
+            use sqlx::{Connection, Row};
+            let mut c = sqlx::PgConnection::connect(&url).await.unwrap();
+            if sql.starts_with("SELECT") {
+                let row = sqlx::query(&sql).fetch_optional(&mut c).await.unwrap();
+                (0, row.map(|r| r.get::<String, _>(0)))
+            } else {
+                let done = sqlx::query(&sql).execute(&mut c).await.unwrap();
+                (done.rows_affected(), None)
+            }
+        })
+}
+
+#[test]
+fn check_passes_a_consistent_shop_and_fails_a_double_capture_naming_the_order() {
+    support::require_service_binaries();
+    let fleet = Fleet::new("dev");
+    fleet.json(&["up", "--json"], 0);
+    let saga = fleet.json(
+        &[
+            "saga",
+            "--json",
+            "--seed",
+            "5",
+            "--orders",
+            "10",
+            "--fail-at",
+            "mixed",
+        ],
+        0,
+    );
+    assert_eq!(saga["verdict"], "pass", "{saga:#}");
+
+    let report = fleet.json(&["check", "--since", "10m", "--json"], 0);
+    assert_eq!(report["verdict"], "pass", "{report:#}");
+    assert_eq!(report["outcomes"]["orders"]["completed"], 2, "{report:#}");
+    assert_eq!(verdict_of(&report, "one claim per Idempotency-Key"), "pass");
+
+    // One completed order's provider captures it twice.
+    let (_, order) = sql(
+        &fleet,
+        "SELECT order_id::text FROM checkout.sagas WHERE state = 'completed' \
+         ORDER BY order_id LIMIT 1",
+    );
+    let order = order.expect("a completed order");
+    let corrupt = format!(
+        "UPDATE payments.provider_intents SET captures = 2 WHERE payment_id = \
+         (SELECT payment_id FROM payments.payments WHERE order_id = '{order}')"
+    );
+    assert_eq!(sql(&fleet, &corrupt).0, 1);
+    let report = fleet.json(&["check", "--since", "10m", "--json"], 1);
+    assert_eq!(report["verdict"], "fail");
+    assert_eq!(verdict_of(&report, COMPLETED), "fail");
+    assert_eq!(verdict_of(&report, MONEY), "fail");
+    let seen = observed(&report, COMPLETED);
+    assert!(
+        seen.contains(&order) && seen.contains("provider_captures: 2"),
+        "{report:#}"
+    );
+
+    // Put back, it passes again: the check judged the data, not the clock.
+    assert_eq!(
+        sql(&fleet, &corrupt.replace("captures = 2", "captures = 1")).0,
+        1
+    );
+    let report = fleet.json(&["check", "--since", "10m", "--json"], 0);
+    assert_eq!(report["verdict"], "pass", "{report:#}");
+}
