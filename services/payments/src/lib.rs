@@ -10,6 +10,7 @@
 pub mod commands;
 pub mod config;
 pub mod contract;
+pub mod outbox_lab;
 pub mod payment;
 pub mod provider;
 pub mod routes;

@@ -58,7 +58,8 @@ impl Application {
             pool.clone(),
             Arc::new(Simulator::new(&config.provider)),
             config.queues.events.clone(),
-        );
+        )
+        .with_lab(crate::outbox_lab::OutboxLab::new(config.amqp_url.clone()));
         let connected = Connected::default();
         let state = AppState {
             store: store.clone(),

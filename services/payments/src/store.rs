@@ -128,6 +128,8 @@ pub struct Store {
     inbox: InboxTable,
     /// Where events for checkout go.
     events_queue: String,
+    /// Lab switches (`storefront outbox`): off unless a lab request sets them.
+    pub lab: crate::outbox_lab::OutboxLab,
 }
 
 impl Store {
@@ -139,7 +141,14 @@ impl Store {
             events_queue,
             outbox: outbox_table(),
             inbox: inbox_table(),
+            lab: crate::outbox_lab::OutboxLab::default(),
         }
+    }
+
+    /// This store with `lab`'s switches (shared with the lab route).
+    pub fn with_lab(mut self, lab: crate::outbox_lab::OutboxLab) -> Self {
+        self.lab = lab;
+        self
     }
 
     /// Applies a command from checkout, once per message id.
@@ -420,17 +429,17 @@ impl Store {
         if let Some(announce) = announce {
             let event = event_for(payment, announce);
             let payload = serde_json::to_value(&event).expect("events serialize");
-            outbox::enqueue(
-                &mut *db,
-                &self.outbox,
-                &NewMessage {
-                    id: Uuid::new_v4(),
-                    destination: &self.events_queue,
-                    kind: event.kind(),
-                    payload: &payload,
-                },
-            )
-            .await?;
+            let message = NewMessage {
+                id: Uuid::new_v4(),
+                destination: &self.events_queue,
+                kind: event.kind(),
+                payload: &payload,
+            };
+            // The lab's control arm publishes it directly instead (off by default).
+            if !self.lab.publish_directly(&message).await? {
+                outbox::enqueue(&mut *db, &self.outbox, &message).await?;
+            }
+            self.lab.hold().await;
         }
         match call {
             Some(Call::Capture) => self.provider.capture(db, &payment.provider_ref).await?,

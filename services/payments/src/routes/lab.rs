@@ -8,6 +8,10 @@
 //! signed, as a provider's resend does) and make stale ones (validly signed
 //! long ago) without holding the secrets. A real provider keeps this to
 //! itself; a production replica doesn't have the route at all (404).
+//!
+//! `GET`/`PUT /lab/outbox` read and set the outbox experiment's switches
+//! (`storefront outbox`, [`crate::outbox_lab`]): the control arm's naive
+//! dual write and the hold before an event's transaction commits.
 
 use axum::Json;
 use axum::extract::rejection::{JsonRejection, PathRejection};
@@ -15,9 +19,11 @@ use axum::extract::{Path, State};
 use secrecy::ExposeSecret;
 use serde::Deserialize;
 use serde_json::{Value, json};
+use std::time::Duration;
 
 use super::{ApiError, AppState};
 use crate::contract::Provider;
+use crate::outbox_lab::{MAX_HOLD, Settings};
 use crate::signature;
 
 /// `POST /lab/sign/{provider}` body.
@@ -66,4 +72,45 @@ pub async fn sign(
         }
     };
     Ok(Json(json!({ "headers": headers })))
+}
+
+/// `PUT /lab/outbox` body: the outbox experiment's switches
+/// ([`crate::outbox_lab`]).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutboxSwitches {
+    /// The control arm: publish events directly, before the commit.
+    dual_write: bool,
+    /// How long a transaction that wrote an event waits before committing
+    /// (default 0; at most [`MAX_HOLD`]).
+    #[serde(default)]
+    hold_ms: u64,
+}
+
+/// `GET /lab/outbox`: the switches and how many transactions are held now.
+pub async fn outbox(State(state): State<AppState>) -> Json<Settings> {
+    Json(state.store.lab.settings())
+}
+
+/// `PUT /lab/outbox`: sets the switches; answers with them.
+pub async fn set_outbox(
+    State(state): State<AppState>,
+    request: Result<Json<OutboxSwitches>, JsonRejection>,
+) -> Result<Json<Settings>, ApiError> {
+    let Json(request) = request.map_err(|e| ApiError::Lab(e.body_text()))?;
+    let hold = Duration::from_millis(request.hold_ms);
+    if hold > MAX_HOLD {
+        return Err(ApiError::Lab(format!(
+            "hold_ms {} is over the most the lab holds a transaction, {} ms",
+            request.hold_ms,
+            MAX_HOLD.as_millis()
+        )));
+    }
+    state.store.lab.set(request.dual_write, hold);
+    tracing::warn!(
+        dual_write = request.dual_write,
+        hold_ms = request.hold_ms,
+        "lab outbox switches set"
+    );
+    Ok(Json(state.store.lab.settings()))
 }

@@ -32,7 +32,9 @@ pub fn router(state: AppState, lab_endpoints: bool) -> Router {
         .route("/webhooks/paypal", post(webhooks::paypal))
         .route("/payments/{order_id}", get(payments::get));
     if lab_endpoints {
-        router = router.route("/lab/sign/{provider}", post(lab::sign));
+        router = router
+            .route("/lab/sign/{provider}", post(lab::sign))
+            .route("/lab/outbox", get(lab::outbox).put(lab::set_outbox));
     }
     router.with_state(state).merge(openapi::router())
 }
