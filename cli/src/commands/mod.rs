@@ -12,6 +12,7 @@ pub mod flood;
 pub mod hostile;
 pub mod load;
 pub mod logs;
+pub mod outbox;
 pub mod race;
 pub mod replay;
 pub mod report;
@@ -98,6 +99,8 @@ pub enum Command {
     Rotate(rotate::Args),
     /// Experiment: N orders through the checkout saga with injected failures, webhook chaos and crashes; compensations and money checked.
     Saga(saga::Args),
+    /// Experiment: payments' outbox under a SIGKILL and a frozen RabbitMQ mid-publish: no event lost or invented (`--control`: a naive dual write, which must fail).
+    Outbox(outbox::Args),
     /// Judge the shop now: orders since --since terminal, money and stock add up, outboxes drained, no dead letters, one order per key, one claim per key.
     #[command(long_about = check::LONG_ABOUT)]
     Check(check::Args),
@@ -162,6 +165,7 @@ pub async fn run(cli: Cli) -> Result<u8> {
         Command::Replay(a) => replay::run(&cli.global, a).await,
         Command::Rotate(a) => rotate::run(&cli.global, a).await,
         Command::Saga(a) => saga::run(&cli.global, a).await,
+        Command::Outbox(a) => outbox::run(&cli.global, a).await,
         Command::Check(a) => check::run(&cli.global, a).await,
         Command::Load(a) => load::run(&cli.global, a).await,
         Command::Report(a) => report::run(&cli.global, a).await,

@@ -8,6 +8,7 @@ pub mod breaker;
 pub mod flood;
 pub mod hostile;
 pub mod lab;
+pub mod outbox;
 pub mod race;
 pub mod record;
 pub mod replay;

@@ -1,0 +1,25 @@
+//! `storefront outbox`: payments' transactional outbox under a kill and a
+//! frozen broker, checked against Postgres and the bus; `--control` runs a
+//! naive dual write instead, which the checker must catch.
+
+use anyhow::Result;
+
+use crate::commands::Global;
+use crate::exit;
+use crate::experiments::{self, CommonArgs, Lab, outbox};
+
+#[derive(Debug, clap::Args)]
+#[command(after_help = exit::HELP)]
+pub struct Args {
+    #[command(flatten)]
+    pub params: outbox::Params,
+    #[command(flatten)]
+    pub common: CommonArgs,
+}
+
+pub async fn run(g: &Global, args: Args) -> Result<u8> {
+    let ctx = g.ctx()?;
+    let lab = Lab::connect(&ctx).await?;
+    let report = outbox::run(&ctx, &lab, &args.params, args.common.seed()).await?;
+    experiments::finish(&report, &args.common, &ctx.profile.name)
+}
