@@ -63,11 +63,33 @@ impl Orchestrator {
         });
     }
 
+    /// [`Orchestrator::kick`] for a saga just read or written, whose row is
+    /// at hand: no need to read it again.
+    pub fn kick_saga(&self, saga: SagaRow) {
+        let me = self.clone();
+        tokio::spawn(async move {
+            let order_id = saga.order_id;
+            if let Err(error) = me.advance_from(saga).await {
+                tracing::warn!(%order_id, %error, "saga step failed; the sweeper will retry");
+            }
+        });
+    }
+
     /// Runs the saga's HTTP steps until it waits for an answer or ends.
     pub async fn advance(&self, order_id: Uuid) -> Result<(), sqlx::Error> {
-        while let Some(saga) = self.store.load(order_id).await? {
-            if !saga.state().is_http_step() || !self.step(&saga).await? {
-                break;
+        match self.store.load(order_id).await? {
+            Some(saga) => self.advance_from(saga).await,
+            None => Ok(()),
+        }
+    }
+
+    /// [`Orchestrator::advance`] from `saga` as read; the saga is read again
+    /// only when a step moved it into another HTTP step.
+    async fn advance_from(&self, mut saga: SagaRow) -> Result<(), sqlx::Error> {
+        while saga.state().is_http_step() && self.step(&saga).await? {
+            match self.store.load(saga.order_id).await? {
+                Some(next) => saga = next,
+                None => break,
             }
         }
         Ok(())

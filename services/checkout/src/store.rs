@@ -116,8 +116,8 @@ pub struct NewSaga {
 /// What creating a saga came to.
 #[derive(Debug)]
 pub enum Created {
-    /// A new saga.
-    New(SagaRow),
+    /// A new saga and its first (only) history row.
+    New(SagaRow, StepRow),
     /// The key's saga, for a repeated identical request.
     Replay(SagaRow),
     /// The key is bound to a different request.
@@ -185,13 +185,17 @@ impl Store {
     ) -> Result<Created, sqlx::Error> {
         let mut tx = self.pool.begin().await?;
         let order_id = Uuid::new_v4();
-        let inserted = sqlx::query(
+        // The new row comes back from the INSERT and its first history row
+        // from its own: the response and the first step are built from them
+        // without reading the saga again (issue 15: each read is a commit).
+        let inserted: Option<SagaRow> = sqlx::query_as(&format!(
             "INSERT INTO sagas (order_id, idempotency_key, request, items, card_number, provider, \
                  currency, state, next_attempt_at, reserve_deadline, customer_id) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, 'reserving', \
                  now() + make_interval(secs => $8), now() + make_interval(secs => $9), $10) \
-             ON CONFLICT (customer_id, idempotency_key) DO NOTHING",
-        )
+             ON CONFLICT (customer_id, idempotency_key) DO NOTHING \
+             RETURNING {SAGA_COLUMNS}"
+        ))
         .bind(order_id)
         .bind(&new.idempotency_key)
         .bind(&new.request)
@@ -202,11 +206,9 @@ impl Store {
         .bind(self.lease_secs)
         .bind(reserve_timeout.as_secs_f64())
         .bind(new.customer_id)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected()
-            == 1;
-        if !inserted {
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(saga) = inserted else {
             let (order_id, request): (Uuid, serde_json::Value) = sqlx::query_as(
                 "SELECT order_id, request FROM sagas \
                      WHERE idempotency_key = $1 AND customer_id IS NOT DISTINCT FROM $2",
@@ -221,17 +223,17 @@ impl Store {
             }
             let saga = self.load(order_id).await?.ok_or(sqlx::Error::RowNotFound)?;
             return Ok(Created::Replay(saga));
-        }
-        sqlx::query(
+        };
+        let first: StepRow = sqlx::query_as(
             "INSERT INTO saga_steps (order_id, version, from_state, to_state, cause) \
-             VALUES ($1, 1, NULL, 'reserving', 'checkout_requested')",
+             VALUES ($1, 1, NULL, 'reserving', 'checkout_requested') \
+             RETURNING version, from_state, to_state, cause, command, at",
         )
         .bind(order_id)
-        .execute(&mut *tx)
+        .fetch_one(&mut *tx)
         .await?;
         tx.commit().await?;
-        let saga = self.load(order_id).await?.ok_or(sqlx::Error::RowNotFound)?;
-        Ok(Created::New(saga))
+        Ok(Created::New(saga, first))
     }
 
     /// The saga, if any.

@@ -47,7 +47,7 @@
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use secrecy::SecretString;
 use sqlx::postgres::PgListener;
@@ -362,6 +362,9 @@ pub enum RelayError {
 /// locked.
 pub const CONFIRM_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How often the relay refreshes its gauges ([`report_stats`]).
+pub const STATS_EVERY: Duration = Duration::from_secs(1);
+
 /// What one pass did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Pass {
@@ -490,6 +493,7 @@ async fn relay_loop(
             }
         };
         tracing::info!(outbox = %table.table, "outbox relay connected");
+        let mut last_stats: Option<Instant> = None;
         loop {
             if stop.is_cancelled() {
                 break 'connect;
@@ -507,8 +511,14 @@ async fn relay_loop(
                     true
                 }
             };
-            if let Err(error) = report_stats(pool, table).await {
-                tracing::debug!(%error, "outbox stats unavailable");
+            // The gauges cost a query (a commit) of their own: refreshed at
+            // most once per STATS_EVERY, not after every pass, which under
+            // load doubled the relay's commits (issue 15).
+            if last_stats.is_none_or(|at| at.elapsed() >= STATS_EVERY) {
+                last_stats = Some(Instant::now());
+                if let Err(error) = report_stats(pool, table).await {
+                    tracing::debug!(%error, "outbox stats unavailable");
+                }
             }
             if idle {
                 tokio::select! {

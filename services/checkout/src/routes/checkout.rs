@@ -203,16 +203,20 @@ pub async fn create(
     let Json(body) = body?;
     let new = body.into_new_saga(key, customer)?;
     let store = &state.orchestrator.store;
-    let (status, saga) = match store.create(&new, state.saga.reserve_timeout).await? {
-        Created::New(saga) => {
-            state.orchestrator.kick(saga.order_id);
-            (StatusCode::ACCEPTED, saga)
+    let (status, saga, history) = match store.create(&new, state.saga.reserve_timeout).await? {
+        // The saga as created, with its one history row: the response shows
+        // the order as accepted, whatever its first step does meanwhile.
+        Created::New(saga, first) => {
+            state.orchestrator.kick_saga(saga.clone());
+            (StatusCode::ACCEPTED, saga, vec![first])
         }
-        Created::Replay(saga) => (StatusCode::OK, saga),
+        Created::Replay(saga) => {
+            let history = store.history(saga.order_id).await?;
+            (StatusCode::OK, saga, history)
+        }
         Created::KeyReused => return Err(ApiError::KeyReused),
     };
     tracing::Span::current().record("order_id", tracing::field::display(saga.order_id));
-    let history = store.history(saga.order_id).await?;
     let mut response = (status, Json(view(&saga, &history))).into_response();
     if let Ok(location) = HeaderValue::from_str(&format!("/checkout/{}", saga.order_id)) {
         response.headers_mut().insert(header::LOCATION, location);

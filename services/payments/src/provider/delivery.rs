@@ -31,6 +31,24 @@ const MAX_RETRY_SECS: f64 = 5.0;
 /// Counter of webhook deliveries, by provider and outcome.
 pub const DELIVERIES_METRIC: &str = "provider_webhook_deliveries_total";
 
+/// Records sent deliveries ($1 ids, $2 HTTP statuses, $3 whether 2xx;
+/// $4 the longest retry wait): a delivered row is done, a failed one is
+/// retried with backoff.
+const RECORD: &str = "UPDATE provider_deliveries p SET last_status = r.status, \
+         delivered_at = CASE WHEN r.ok THEN now() END, \
+         deliver_at = CASE WHEN r.ok THEN p.deliver_at \
+             ELSE now() + make_interval(secs => least($4, 0.1 * power(2, p.attempts))) END \
+     FROM unnest($1::bigint[], $2::int[], $3::bool[]) AS r(id, status, ok) \
+     WHERE p.id = r.id";
+
+/// What the last pass's sends came to, recorded by the next pass.
+#[derive(Debug, Default)]
+pub struct Outcomes {
+    ids: Vec<i64>,
+    statuses: Vec<Option<i32>>,
+    oks: Vec<bool>,
+}
+
 /// One claimed delivery.
 #[derive(Debug, sqlx::FromRow)]
 struct Due {
@@ -72,8 +90,9 @@ impl Sender {
 
     /// Sends due deliveries every `interval` until `stop` fires.
     pub async fn run(self, interval: Duration, stop: CancellationToken) {
+        let mut outcomes = Outcomes::default();
         loop {
-            let sent = match self.pass().await {
+            let sent = match self.pass(&mut outcomes).await {
                 Ok(n) => n,
                 Err(error) => {
                     tracing::warn!(%error, "provider delivery pass failed");
@@ -88,23 +107,39 @@ impl Sender {
                 () = tokio::time::sleep(interval) => {}
             }
         }
+        if let Err(error) = self.record(&outcomes).await {
+            tracing::warn!(%error, "the last deliveries' outcomes were not recorded; they will be sent again");
+        }
         tracing::info!("provider webhook sender stopped");
     }
 
-    /// One pass: claim, send concurrently, record. Returns how many were sent.
-    pub async fn pass(&self) -> Result<usize, sqlx::Error> {
-        let due: Vec<Due> = sqlx::query_as(
-            "UPDATE provider_deliveries SET deliver_at = now() + make_interval(secs => $2), \
+    /// One pass: records the previous pass's outcomes and claims what is
+    /// due, in one statement (one commit per pass: recording each delivery
+    /// on its own was the payments database's largest share of commits per
+    /// saga, issue 15), then sends the claimed deliveries concurrently and
+    /// keeps their outcomes in `outcomes` for the next pass. A crash in
+    /// between loses only those outcomes: the leases lapse and the webhooks
+    /// are sent again, which receivers must take anyway (at least once).
+    /// Returns how many were sent.
+    pub async fn pass(&self, outcomes: &mut Outcomes) -> Result<usize, sqlx::Error> {
+        let due: Vec<Due> = sqlx::query_as(&format!(
+            "WITH recorded AS ({RECORD}) \
+             UPDATE provider_deliveries SET deliver_at = now() + make_interval(secs => $6), \
                  attempts = attempts + 1 \
              WHERE id IN (SELECT id FROM provider_deliveries \
-                          WHERE delivered_at IS NULL AND deliver_at <= now() \
-                          ORDER BY deliver_at LIMIT $1 FOR UPDATE SKIP LOCKED) \
-             RETURNING id, provider, body",
-        )
+                          WHERE delivered_at IS NULL AND deliver_at <= now() AND id <> ALL($1) \
+                          ORDER BY deliver_at LIMIT $5 FOR UPDATE SKIP LOCKED) \
+             RETURNING id, provider, body"
+        ))
+        .bind(&outcomes.ids)
+        .bind(&outcomes.statuses)
+        .bind(&outcomes.oks)
+        .bind(MAX_RETRY_SECS)
         .bind(BATCH)
         .bind(LEASE_SECS)
         .fetch_all(&self.pool)
         .await?;
+        *outcomes = Outcomes::default();
         let n = due.len();
         let results = futures::future::join_all(due.iter().map(|d| self.send(d))).await;
         for (d, status) in due.iter().zip(results) {
@@ -115,21 +150,26 @@ impl Sender {
             };
             metrics::counter!(DELIVERIES_METRIC, "provider" => d.provider.clone(), "outcome" => outcome)
                 .increment(1);
-            let sql = if ok {
-                "UPDATE provider_deliveries SET delivered_at = now(), last_status = $2 WHERE id = $1"
-            } else {
-                "UPDATE provider_deliveries SET last_status = $2, \
-                     deliver_at = now() + make_interval(secs => least($3, 0.1 * power(2, attempts))) \
-                 WHERE id = $1"
-            };
-            sqlx::query(sql)
-                .bind(d.id)
-                .bind(status.map(i32::from))
-                .bind(MAX_RETRY_SECS)
-                .execute(&self.pool)
-                .await?;
+            outcomes.ids.push(d.id);
+            outcomes.statuses.push(status.map(i32::from));
+            outcomes.oks.push(ok);
         }
         Ok(n)
+    }
+
+    /// Records `outcomes` on their own (when stopping).
+    async fn record(&self, outcomes: &Outcomes) -> Result<(), sqlx::Error> {
+        if outcomes.ids.is_empty() {
+            return Ok(());
+        }
+        sqlx::query(RECORD)
+            .bind(&outcomes.ids)
+            .bind(&outcomes.statuses)
+            .bind(&outcomes.oks)
+            .bind(MAX_RETRY_SECS)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
     }
 
     /// Signs and POSTs one delivery; the status, or `None` if no answer.
