@@ -7,6 +7,7 @@
 //! step is idempotent (the reservation id is the order id) and every result
 //! is applied only to the version it was computed from.
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -31,6 +32,31 @@ pub fn retry_delay(attempts: i32) -> Duration {
     (Duration::from_millis(100) * factor).min(MAX_RETRY)
 }
 
+/// Since when checkout has been consuming payments' events without a
+/// break: `None` while the consumer is down (RabbitMQ unreachable, or not
+/// yet connected after a start). Fed by the startup's watch of the
+/// consumer; the authorization clock never runs while nobody listens.
+#[derive(Clone, Default)]
+pub struct Listening(Arc<Mutex<Option<chrono::DateTime<chrono::Utc>>>>);
+
+impl Listening {
+    /// Records whether the consumer is consuming now; the moment it starts
+    /// (again) is kept until it stops.
+    pub fn set(&self, consuming: bool) {
+        let mut since = self.0.lock().expect("not poisoned");
+        match (consuming, *since) {
+            (true, None) => *since = Some(chrono::Utc::now()),
+            (false, _) => *since = None,
+            (true, Some(_)) => {}
+        }
+    }
+
+    /// Since when it has been consuming, if it is.
+    pub fn since(&self) -> Option<chrono::DateTime<chrono::Utc>> {
+        *self.0.lock().expect("not poisoned")
+    }
+}
+
 /// The saga driver.
 #[derive(Clone)]
 pub struct Orchestrator {
@@ -40,6 +66,8 @@ pub struct Orchestrator {
     catalog: Catalog,
     /// Deadlines and pace.
     config: SagaConfig,
+    /// Whether (and since when) payments' answers can reach us.
+    pub listening: Listening,
 }
 
 impl Orchestrator {
@@ -49,6 +77,7 @@ impl Orchestrator {
             store,
             catalog,
             config,
+            listening: Listening::default(),
         }
     }
 
@@ -139,14 +168,24 @@ impl Orchestrator {
                     return Ok(false);
                 }
             },
-            // The authorization timeout runs from when the command left
-            // checkout's outbox (the broker confirmed it), not from when the
-            // saga entered the state: a paused broker must not fail orders
-            // payments never saw (issue 12, defect c).
+            // What the authorization timeout measures (issue 12, defect c):
+            // how long payments has had to answer while checkout could hear
+            // it — from the later of (a) when checkout's outbox published
+            // the authorize command (the broker confirmed it; not when the
+            // saga entered the state) and (b) when checkout's event consumer
+            // last started consuming (a restart, a reconnect). A paused
+            // broker or a checkout that was down must not fail orders that
+            // payments never saw or whose answers wait in our queue.
             State::AwaitingAuthorization => {
                 let published = self.store.authorize_published_at(id).await?;
                 let now = chrono::Utc::now();
-                match authorization_clock(published, now, self.config.timeouts.authorization) {
+                let clock = authorization_clock(
+                    published,
+                    self.listening.since(),
+                    now,
+                    self.config.timeouts.authorization,
+                );
+                match clock {
                     Some(wait) => {
                         self.store.retry_later(id, version, wait).await?;
                         return Ok(false);
@@ -216,21 +255,27 @@ impl Orchestrator {
 }
 
 /// How long to wait before judging an authorization again, or `None` when
-/// its timeout has run out. The clock starts when the authorize command was
-/// published (`Some(Some(at))`); while it still waits in the outbox
-/// (`Some(None)`) it hasn't started, so look again shortly; with no outbox
-/// row left (cleaned up long after publishing) the saga's own deadline,
-/// which brought it here, stands.
+/// its timeout has run out. The clock starts at the later of when the
+/// authorize command was published (`Some(Some(at))`) and when the event
+/// consumer started listening (`listening`). While the command still waits
+/// in the outbox (`Some(None)`) or nobody listens (`listening` is `None`)
+/// it doesn't run, so look again shortly; with no outbox row left (cleaned
+/// up long after publishing) the saga's own deadline, which brought it
+/// here, stands.
 fn authorization_clock(
     published: Option<Option<chrono::DateTime<chrono::Utc>>>,
+    listening: Option<chrono::DateTime<chrono::Utc>>,
     now: chrono::DateTime<chrono::Utc>,
     timeout: Duration,
 ) -> Option<Duration> {
+    let Some(listening) = listening else {
+        return Some(UNPUBLISHED_RECHECK);
+    };
     match published {
         None => None,
         Some(None) => Some(UNPUBLISHED_RECHECK),
         Some(Some(at)) => {
-            let deadline = at + chrono::Duration::from_std(timeout).ok()?;
+            let deadline = at.max(listening) + chrono::Duration::from_std(timeout).ok()?;
             (deadline - now)
                 .to_std()
                 .ok()
@@ -251,22 +296,57 @@ mod tests {
     fn the_authorization_clock_starts_when_the_command_is_published() {
         let now = chrono::Utc::now();
         let six = Duration::from_secs(6);
+        let long_ago = Some(now - chrono::Duration::seconds(60));
         // Still in the outbox (broker paused): not timed out, look again soon.
         assert_eq!(
-            authorization_clock(Some(None), now, six),
+            authorization_clock(Some(None), long_ago, now, six),
             Some(UNPUBLISHED_RECHECK)
         );
         // Published 2 s ago: 4 s left.
         let two_ago = now - chrono::Duration::seconds(2);
         assert_eq!(
-            authorization_clock(Some(Some(two_ago)), now, six),
+            authorization_clock(Some(Some(two_ago)), long_ago, now, six),
             Some(Duration::from_secs(4))
         );
         // Published 6 s ago or more: timed out.
         let six_ago = now - chrono::Duration::seconds(6);
-        assert_eq!(authorization_clock(Some(Some(six_ago)), now, six), None);
+        assert_eq!(
+            authorization_clock(Some(Some(six_ago)), long_ago, now, six),
+            None
+        );
         // No row left: the saga's deadline stands.
-        assert_eq!(authorization_clock(None, now, six), None);
+        assert_eq!(authorization_clock(None, long_ago, now, six), None);
+    }
+
+    #[test]
+    fn the_authorization_clock_waits_while_checkout_cannot_hear_the_answer() {
+        let now = chrono::Utc::now();
+        let six = Duration::from_secs(6);
+        let ten_ago = Some(Some(now - chrono::Duration::seconds(10)));
+        // Published 10 s ago, but the consumer is down: not judged.
+        assert_eq!(
+            authorization_clock(ten_ago, None, now, six),
+            Some(UNPUBLISHED_RECHECK)
+        );
+        // Listening again for 1 s (a restart): 5 s left, not timed out,
+        // though the answer may have waited in the queue all along.
+        let one_ago = Some(now - chrono::Duration::seconds(1));
+        assert_eq!(
+            authorization_clock(ten_ago, one_ago, now, six),
+            Some(Duration::from_secs(5))
+        );
+    }
+
+    #[test]
+    fn listening_keeps_the_moment_consuming_started_until_it_stops() {
+        let listening = Listening::default();
+        assert_eq!(listening.since(), None);
+        listening.set(true);
+        let since = listening.since().expect("listening");
+        listening.set(true);
+        assert_eq!(listening.since(), Some(since));
+        listening.set(false);
+        assert_eq!(listening.since(), None);
     }
 
     #[tokio::test]

@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 use crate::catalog::Catalog;
 use crate::config::Config;
 use crate::events;
-use crate::orchestrator::Orchestrator;
+use crate::orchestrator::{Listening, Orchestrator};
 use crate::routes::{self, AppState};
 use crate::store::{self, Store};
 
@@ -120,6 +120,11 @@ impl Application {
                 async move { events::handle(&orchestrator, message).await }
             },
         ));
+        let listening = tokio::spawn(watch_consumer(
+            self.connected.clone(),
+            self.orchestrator.listening.clone(),
+            stop.clone(),
+        ));
         let sweeper = tokio::spawn(self.orchestrator.clone().sweep(stop.clone()));
         let gauges = amqp::spawn_queue_gauges(
             amqp_url,
@@ -140,6 +145,7 @@ impl Application {
             (relay, "outbox relay"),
             (consumer, "event consumer"),
             (sweeper, "saga sweeper"),
+            (listening, "consumer watch"),
             (gauges, "queue gauges"),
         ] {
             if let Err(error) = task.await {
@@ -149,5 +155,20 @@ impl Application {
         pool.close().await;
         tracing::info!("checkout stopped");
         served.map_err(AppError::Serve)
+    }
+}
+
+/// How often the consumer's state is copied into [`Listening`].
+const LISTENING_EVERY: Duration = Duration::from_millis(50);
+
+/// Keeps `listening` in step with the event consumer (the authorization
+/// clock runs only while payments' answers can reach us) until `stop`.
+async fn watch_consumer(connected: Connected, listening: Listening, stop: CancellationToken) {
+    let mut ticks = tokio::time::interval(LISTENING_EVERY);
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            _ = ticks.tick() => listening.set(connected.get()),
+        }
     }
 }

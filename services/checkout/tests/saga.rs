@@ -198,3 +198,42 @@ async fn a_crashed_orchestrator_resumes_every_saga_after_restart() {
     );
     shop.cleanup().await;
 }
+
+#[tokio::test]
+async fn the_authorization_timeout_does_not_run_while_the_command_waits_in_the_outbox() {
+    // Issue 12, defect c: checkout's broker unreachable (a paused or dead
+    // RabbitMQ), so the authorize command sits in its outbox for longer than
+    // the authorization timeout (3 s here). The timeout measures from when
+    // the command was published: once the broker is back the order must
+    // complete, not fail with `authorization_timeout`.
+    let Some(mut shop) = spawn_shop(&[("AMQP_URL", "amqp://nobody:nothing@127.0.0.1:1/%2f")]).await
+    else {
+        return;
+    };
+    let (status, saga) = shop.checkout(&key(), &order(&[7], CARD_APPROVE)).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{saga}");
+    let order_id = saga["order_id"].as_str().unwrap().to_owned();
+    // Reserved, the command written to the outbox and never published...
+    let deadline = std::time::Instant::now() + WAIT;
+    while shop.saga(&order_id).await["state"] != "awaiting_authorization" {
+        assert!(std::time::Instant::now() < deadline, "never reserved");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    // ... and it stays waiting for twice the timeout: nothing times out.
+    let waited = std::time::Instant::now() + Duration::from_secs(6);
+    while std::time::Instant::now() < waited {
+        let seen = shop.saga(&order_id).await;
+        assert_eq!(seen["state"], "awaiting_authorization", "{seen}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The broker "comes back": checkout restarted on the real one.
+    shop.crash_checkout().await;
+    shop.unset_checkout_var("AMQP_URL");
+    shop.start_checkout().await;
+    let saga = shop
+        .finished(&order_id, WAIT)
+        .await
+        .expect("terminal once the broker is back");
+    assert_eq!(path(&saga), names(None), "{saga}");
+    shop.cleanup().await;
+}

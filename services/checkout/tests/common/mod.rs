@@ -311,6 +311,17 @@ impl Shop {
         });
     }
 
+    /// Sets one of checkout's variables for its next start.
+    pub fn set_checkout_var(&mut self, name: &str, value: &str) {
+        self.checkout_vars.retain(|(k, _)| k != name);
+        self.checkout_vars.push((name.to_owned(), value.to_owned()));
+    }
+
+    /// Checkout's variables as overridden at spawn, with `name` removed.
+    pub fn unset_checkout_var(&mut self, name: &str) {
+        self.checkout_vars.retain(|(k, _)| k != name);
+    }
+
     /// Kills checkout the hard way: its task is aborted mid-whatever.
     pub async fn crash_checkout(&mut self) {
         if let Some(running) = self.checkout.take() {
