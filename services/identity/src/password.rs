@@ -14,9 +14,20 @@
 //!   request is shed ([`Busy`]: 503 + `Retry-After`) and no hash runs;
 //! - gives each running verification a memory buffer from a pool of at
 //!   most `permits` buffers, kept between checks and handed to
-//!   [`Argon2::hash_password_into_with_memory`]: the hashing memory is
-//!   allocated once, never freed and re-allocated, so the allocator has
-//!   nothing to hoard and RSS stays at `permits × 19 MiB` above idle.
+//!   [`Argon2::hash_password_into_with_memory`], so a burst of logins
+//!   allocates nothing after the first `permits`;
+//! - frees the pooled buffers once no check has run for `idle_release`
+//!   (2 s by default). Kept forever they held `permits × 19 MiB` for the
+//!   life of the process: 38 MiB of the 60 MB an otherwise idle identity
+//!   sat at after a single login on a 2-core machine, close to the 64 MB
+//!   every service must stay under. Freeing them only helps if glibc hands
+//!   the memory back: a freed mmapped block of up to 32 MiB raises glibc's
+//!   mmap threshold to its size, and from then on 19 MiB buffers come from
+//!   its arenas, which keep them (the hoarding above). So each buffer
+//!   reserves [`RESERVE_BLOCKS`] (33 MiB of address space, above that
+//!   32 MiB cap): it is always its own mapping, freeing it unmaps it, and
+//!   the threshold never moves. Only the blocks in use are ever touched,
+//!   so RSS is 19 MiB per buffer, not 33.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -36,6 +47,15 @@ const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$E/swPsjkEpikqG+B6x1/Vw$
 const MAX_MEMORY_KIB: u32 = 64 * 1024;
 /// Largest decoded salt (PHC's limit).
 const MAX_SALT_LEN: usize = 64;
+
+/// Blocks (KiB) of address space a hashing buffer reserves at least: more
+/// than glibc's largest dynamic mmap threshold (32 MiB on 64-bit), so the
+/// buffer is always a mapping of its own and freeing it returns it to the
+/// OS without raising the threshold (see the module docs).
+pub const RESERVE_BLOCKS: usize = 33 * 1024;
+
+/// How long pooled buffers outlive the last check by default.
+pub const IDLE_RELEASE: Duration = Duration::from_secs(2);
 
 /// Counter of checks shed at the queue deadline (no hash was run).
 pub const SHED_METRIC: &str = "identity_password_checks_shed_total";
@@ -94,16 +114,26 @@ fn recompute(password: &str, phc: &str, memory: &mut Vec<Block>) -> Result<bool,
         .ok_or("no salt")?
         .decode_b64(&mut salt)
         .map_err(|e| e.to_string())?;
-    let blocks = params.block_count();
-    if memory.len() != blocks {
-        memory.resize(blocks, Block::default());
-    }
+    fit(memory, params.block_count());
     let mut out = vec![0u8; expected.len()];
     Argon2::new(algorithm, version, params)
         .hash_password_into_with_memory(password.as_bytes(), salt, &mut out, &mut memory[..])
         .map_err(|e| e.to_string())?;
     // `Output`'s equality is constant-time.
     Ok(Output::new(&out).map_err(|e| e.to_string())? == expected)
+}
+
+/// Makes `memory` exactly `blocks` long, reserving at least
+/// [`RESERVE_BLOCKS`] when it has to allocate.
+fn fit(memory: &mut Vec<Block>, blocks: usize) {
+    if memory.len() == blocks {
+        return;
+    }
+    let reserve = blocks.max(RESERVE_BLOCKS);
+    if memory.capacity() < reserve {
+        *memory = Vec::with_capacity(reserve);
+    }
+    memory.resize(blocks, Block::default());
 }
 
 /// No permit came free within the queue deadline; nothing was hashed.
@@ -135,7 +165,17 @@ pub struct PasswordChecker {
     /// Longest wait for a permit before the request is shed.
     queue_deadline: Duration,
     /// Argon2 working memory, at most one buffer per permit.
-    buffers: Arc<Mutex<Vec<Vec<Block>>>>,
+    buffers: Arc<Mutex<Buffers>>,
+    /// Pooled buffers are freed once no check has run for this long.
+    idle_release: Duration,
+}
+
+/// The idle buffers, and a count of checks so a release can tell whether
+/// one ran since it was scheduled.
+#[derive(Default)]
+struct Buffers {
+    idle: Vec<Vec<Block>>,
+    checks: u64,
 }
 
 impl PasswordChecker {
@@ -144,8 +184,16 @@ impl PasswordChecker {
         Self {
             permits: Arc::new(Semaphore::new(permits.max(1))),
             queue_deadline,
-            buffers: Arc::new(Mutex::new(Vec::new())),
+            buffers: Arc::new(Mutex::new(Buffers::default())),
+            idle_release: IDLE_RELEASE,
         }
+    }
+
+    /// Frees pooled buffers after `idle` without a check (default [`IDLE_RELEASE`]).
+    #[must_use]
+    pub fn with_idle_release(mut self, idle: Duration) -> Self {
+        self.idle_release = idle;
+        self
     }
 
     /// Waits at most the queue deadline for a permit to run one check.
@@ -171,7 +219,7 @@ impl PasswordChecker {
         let task = tokio::task::spawn_blocking(move || {
             let mut memory = buffers
                 .lock()
-                .map(|mut b| b.pop())
+                .map(|mut b| b.idle.pop())
                 .unwrap_or_default()
                 .unwrap_or_default();
             let matched = match phc {
@@ -181,11 +229,24 @@ impl PasswordChecker {
                     false
                 }
             };
-            if let Ok(mut pool) = buffers.lock() {
-                pool.push(memory);
-            }
-            (matched, permit)
+            let checks = buffers.lock().ok().map(|mut pool| {
+                pool.idle.push(memory);
+                pool.checks += 1;
+                pool.checks
+            });
+            (matched, permit, checks)
         });
+        let task = async {
+            let (matched, permit, checks) = task.await?;
+            if let Some(checks) = checks {
+                tokio::spawn(release_when_idle(
+                    self.buffers.clone(),
+                    checks,
+                    self.idle_release,
+                ));
+            }
+            Ok::<_, tokio::task::JoinError>((matched, permit))
+        };
         let (matched, permit) = match task.await {
             Ok((matched, permit)) => (matched, Some(permit)),
             Err(_) => (false, None),
@@ -211,7 +272,7 @@ impl PasswordChecker {
 
     /// Buffers held for reuse (at most the permit count).
     pub fn pooled_buffers(&self) -> usize {
-        self.buffers.lock().map(|b| b.len()).unwrap_or(0)
+        self.buffers.lock().map(|b| b.idle.len()).unwrap_or(0)
     }
 
     fn shed(&self) -> Busy {
@@ -224,6 +285,19 @@ impl PasswordChecker {
             retry_after: retry_after(self.queue_deadline),
         }
     }
+}
+
+/// Frees the idle buffers `after` the check that made the count `checks`,
+/// unless another check finished meanwhile (its own release comes later).
+async fn release_when_idle(buffers: Arc<Mutex<Buffers>>, checks: u64, after: Duration) {
+    tokio::time::sleep(after).await;
+    let freed = buffers
+        .lock()
+        .ok()
+        .filter(|pool| pool.checks == checks)
+        .map(|mut pool| std::mem::take(&mut pool.idle));
+    // Dropped outside the lock: unmapping 19 MiB is not free.
+    drop(freed);
 }
 
 /// `Retry-After` for a shed check: the queue deadline rounded up to whole
@@ -264,6 +338,44 @@ mod tests {
             assert!(!verify_in("wrong", &small, &mut memory));
             assert_eq!(memory.len(), 8 * 1024);
         }
+    }
+
+    #[test]
+    fn a_buffer_reserves_more_than_glibcs_largest_mmap_threshold_but_uses_what_it_needs() {
+        let mut memory = Vec::new();
+        assert!(verify_in("pw", &hash("pw"), &mut memory));
+        assert_eq!(memory.len(), 19 * 1024);
+        // Over 32 MiB: freeing it unmaps it and leaves glibc's threshold alone.
+        assert!(memory.capacity() * Block::SIZE > 32 * 1024 * 1024);
+    }
+
+    #[tokio::test]
+    async fn pooled_buffers_are_freed_once_no_check_ran_for_the_idle_period() {
+        let checker = PasswordChecker::new(2, Duration::from_secs(5))
+            .with_idle_release(Duration::from_millis(20));
+        assert_eq!(checker.check("pw".into(), Some(hash("pw"))).await, Ok(true));
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while checker.pooled_buffers() > 0 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the idle buffer was still pooled 10 s after the only check"
+            );
+            tokio::task::yield_now().await;
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn a_release_scheduled_before_a_later_check_keeps_the_buffers() {
+        let buffers = Arc::new(Mutex::new(Buffers {
+            idle: vec![Vec::new()],
+            checks: 2,
+        }));
+        // Scheduled by check 1; check 2 ran since: its own release decides.
+        release_when_idle(buffers.clone(), 1, Duration::ZERO).await;
+        assert_eq!(buffers.lock().unwrap().idle.len(), 1);
+        release_when_idle(buffers.clone(), 2, Duration::ZERO).await;
+        assert!(buffers.lock().unwrap().idle.is_empty());
     }
 
     #[test]
