@@ -4,6 +4,7 @@ mod check;
 mod commands;
 mod exit;
 mod experiments;
+mod faults;
 mod fleet;
 mod load;
 mod report;

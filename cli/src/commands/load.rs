@@ -27,6 +27,19 @@ per second, each looping through its scenario with think time.
 Open model (--rate N): N scenario passes start every second on schedule,
 whatever the answers; latency counts from each request's intended send time.
 
+Faults: a profile's [[faults]] (or --faults FILE, which replaces them) kill
+and restart, pause and resume, restart infrastructure, revoke a Vault lease
+or set BFF chaos at given times while the load runs (profiles/
+checkout-faults.toml shows every field). The report adds a per-second
+timeline with each fault marked, injected or failed and why; a fault that
+could not be injected fails the run. Kills go through the control plane,
+which records the instance as stopped on purpose: a fleet's supervisor
+leaves it to the schedule, which restarts it after `for`.
+
+The report is printed first; then the run's held reservations are released
+(the clean-up), on a line of its own. A clean-up that fails after a passing
+run exits 3. With --json the one document carries both.
+
 Exit codes:
   0    every threshold and invariant passed
   1    a threshold or invariant failed
@@ -60,6 +73,9 @@ pub struct Args {
     /// access. `--html FILE` writes storefront's own, self-contained page.
     #[arg(long, value_name = "FILE", conflicts_with = "rate")]
     pub goose_html: Option<PathBuf>,
+    /// Inject the [[faults]] of FILE (a TOML file of nothing else) instead of the profile's.
+    #[arg(long, value_name = "FILE")]
+    pub faults: Option<PathBuf>,
     #[command(flatten)]
     pub common: CommonArgs,
 }
@@ -97,6 +113,10 @@ pub async fn run(g: &Global, args: Args) -> Result<u8> {
     profile
         .check_overrides()
         .map_err(|e| Exit::error(exit::USAGE, format!("--users/--duration: {e}")))?;
+    if let Some(file) = &args.faults {
+        profile.faults = crate::faults::load_file(file, profile.duration.0)
+            .map_err(|e| Exit::error(exit::ERROR, format!("--faults: {e:#}")))?;
+    }
     let ctx = fleet_ctx(g)?;
     let lab = Lab::connect(&ctx).await?;
     let about = report::html::About::now(&ctx.profile.name);
@@ -108,12 +128,19 @@ pub async fn run(g: &Global, args: Args) -> Result<u8> {
         hdr_out: args.hdr_out,
         quiet: args.common.json,
         via: args.via,
+        fleet: Some(ctx.clone()),
     };
-    let rep = load::run(&lab, profile, &opts).await?;
+    let mut rep = load::run(&lab, profile, &opts).await?;
+    // The report first, then the clean-up (issue 12, defect d).
     if args.common.json {
+        load::clean_up(&lab, &mut rep).await;
         report::json(&rep)?;
     } else {
         print!("{}", report::load::render(&rep));
+        load::clean_up(&lab, &mut rep).await;
+        if let Some(line) = report::load::cleanup_line(&rep) {
+            println!("{line}");
+        }
     }
     // After the report is out: a page that cannot be written loses no result.
     if let Some(path) = &args.common.html {

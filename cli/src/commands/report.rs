@@ -150,6 +150,7 @@ fn merged(files: &[PathBuf], transactions: Vec<TxReport>, window_s: f64) -> Load
         invariants: vec![],
         measurements: vec![],
         took_ms: 0,
+        run: Default::default(),
     }
 }
 

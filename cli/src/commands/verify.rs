@@ -1,6 +1,8 @@
 //! `storefront verify`: the CI gate. Runs every experiment (and, for those
 //! with a control arm, the control arm, which must FAIL: proof the checkers
-//! can fail) plus the `smoke` load, against the fleet that is up — or one it
+//! can fail) plus the `smoke` load and a fault run (`checkout-faults-short`:
+//! checkout load while payments is killed, Redis and RabbitMQ restart and
+//! identity's lease is revoked), against the fleet that is up — or one it
 //! boots for the purpose and stops again. Exit 0 all pass, 1 a failure,
 //! 2 something could not be judged; `--junit` writes one test case per
 //! invariant and threshold; `--html DIR` writes an index page and one
@@ -169,21 +171,28 @@ fn gate() -> Vec<Check> {
         arm!("rotate", Pass, rotate, ["--duration", "10s", "--rps", "30", "--ttl", "4s"]),
         arm!("rotate --control", Fail, rotate, ["--duration", "8s", "--rps", "30", "--ttl", "4s", "--control"]),
         arm!(ctx: "saga --fail-at mixed", Pass, saga, ["--orders", "20", "--fail-at", "mixed"]),
-        check("load --profile smoke", Expect::Pass, |e, s| Box::pin(smoke(e, s))),
+        check("load --profile smoke", Expect::Pass, |e, s| Box::pin(load_arm(e, s, "smoke"))),
+        // Faults on a schedule; every fault injected, every invariant PASS.
+        check("load --profile checkout-faults-short", Expect::Pass, |e, s| Box::pin(load_arm(e, s, "checkout-faults-short"))),
         // Last: its password guessing leaves identity's throttles warm.
         arm!(ctx: "hostile", Pass, hostile, ["--per-class", "20", "--guesses", "100"]),
         arm!(ctx: "hostile --control", Fail, hostile, ["--per-class", "2", "--guesses", "10", "--control"]),
     ]
 }
 
-async fn smoke(e: &Env, seed: u64) -> Result<Ran> {
-    let (profile, _) = LoadProfile::load(&e.ctx.root, "smoke")?;
+/// A load profile as a check (its faults, if any, through the fleet's
+/// control plane); its clean-up runs after the report and is a line of it.
+async fn load_arm(e: &Env, seed: u64, profile: &str) -> Result<Ran> {
+    let (profile, _) = LoadProfile::load(&e.ctx.root, profile)?;
     let opts = crate::load::Options {
         seed,
         quiet: true,
+        fleet: Some(e.ctx.clone()),
         ..Default::default()
     };
-    Ok(crate::load::run(&e.lab, profile, &opts).await?.into())
+    let mut rep = crate::load::run(&e.lab, profile, &opts).await?;
+    crate::load::clean_up(&e.lab, &mut rep).await;
+    Ok(rep.into())
 }
 
 /// One check as judged by the gate: its test cases are its invariants, or
@@ -579,6 +588,32 @@ mod tests {
     }
 
     #[test]
+    fn the_gate_fault_run_kills_payments_restarts_redis_and_rabbitmq_and_revokes_a_lease_within_30s()
+     {
+        use crate::faults::schedule::Kind;
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let (p, _) = LoadProfile::load(&root, "checkout-faults-short").unwrap();
+        assert!(p.duration.0 <= Duration::from_secs(30), "{:?}", p.duration);
+        let faults: Vec<(Kind, &str)> = p
+            .faults
+            .iter()
+            .map(|f| (*f.kind.get_ref(), f.target.get_ref().as_str()))
+            .collect();
+        for want in [
+            (Kind::Kill, "payments"),
+            (Kind::Restart, "redis"),
+            (Kind::Restart, "rabbitmq"),
+            (Kind::RevokeLease, "identity"),
+        ] {
+            assert!(faults.contains(&want), "{want:?} missing from {faults:?}");
+        }
+        assert!(
+            !p.invariants.is_empty(),
+            "the fault run judges the shop's invariants"
+        );
+    }
+
+    #[test]
     fn the_gate_runs_every_experiment_arm_and_the_smoke_load() {
         let names: Vec<&str> = gate().iter().map(|c| c.name).collect();
         assert_eq!(
@@ -595,6 +630,7 @@ mod tests {
                 "rotate --control",
                 "saga --fail-at mixed",
                 "load --profile smoke",
+                "load --profile checkout-faults-short",
                 "hostile",
                 "hostile --control"
             ]

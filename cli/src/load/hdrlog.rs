@@ -252,6 +252,7 @@ mod tests {
             invariants: vec![],
             measurements: vec![],
             took_ms: 0,
+            run: Default::default(),
         }
     }
 

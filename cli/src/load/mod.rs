@@ -5,11 +5,17 @@
 //! (`recorder`); afterwards the thresholds are judged, the profile's
 //! invariants checked in Postgres (`checks`), and the histograms can be
 //! written as HdrHistogram interval logs (`hdrlog`) for merging.
+//!
+//! A profile's `[[faults]]` (`crate::faults`) are planned before the load
+//! and injected while it runs; every one has healed before the checks. The
+//! report comes first and the clean-up after it ([`clean_up`]): a clean-up
+//! that fails is its own line, never the loss of the report.
 
 pub mod arrivals;
 pub mod checks;
 pub mod closed;
 pub mod hdrlog;
+pub mod history;
 pub mod live;
 pub mod login;
 pub mod open;
@@ -29,10 +35,12 @@ use anyhow::{Context, Result, ensure};
 use serde::Deserialize;
 
 use crate::experiments::{Invariant, Lab};
+use crate::faults::{self, exec::Executor, plan::Planned};
+use crate::fleet::Ctx;
 use plan::{Plan, Shared};
 use profile::{Check, LoadProfile};
 use recorder::Recorder;
-use summary::{LoadReport, TxReport};
+use summary::{LoadReport, RunLog, TxReport};
 use target::Targets;
 use template::{IN_STOCK_MIN, Source, Sources, VarSpec, VarWorld};
 
@@ -50,6 +58,8 @@ pub struct Options {
     /// No live progress line.
     pub quiet: bool,
     pub via: target::Via,
+    /// The fleet's context: the control plane a fault schedule acts through.
+    pub fleet: Option<Ctx>,
 }
 
 pub async fn run(lab: &Lab, profile: LoadProfile, opts: &Options) -> Result<LoadReport> {
@@ -72,6 +82,7 @@ pub async fn run(lab: &Lab, profile: LoadProfile, opts: &Options) -> Result<Load
     if let Some(l) = &logins {
         l.warm(p.scenarios.iter().map(|s| s.login)).await?;
     }
+    let fault_plan = plan_faults(lab, p, opts)?;
     let checks = p.invariants.clone();
     let before = checks::before(lab, &checks).await?;
     let (model, total) = match opts.rate {
@@ -98,6 +109,8 @@ pub async fn run(lab: &Lab, profile: LoadProfile, opts: &Options) -> Result<Load
         None => (p.users as usize).min(32),
         Some(_) => 32,
     };
+    // Fault times count from here, as the recorder's seconds do.
+    let origin = Instant::now();
     let shared = Arc::new(Shared {
         recorder: Recorder::new(plan.txs.len(), shards),
         plan,
@@ -108,47 +121,27 @@ pub async fn run(lab: &Lab, profile: LoadProfile, opts: &Options) -> Result<Load
     });
 
     let live = live::Live::start(shared.clone(), total, opts.quiet);
+    let executor = fault_plan.map(|(plan, ctx)| {
+        let env = faults::exec::Env {
+            ctx,
+            http: lab.http.clone(),
+            seed: opts.seed,
+        };
+        Executor::start(env, plan, origin)
+    });
     let mut builtin = Vec::new();
     let mut measurements = Vec::new();
-    let (goose, corrected_means) = match opts.rate {
-        None => {
-            let r = closed::run(shared.clone(), opts.html.as_deref()).await?;
-            measurements.push((
-                "goose run".into(),
-                format!("{:.2}s (ramp included)", r.took.as_secs_f64()),
-            ));
-            (Some(r.goose), String::new())
-        }
-        Some(rate) => {
-            let model = open::OpenModel {
-                rate,
-                duration: shared.plan.profile.duration.0,
-                max_in_flight: opts.max_in_flight,
-            };
-            let r = arrivals::run(shared.clone(), model, lab.http.clone()).await;
-            builtin.push(Invariant::equal(
-                "every arrival was sent (none dropped for overload)",
-                0,
-                r.dropped,
-                format!(
-                    "{} of {} arrivals sent; at most {} in flight",
-                    r.sent,
-                    model.arrivals(),
-                    opts.max_in_flight
-                ),
-            ));
-            measurements.push((
-                "arrivals sent".into(),
-                format!("{} of {}", r.sent, model.arrivals()),
-            ));
-            measurements.push((
-                "latest send (generator lag)".into(),
-                format!("{:.3} ms", r.max_send_lag.as_secs_f64() * 1000.0),
-            ));
-            (None, "latency from each request's intended send time (open model); raw = from the actual send".to_owned())
-        }
+    let driven = drive(lab, &shared, opts, &mut builtin, &mut measurements).await;
+    // Every fault heals before anything is judged, even when the load failed.
+    let fault_outcomes = match executor {
+        Some(e) => Some(e.finish().await),
+        None => None,
     };
     drop(live);
+    let (goose, corrected_means) = driven?;
+    if let Some(o) = &fault_outcomes {
+        builtin.push(faults::outcome::invariant(o));
+    }
 
     let mut tallies = shared.recorder.finish();
     let corrected_means = if goose.is_some() {
@@ -192,16 +185,9 @@ pub async fn run(lab: &Lab, profile: LoadProfile, opts: &Options) -> Result<Load
         )
         .await,
     );
+    let mut run = RunLog::new(&txs, fault_outcomes.unwrap_or_default());
     if checks.contains(&Check::CatalogStockConservation) {
-        let n = checks::release_held(lab, &shared.world.run_tag)
-            .await
-            .context("cleanup: cannot release the run's reservations")?;
-        if n > 0 {
-            measurements.push((
-                "reservations left held, released after the checks".into(),
-                n.to_string(),
-            ));
-        }
+        run.release_tag = Some(shared.world.run_tag.clone());
     }
     let mut report = LoadReport {
         profile: shared.plan.profile.name.clone(),
@@ -218,6 +204,7 @@ pub async fn run(lab: &Lab, profile: LoadProfile, opts: &Options) -> Result<Load
         invariants,
         measurements,
         took_ms: t.elapsed().as_millis() as u64,
+        run,
     };
     report.conclude();
     if let Some(dir) = &opts.hdr_out {
@@ -232,6 +219,90 @@ pub async fn run(lab: &Lab, profile: LoadProfile, opts: &Options) -> Result<Load
             .push(("goose HTML report".into(), h.display().to_string()));
     }
     Ok(report)
+}
+
+/// After the report is out: releases what the run's reservations still
+/// hold (issue 12, defect d: a 504 or a pool timeout here used to throw the
+/// whole report away). Its result is the report's `cleanup`, its own line.
+pub async fn clean_up(lab: &Lab, report: &mut LoadReport) {
+    let Some(tag) = report.run.release_tag.take() else {
+        return;
+    };
+    report.cleaned_up(checks::release_held(lab, &tag).await);
+}
+
+/// The profile's fault schedule planned on this fleet, with the context
+/// its executor acts through; `None` without faults.
+fn plan_faults(lab: &Lab, p: &LoadProfile, opts: &Options) -> Result<Option<(Vec<Planned>, Ctx)>> {
+    if p.faults.is_empty() {
+        return Ok(None);
+    }
+    let ctx = opts.fleet.clone().context(
+        "this run has a fault schedule but no fleet context to inject it through (a bug in the caller)",
+    )?;
+    let components: Vec<String> = lab
+        .state
+        .components
+        .iter()
+        .map(|c| c.name.clone())
+        .collect();
+    let plan =
+        faults::plan::plan(&p.faults, p.duration.0, opts.seed, &components).map_err(|e| {
+            crate::exit::Exit::error(
+                crate::exit::ERROR,
+                format!("fault schedule of `{}`: {e}", p.name),
+            )
+        })?;
+    Ok(Some((plan, ctx)))
+}
+
+/// Runs the load itself, closed or open model; what it measured besides
+/// the recorder goes into `builtin` and `measurements`.
+async fn drive(
+    lab: &Lab,
+    shared: &Arc<Shared>,
+    opts: &Options,
+    builtin: &mut Vec<Invariant>,
+    measurements: &mut Vec<(String, String)>,
+) -> Result<(Option<Vec<Option<closed::GooseView>>>, String)> {
+    Ok(match opts.rate {
+        None => {
+            let r = closed::run(shared.clone(), opts.html.as_deref()).await?;
+            measurements.push((
+                "goose run".into(),
+                format!("{:.2}s (ramp included)", r.took.as_secs_f64()),
+            ));
+            (Some(r.goose), String::new())
+        }
+        Some(rate) => {
+            let model = open::OpenModel {
+                rate,
+                duration: shared.plan.profile.duration.0,
+                max_in_flight: opts.max_in_flight,
+            };
+            let r = arrivals::run(shared.clone(), model, lab.http.clone()).await;
+            builtin.push(Invariant::equal(
+                "every arrival was sent (none dropped for overload)",
+                0,
+                r.dropped,
+                format!(
+                    "{} of {} arrivals sent; at most {} in flight",
+                    r.sent,
+                    model.arrivals(),
+                    opts.max_in_flight
+                ),
+            ));
+            measurements.push((
+                "arrivals sent".into(),
+                format!("{} of {}", r.sent, model.arrivals()),
+            ));
+            measurements.push((
+                "latest send (generator lag)".into(),
+                format!("{:.3} ms", r.max_send_lag.as_secs_f64() * 1000.0),
+            ));
+            (None, "latency from each request's intended send time (open model); raw = from the actual send".to_owned())
+        }
+    })
 }
 
 /// The logins through the BFF, as an invariant (none may fail: a user

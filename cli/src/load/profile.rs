@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
 use super::template::{BUILTINS, Template, VarSpec, sample};
+use crate::faults::schedule::{self as fault_schedule, FaultSpec};
 
 /// A load profile as written.
 #[derive(Debug, Clone, Deserialize)]
@@ -40,6 +41,10 @@ pub struct LoadProfile {
     /// Named checks run against the databases after the load.
     #[serde(default)]
     pub invariants: Vec<Check>,
+    /// Faults injected while the load runs (`crate::faults`); `load
+    /// --faults FILE` replaces them.
+    #[serde(default)]
+    pub faults: Vec<FaultSpec>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -484,7 +489,11 @@ impl LoadProfile {
                 ));
             }
         }
-        Ok(())
+        fault_schedule::validate(&self.faults, d).map_err(|p| Problem {
+            at: p.at,
+            field: p.field,
+            message: p.message,
+        })
     }
 
     fn validate_tx(&self, t: &TxSpec, field: &str) -> Result<(), Problem> {
@@ -625,12 +634,12 @@ fn is_ident(s: &str) -> bool {
 }
 
 /// 1-based line of a byte offset.
-fn line_of(text: &str, at: usize) -> usize {
+pub(crate) fn line_of(text: &str, at: usize) -> usize {
     text[..at.min(text.len())].matches('\n').count() + 1
 }
 
 /// The dotted key at `at`: the enclosing table header plus the line's key.
-fn field_at(text: &str, at: usize) -> String {
+pub(crate) fn field_at(text: &str, at: usize) -> String {
     let at = at.min(text.len());
     let start = text[..at].rfind('\n').map_or(0, |i| i + 1);
     let line = text[start..].lines().next().unwrap_or("");

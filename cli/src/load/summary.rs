@@ -10,8 +10,9 @@ use serde::Serialize;
 use super::closed::GooseView;
 use super::profile::ThresholdSpec;
 use super::recorder::TxTally;
-use crate::experiments::record::{Summary, Timeline, summarize};
+use crate::experiments::record::{Mark, Seconds, Summary, Timeline, summarize};
 use crate::experiments::{Invariant, Verdict, overall};
+use crate::faults::outcome::FaultOutcome;
 
 #[derive(Debug, Serialize)]
 pub struct LoadReport {
@@ -34,6 +35,58 @@ pub struct LoadReport {
     pub invariants: Vec<Invariant>,
     pub measurements: Vec<(String, String)>,
     pub took_ms: u64,
+    /// The whole load second by second with its faults marked, each
+    /// fault's outcome, and the clean-up after the checks.
+    #[serde(flatten)]
+    pub run: RunLog,
+}
+
+/// What a run adds beside its histograms: the timeline, the faults, the
+/// clean-up. Empty for a report merged from interval logs.
+#[derive(Debug, Default, Serialize)]
+pub struct RunLog {
+    /// Every transaction's seconds merged; the marks are the faults.
+    pub timeline: Timeline,
+    /// Each scheduled fault: start, end, injected or failed and why.
+    pub faults: Vec<FaultOutcome>,
+    /// The clean-up after the checks (releasing what the run's
+    /// reservations still hold), once it ran.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cleanup: Option<Cleanup>,
+    /// The run tag whose reservations the clean-up releases, if the
+    /// profile's checks need it.
+    #[serde(skip)]
+    pub release_tag: Option<String>,
+}
+
+/// The clean-up's result: its own line, and its own exit consideration.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Cleanup {
+    pub ok: bool,
+    pub detail: String,
+}
+
+impl RunLog {
+    /// The timeline of `txs` with `faults` marked on it.
+    pub fn new(txs: &[TxReport], faults: Vec<FaultOutcome>) -> Self {
+        let mut all = Seconds::default();
+        for t in txs {
+            all.merge(&t.tally.seconds);
+        }
+        let mut timeline = all.timeline(0);
+        timeline.marks = faults.iter().map(FaultOutcome::mark).collect();
+        Self {
+            timeline,
+            faults,
+            cleanup: None,
+            release_tag: None,
+        }
+    }
+
+    /// The faults' marks (for a timeline drawn elsewhere).
+    pub fn marks(&self) -> Vec<Mark> {
+        self.timeline.marks.clone()
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -99,12 +152,35 @@ impl LoadReport {
         self.verdict = overall(&all);
     }
 
+    /// The verdict's code; a clean-up that failed after a passing run is
+    /// an error (3): the run left reservations held.
     pub fn exit_code(&self) -> u8 {
-        match self.verdict {
-            Verdict::Pass => crate::exit::OK,
-            Verdict::Fail => crate::exit::FAILED,
-            Verdict::Unknown => crate::exit::UNKNOWN,
+        match (self.verdict, &self.run.cleanup) {
+            (Verdict::Pass, Some(c)) if !c.ok => crate::exit::ERROR,
+            (Verdict::Pass, _) => crate::exit::OK,
+            (Verdict::Fail, _) => crate::exit::FAILED,
+            (Verdict::Unknown, _) => crate::exit::UNKNOWN,
         }
+    }
+
+    /// Records the clean-up's result (after the report is out).
+    pub fn cleaned_up(&mut self, released: anyhow::Result<usize>) {
+        self.run.cleanup = Some(match released {
+            Ok(0) => Cleanup {
+                ok: true,
+                detail: "no reservation of the run was left held".into(),
+            },
+            Ok(n) => Cleanup {
+                ok: true,
+                detail: format!("released {n} reservations the run left held"),
+            },
+            Err(e) => Cleanup {
+                ok: false,
+                detail: format!(
+                    "FAILED: cannot release the run's reservations (the report above stands; stock stays held until they expire or are released): {e:#}"
+                ),
+            },
+        });
     }
 
     pub fn totals(&self) -> (u64, u64, f64) {

@@ -38,7 +38,8 @@ pub fn page(r: &LoadReport, about: &About) -> Result<String> {
     for t in &r.transactions {
         all.merge(&t.tally.seconds);
     }
-    let timeline = all.timeline(0);
+    let mut timeline = all.timeline(0);
+    timeline.marks = r.run.marks();
     if timeline.seconds.is_empty() && requests > 0 {
         p.push("<h2>Timeline</h2><p class=\"sub\">No per-second data: interval logs hold one interval per histogram, spanning the whole load.</p>");
     }
@@ -195,6 +196,7 @@ mod tests {
             invariants: vec![],
             measurements: vec![],
             took_ms: 2000,
+            run: Default::default(),
         };
         let html = page(&r, &About::now("dev")).unwrap();
         assert!(
