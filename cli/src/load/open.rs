@@ -57,8 +57,24 @@ pub struct OpenRun {
     pub took: Duration,
 }
 
+/// A finished request on its way to the collector.
+struct Finished {
+    done: Done,
+    from_intended: Duration,
+    service: Duration,
+    at: std::time::Instant,
+}
+
 /// Drives `make(i)` at the model's arrival rate; `make` builds the request
 /// future for arrival `i`, which resolves to its label and outcome.
+///
+/// The scheduler sleeps only when the next arrival is still ahead (tokio's
+/// timer ticks by the millisecond, so at thousands per second most are
+/// due by the time the previous one is sent: those go out at once, with
+/// no timer registered); while it is behind it still yields its turn
+/// (`consume_budget`) so the requests it spawned get to run. A collector
+/// task folds each answer into the histograms as it comes, so memory holds
+/// what is in flight, not the whole run.
 pub async fn drive<F, Fut>(model: OpenModel, mut make: F) -> OpenRun
 where
     F: FnMut(u64) -> Fut,
@@ -66,39 +82,69 @@ where
 {
     let start = Instant::now();
     let permits = Arc::new(Semaphore::new(model.max_in_flight));
-    let (tx, mut rx) =
-        tokio::sync::mpsc::unbounded_channel::<(Done, Duration, Duration, std::time::Instant)>();
-    let mut run = OpenRun::default();
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<Finished>();
+    let collector = tokio::spawn(collect(rx));
+    let (mut sent, mut dropped, mut max_send_lag) = (0u64, 0u64, Duration::ZERO);
+    let mut drops = Outcomes::default();
     for i in 0..model.arrivals() {
         let due = start + model.due(i);
-        tokio::time::sleep_until(due).await;
+        if due > Instant::now() {
+            tokio::time::sleep_until(due).await;
+        } else {
+            tokio::task::consume_budget().await;
+        }
         let lag = Instant::now().saturating_duration_since(due);
-        run.max_send_lag = run.max_send_lag.max(lag);
+        max_send_lag = max_send_lag.max(lag);
         let Ok(permit) = permits.clone().try_acquire_owned() else {
-            run.dropped += 1;
-            run.outcomes.add("all", "dropped: overload");
+            dropped += 1;
+            drops.add("all", "dropped: overload");
             continue;
         };
-        run.sent += 1;
+        sent += 1;
         let fut = make(i);
         let tx = tx.clone();
         tokio::spawn(async move {
             let sent_at = Instant::now();
             let done = fut.await;
             let now = Instant::now();
-            let _ = tx.send((done, now - due, now - sent_at, now.into_std()));
             drop(permit);
+            let _ = tx.send(Finished {
+                done,
+                from_intended: now - due,
+                service: now - sent_at,
+                at: now.into_std(),
+            });
         });
     }
     drop(tx);
-    while let Some((done, from_intended, service, at)) = rx.recv().await {
-        run.latencies.record_at(&done.label, from_intended, at);
-        run.latencies
-            .record_at(&format!("{} (service time)", done.label), service, at);
-        run.outcomes.add_at(&done.label, done.outcome, at);
+    let (latencies, mut outcomes) = collector
+        .await
+        .expect("the collector only records: it cannot panic");
+    outcomes.merge(&drops);
+    OpenRun {
+        outcomes,
+        latencies,
+        sent,
+        dropped,
+        max_send_lag,
+        took: start.elapsed(),
     }
-    run.took = start.elapsed();
-    run
+}
+
+/// Folds answers into histograms until every sender is gone.
+async fn collect(mut rx: tokio::sync::mpsc::UnboundedReceiver<Finished>) -> (Latencies, Outcomes) {
+    let (mut latencies, mut outcomes) = (Latencies::default(), Outcomes::default());
+    // `label (service time)`, built once per label rather than per answer.
+    let mut service_labels: std::collections::HashMap<String, String> = Default::default();
+    while let Some(f) = rx.recv().await {
+        let service_label = service_labels
+            .entry(f.done.label.clone())
+            .or_insert_with(|| format!("{} (service time)", f.done.label));
+        latencies.record_at(&f.done.label, f.from_intended, f.at);
+        latencies.record_at(service_label, f.service, f.at);
+        outcomes.add_at(&f.done.label, f.done.outcome, f.at);
+    }
+    (latencies, outcomes)
 }
 
 #[cfg(test)]

@@ -1,16 +1,33 @@
-//! Every request's exact latency and outcome, per transaction. Users record
-//! into shards (user i into shard i mod N), so a lock is almost never
-//! contended; the shards merge once at the end. Two atomic counters feed
-//! the live progress line.
+//! Every request's exact latency and outcome, per transaction. Each thread
+//! records into a shard of its own (a runtime worker always takes the same
+//! one), so its lock is never contended and its histograms stay in that
+//! core's cache; the shards merge once at the end. There are a few shards,
+//! not one per user: each holds full histograms and a per-second timeline,
+//! and 32 copies of those were most of the generator's memory. Two atomic
+//! counters feed the live progress line. With `--history` the recorder also
+//! holds the history's sender (`history()`), `None` otherwise.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 
+use super::history::History;
 use crate::experiments::record::Seconds;
+
+/// Shards at most, whatever is asked: twice the cores, at least 4.
+fn max_shards() -> usize {
+    std::thread::available_parallelism().map_or(4, |n| (2 * n.get()).max(4))
+}
+
+/// This thread's slot: threads are numbered in the order they first record.
+fn thread_slot() -> usize {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    thread_local!(static SLOT: usize = NEXT.fetch_add(1, Ordering::Relaxed));
+    SLOT.with(|s| *s)
+}
 
 /// Same bounds as the experiments' histograms: 1 µs to 1 h, 3 significant digits.
 pub fn histogram() -> Histogram<u64> {
@@ -81,8 +98,10 @@ pub struct Sample<'a> {
 }
 
 pub struct Recorder {
-    /// Lazily filled: a shard holds only the transactions its users ran.
+    /// Lazily filled: a shard holds only the transactions its threads recorded.
     shards: Vec<Mutex<Vec<Option<TxTally>>>>,
+    /// `--history`: where every operation goes as well (`None`: off, free).
+    history: Option<History>,
     transactions: usize,
     pub requests: AtomicU64,
     pub errors: AtomicU64,
@@ -94,11 +113,13 @@ pub struct Recorder {
 }
 
 impl Recorder {
+    /// `shards` is an upper bound (it is capped at twice the cores).
     pub fn new(transactions: usize, shards: usize) -> Self {
         Self {
-            shards: (0..shards.max(1))
+            shards: (0..shards.clamp(1, max_shards()))
                 .map(|_| Mutex::new(vec![None; transactions]))
                 .collect(),
+            history: None,
             transactions,
             requests: AtomicU64::new(0),
             errors: AtomicU64::new(0),
@@ -106,6 +127,20 @@ impl Recorder {
             first_send: AtomicU64::new(u64::MAX),
             last_answer: AtomicU64::new(0),
         }
+    }
+
+    /// Also writes every operation to `history` (`--history FILE`: see
+    /// `load::history::Writer`).
+    #[must_use]
+    pub fn with_history(mut self, history: Option<History>) -> Self {
+        self.history = history;
+        self
+    }
+
+    /// The history's sender when `--history` is on: callers build an
+    /// `Op` only then.
+    pub fn history(&self) -> Option<&History> {
+        self.history.as_ref()
     }
 
     /// From the first request sent to the last answer received.
@@ -117,7 +152,9 @@ impl Recorder {
         Duration::from_micros(b.saturating_sub(a))
     }
 
-    pub fn record(&self, shard: usize, s: Sample<'_>) {
+    /// Records one request. `_user` is who sent it; the shard is chosen by
+    /// the recording thread, not by the user (see the module docs).
+    pub fn record(&self, _user: usize, s: Sample<'_>) {
         self.requests.fetch_add(1, Ordering::Relaxed);
         let now = self.epoch.elapsed();
         self.last_answer
@@ -129,7 +166,7 @@ impl Recorder {
         if !s.ok {
             self.errors.fetch_add(1, Ordering::Relaxed);
         }
-        let mut g = self.shards[shard % self.shards.len()]
+        let mut g = self.shards[thread_slot() % self.shards.len()]
             .lock()
             .expect("a recorder shard is never poisoned: recording cannot panic");
         let t = g[s.tx].get_or_insert_with(TxTally::default);
@@ -171,6 +208,33 @@ impl Recorder {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn threads_recording_at_once_lose_nothing_and_shards_are_capped() {
+        let r = Recorder::new(1, 1_000);
+        assert!(r.shards.len() <= max_shards());
+        std::thread::scope(|s| {
+            for _ in 0..8 {
+                s.spawn(|| {
+                    for i in 0..1_000u64 {
+                        r.record(
+                            0,
+                            Sample {
+                                tx: 0,
+                                raw: Duration::from_micros(1 + i),
+                                corrected: None,
+                                outcome: "200",
+                                ok: true,
+                            },
+                        );
+                    }
+                });
+            }
+        });
+        let t = r.finish();
+        assert_eq!(t[0].count(), 8_000);
+        assert_eq!(t[0].outcomes["200"], 8_000);
+    }
 
     #[test]
     fn shards_merge_into_exact_counts_per_transaction() {

@@ -2,11 +2,29 @@
 //! (`/api/<service>/...`, each user logged in as a real account, see
 //! `load::login`), straight to each service's replicas otherwise. This is
 //! the only place that decides.
+//!
+//! And how the requests get there: [`Conns`], a user's own HTTP/1.1
+//! keep-alive connections (one per server it talks to), driven with
+//! hyper's connection API. A shared pooled client (reqwest) cost the
+//! generator more CPU per request than the catalog spent answering it: a
+//! URL parse, a pool lock and a timer per request, and on this 2-core
+//! machine every microsecond the generator spends is one the server does
+//! not get. A user sends one request at a time, as goose's users and
+//! wrk's connections do, so it needs no pool: it owns its connections.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Mutex;
+use std::time::Duration;
 
 use anyhow::Result;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::client::conn::http1::{self, SendRequest};
+use hyper::header::{CONTENT_TYPE, HOST, HeaderName, HeaderValue};
+use hyper_util::rt::TokioIo;
 
+use super::closed::REPLAYED;
+use super::profile::Method;
 use crate::experiments::Lab;
 
 /// `--via`: where the load goes.
@@ -78,6 +96,206 @@ impl Targets {
     }
 }
 
+/// Longest a request may take, connecting included (as the CLI's client).
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A whole answer (its body read to the end and discarded).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Answer {
+    pub status: u16,
+    /// The server replayed a stored answer (`Idempotent-Replayed: true`).
+    pub replayed: bool,
+}
+
+/// Why there is no (whole) answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    Timeout,
+    Connect,
+    Other,
+}
+
+impl Failure {
+    /// The outcome label, as the recorder and reports spell it.
+    pub fn label(self) -> &'static str {
+        match self {
+            Failure::Timeout => "error: timeout",
+            Failure::Connect => "error: connect",
+            Failure::Other => "error: other",
+        }
+    }
+}
+
+/// One user's keep-alive connections, by server (`host:port`).
+#[derive(Default)]
+pub struct Conns {
+    open: Vec<(String, SendRequest<Full<Bytes>>)>,
+}
+
+/// `http://host:port/path?q` → (`host:port`, `/path?q`).
+pub fn split_url(url: &str) -> Option<(&str, &str)> {
+    let rest = url.strip_prefix("http://")?;
+    Some(match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, "/"),
+    })
+}
+
+fn method(m: Method) -> hyper::Method {
+    match m {
+        Method::Get => hyper::Method::GET,
+        Method::Post => hyper::Method::POST,
+        Method::Put => hyper::Method::PUT,
+        Method::Patch => hyper::Method::PATCH,
+        Method::Delete => hyper::Method::DELETE,
+    }
+}
+
+impl Conns {
+    /// Sends one request and reads its whole body, within [`REQUEST_TIMEOUT`].
+    /// A kept-alive connection the server closed meanwhile is replaced and
+    /// the request sent again, only if it had not been written.
+    pub async fn send(
+        &mut self,
+        m: Method,
+        url: &str,
+        headers: &[(String, String)],
+        body: Option<String>,
+    ) -> Result<Answer, Failure> {
+        let Some((authority, path)) = split_url(url) else {
+            return Err(Failure::Other);
+        };
+        let body = body.map(Bytes::from);
+        let build = || -> Result<hyper::Request<Full<Bytes>>, Failure> {
+            let mut req = hyper::Request::builder()
+                .method(method(m))
+                .uri(path)
+                .header(HOST, authority);
+            for (k, v) in headers {
+                let (Ok(k), Ok(v)) = (
+                    HeaderName::from_bytes(k.as_bytes()),
+                    HeaderValue::from_str(v),
+                ) else {
+                    return Err(Failure::Other);
+                };
+                req = req.header(k, v);
+            }
+            if body.is_some() {
+                req = req.header(CONTENT_TYPE, "application/json");
+            }
+            req.body(Full::new(body.clone().unwrap_or_default()))
+                .map_err(|_| Failure::Other)
+        };
+        let attempt = async {
+            let mut req = build()?;
+            for retry in [false, true] {
+                let sender = self.ready(authority, retry).await?;
+                match sender.try_send_request(req).await {
+                    Ok(resp) => return read(resp).await,
+                    Err(mut e) => match e.take_message() {
+                        // Never written: the connection was closing.
+                        Some(unsent) if !retry => req = unsent,
+                        _ => {
+                            self.forget(authority);
+                            return Err(Failure::Other);
+                        }
+                    },
+                }
+            }
+            Err(Failure::Other)
+        };
+        match tokio::time::timeout(REQUEST_TIMEOUT, attempt).await {
+            Ok(r) => r,
+            Err(_) => {
+                // The connection may still carry the late answer.
+                self.forget(authority);
+                Err(Failure::Timeout)
+            }
+        }
+    }
+
+    /// A connection to `authority` ready for a request: the kept one, or a
+    /// new one (always new when `fresh`).
+    async fn ready(
+        &mut self,
+        authority: &str,
+        fresh: bool,
+    ) -> Result<&mut SendRequest<Full<Bytes>>, Failure> {
+        if fresh {
+            self.forget(authority);
+        }
+        let i = match self.open.iter().position(|(a, _)| a == authority) {
+            Some(i) if self.open[i].1.ready().await.is_ok() => i,
+            found => {
+                if let Some(i) = found {
+                    self.open.swap_remove(i);
+                }
+                let sender = connect(authority).await?;
+                self.open.push((authority.to_owned(), sender));
+                self.open.len() - 1
+            }
+        };
+        Ok(&mut self.open[i].1)
+    }
+
+    fn forget(&mut self, authority: &str) {
+        self.open.retain(|(a, _)| a != authority);
+    }
+}
+
+async fn connect(authority: &str) -> Result<SendRequest<Full<Bytes>>, Failure> {
+    let stream = tokio::net::TcpStream::connect(authority)
+        .await
+        .map_err(|_| Failure::Connect)?;
+    let _ = stream.set_nodelay(true);
+    let (sender, conn) = http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|_| Failure::Connect)?;
+    tokio::spawn(async move {
+        // Ends when the server closes or every sender is dropped.
+        let _ = conn.await;
+    });
+    Ok(sender)
+}
+
+async fn read(resp: hyper::Response<hyper::body::Incoming>) -> Result<Answer, Failure> {
+    let status = resp.status().as_u16();
+    let replayed = resp
+        .headers()
+        .get(REPLAYED)
+        .is_some_and(|v| v.as_bytes() == b"true");
+    let mut body = resp.into_body();
+    while let Some(frame) = body.frame().await {
+        frame.map_err(|_| Failure::Other)?;
+    }
+    Ok(Answer { status, replayed })
+}
+
+/// Idle [`Conns`] for the open model: a pass takes one (or starts empty),
+/// keeps it for its requests and puts it back, so arrivals reuse
+/// connections as a pool would, without a lock per request.
+#[derive(Default)]
+pub struct ConnPool(Mutex<Vec<Conns>>);
+
+impl ConnPool {
+    pub fn take(&self) -> Conns {
+        self.0
+            .lock()
+            .ok()
+            .and_then(|mut v| v.pop())
+            .unwrap_or_default()
+    }
+
+    pub fn give(&self, c: Conns) {
+        if c.open.is_empty() {
+            return;
+        }
+        if let Ok(mut v) = self.0.lock() {
+            v.push(c);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -98,5 +316,122 @@ mod tests {
         assert_eq!(d.url("catalog", "/products", 0), "http://c:1/products");
         assert_eq!(d.url("catalog", "/products", 3), "http://c:2/products");
         assert_eq!(d.describe(), "direct: catalog ×2");
+    }
+
+    /// A real (minimal) HTTP/1.1 server on a free port: answers every
+    /// request with `answer`, closing the connection after each when
+    /// `close`; returns its address and a counter of accepted connections.
+    async fn server(
+        answer: &'static str,
+        close: bool,
+    ) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let accepted = std::sync::Arc::new(AtomicUsize::new(0));
+        let counter = accepted.clone();
+        tokio::spawn(async move {
+            while let Ok((mut sock, _)) = listener.accept().await {
+                counter.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let mut buf = Vec::new();
+                    let mut chunk = [0u8; 1024];
+                    loop {
+                        while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                            match sock.read(&mut chunk).await {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                            }
+                        }
+                        buf.clear();
+                        if sock.write_all(answer.as_bytes()).await.is_err() || close {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        (addr, accepted)
+    }
+
+    const OK: &str = "HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+
+    #[tokio::test]
+    async fn a_user_sends_its_requests_on_one_kept_alive_connection() {
+        let (addr, accepted) = server(OK, false).await;
+        let mut conns = Conns::default();
+        for _ in 0..5 {
+            let a = conns
+                .send(Method::Get, &format!("http://{addr}/products/1"), &[], None)
+                .await;
+            assert_eq!(
+                a,
+                Ok(Answer {
+                    status: 200,
+                    replayed: false
+                })
+            );
+        }
+        assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn a_connection_the_server_closed_is_replaced_and_the_request_still_answered() {
+        let closing = "HTTP/1.1 201 Created\r\nidempotent-replayed: true\r\nconnection: close\r\ncontent-length: 0\r\n\r\n";
+        let (addr, accepted) = server(closing, true).await;
+        let mut conns = Conns::default();
+        let headers = [("idempotency-key".to_owned(), "k1".to_owned())];
+        for _ in 0..3 {
+            let a = conns
+                .send(
+                    Method::Post,
+                    &format!("http://{addr}/claims"),
+                    &headers,
+                    Some("{}".into()),
+                )
+                .await;
+            assert_eq!(
+                a,
+                Ok(Answer {
+                    status: 201,
+                    replayed: true
+                })
+            );
+        }
+        assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test]
+    async fn nobody_listening_is_a_connect_failure() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        drop(listener);
+        let a = Conns::default()
+            .send(Method::Get, &format!("http://{addr}/"), &[], None)
+            .await;
+        assert_eq!(a, Err(Failure::Connect));
+        assert_eq!(Failure::Connect.label(), "error: connect");
+    }
+
+    #[test]
+    fn a_url_splits_into_the_server_and_the_path_with_its_query() {
+        assert_eq!(
+            split_url("http://127.0.0.1:9/a/b?c=1"),
+            Some(("127.0.0.1:9", "/a/b?c=1"))
+        );
+        assert_eq!(split_url("http://h:1"), Some(("h:1", "/")));
+        assert_eq!(
+            split_url("https://h/"),
+            None,
+            "no TLS: the fleet is plain HTTP"
+        );
+    }
+
+    #[test]
+    fn pooled_connections_are_reused_and_empty_ones_are_not_kept() {
+        let pool = ConnPool::default();
+        pool.give(Conns::default());
+        assert!(pool.0.lock().unwrap().is_empty());
     }
 }
