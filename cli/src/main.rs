@@ -2,6 +2,7 @@
 
 mod check;
 mod commands;
+mod dashboard;
 mod exit;
 mod experiments;
 mod faults;

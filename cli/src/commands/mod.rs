@@ -6,6 +6,7 @@ pub mod breaker;
 pub mod chaos;
 pub mod check;
 pub mod control;
+pub mod dashboard;
 pub mod doctor;
 pub mod down;
 pub mod flood;
@@ -116,6 +117,8 @@ pub enum Command {
     Bootstrap(bootstrap::Args),
     /// Check that every program the fleet needs is installed and every port is free.
     Doctor(doctor::Args),
+    /// The lab page on 127.0.0.1: the fleet live, experiments, loads, chaos, an order's story (prints its URL with a token).
+    Dashboard(dashboard::Args),
 }
 
 impl Global {
@@ -172,5 +175,6 @@ pub async fn run(cli: Cli) -> Result<u8> {
         Command::Verify(a) => verify::run(&cli.global, a).await,
         Command::Attach(a) => attach::run(&cli.global, a).await,
         Command::Bootstrap(a) => bootstrap::run(&cli.global, a).await,
+        Command::Dashboard(a) => dashboard::run(&cli.global, a).await,
     }
 }

@@ -1,0 +1,176 @@
+//! The fleet as the page sees it, once a second: each component's state
+//! (ready, running, paused, dead), each service instance's request and error
+//! rates and latency from its /metrics, the BFF's breakers and faults,
+//! identity's lease and rotations, the outboxes' backlog.
+//!
+//! States: `observe` (the probes `storefront status` runs) can take seconds
+//! when something hangs, so it runs on its own task and the tick reuses its
+//! latest answer, overriding it from the pid alone (dead or SIGSTOPped),
+//! which takes microseconds: a killed replica shows dead on the next tick.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use super::metrics::{self, Scrape};
+use crate::experiments::breaker::Gateway;
+use crate::fleet::state::ComponentKind;
+use crate::fleet::{Ctx, FleetState, observe, process};
+
+/// How long one scrape or admin call may take before the tick goes on without it.
+const CALL: Duration = Duration::from_millis(800);
+
+pub struct Poller {
+    ctx: Arc<Ctx>,
+    http: reqwest::Client,
+    /// Last scrape per instance URL, for rates.
+    previous: BTreeMap<String, (Instant, Scrape)>,
+    /// Latest probe states by component name (from the background observe).
+    probed: Arc<Mutex<BTreeMap<String, &'static str>>>,
+    observing: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Poller {
+    pub fn new(ctx: Arc<Ctx>) -> Self {
+        Self {
+            ctx,
+            http: reqwest::Client::builder()
+                .no_proxy()
+                .timeout(CALL)
+                .build()
+                .expect("static client config"),
+            previous: BTreeMap::new(),
+            probed: Arc::default(),
+            observing: Arc::default(),
+        }
+    }
+
+    /// Starts a probe round unless one is still running.
+    fn observe_in_background(&self, state: FleetState) {
+        use std::sync::atomic::Ordering;
+        if self.observing.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let (probed, observing) = (self.probed.clone(), self.observing.clone());
+        tokio::spawn(async move {
+            let seen = observe::observe(&state).await;
+            let mut m = probed.lock().expect("probe map");
+            m.clear();
+            m.extend(seen.into_iter().map(|o| (o.name, o.state)));
+            observing.store(false, Ordering::SeqCst);
+        });
+    }
+
+    /// One snapshot of the whole fleet.
+    pub async fn tick(&mut self) -> Value {
+        let state = match FleetState::load(&self.ctx.state_dir) {
+            Ok(Some(s)) => s,
+            Ok(None) => {
+                return json!({"up": false, "why": format!("no fleet is recorded in {}", self.ctx.state_dir.display())});
+            }
+            Err(e) => return json!({"up": false, "why": format!("{e:#}")}),
+        };
+        self.observe_in_background(state.clone());
+        let probed = self.probed.lock().expect("probe map").clone();
+        let components: Vec<Value> = state
+            .components
+            .iter()
+            .map(|c| {
+                let alive = c.pid.map(|p| process::alive(p, c.start_ticks));
+                let s = match alive {
+                    Some(false) => "dead",
+                    Some(true) if c.pid.is_some_and(process::paused) => "paused",
+                    _ => probed.get(&c.name).copied().unwrap_or("starting"),
+                };
+                // A probe from before a restart may still say dead.
+                let s = if alive == Some(true) && s == "dead" {
+                    "running"
+                } else {
+                    s
+                };
+                json!({
+                    "name": c.name,
+                    "kind": c.kind,
+                    "state": s,
+                    "pid": c.pid,
+                    "url": c.url,
+                    "service": service_of(&state, &c.url),
+                })
+            })
+            .collect();
+
+        let instances: Vec<(String, String)> = state
+            .components
+            .iter()
+            .filter(|c| c.kind == ComponentKind::Service)
+            .map(|c| (c.name.clone(), c.url.clone()))
+            .collect();
+        let scrapes = futures::future::join_all(instances.iter().map(|(_, url)| {
+            let http = &self.http;
+            async move {
+                let page = http.get(format!("{url}/metrics")).send().await.ok()?;
+                Some(metrics::parse(&page.text().await.ok()?))
+            }
+        }));
+        let gateway = Gateway::connect(&self.ctx).ok();
+        let admin = async {
+            let Some(gw) = &gateway else {
+                return (None, None);
+            };
+            let (b, c) = tokio::join!(
+                tokio::time::timeout(CALL, gw.breakers()),
+                tokio::time::timeout(CALL, gw.show_chaos())
+            );
+            (b.ok().and_then(Result::ok), c.ok().and_then(Result::ok))
+        };
+        let (scrapes, (breakers, chaos)) = tokio::join!(scrapes, admin);
+
+        let now = Instant::now();
+        let mut per_instance = serde_json::Map::new();
+        for ((name, url), scrape) in instances.iter().zip(scrapes) {
+            let Some(s) = scrape else {
+                per_instance.insert(name.clone(), json!({"scraped": false}));
+                self.previous.remove(url);
+                continue;
+            };
+            let rates = self
+                .previous
+                .get(url)
+                .map(|(at, before)| metrics::rates(before, &s, (now - *at).as_secs_f64()));
+            per_instance.insert(
+                name.clone(),
+                json!({
+                    "scraped": true,
+                    "rates": rates,
+                    "lease_ttl_s": s.lease_ttl_s,
+                    "rotations": s.rotations,
+                    "outbox_depth": s.outbox_depth,
+                    "outbox_oldest_s": s.outbox_oldest_s,
+                }),
+            );
+            self.previous.insert(url.clone(), (now, s));
+        }
+        json!({
+            "up": true,
+            "t_ms": chrono::Utc::now().timestamp_millis(),
+            "profile": state.profile,
+            "components": components,
+            "instances": per_instance,
+            "breakers": breakers,
+            "chaos": chaos,
+            "bff_admin": gateway.is_some(),
+        })
+    }
+}
+
+/// The service an instance URL belongs to (`catalog` for catalog-2's URL).
+fn service_of(state: &FleetState, url: &str) -> Option<String> {
+    state
+        .endpoints
+        .services
+        .iter()
+        .find(|(_, urls)| urls.iter().any(|u| u == url))
+        .map(|(s, _)| s.clone())
+}

@@ -1,0 +1,375 @@
+//! `storefront dashboard` in a real browser: headless Chromium driven over
+//! WebDriver (chromedriver, plain HTTP), against a real dev fleet. The page
+//! shows every component ready; a race started from the page ends PASS with
+//! the counts `race --json` gives for the same seed; a load run draws its
+//! per-second chart; a catalog replica killed from the page shows dead
+//! within 2 s and, after traffic, its breaker open. Each view's screenshot
+//! lands in target/dashboard-screenshots/. The fleet, the dashboard and
+//! chromedriver are stopped by their guards' Drop, even when a step fails.
+
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use serde_json::{Value, json};
+use support::Fleet;
+
+/// This helper's own port range (the dashboard's fleet in tests).
+const PORT_BASE: u16 = 32500;
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind(("127.0.0.1", 0))
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn shots() -> PathBuf {
+    let d = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/dashboard-screenshots");
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// A child killed when dropped.
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// One chromedriver and one headless Chromium session.
+struct Browser {
+    base: String,
+    session: String,
+    http: reqwest::blocking::Client,
+    _driver: Killed,
+}
+
+impl Browser {
+    fn start() -> Self {
+        let port = free_port();
+        let driver = Command::new("chromedriver")
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("chromedriver (apt-get install -y chromium chromium-driver; scripts/setup.sh installs it)");
+        let driver = Killed(driver);
+        let http = reqwest::blocking::Client::builder()
+            .no_proxy()
+            .timeout(Duration::from_secs(60))
+            .build()
+            .unwrap();
+        let base = format!("http://127.0.0.1:{port}");
+        poll(Duration::from_secs(20), "chromedriver answers", || {
+            http.get(format!("{base}/status"))
+                .send()
+                .ok()
+                .filter(|r| r.status().is_success())
+        });
+        let caps = json!({"capabilities": {"alwaysMatch": {
+            "browserName": "chrome",
+            "goog:chromeOptions": {"args": [
+                "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                "--window-size=1500,1100", "--no-proxy-server",
+            ]}
+        }}});
+        let r: Value = http
+            .post(format!("{base}/session"))
+            .json(&caps)
+            .send()
+            .unwrap()
+            .json()
+            .unwrap();
+        let session = r["value"]["sessionId"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no session: {r}"))
+            .to_owned();
+        Self {
+            base,
+            session,
+            http,
+            _driver: driver,
+        }
+    }
+
+    fn call(&self, method: reqwest::Method, path: &str, body: Value) -> Value {
+        let url = format!("{}/session/{}{path}", self.base, self.session);
+        let mut req = self.http.request(method, url);
+        if !body.is_null() {
+            req = req.json(&body);
+        }
+        let r: Value = req.send().unwrap().json().unwrap();
+        if r["value"].get("error").is_some() {
+            panic!("webdriver {path}: {r}");
+        }
+        r["value"].clone()
+    }
+
+    fn goto(&self, url: &str) {
+        self.call(reqwest::Method::POST, "/url", json!({"url": url}));
+    }
+
+    /// Runs `script` (a function body) in the page; returns its value.
+    fn js(&self, script: &str) -> Value {
+        self.call(
+            reqwest::Method::POST,
+            "/execute/sync",
+            json!({"script": script, "args": []}),
+        )
+    }
+
+    /// Polls `script` until it returns something other than null/false.
+    fn until(&self, what: &str, within: Duration, script: &str) -> Value {
+        poll(within, what, || {
+            let v = self.js(script);
+            (!v.is_null() && v != json!(false)).then_some(v)
+        })
+    }
+
+    fn tab(&self, view: &str) {
+        self.js(&format!(
+            "document.querySelector('#tabs button[data-view=\"{view}\"]').click()"
+        ));
+    }
+
+    fn screenshot(&self, name: &str) -> PathBuf {
+        let b64 = self.call(reqwest::Method::GET, "/screenshot", Value::Null);
+        let png = base64::engine::general_purpose::STANDARD
+            .decode(b64.as_str().unwrap())
+            .unwrap();
+        assert!(png.starts_with(b"\x89PNG"), "not a PNG");
+        let path = shots().join(format!("{name}.png"));
+        std::fs::write(&path, png).unwrap();
+        path
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = self
+            .http
+            .delete(format!("{}/session/{}", self.base, self.session))
+            .send();
+    }
+}
+
+fn poll<T>(within: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {within:?}: {what}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Starts `storefront dashboard` on the fleet; returns it and its URL.
+fn dashboard(fleet: &Fleet) -> (Killed, String) {
+    let mut child = fleet
+        .cmd(&["dashboard", "--port", "0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.as_mut().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let url = line
+        .trim()
+        .strip_prefix("dashboard: ")
+        .unwrap_or_else(|| panic!("no URL in {line:?}"))
+        .to_owned();
+    assert!(
+        url.starts_with("http://127.0.0.1:") && url.contains("/?token="),
+        "{url}"
+    );
+    (Killed(child), url)
+}
+
+#[test]
+fn the_lab_page_shows_the_fleet_runs_a_race_and_a_load_and_kills_a_replica() {
+    support::require_service_binaries();
+    let mut fleet = Fleet::new("dev");
+    fleet.port_base = PORT_BASE;
+    fleet.json(&["up", "--json"], 0);
+    let (_dash, url) = dashboard(&fleet);
+
+    // Without the token: refused, and so is an action from another origin.
+    let plain = reqwest::blocking::Client::builder()
+        .no_proxy()
+        .build()
+        .unwrap();
+    let root = url.split("/?").next().unwrap();
+    let r = plain.get(format!("{root}/api/snapshot")).send().unwrap();
+    assert_eq!(r.status(), 401);
+    let token = url.split("token=").nth(1).unwrap();
+    let r = plain
+        .post(format!("{root}/api/control"))
+        .header("x-dashboard-token", token)
+        .header("origin", "http://evil.example")
+        .json(&json!({"name": "catalog-1", "action": "kill"}))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 403);
+
+    let b = Browser::start();
+    b.goto(&url);
+
+    // Fleet: every component ready.
+    let names = b.until(
+        "every component card ready",
+        Duration::from_secs(30),
+        "const cards = [...document.querySelectorAll('#topology .card')];
+         return document.documentElement.dataset.fleetReady === 'true' && cards.length > 0
+           && cards.every(c => c.dataset.state === 'ready') && cards.map(c => c.dataset.component);",
+    );
+    let names: Vec<&str> = names
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    for must in [
+        "bff-1",
+        "catalog-1",
+        "catalog-2",
+        "identity-1",
+        "postgres",
+        "redis",
+        "rabbitmq",
+        "vault",
+    ] {
+        assert!(
+            names
+                .iter()
+                .any(|n| n == &must || n.starts_with(must.trim_end_matches("-1"))),
+            "{must} not on the page: {names:?}"
+        );
+    }
+    b.screenshot("fleet");
+
+    // Experiments: a race from the page, then the same race from the CLI.
+    b.tab("experiments");
+    b.js("document.querySelector('#exp-kind').value = 'race';
+          document.querySelector('#exp-n').value = '10';
+          document.querySelector('#exp-rounds').value = '2';
+          document.querySelector('#exp-seed').value = '11';
+          document.querySelector('#exp-start').click();");
+    let page_run = b.until(
+        "the race started from the page ends",
+        Duration::from_secs(60),
+        "const p = document.querySelector('#run-panel');
+         return p.dataset.verdict && p.dataset.json ? JSON.parse(p.dataset.json) : null;",
+    );
+    assert_eq!(page_run["verdict"], "pass", "{page_run:#}");
+    b.until(
+        "the report is drawn in its frame",
+        Duration::from_secs(10),
+        "const f = document.querySelector('#run-panel iframe');
+         const d = f && f.contentDocument; return d && d.documentElement.dataset.chartsDrawn;",
+    );
+    let shown = b.js("return document.querySelector('#run-panel iframe').contentDocument.querySelector('.verdict').textContent");
+    assert_eq!(shown, "PASS");
+    b.screenshot("experiment");
+    let cli = fleet.json(
+        &[
+            "race", "--n", "10", "--rounds", "2", "--seed", "11", "--json",
+        ],
+        0,
+    );
+    assert_eq!(cli["verdict"], "pass");
+    // The counts the seed fixes: every racing round's one winner and its
+    // losers, every retried decrement's success, each invariant's verdict.
+    // (How many 412s the retries meet on the way depends on timing.)
+    let racing = "phase 1: racing decrement";
+    assert_eq!(
+        page_run["outcomes"][racing], cli["outcomes"][racing],
+        "{page_run:#}\n{cli:#}"
+    );
+    let retried = "phase 2: retried decrement";
+    assert_eq!(
+        page_run["outcomes"][retried]["200"],
+        cli["outcomes"][retried]["200"]
+    );
+    assert_eq!(page_run["outcomes"][racing]["200"], 2);
+    let verdicts = |r: &Value| -> Vec<(String, String)> {
+        r["invariants"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| (i["name"].to_string(), i["verdict"].to_string()))
+            .collect()
+    };
+    assert_eq!(verdicts(&page_run), verdicts(&cli));
+    assert_eq!(page_run["params"], cli["params"]);
+    assert_eq!(page_run["seed"], 11);
+
+    // Load: the per-second chart grows while it runs.
+    b.tab("load");
+    b.js("document.querySelector('#load-duration').value = '6s';
+          document.querySelector('#load-form button[type=submit]').click();");
+    b.until(
+        "the load's chart draws seconds with requests",
+        Duration::from_secs(40),
+        "const c = document.querySelector('#load-chart');
+         return Number(c.dataset.drawnPixels || 0) > 0 && Number(c.dataset.seconds || 0) >= 3;",
+    );
+    let load = b.until(
+        "the load ends with its report",
+        Duration::from_secs(60),
+        "const p = document.querySelector('#load-panel');
+         return p.dataset.verdict && p.dataset.json ? JSON.parse(p.dataset.json) : null;",
+    );
+    assert_eq!(load["verdict"], "pass", "{load:#}");
+    b.screenshot("load");
+
+    // Chaos: kill a catalog replica from the page.
+    b.tab("chaos");
+    b.js("document.querySelector('#controls [data-name=\"catalog-2\"][data-action=\"kill\"]').click()");
+    let killed_at = Instant::now();
+    b.until(
+        "catalog-2 shows dead",
+        Duration::from_secs(5),
+        "const c = document.querySelector('#topology .card[data-component=\"catalog-2\"]');
+         return c && c.dataset.state === 'dead';",
+    );
+    let took = killed_at.elapsed();
+    assert!(took <= Duration::from_secs(2), "dead only after {took:?}");
+    // Traffic through the BFF until its breaker for catalog-2 opens.
+    let bff = fleet.json(&["status", "--json"], 1)["services"]["bff"][0]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    poll(
+        Duration::from_secs(30),
+        "catalog-2's breaker shows open",
+        || {
+            for _ in 0..10 {
+                let _ = plain.get(format!("{bff}/api/catalog/products")).send();
+            }
+            let v = b.js(
+                "const c = document.querySelector('#topology .card[data-component=\"catalog-2\"]');
+                      return c && c.dataset.breaker;",
+            );
+            (v == "open").then_some(())
+        },
+    );
+    b.screenshot("chaos");
+    drop(b);
+    drop(_dash);
+    drop(fleet);
+}
