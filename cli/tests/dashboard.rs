@@ -337,6 +337,32 @@ fn the_lab_page_shows_the_fleet_runs_a_race_and_a_load_and_kills_a_replica() {
     assert_eq!(load["verdict"], "pass", "{load:#}");
     b.screenshot("load");
 
+    // An order's story: a few orders through the saga, one picked on the page.
+    let saga = fleet.json(&["saga", "--orders", "2", "--json"], 0);
+    assert_eq!(saga["verdict"], "pass");
+    b.tab("story");
+    b.until(
+        "the recent orders are listed",
+        Duration::from_secs(10),
+        "const s = document.querySelector('#story-recent');
+         s.dispatchEvent(new Event('focus'));
+         if (s.options.length < 2) return false;
+         s.selectedIndex = 1; s.dispatchEvent(new Event('change'));
+         document.querySelector('#story-form button').click(); return true;",
+    );
+    let story = b.until(
+        "the order's timeline shows saga steps and bus messages",
+        Duration::from_secs(10),
+        "const rows = [...document.querySelectorAll('#story table tr')].map(r => r.textContent);
+         return rows.some(r => r.includes('saga step')) && rows.some(r => r.includes('outbox: authorize_payment'))
+           && rows.some(r => r.includes('payments took it')) && rows;",
+    );
+    assert!(
+        story.as_array().unwrap().len() >= 8,
+        "a completed order has more to tell: {story:#}"
+    );
+    b.screenshot("story");
+
     // Chaos: kill a catalog replica from the page.
     b.tab("chaos");
     b.js("document.querySelector('#controls [data-name=\"catalog-2\"][data-action=\"kill\"]').click()");

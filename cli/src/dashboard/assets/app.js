@@ -141,6 +141,7 @@ function renderFleet(fleet) {
   // Controls (chaos view).
   put($("#controls"), comps.map((c) => el("div", { class: "card", "data-component": c.name, "data-state": c.state },
     el("span", { class: "name" }, c.name),
+    ((br) => br ? el("span", { class: "breaker " + br.state }, "breaker " + br.state.replace("_", "-")) : null)((fleet.breakers || []).find((b) => b.instance === c.name)),
     el("span", { class: "ctl" }, ["kill", "restart", "pause", "resume"].map((a) =>
       el("button", { type: "button", "data-action": a, "data-name": c.name, onclick: () => act(c.name, a) }, a))),
     el("span", { class: "state" }, c.state))));
