@@ -17,6 +17,7 @@ use serde::Serialize;
 
 use crate::commands::Global;
 use crate::exit::{self, Exit};
+use crate::experiments::outbox;
 use crate::experiments::{
     Invariant, Lab, Report, Verdict, breaker, flood, hostile, overall, race, replay, rotate, saga,
 };
@@ -171,6 +172,9 @@ fn gate() -> Vec<Check> {
         arm!("rotate", Pass, rotate, ["--duration", "10s", "--rps", "30", "--ttl", "4s"]),
         arm!("rotate --control", Fail, rotate, ["--duration", "8s", "--rps", "30", "--ttl", "4s", "--control"]),
         arm!(ctx: "saga --fail-at mixed", Pass, saga, ["--orders", "20", "--fail-at", "mixed"]),
+        // Kills payments and freezes RabbitMQ; the naive dual write must lose or invent events.
+        arm!(ctx: "outbox", Pass, outbox, []),
+        arm!(ctx: "outbox --control", Fail, outbox, ["--control"]),
         check("load --profile smoke", Expect::Pass, |e, s| Box::pin(load_arm(e, s, "smoke"))),
         // Faults on a schedule; every fault injected, every invariant PASS.
         check("load --profile checkout-faults-short", Expect::Pass, |e, s| Box::pin(load_arm(e, s, "checkout-faults-short"))),
@@ -629,6 +633,8 @@ mod tests {
                 "rotate",
                 "rotate --control",
                 "saga --fail-at mixed",
+                "outbox",
+                "outbox --control",
                 "load --profile smoke",
                 "load --profile checkout-faults-short",
                 "hostile",
@@ -654,5 +660,7 @@ mod tests {
         ]);
         assert!(r.control);
         let _: saga::Params = params(&["--orders", "20", "--fail-at", "mixed"]);
+        let o: outbox::Params = params(&["--control"]);
+        assert!(o.control);
     }
 }
