@@ -25,6 +25,7 @@ use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Channel, Confirmation, Connection, ConnectionProperties};
 use secrecy::{ExposeSecret, SecretString};
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::checks::Check;
@@ -191,6 +192,11 @@ pub struct Outgoing {
     pub kind: String,
     /// JSON bytes.
     pub payload: Vec<u8>,
+    /// The W3C `traceparent` the message continues, sent as the AMQP
+    /// header of that name; `None` sends the publishing span's, if any.
+    /// The outbox stores the enqueuing request's, since its relay
+    /// publishes outside any request.
+    pub traceparent: Option<String>,
 }
 
 /// Why one message of a batch was not confirmed.
@@ -240,11 +246,18 @@ impl Publisher {
                 declare_queue(&self.channel, &message.queue).await?;
                 self.declared.insert(message.queue.clone());
             }
-            let properties = BasicProperties::default()
+            let mut properties = BasicProperties::default()
                 .with_message_id(message.id.to_string().into())
                 .with_type(message.kind.as_str().into())
                 .with_content_type("application/json".into())
                 .with_delivery_mode(2);
+            let traceparent = message
+                .traceparent
+                .clone()
+                .or_else(crate::telemetry::current_traceparent);
+            if let Some(traceparent) = traceparent {
+                properties = properties.with_headers(trace_headers(traceparent));
+            }
             let confirm = self
                 .channel
                 .basic_publish(
@@ -271,6 +284,27 @@ impl Publisher {
             });
         }
         Ok(results)
+    }
+}
+
+/// AMQP headers carrying `traceparent`.
+fn trace_headers(traceparent: String) -> FieldTable {
+    let mut headers = FieldTable::default();
+    headers.insert(
+        crate::telemetry::TRACEPARENT.into(),
+        AMQPValue::LongString(traceparent.into()),
+    );
+    headers
+}
+
+/// The `traceparent` header of a delivery, if it has a readable one.
+fn traceparent_of(properties: &BasicProperties) -> Option<String> {
+    let headers = properties.headers().as_ref()?;
+    match headers.inner().get(crate::telemetry::TRACEPARENT)? {
+        AMQPValue::LongString(value) => std::str::from_utf8(value.as_bytes())
+            .ok()
+            .map(str::to_owned),
+        _ => None,
     }
 }
 
@@ -489,7 +523,19 @@ where
                 payload: delivery.data.clone(),
                 redelivered: delivery.redelivered,
             };
-            let outcome = handler(incoming).await;
+            // The handler runs in a span continuing the publisher's trace,
+            // so its logs, outbound calls and outbox rows carry it on.
+            let span = tracing::info_span!(
+                "message",
+                queue = %config.queue,
+                kind = incoming.kind.as_deref().unwrap_or("-"),
+                message_id = %incoming.id.map(|id| id.to_string()).unwrap_or_default(),
+            );
+            crate::telemetry::continue_trace(
+                &span,
+                traceparent_of(&delivery.properties).as_deref(),
+            );
+            let outcome = handler(incoming).instrument(span).await;
             let acked = match outcome {
                 Handled::Ack => delivery.ack(Default::default()).await,
                 Handled::Retry => {

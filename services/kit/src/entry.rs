@@ -71,14 +71,17 @@ where
         }
     };
     crate::telemetry::init(&config.common().service_name);
-    match serve(config).await {
+    let code = match serve(config).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             tracing::error!(error = %error, "{name} stopped with an error");
             eprintln!("{name}: {error}");
             ExitCode::from(EXIT_FAILURE)
         }
-    }
+    };
+    // Spans still in the exporter's batch would be lost at exit.
+    crate::telemetry::shutdown();
+    code
 }
 
 #[cfg(test)]

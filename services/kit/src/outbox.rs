@@ -34,7 +34,8 @@
 //!     next_attempt_at timestamptz NOT NULL DEFAULT clock_timestamp(),
 //!     last_error      text,
 //!     published_at    timestamptz,
-//!     dead_at         timestamptz
+//!     dead_at         timestamptz,
+//!     traceparent     text  -- W3C trace context of the enqueuing request
 //! );
 //! CREATE INDEX outbox_pending_idx ON outbox (next_attempt_at)
 //!     WHERE published_at IS NULL AND dead_at IS NULL;
@@ -133,7 +134,8 @@ pub async fn enqueue(
 ) -> Result<(), sqlx::Error> {
     sqlx::query(&format!(
         "WITH inserted AS ( \
-             INSERT INTO {} (id, destination, kind, payload) VALUES ($1, $2, $3, $4) RETURNING id \
+             INSERT INTO {} (id, destination, kind, payload, traceparent) \
+             VALUES ($1, $2, $3, $4, $6) RETURNING id \
          ) SELECT pg_notify($5, '') FROM inserted",
         table.table
     ))
@@ -142,6 +144,8 @@ pub async fn enqueue(
     .bind(message.kind)
     .bind(message.payload)
     .bind(&table.channel)
+    // The enqueuing request's trace, for the relay to send on (amqp.rs).
+    .bind(crate::telemetry::current_traceparent())
     .execute(db)
     .await?;
     Ok(())
@@ -220,6 +224,8 @@ pub struct Claimed {
     pub payload: String,
     /// Refusals so far.
     pub attempts: i32,
+    /// The W3C trace context of the request that enqueued it.
+    pub traceparent: Option<String>,
 }
 
 /// Claims up to `limit` due rows, locking them for the life of `tx`.
@@ -229,7 +235,7 @@ pub async fn claim(
     limit: i64,
 ) -> Result<Vec<Claimed>, sqlx::Error> {
     sqlx::query_as(&format!(
-        "SELECT id, destination, kind, payload::text AS payload, attempts FROM {} \
+        "SELECT id, destination, kind, payload::text AS payload, attempts, traceparent FROM {} \
          WHERE published_at IS NULL AND dead_at IS NULL AND next_attempt_at <= now() \
          ORDER BY next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED",
         table.table
@@ -397,6 +403,7 @@ pub async fn relay_once(
             queue: row.destination.clone(),
             kind: row.kind.clone(),
             payload: row.payload.clone().into_bytes(),
+            traceparent: row.traceparent.clone(),
         })
         .collect();
     let results = tokio::time::timeout(CONFIRM_TIMEOUT, sink.publish(&batch))

@@ -61,7 +61,7 @@ async fn schema() -> Option<(PgPool, String)> {
             "CREATE TABLE {schema}.outbox (id uuid PRIMARY KEY, destination text NOT NULL, kind text NOT NULL, \
              payload jsonb NOT NULL, created_at timestamptz NOT NULL DEFAULT clock_timestamp(), \
              attempts integer NOT NULL DEFAULT 0, next_attempt_at timestamptz NOT NULL DEFAULT clock_timestamp(), \
-             last_error text, published_at timestamptz, dead_at timestamptz)"
+             last_error text, published_at timestamptz, dead_at timestamptz, traceparent text)"
         ),
         format!(
             "CREATE TABLE {schema}.inbox (message_id uuid PRIMARY KEY, kind text NOT NULL, \

@@ -335,6 +335,7 @@ async fn a_redelivered_command_is_applied_once_and_a_poison_one_is_dead_lettered
         queue: app.queues.commands.clone(),
         kind: "nonsense".into(),
         payload: b"{\"type\":\"refund_everything\"}".to_vec(),
+        traceparent: None,
     };
     publisher.publish_batch(&[poison]).await.unwrap();
     let deadline = std::time::Instant::now() + WAIT;

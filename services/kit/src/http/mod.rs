@@ -131,7 +131,10 @@ fn app_with(
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
 }
 
-/// The span every log line of a request is recorded in.
+/// The span every log line of a request is recorded in: a child of the
+/// caller's trace when the request carries a W3C `traceparent`, else the
+/// root of a new one; its ids are in every line and on every outbound call
+/// ([`crate::telemetry`]).
 fn request_span(service: &str, request: &Request) -> tracing::Span {
     let request_id = request
         .headers()
@@ -142,14 +145,16 @@ fn request_span(service: &str, request: &Request) -> tracing::Span {
         .extensions()
         .get::<MatchedPath>()
         .map_or("unmatched", MatchedPath::as_str);
-    tracing::info_span!(
+    let span = tracing::info_span!(
         "request",
         service,
         method = %request.method(),
         route,
         uri = %request.uri(),
         request_id,
-    )
+    );
+    crate::telemetry::continue_trace(&span, crate::telemetry::traceparent_of(request.headers()));
+    span
 }
 
 #[cfg(test)]

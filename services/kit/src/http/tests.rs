@@ -374,3 +374,76 @@ async fn a_nul_in_a_json_body_sent_as_text_is_refused_too() {
     assert_eq!(app.oneshot(plain).await.unwrap().status(), StatusCode::OK);
     assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 1);
 }
+
+/// A route that reports the `traceparent` its outbound calls would carry.
+fn outbound_probe() -> Router {
+    Router::new().route(
+        "/outbound",
+        get(|| async {
+            tracing::info!("calling downstream");
+            crate::telemetry::trace_headers()
+                .get(crate::telemetry::TRACEPARENT)
+                .map(|v| v.to_str().unwrap().to_owned())
+                .unwrap_or_default()
+        }),
+    )
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_traceparent_received_at_the_edge_continues_on_outbound_calls_and_in_the_logs() {
+    let (_guard, lines) = crate::telemetry::tests::capture();
+    let request = Request::get("/outbound")
+        .header(
+            "traceparent",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        )
+        .body(Body::empty())
+        .unwrap();
+    let response = app(&common("t"), outbound_probe(), [])
+        .oneshot(request)
+        .await
+        .unwrap();
+    let sent = text(response).await;
+    let parts: Vec<&str> = sent.split('-').collect();
+    assert_eq!(parts.len(), 4, "outbound traceparent: {sent:?}");
+    assert_eq!(parts[1], "4bf92f3577b34da6a3ce929d0e0e4736", "same trace");
+    assert_ne!(
+        parts[2], "00f067aa0ba902b7",
+        "the edge's own span is the parent"
+    );
+    let lines = lines.json();
+    let line = lines
+        .iter()
+        .find(|l| l["fields"]["message"] == "calling downstream")
+        .expect("the handler's log line");
+    assert_eq!(line["trace_id"], "4bf92f3577b34da6a3ce929d0e0e4736");
+    assert_eq!(line["span_id"], parts[2]);
+    assert_eq!(line["span"]["route"], "/outbound", "{line}");
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_request_without_traceparent_starts_a_trace_of_its_own() {
+    let (_guard, _lines) = crate::telemetry::tests::capture();
+    let sent = |response: Response| async { text(response).await };
+    let first = sent(
+        app(&common("t"), outbound_probe(), [])
+            .oneshot(get_req("/outbound"))
+            .await
+            .unwrap(),
+    )
+    .await;
+    let second = sent(
+        app(&common("t"), outbound_probe(), [])
+            .oneshot(get_req("/outbound"))
+            .await
+            .unwrap(),
+    )
+    .await;
+    let trace = |s: &str| s.split('-').nth(1).map(str::to_owned);
+    assert!(trace(&first).is_some_and(|t| t.len() == 32), "{first:?}");
+    assert_ne!(
+        trace(&first),
+        trace(&second),
+        "each request is its own trace"
+    );
+}

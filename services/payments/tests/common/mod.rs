@@ -195,6 +195,7 @@ impl TestApp {
                 queue: self.queues.commands.clone(),
                 kind: command.kind().into(),
                 payload: serde_json::to_vec(command).unwrap(),
+                traceparent: None,
             }])
             .await
             .unwrap();
