@@ -36,6 +36,9 @@ use crate::fleet::{Ctx, FleetState, services, vault::Vault};
 /// a new one before the fault counts as failed.
 const LEASE_RECOVERY: Duration = Duration::from_secs(15);
 
+/// How long the fleet may take to be ready again after the last fault.
+pub const SETTLE: Duration = Duration::from_secs(30);
+
 /// What the faults act on.
 #[derive(Clone)]
 pub struct Env {
@@ -155,6 +158,39 @@ async fn inject(env: &Env, p: &Planned) -> Result<String> {
         }
         Kind::RevokeLease => revoke_lease(env, &name).await,
         Kind::Chaos => chaos(env, p).await,
+    }
+}
+
+/// After the last fault has healed: waits until every component of the
+/// fleet answers its readiness probe again (a fault may leave a service
+/// up but not ready: a dropped Redis connection, a lease it has not
+/// replaced). `Ok(how long)`, or `Err` naming what is not ready after
+/// [`SETTLE`]. The checks run after this either way.
+pub async fn settle(ctx: &Ctx) -> Result<Duration, String> {
+    let t = Instant::now();
+    loop {
+        let state = match FleetState::load(&ctx.state_dir) {
+            Ok(Some(s)) => s,
+            Ok(None) => return Err("fleet.json is gone".into()),
+            Err(e) => return Err(format!("{e:#}")),
+        };
+        let bad: Vec<String> = crate::fleet::observe::observe(&state)
+            .await
+            .into_iter()
+            .filter(|c| c.state != "ready")
+            .map(|c| format!("{} ({})", c.name, c.state))
+            .collect();
+        if bad.is_empty() {
+            return Ok(t.elapsed());
+        }
+        if t.elapsed() >= SETTLE {
+            return Err(format!(
+                "not ready {}s after the last fault: {}",
+                SETTLE.as_secs(),
+                bad.join(", ")
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
     }
 }
 

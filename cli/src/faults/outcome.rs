@@ -124,3 +124,23 @@ pub fn invariant(outcomes: &[FaultOutcome]) -> Invariant {
         evidence,
     )
 }
+
+/// The fleet was ready again after the faults (`exec::settle`'s result).
+pub fn settled(r: &Result<std::time::Duration, String>) -> Invariant {
+    let name = "the whole fleet is ready again after the faults";
+    let expected = format!(
+        "every component answers its readiness probe within {}s of the last fault's heal",
+        super::exec::SETTLE.as_secs()
+    );
+    let evidence = "each component's own probe, as `storefront status` runs it";
+    match r {
+        Ok(d) => Invariant::check(
+            name,
+            true,
+            expected,
+            format!("ready {:.2}s after", d.as_secs_f64()),
+            evidence,
+        ),
+        Err(why) => Invariant::check(name, false, expected, why.clone(), evidence),
+    }
+}

@@ -132,15 +132,24 @@ pub async fn run(lab: &Lab, profile: LoadProfile, opts: &Options) -> Result<Load
     let mut builtin = Vec::new();
     let mut measurements = Vec::new();
     let driven = drive(lab, &shared, opts, &mut builtin, &mut measurements).await;
-    // Every fault heals before anything is judged, even when the load failed.
+    // Every fault heals, and the fleet is ready again, before anything is
+    // judged, even when the load failed.
     let fault_outcomes = match executor {
-        Some(e) => Some(e.finish().await),
+        Some(e) => {
+            let outcomes = e.finish().await;
+            let settled = match &opts.fleet {
+                Some(ctx) => faults::exec::settle(ctx).await,
+                None => Err("no fleet context".into()),
+            };
+            Some((outcomes, settled))
+        }
         None => None,
     };
     drop(live);
     let (goose, corrected_means) = driven?;
-    if let Some(o) = &fault_outcomes {
+    if let Some((o, settled)) = &fault_outcomes {
         builtin.push(faults::outcome::invariant(o));
+        builtin.push(faults::outcome::settled(settled));
     }
 
     let mut tallies = shared.recorder.finish();
@@ -161,8 +170,7 @@ pub async fn run(lab: &Lab, profile: LoadProfile, opts: &Options) -> Result<Load
         .zip(tallies.iter().cloned())
         .map(|(tx, t)| TxReport::new(tx.label.clone(), t, window))
         .collect();
-    // Empty when our own users ran the closed model (no goose to cross-check).
-    if let Some(views) = goose.filter(|v| !v.is_empty()) {
+    if let Some(views) = goose {
         for (tx, v) in txs.iter_mut().zip(views) {
             tx.goose = v;
         }
@@ -186,7 +194,7 @@ pub async fn run(lab: &Lab, profile: LoadProfile, opts: &Options) -> Result<Load
         )
         .await,
     );
-    let mut run = RunLog::new(&txs, fault_outcomes.unwrap_or_default());
+    let mut run = RunLog::new(&txs, fault_outcomes.map(|(o, _)| o).unwrap_or_default());
     if checks.contains(&Check::CatalogStockConservation) {
         run.release_tag = Some(shared.world.run_tag.clone());
     }
