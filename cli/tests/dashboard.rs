@@ -35,11 +35,21 @@ fn shots() -> PathBuf {
     d
 }
 
-/// A child killed when dropped.
+/// A child stopped when dropped: SIGTERM (the dashboard then stops its own
+/// run), SIGKILL if it is still there after 20 s.
 struct Killed(Child);
 
 impl Drop for Killed {
     fn drop(&mut self) {
+        let pid = nix::unistd::Pid::from_raw(self.0.id() as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.0.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
         let _ = self.0.kill();
         let _ = self.0.wait();
     }

@@ -83,10 +83,21 @@ pub async fn serve(ctx: Ctx, port: u16, port_base: Option<u16>, open: bool) -> R
         eprintln!("could not open a browser ({e}): open the URL above");
     }
     // Not a graceful drain: the page's event streams never end by themselves.
-    tokio::select! {
+    let runs = app.runs.clone();
+    let served = tokio::select! {
         r = axum::serve(listener, api::router(app)) => r.context("the dashboard's server failed"),
         () = shutdown() => Ok(()),
+    };
+    // A run still going gets SIGTERM, as on Ctrl-C in a terminal, so it
+    // lifts its faults and lock itself; after 15 s it is killed on drop.
+    if runs.stop().is_ok() {
+        eprintln!("stopping the run in progress…");
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+        while runs.current().is_some_and(|r| r.running) && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
+    served
 }
 
 async fn shutdown() {
