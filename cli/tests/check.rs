@@ -1,7 +1,9 @@
 //! `storefront check` against a real fleet: after a saga run the shop
 //! passes every invariant; a completed order's payment captured twice at
 //! the provider, written by hand into Postgres, fails the check naming the
-//! order, and putting it back passes again.
+//! order, and putting it back passes again. A poison command that payments
+//! dead-letters fails the check, and a check whose scope starts after it
+//! (the message dated by its x-death time) does not count it.
 
 mod support;
 
@@ -10,6 +12,7 @@ use support::Fleet;
 
 const COMPLETED: &str = "completed orders took their stock once and were captured exactly once";
 const MONEY: &str = "the sum captured equals the sum of completed order totals";
+const DEAD_LETTERS: &str = "no unexplained dead letters";
 
 fn verdict_of<'a>(report: &'a Value, name: &str) -> &'a Value {
     let inv = report["invariants"]
@@ -58,8 +61,41 @@ fn sql(fleet: &Fleet, sql: &str) -> (u64, Option<String>) {
         })
 }
 
+/// Publishes a message payments can never handle (no message id, not
+/// JSON) to its command queue: payments dead-letters it.
+fn publish_poison(fleet: &Fleet) {
+    let state: Value =
+        serde_json::from_slice(&std::fs::read(fleet.dir().join("fleet.json")).unwrap()).unwrap();
+    let url = state["endpoints"]["amqp_url"].as_str().unwrap().to_owned();
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(async move {
+            use lapin::options::BasicPublishOptions;
+            use lapin::{BasicProperties, Connection, ConnectionProperties};
+            let c = Connection::connect(&url, ConnectionProperties::default())
+                .await
+                .unwrap();
+            let channel = c.create_channel().await.unwrap();
+            channel
+                .basic_publish(
+                    "".into(),
+                    "payments.commands".into(),
+                    BasicPublishOptions::default(),
+                    b"not json",
+                    BasicProperties::default(),
+                )
+                .await
+                .unwrap()
+                .await
+                .unwrap();
+            c.close(200, "OK".into()).await.ok();
+        });
+}
+
 #[test]
-fn check_passes_a_consistent_shop_and_fails_a_double_capture_naming_the_order() {
+fn check_passes_a_consistent_shop_and_fails_a_double_capture_or_a_new_dead_letter() {
     support::require_service_binaries();
     let fleet = Fleet::new("dev");
     fleet.json(&["up", "--json"], 0);
@@ -112,4 +148,30 @@ fn check_passes_a_consistent_shop_and_fails_a_double_capture_naming_the_order() 
     );
     let report = fleet.json(&["check", "--since", "10m", "--json"], 0);
     assert_eq!(report["verdict"], "pass", "{report:#}");
+
+    // A poison command: dead-lettered since the start, so unexplained.
+    publish_poison(&fleet);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let report = loop {
+        let out = fleet.run(&["check", "--since", "10m", "--json"]);
+        let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+        if out.status.code() == Some(1) || std::time::Instant::now() >= deadline {
+            break report;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    assert_eq!(verdict_of(&report, DEAD_LETTERS), "fail", "{report:#}");
+    assert!(
+        observed(&report, DEAD_LETTERS)
+            .contains("payments.commands.dlq: 1 dead-lettered since the start"),
+        "{report:#}"
+    );
+    // Judged from a moment after it (x-death times are whole seconds), the
+    // same message is not the scope's.
+    let later = (chrono::Utc::now() + chrono::Duration::seconds(2)).to_rfc3339();
+    let report = fleet.json(&["check", "--since", &later, "--json"], 0);
+    assert!(
+        observed(&report, DEAD_LETTERS).contains("1 dead-lettered before the start"),
+        "{report:#}"
+    );
 }

@@ -97,6 +97,9 @@ pub struct DlqSeen {
     pub now: Option<u64>,
     /// Whether `before` was read (a baseline was taken).
     pub baseline: bool,
+    /// Without a baseline: how many of `now` were dead-lettered since the
+    /// scope's start (their `x-death` time); `None` if not dated.
+    pub since: Option<u64>,
 }
 
 /// Idempotency-Keys of the orders in scope.

@@ -391,18 +391,27 @@ pub async fn claims(pg: &PgPool, since: DateTime<Utc>) -> Result<ClaimsSeen> {
 }
 
 /// Joins the dead-letter depths now with the baseline's.
-pub fn dlqs(
-    before: Option<&[(String, Option<u64>)]>,
-    now: &[(String, Option<u64>)],
-) -> Vec<DlqSeen> {
+pub fn dlqs(before: &[(String, Option<u64>)], now: &[(String, Option<u64>)]) -> Vec<DlqSeen> {
     now.iter()
         .map(|(queue, n)| DlqSeen {
             queue: queue.clone(),
-            before: before
-                .and_then(|b| b.iter().find(|x| x.0 == *queue))
-                .and_then(|x| x.1),
+            before: before.iter().find(|x| x.0 == *queue).and_then(|x| x.1),
             now: *n,
-            baseline: before.is_some(),
+            baseline: true,
+            since: None,
+        })
+        .collect()
+}
+
+/// Dead-letter depths without a baseline, dated by their `x-death` time.
+pub fn dlqs_dated(now: &[dlq::Depth]) -> Vec<DlqSeen> {
+    now.iter()
+        .map(|d| DlqSeen {
+            queue: d.queue.clone(),
+            before: None,
+            now: d.now,
+            baseline: false,
+            since: d.since,
         })
         .collect()
 }

@@ -344,13 +344,25 @@ fn dead_letters(ev: &Shop) -> Invariant {
         .map(|o| format!("{}: {} dead rows", o.name, o.dead_since))
         .collect();
     let mut unreadable = Vec::new();
+    let mut older = Vec::new();
     for d in &ev.dlqs {
         match (d.baseline, d.before, d.now) {
             (true, Some(b), Some(n)) if n != b => {
                 bad.push(format!("{}: {b} → {n} dead letters", d.queue))
             }
-            (false, _, Some(n)) if n != 0 => bad.push(format!("{}: {n} dead letters", d.queue)),
-            (true, Some(_), Some(_)) | (false, _, Some(_)) => {}
+            (true, Some(_), Some(_)) => {}
+            (false, _, Some(n)) => match d.since {
+                Some(recent) if recent > 0 => bad.push(format!(
+                    "{}: {recent} dead-lettered since the start ({n} in the queue)",
+                    d.queue
+                )),
+                Some(_) if n > 0 => {
+                    older.push(format!("{}: {n} dead-lettered before the start", d.queue))
+                }
+                Some(_) => {}
+                None if n > 0 => bad.push(format!("{}: {n} dead letters (not dated)", d.queue)),
+                None => {}
+            },
             _ => unreadable.push(d.queue.clone()),
         }
     }
@@ -373,17 +385,21 @@ fn dead_letters(ev: &Shop) -> Invariant {
         if baseline {
             "0 new dead outbox rows, 0 new messages in the dead-letter queues"
         } else {
-            "0 dead outbox rows since the start, 0 messages in the dead-letter queues"
+            "0 dead outbox rows since the start, 0 messages dead-lettered since the start"
         },
-        if bad.is_empty() {
-            "0 new".into()
-        } else {
-            bad.join(", ")
+        match (bad.is_empty(), older.is_empty()) {
+            (false, _) => bad.join(", "),
+            (true, true) => "0 new".into(),
+            (true, false) => format!("0 new ({})", older.join(", ")),
         },
         format!(
             "outbox rows dead since the start of {}; dead-letter queue depths from the broker (AMQP passive declare){}",
             ev.scope,
-            if baseline { ", before vs after" } else { "" }
+            if baseline {
+                ", before vs after"
+            } else {
+                ", each message dated by its x-death time (peeked, requeued)"
+            }
         ),
     )
 }

@@ -48,14 +48,18 @@ pub async fn read(lab: &Lab, scope: &Scope, ids: &[Uuid], r: &Reading) -> Result
     let pg = &lab.pg;
     let orders = gather::orders(pg, ids).await?;
     let stock = gather::stock_seen(pg, r.baseline.stock.as_ref(), &orders).await?;
-    let dlqs_now = dlq::depths(&lab.state.endpoints.amqp_url).await;
+    let amqp = &lab.state.endpoints.amqp_url;
+    let dlqs = match r.baseline.dlqs.as_deref() {
+        Some(before) => gather::dlqs(before, &dlq::depths(amqp).await),
+        None => gather::dlqs_dated(&dlq::depths_since(amqp, scope.since).await),
+    };
     Ok(Shop {
         scope: scope.describe(),
         reservations: gather::reservations(pg, ids).await?,
         payments: gather::payments(pg, ids).await?,
         stock,
         outboxes: gather::outboxes(pg, scope.since).await?,
-        dlqs: gather::dlqs(r.baseline.dlqs.as_deref(), &dlqs_now),
+        dlqs,
         keys: gather::keys(pg, ids).await?,
         claims: if r.claims {
             Some(gather::claims(pg, scope.since).await?)

@@ -101,6 +101,7 @@ fn good() -> Shop {
             before: Some(1),
             now: Some(1),
             baseline: true,
+            since: None,
         }],
         keys: KeysSeen {
             duplicated: vec![],
@@ -263,10 +264,17 @@ fn new_dead_letters_fail_and_unreadable_queues_are_unknown() {
     let mut ev = good();
     ev.outboxes[0].dead_since = 1;
     assert_eq!(failing(&ev), [DEAD_LETTERS]);
-    // Without a baseline any message in a dead-letter queue is unexplained.
+    // Without a baseline a message dead-lettered since the start (by its
+    // x-death time) is unexplained; older ones are not the scope's.
     let mut ev = good();
     ev.dlqs[0].baseline = false;
     ev.dlqs[0].before = None;
+    ev.dlqs[0].since = Some(1);
+    assert_eq!(failing(&ev), [DEAD_LETTERS]);
+    ev.dlqs[0].since = Some(0);
+    assert_eq!(failing(&ev), Vec::<String>::new());
+    // Not dated (too many to peek): any message is unexplained.
+    ev.dlqs[0].since = None;
     assert_eq!(failing(&ev), [DEAD_LETTERS]);
     ev.dlqs[0].now = Some(0);
     assert_eq!(failing(&ev), Vec::<String>::new());

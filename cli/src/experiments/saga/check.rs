@@ -374,6 +374,7 @@ mod tests {
                 before: Some(0),
                 now: Some(0),
                 baseline: true,
+                since: None,
             }],
             keys: KeysSeen {
                 duplicated: vec![],
