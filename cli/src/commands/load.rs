@@ -73,6 +73,11 @@ pub struct Args {
     /// access. `--html FILE` writes storefront's own, self-contained page.
     #[arg(long, value_name = "FILE", conflicts_with = "rate")]
     pub goose_html: Option<PathBuf>,
+    /// Write every client operation to FILE as JSON lines (invoke and complete
+    /// times, transaction, method and path, outcome, Idempotency-Key), to
+    /// re-check the run offline.
+    #[arg(long, value_name = "FILE")]
+    pub history: Option<PathBuf>,
     /// Inject the [[faults]] of FILE (a TOML file of nothing else) instead of the profile's.
     #[arg(long, value_name = "FILE")]
     pub faults: Option<PathBuf>,
@@ -129,6 +134,7 @@ pub async fn run(g: &Global, args: Args) -> Result<u8> {
         quiet: args.common.json,
         via: args.via,
         fleet: Some(ctx.clone()),
+        history: args.history,
     };
     let mut rep = load::run(&lab, profile, &opts).await?;
     // The report first, then the clean-up (issue 12, defect d).

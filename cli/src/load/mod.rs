@@ -10,6 +10,9 @@
 //! and injected while it runs; every one has healed before the checks. The
 //! report comes first and the clean-up after it ([`clean_up`]): a clean-up
 //! that fails is its own line, never the loss of the report.
+//!
+//! `--history FILE` hands the recorder `history`'s writer: every client
+//! operation becomes a JSON line, written before anything is judged.
 
 pub mod arrivals;
 pub mod checks;
@@ -58,6 +61,8 @@ pub struct Options {
     /// No live progress line.
     pub quiet: bool,
     pub via: target::Via,
+    /// `--history FILE`: every client operation as a JSON line (`history`).
+    pub history: Option<PathBuf>,
     /// The fleet's context: the control plane a fault schedule acts through.
     pub fleet: Option<Ctx>,
 }
@@ -109,10 +114,16 @@ pub async fn run(lab: &Lab, profile: LoadProfile, opts: &Options) -> Result<Load
         None => (p.users as usize).min(32),
         Some(_) => 32,
     };
+    let history = opts
+        .history
+        .as_deref()
+        .map(history::Writer::create)
+        .transpose()?;
     // Fault times count from here, as the recorder's seconds do.
     let origin = Instant::now();
     let shared = Arc::new(Shared {
-        recorder: Recorder::new(plan.txs.len(), shards),
+        recorder: Recorder::new(plan.txs.len(), shards)
+            .with_history(history.as_ref().map(history::Writer::history)),
         plan,
         targets,
         world,
@@ -146,6 +157,15 @@ pub async fn run(lab: &Lab, profile: LoadProfile, opts: &Options) -> Result<Load
         None => None,
     };
     drop(live);
+    if let Some(w) = history {
+        // Written before anything is judged; a history that could not be
+        // written is said so, and loses no result.
+        let shown = match w.finish().await {
+            Ok(written) => written.describe(),
+            Err(e) => format!("FAILED: {e:#}"),
+        };
+        measurements.push(("history (every operation, JSON lines)".into(), shown));
+    }
     let (goose, corrected_means) = driven?;
     if let Some((o, settled)) = &fault_outcomes {
         builtin.push(faults::outcome::invariant(o));
@@ -170,7 +190,8 @@ pub async fn run(lab: &Lab, profile: LoadProfile, opts: &Options) -> Result<Load
         .zip(tallies.iter().cloned())
         .map(|(tx, t)| TxReport::new(tx.label.clone(), t, window))
         .collect();
-    if let Some(views) = goose {
+    // Empty when our own users ran the closed model (no goose to cross-check).
+    if let Some(views) = goose.filter(|v| !v.is_empty()) {
         for (tx, v) in txs.iter_mut().zip(views) {
             tx.goose = v;
         }
