@@ -235,6 +235,27 @@ fn the_lab_page_shows_the_fleet_runs_a_race_and_a_load_and_kills_a_replica() {
         .send()
         .unwrap();
     assert_eq!(r.status(), 403);
+    // DNS rebinding: the right token under another host name is refused.
+    let r = plain
+        .get(format!("{root}/api/snapshot?token={token}"))
+        .header("host", "rebound.example")
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    // The pattern table's files are readable; nothing else is.
+    let cookie = format!("sf_dashboard={token}");
+    let code = |path: &str| {
+        plain
+            .get(format!("{root}/code/{path}"))
+            .header("cookie", &cookie)
+            .send()
+            .unwrap()
+    };
+    let r = code("services/bff/src/breaker.rs");
+    assert_eq!(r.status(), 200);
+    assert!(r.text().unwrap().contains("pub struct Breaker"));
+    assert_eq!(code("Cargo.toml").status(), 404);
+    assert_eq!(code("services/bff/src/../../../Cargo.toml").status(), 404);
 
     let b = Browser::start();
     b.goto(&url);
@@ -405,6 +426,21 @@ fn the_lab_page_shows_the_fleet_runs_a_race_and_a_load_and_kills_a_replica() {
         },
     );
     b.screenshot("chaos");
+
+    // Pause and resume from the page: SIGSTOP shows as paused, SIGCONT as ready.
+    for (action, state) in [("pause", "paused"), ("resume", "ready")] {
+        b.js(&format!(
+            "document.querySelector('#controls [data-name=\"claims\"][data-action=\"{action}\"]').click()"
+        ));
+        b.until(
+            &format!("claims shows {state}"),
+            Duration::from_secs(10),
+            &format!(
+                "const c = document.querySelector('#controls .card[data-component=\"claims\"]');
+                 return c && c.dataset.state === '{state}';"
+            ),
+        );
+    }
     drop(b);
     drop(_dash);
     drop(fleet);
