@@ -106,6 +106,27 @@ impl Tap {
     pub async fn start(ctx: &Ctx, state: &FleetState) -> Result<Self> {
         let ctl = Rabbitmqctl::of(ctx, state)?;
         ctl.run("trace_on").await?;
+        match Self::consume(state).await {
+            Ok((seen, task, connection)) => Ok(Self {
+                seen,
+                task,
+                _connection: connection,
+                ctl,
+            }),
+            Err(error) => {
+                // Leave the broker as it was found.
+                if let Err(off) = ctl.run("trace_off").await {
+                    tracing::warn!("{off:#}");
+                }
+                Err(error)
+            }
+        }
+    }
+
+    /// Binds an exclusive queue to the firehose and collects from it.
+    async fn consume(
+        state: &FleetState,
+    ) -> Result<(Arc<Mutex<Seen>>, tokio::task::JoinHandle<()>, Connection)> {
         let connection = Connection::connect(
             &state.endpoints.amqp_url,
             ConnectionProperties::default().with_connection_name("storefront-outbox-tap".into()),
@@ -163,12 +184,7 @@ impl Tap {
                 }
             }
         });
-        Ok(Self {
-            seen,
-            task,
-            _connection: connection,
-            ctl,
-        })
+        Ok((seen, task, connection))
     }
 
     /// Reads what was collected so far.
