@@ -35,6 +35,10 @@ use super::plan::Scenario;
 const POLL: Duration = Duration::from_millis(100);
 /// A re-delivery waits up to this long, so it lands out of order.
 const MAX_REPLAY_DELAY_MS: u64 = 400;
+/// How long a resend keeps trying while payments cannot answer (a crash
+/// run restarts it within a few seconds).
+const RESEND_FOR: Duration = Duration::from_secs(20);
+const RESEND_BACKOFF: Duration = Duration::from_millis(250);
 
 /// Forgery kinds, taken in turn.
 pub const FORGERY_KINDS: usize = 5;
@@ -96,6 +100,26 @@ impl Target {
             .iter()
             .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned()))
             .collect())
+    }
+
+    /// A provider's resend of a genuine webhook: signed afresh and POSTed,
+    /// and — as a provider does — tried again while payments cannot answer
+    /// (it may be down mid-crash: no connection, a 5xx, or the signing
+    /// oracle itself unreachable), until RESEND_FOR has passed. The last
+    /// status is what counts; a 4xx is final at once.
+    async fn resend(&self, provider: &str, body: &str) -> String {
+        let deadline = tokio::time::Instant::now() + RESEND_FOR;
+        loop {
+            let status = match self.sign(provider, body, None).await {
+                Ok(headers) => self.deliver(provider, body.to_owned(), &headers).await.0,
+                Err(_) => "error: signing".into(),
+            };
+            let answered = status.starts_with('2') || status.starts_with('4');
+            if answered || tokio::time::Instant::now() >= deadline {
+                return status;
+            }
+            tokio::time::sleep(RESEND_BACKOFF).await;
+        }
     }
 
     /// POSTs a webhook; the status (or the error kind), and for a 2xx the
@@ -366,10 +390,7 @@ pub async fn run(
                 let (provider, body) = (a.provider.clone(), a.body.clone());
                 tasks.spawn(async move {
                     tokio::time::sleep(delay).await;
-                    let status = match target.sign(&provider, &body, None).await {
-                        Ok(headers) => target.deliver(&provider, body, &headers).await.0,
-                        Err(_) => "error: signing".into(),
-                    };
+                    let status = target.resend(&provider, &body).await;
                     *results
                         .lock()
                         .expect("not poisoned")
