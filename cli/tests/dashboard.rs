@@ -291,6 +291,14 @@ fn the_lab_page_shows_the_fleet_runs_a_race_and_a_load_and_kills_a_replica() {
             "{must} not on the page: {names:?}"
         );
     }
+    // The broker's queues (as checkout and payments read them), identity's lease.
+    b.until(
+        "the broker's queue depths and identity's lease show",
+        Duration::from_secs(15),
+        "const t = (n) => (document.querySelector(`#topology .card[data-component=\"${n}\"]`) || {}).textContent || '';
+         return t('rabbitmq').includes('queue payments.commands:') && t('rabbitmq').includes('queue checkout.events:')
+           && t('identity').includes('lease TTL') && t('checkout').includes('outbox backlog');",
+    );
     b.screenshot("fleet");
 
     // Experiments: a race from the page, then the same race from the CLI.

@@ -28,6 +28,10 @@ pub struct Scrape {
     /// Outbox rows not yet published, and the oldest one's age.
     pub outbox_depth: Option<f64>,
     pub outbox_oldest_s: Option<f64>,
+    /// RabbitMQ queues this instance reads the depth of (checkout and
+    /// payments ask the broker with a passive declare): `queue → (ready,
+    /// dead-lettered)`.
+    pub queues: std::collections::BTreeMap<String, (f64, f64)>,
 }
 
 fn traffic(labels: &str) -> bool {
@@ -41,6 +45,19 @@ fn gauge(page: &str, name: &str) -> Option<f64> {
             .is_some_and(|r| r.starts_with('{') || r.starts_with(' '))
     });
     present.then(|| sum_counter(page, name, |_| true))
+}
+
+/// `name{...label="v"...} value` samples as `(v, value)`.
+fn by_label(page: &str, name: &str, label: &str) -> Vec<(String, f64)> {
+    let key = format!("{label}=\"");
+    page.lines()
+        .filter_map(|l| {
+            let rest = l.strip_prefix(name)?.strip_prefix('{')?;
+            let end = rest.rfind('}')?;
+            let v = rest[..end].split(&key).nth(1)?.split('"').next()?;
+            Some((v.to_owned(), rest[end + 1..].trim().parse().ok()?))
+        })
+        .collect()
 }
 
 pub fn parse(page: &str) -> Scrape {
@@ -84,6 +101,16 @@ pub fn parse(page: &str) -> Scrape {
         rotations: gauge(page, "identity_db_credential_rotations_total"),
         outbox_depth: gauge(page, "outbox_depth"),
         outbox_oldest_s: gauge(page, "outbox_oldest_pending_age_seconds"),
+        queues: {
+            let mut q = std::collections::BTreeMap::new();
+            for (name, n) in by_label(page, "amqp_queue_messages", "queue") {
+                q.entry(name).or_insert((0.0, 0.0)).0 = n;
+            }
+            for (name, n) in by_label(page, "amqp_queue_dead_letters", "queue") {
+                q.entry(name).or_insert((0.0, 0.0)).1 = n;
+            }
+            q
+        },
     }
 }
 
@@ -178,6 +205,9 @@ http_request_duration_seconds_bucket{method="GET",route="/ready",status="200",le
 identity_db_lease_ttl_seconds 41.5
 identity_db_credential_rotations_total{reason="max_ttl"} 2
 identity_db_credential_rotations_total{reason="revoked"} 1
+amqp_queue_messages{queue="payments.commands"} 7
+amqp_queue_dead_letters{queue="payments.commands"} 2
+amqp_queue_messages_total 99
 "#;
 
     #[test]
@@ -191,6 +221,10 @@ identity_db_credential_rotations_total{reason="revoked"} 1
         assert_eq!(s.lease_ttl_s, Some(41.5));
         assert_eq!(s.rotations, Some(3.0));
         assert_eq!(s.outbox_depth, None);
+        assert_eq!(
+            s.queues.into_iter().collect::<Vec<_>>(),
+            [("payments.commands".to_owned(), (7.0, 2.0))]
+        );
     }
 
     #[test]

@@ -129,6 +129,7 @@ impl Poller {
 
         let now = Instant::now();
         let mut per_instance = serde_json::Map::new();
+        let mut queues = serde_json::Map::new();
         for ((name, url), scrape) in instances.iter().zip(scrapes) {
             let Some(s) = scrape else {
                 per_instance.insert(name.clone(), json!({"scraped": false}));
@@ -150,6 +151,9 @@ impl Poller {
                     "outbox_oldest_s": s.outbox_oldest_s,
                 }),
             );
+            for (q, (ready, dead)) in &s.queues {
+                queues.insert(q.clone(), json!({"ready": ready, "dead_lettered": dead}));
+            }
             self.previous.insert(url.clone(), (now, s));
         }
         json!({
@@ -158,6 +162,7 @@ impl Poller {
             "profile": state.profile,
             "components": components,
             "instances": per_instance,
+            "queues": queues,
             "breakers": breakers,
             "chaos": chaos,
             "bff_admin": gateway.is_some(),

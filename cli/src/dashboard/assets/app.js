@@ -116,6 +116,7 @@ function card(c, fleet) {
     if (inst.outbox_depth !== null && inst.outbox_depth !== undefined) figs.push(`outbox backlog ${fmt(inst.outbox_depth, 0)} (oldest ${fmt(inst.outbox_oldest_s, 1)} s)`);
   } else {
     figs.push(c.url);
+    if (c.name === "rabbitmq") for (const [q, d] of Object.entries(fleet.queues || {})) figs.push(`queue ${q}: ${fmt(d.ready, 0)} ready · ${fmt(d.dead_lettered, 0)} dead-lettered`);
   }
   return el("div", { class: "card", "data-component": c.name, "data-state": c.state, "data-breaker": br ? br.state : null },
     el("span", { class: "name" }, c.name),
