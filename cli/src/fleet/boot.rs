@@ -156,6 +156,9 @@ fn ports_to_check(ctx: &Ctx, mode: InfraMode, services: bool) -> Vec<(String, u1
         ],
         InfraMode::External => Vec::new(),
     };
+    if services && runs_prometheus(ctx, mode) {
+        all.push((super::prometheus::NAME.into(), p.prometheus));
+    }
     if services {
         all.extend(
             ctx.profile
@@ -165,6 +168,11 @@ fn ports_to_check(ctx: &Ctx, mode: InfraMode, services: bool) -> Vec<(String, u1
         );
     }
     all
+}
+
+/// Prometheus joins native fleets whose profile asks for it.
+fn runs_prometheus(ctx: &Ctx, mode: InfraMode) -> bool {
+    mode == InfraMode::Native && ctx.profile.prometheus
 }
 
 /// Checks everything that can be checked before starting anything, so a
@@ -286,6 +294,12 @@ pub async fn up(
         Some(bins) => native::infra(&b, bins, &mut secrets, &secrets_ro),
         None => vec![external::infra(&b, mode, &mut secrets).boxed_local()],
     };
+    if start_services && runs_prometheus(ctx, mode) {
+        // First, so it binds its port before the fleet's own outgoing
+        // connections can take it from the ephemeral range; it never fails
+        // the fleet (see prometheus::boot).
+        all.insert(0, super::prometheus::boot(&b).map(Ok).boxed_local());
+    }
     if start_services {
         for (spec, instance, port) in ctx.profile.instances() {
             all.push(boot_service(&b, spec, instance, port).boxed_local());

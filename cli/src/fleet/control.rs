@@ -26,7 +26,7 @@ use super::process::{self, Spawned, Stopped};
 use super::profile::ServiceSpec;
 use super::ready::{self, Watch};
 use super::state::{Component, ComponentKind, FleetState, InfraMode};
-use super::{Ctx, Secrets, native, rabbit, services, supervisor, vault};
+use super::{Ctx, Secrets, native, prometheus, rabbit, services, supervisor, vault};
 
 /// How to stop it: politely (SIGTERM, drain; Postgres's "fast" shutdown),
 /// as a crash (SIGKILL), or, for Postgres, its "immediate" shutdown
@@ -384,6 +384,13 @@ async fn spawn(ctx: &Ctx, state: &FleetState, c: &Component) -> Result<Spawned> 
             services::spawn(ctx, &spec, &c.name, port, &state.endpoints)?.0
         }
         ComponentKind::Infra if c.name == supervisor::NAME => supervisor::spawn(ctx)?,
+        ComponentKind::Infra if c.name == prometheus::NAME => {
+            let bin = prometheus::binary().context(
+                "prometheus is not installed (run scripts/setup.sh, which installs Debian's `prometheus`)",
+            )?;
+            let cmd = prometheus::command(ctx, &bin, ctx.profile.ports().prometheus)?;
+            process::spawn(cmd, &ctx.log_path(&c.name), &ctx.state_dir)?
+        }
         ComponentKind::Infra => {
             let bins = Binaries::locate(&ctx.tools_dir)?;
             let secrets = Secrets::load_or_create(&ctx.state_dir)?;
@@ -435,6 +442,7 @@ async fn ready_after_start(
         }
         "redis" => ready::poll(w, deadline, || native::redis_ping(&e.redis_url)).await?,
         "rabbitmq" => ready::poll(w, deadline, || rabbit::check(ports.amqp)).await?,
+        prometheus::NAME => ready::poll(w, deadline, || prometheus::check(&client, &c.url)).await?,
         "vault" => {
             ready::poll(w, deadline, || {
                 vault::check_listening(&client, &e.vault_addr)
@@ -531,6 +539,9 @@ pub async fn start_dead(ctx: &Ctx) -> Result<Vec<Started>> {
             .filter(|c| c.kind == ComponentKind::Service)
             .map(|c| c.name.clone()),
     );
+    if state.components.iter().any(|c| c.name == prometheus::NAME) {
+        names.push(prometheus::NAME.into());
+    }
     if state.components.iter().any(|c| c.name == supervisor::NAME) {
         names.push(supervisor::NAME.into());
     }

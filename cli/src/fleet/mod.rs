@@ -13,6 +13,7 @@ pub mod postgres;
 pub mod process;
 pub mod profile;
 pub mod progress;
+pub mod prometheus;
 pub mod rabbit;
 pub mod ready;
 pub mod redis_acl;
@@ -72,6 +73,7 @@ const STATE_ENTRIES: &[&str] = &[
     "rabbitmq",
     "tools",
     "supervisor.toml",
+    "prometheus",
 ];
 
 /// Makes the state directory private (0700). Only a directory that is ours

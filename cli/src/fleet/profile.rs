@@ -39,6 +39,10 @@ pub struct FleetProfile {
     /// fleet.json as the `supervisor` component, which `down` stops first.
     #[serde(default)]
     pub supervise: bool,
+    /// Run Prometheus beside a native fleet, scraping every service
+    /// instance (see [`super::prometheus`]); off unless a profile asks.
+    #[serde(default)]
+    pub prometheus: bool,
     #[serde(default)]
     pub postgres: PostgresSettings,
     #[serde(default)]
@@ -173,6 +177,9 @@ pub struct PortPlan {
     pub rabbit_dist: u16,
     pub epmd: u16,
     pub vault: u16,
+    /// Prometheus, when the profile runs it (absent from older records).
+    #[serde(default)]
+    pub prometheus: u16,
     /// Services take consecutive ports from here, in profile order.
     pub services_from: u16,
 }
@@ -189,6 +196,7 @@ impl PortPlan {
             rabbit_dist: base + 3,
             epmd: base + 4,
             vault: base + 5,
+            prometheus: base + 6,
             services_from: base + INFRA_PORTS,
         }
     }
