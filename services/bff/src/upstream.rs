@@ -403,6 +403,7 @@ async fn call(client: &reqwest::Client, base: &str, forward: &Forward) -> Attemp
     let sent = client
         .request(forward.method.clone(), url)
         .headers(forward.headers.clone())
+        .headers(storefront_kit::telemetry::trace_headers())
         .body(forward.body.clone())
         .send()
         .await;

@@ -114,7 +114,9 @@ impl Catalog {
         let mut last = String::from("no catalog URL configured");
         for i in 0..self.urls.len() {
             let base = &self.urls[(start + i) % self.urls.len()];
-            let attempt = match make(&self.http, base).send().await {
+            let request =
+                make(&self.http, base).headers(storefront_kit::telemetry::trace_headers());
+            let attempt = match request.send().await {
                 Ok(response) => {
                     let status = response.status();
                     Attempt::Answer(status, response.text().await.unwrap_or_default())

@@ -101,6 +101,7 @@ impl IdentityClient {
     async fn call(request: reqwest::RequestBuilder) -> Result<Value, Failure> {
         let response = request
             .timeout(TIMEOUT)
+            .headers(storefront_kit::telemetry::trace_headers())
             .send()
             .await
             .map_err(|e| Failure::Unreachable(e.to_string()))?;
