@@ -147,14 +147,16 @@ async fn inject(env: &Env, p: &Planned) -> Result<String> {
                 Some(PgMode::Immediate) => How::Immediate,
                 _ => How::Graceful,
             };
-            let stopped = stop(env, &name, how).await?;
+            let after = match stop(env, &name, how).await? {
+                Stopped::NotRunning => bail!("`{name}` was not running: nothing to restart"),
+                Stopped::Graceful => "it exited",
+                Stopped::Killed => "it needed SIGKILL after the deadline",
+            };
             let again = start_again(env, &name)
                 .await
                 .context("stopped, but the start failed")?;
-            Ok(format!(
-                "stopped ({}); {again}",
-                format!("{stopped:?}").to_lowercase()
-            ))
+            let signal = control::signal(&name, how).map_or("?".into(), |s| s.to_string());
+            Ok(format!("stopped with {signal} ({after}); {again}"))
         }
         Kind::RevokeLease => revoke_lease(env, &name).await,
         Kind::Chaos => chaos(env, p).await,

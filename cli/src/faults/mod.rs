@@ -115,6 +115,7 @@ chaos = { error_rate = 0.2, latency_ms = 30 }
             "checkout",
             "identity",
             "bff",
+            "claims",
         ]
         .map(String::from)
         .to_vec()
@@ -306,6 +307,16 @@ chaos = { error_rate = 0.2, latency_ms = 30 }
             plan(&f, MIN, 1, &no_bff)
                 .unwrap_err()
                 .contains("faults[5]: a chaos fault needs the fleet's BFF")
+        );
+        let text = OK.replace(
+            "target = \"catalog\"\nat = \"50s\"",
+            "target = \"nosuch\"\nat = \"50s\"",
+        );
+        let f = parse(&text, "f.toml", MIN).unwrap();
+        let e = plan(&f, MIN, 1, &fleet()).unwrap_err();
+        assert!(
+            e.starts_with("faults[5].target: no component or service `nosuch`"),
+            "{e}"
         );
     }
 

@@ -146,8 +146,11 @@ pub fn plan(
         }
         for at in times(f, duration, &mut rng) {
             let component = match kind {
-                // The BFF takes a service (every replica) or an instance.
-                Kind::Chaos => target.clone(),
+                // The BFF takes a service (every replica) or an instance:
+                // the target as written, once the fleet is seen to have it.
+                Kind::Chaos => resolve(target, components, &mut rng)
+                    .map(|_| target.clone())
+                    .map_err(|e| format!("faults[{i}].target: {e}"))?,
                 _ => resolve(target, components, &mut rng)
                     .map_err(|e| format!("faults[{i}].target: {e}"))?,
             };
