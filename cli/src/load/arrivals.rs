@@ -15,20 +15,20 @@ use tokio::time::Instant;
 use super::closed;
 use super::open::{self, Done, OpenModel, OpenRun};
 use super::plan::Shared;
-use super::target::ConnPool;
+use super::target::{ConnPool, OPEN_CONNECTIONS};
 use super::template::Bindings;
 
 /// Streams of the seed: arrival `i` draws from stream `ARRIVALS + i`, away
 /// from the closed model's per-user streams.
 const ARRIVALS: u64 = 1 << 32;
 
-/// Runs the open model. A pass borrows idle keep-alive connections from a
-/// pool for its requests (or opens new ones: as many as passes run at
-/// once) and gives them back when it ends. `_http` is no longer used: the
-/// passes send on connections of their own (see `target::Conns`).
+/// Runs the open model. Each request borrows keep-alive connections from a
+/// pool of at most [`OPEN_CONNECTIONS`] and gives them back once answered
+/// (see `target::ConnPool`). `_http` is no longer used: the passes send on
+/// connections of their own (see `target::Conns`).
 pub async fn run(shared: Arc<Shared>, model: OpenModel, _http: reqwest::Client) -> OpenRun {
     let mut pick = StdRng::seed_from_u64(shared.seed);
-    let pool = Arc::new(ConnPool::default());
+    let pool = Arc::new(ConnPool::new(OPEN_CONNECTIONS));
     let t0 = Instant::now();
     let labels: Arc<Vec<String>> = Arc::new(
         shared
@@ -67,7 +67,6 @@ async fn pass(
     intended: Instant,
 ) -> Option<bool> {
     let mut b = Bindings::new(shared.seed, ARRIVALS + i, i as usize);
-    let mut conns = pool.take();
     let mut due = intended;
     let mut all_ok = true;
     let scenario = &shared.plan.scenarios[s];
@@ -78,13 +77,11 @@ async fn pass(
         let session = match &shared.logins {
             Some(logins) => match logins.session(tx.login, i as usize).await {
                 Some(s) => Some(s),
-                None => {
-                    pool.give(conns);
-                    return None;
-                }
+                None => return None,
             },
             None => None,
         };
+        let mut conns = pool.take().await;
         let (ok, now) = closed::exchange(
             shared,
             &mut conns,
@@ -95,6 +92,7 @@ async fn pass(
             Some(due),
         )
         .await;
+        drop(conns);
         all_ok &= ok;
         let think = shared.plan.think(b.rng());
         if think > Duration::ZERO {
@@ -102,6 +100,5 @@ async fn pass(
         }
         due = now + think;
     }
-    pool.give(conns);
     Some(all_ok)
 }

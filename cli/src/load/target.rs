@@ -271,27 +271,71 @@ async fn read(resp: hyper::Response<hyper::body::Incoming>) -> Result<Answer, Fa
     Ok(Answer { status, replayed })
 }
 
-/// Idle [`Conns`] for the open model: a pass takes one (or starts empty),
-/// keeps it for its requests and puts it back, so arrivals reuse
-/// connections as a pool would, without a lock per request.
-#[derive(Default)]
-pub struct ConnPool(Mutex<Vec<Conns>>);
+/// The open model's connections: at most `limit` [`Conns`] in use at once
+/// (as `wrk -c`), each request borrowing one for its exchange. A pass that
+/// finds them all busy waits for one, and the wait counts in its latency
+/// from the intended send time. Unbounded, a hiccup grew the connections
+/// with the requests in flight (thousands of them at 10k req/s on this
+/// machine), the server spent its cores on them and arrivals were dropped
+/// below the rate the closed model sustained.
+pub struct ConnPool {
+    idle: Mutex<Vec<Conns>>,
+    permits: tokio::sync::Semaphore,
+}
+
+/// Connections the open model keeps at most (as `wrk -c64`).
+pub const OPEN_CONNECTIONS: usize = 64;
+
+/// A borrowed [`Conns`]; dropping it gives it back.
+pub struct Lease<'a> {
+    pool: &'a ConnPool,
+    conns: Option<Conns>,
+    _permit: tokio::sync::SemaphorePermit<'a>,
+}
+
+impl std::ops::Deref for Lease<'_> {
+    type Target = Conns;
+    fn deref(&self) -> &Conns {
+        self.conns.as_ref().expect("held until dropped")
+    }
+}
+
+impl std::ops::DerefMut for Lease<'_> {
+    fn deref_mut(&mut self) -> &mut Conns {
+        self.conns.as_mut().expect("held until dropped")
+    }
+}
+
+impl Drop for Lease<'_> {
+    fn drop(&mut self) {
+        if let (Some(c), Ok(mut idle)) = (self.conns.take(), self.pool.idle.lock())
+            && !c.open.is_empty()
+        {
+            idle.push(c);
+        }
+    }
+}
 
 impl ConnPool {
-    pub fn take(&self) -> Conns {
-        self.0
-            .lock()
-            .ok()
-            .and_then(|mut v| v.pop())
-            .unwrap_or_default()
+    pub fn new(limit: usize) -> Self {
+        Self {
+            idle: Mutex::new(Vec::new()),
+            permits: tokio::sync::Semaphore::new(limit.max(1)),
+        }
     }
 
-    pub fn give(&self, c: Conns) {
-        if c.open.is_empty() {
-            return;
-        }
-        if let Ok(mut v) = self.0.lock() {
-            v.push(c);
+    /// Waits for a free slot; an idle [`Conns`] if there is one.
+    pub async fn take(&self) -> Lease<'_> {
+        let permit = self
+            .permits
+            .acquire()
+            .await
+            .expect("the semaphore is never closed");
+        let conns = self.idle.lock().ok().and_then(|mut v| v.pop());
+        Lease {
+            pool: self,
+            conns: Some(conns.unwrap_or_default()),
+            _permit: permit,
         }
     }
 }
@@ -428,10 +472,24 @@ mod tests {
         );
     }
 
-    #[test]
-    fn pooled_connections_are_reused_and_empty_ones_are_not_kept() {
-        let pool = ConnPool::default();
-        pool.give(Conns::default());
-        assert!(pool.0.lock().unwrap().is_empty());
+    #[tokio::test]
+    async fn the_open_models_pool_reuses_connections_and_never_holds_more_than_its_limit() {
+        let (addr, accepted) = server(OK, false).await;
+        let pool = std::sync::Arc::new(ConnPool::new(2));
+        let url = format!("http://{addr}/");
+        let mut set = tokio::task::JoinSet::new();
+        for _ in 0..20 {
+            let (pool, url) = (pool.clone(), url.clone());
+            set.spawn(async move {
+                let mut c = pool.take().await;
+                c.send(Method::Get, &url, &[], None).await
+            });
+        }
+        while let Some(r) = set.join_next().await {
+            assert_eq!(r.unwrap().map(|a| a.status), Ok(200));
+        }
+        let n = accepted.load(std::sync::atomic::Ordering::SeqCst);
+        assert!((1..=2).contains(&n), "{n} connections for a pool of 2");
+        assert!(pool.idle.lock().unwrap().len() <= 2);
     }
 }
