@@ -68,13 +68,9 @@ struct Finished {
 /// Drives `make(i)` at the model's arrival rate; `make` builds the request
 /// future for arrival `i`, which resolves to its label and outcome.
 ///
-/// The scheduler sleeps only when the next arrival is still ahead (tokio's
-/// timer ticks by the millisecond, so at thousands per second most are
-/// due by the time the previous one is sent: those go out at once, with
-/// no timer registered); while it is behind it still yields its turn
-/// (`consume_budget`) so the requests it spawned get to run. A collector
-/// task folds each answer into the histograms as it comes, so memory holds
-/// what is in flight, not the whole run.
+/// A collector task folds each answer into the histograms as it comes, so
+/// memory holds what is in flight, not the whole run (the answers used to
+/// wait in a channel until the last arrival was sent).
 pub async fn drive<F, Fut>(model: OpenModel, mut make: F) -> OpenRun
 where
     F: FnMut(u64) -> Fut,
@@ -88,11 +84,7 @@ where
     let mut drops = Outcomes::default();
     for i in 0..model.arrivals() {
         let due = start + model.due(i);
-        if due > Instant::now() {
-            tokio::time::sleep_until(due).await;
-        } else {
-            tokio::task::consume_budget().await;
-        }
+        tokio::time::sleep_until(due).await;
         let lag = Instant::now().saturating_duration_since(due);
         max_send_lag = max_send_lag.max(lag);
         let Ok(permit) = permits.clone().try_acquire_owned() else {
