@@ -85,23 +85,24 @@ impl Orchestrator {
     /// HTTP step).
     pub fn kick(&self, order_id: Uuid) {
         let me = self.clone();
-        tokio::spawn(async move {
+        // In the kicking request's or message's span: the steps continue its trace.
+        tokio::spawn(tracing::Instrument::in_current_span(async move {
             if let Err(error) = me.advance(order_id).await {
                 tracing::warn!(%order_id, %error, "saga step failed; the sweeper will retry");
             }
-        });
+        }));
     }
 
     /// [`Orchestrator::kick`] for a saga just read or written, whose row is
     /// at hand: no need to read it again.
     pub fn kick_saga(&self, saga: SagaRow) {
         let me = self.clone();
-        tokio::spawn(async move {
+        tokio::spawn(tracing::Instrument::in_current_span(async move {
             let order_id = saga.order_id;
             if let Err(error) = me.advance_from(saga).await {
                 tracing::warn!(%order_id, %error, "saga step failed; the sweeper will retry");
             }
-        });
+        }));
     }
 
     /// Runs the saga's HTTP steps until it waits for an answer or ends.

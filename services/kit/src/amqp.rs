@@ -535,7 +535,16 @@ where
                 &span,
                 traceparent_of(&delivery.properties).as_deref(),
             );
-            let outcome = handler(incoming).instrument(span).await;
+            let started = std::time::Instant::now();
+            let outcome = handler(incoming).instrument(span.clone()).await;
+            // One line per message, as the HTTP edge writes one per request.
+            span.in_scope(|| {
+                tracing::info!(
+                    outcome = ?outcome,
+                    latency_us = started.elapsed().as_micros() as u64,
+                    "message handled"
+                )
+            });
             let acked = match outcome {
                 Handled::Ack => delivery.ack(Default::default()).await,
                 Handled::Retry => {
