@@ -273,6 +273,7 @@ async fn control_action(State(app): State<Shared>, Json(req): Json<ControlReq>) 
             );
         }
     };
+    app.look_now.notify_one();
     match outcome {
         Ok(o) => {
             Json(json!({"name": req.name, "action": req.action, "outcome": o})).into_response()

@@ -32,6 +32,8 @@ pub struct App {
     pub runs: runs::Runs,
     pub snapshot: watch::Receiver<Value>,
     pub patterns: Vec<patterns::Pattern>,
+    /// Wakes the poller at once after an action, so its effect shows now.
+    pub look_now: Arc<tokio::sync::Notify>,
 }
 
 /// How often the fleet is looked at (the page gets each look).
@@ -48,11 +50,16 @@ pub async fn serve(ctx: Ctx, port: u16, port_base: Option<u16>, open: bool) -> R
     let ctx = Arc::new(ctx);
     let (tx, rx) = watch::channel(Value::Null);
     let mut poller = snapshot::Poller::new(ctx.clone());
+    let look_now = Arc::new(tokio::sync::Notify::new());
+    let wake = look_now.clone();
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            tick.tick().await;
+            tokio::select! {
+                _ = tick.tick() => {}
+                () = wake.notified() => {}
+            }
             if tx.send(poller.tick().await).is_err() {
                 return;
             }
@@ -69,6 +76,7 @@ pub async fn serve(ctx: Ctx, port: u16, port_base: Option<u16>, open: bool) -> R
         runs: runs::Runs::default(),
         snapshot: rx,
         patterns: patterns::all(),
+        look_now,
     });
     let url = format!("http://127.0.0.1:{port}/?token={token}");
     println!("dashboard: {url}");

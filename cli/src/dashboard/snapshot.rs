@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 use super::metrics::{self, Scrape};
 use crate::experiments::breaker::Gateway;
 use crate::fleet::state::ComponentKind;
-use crate::fleet::{Ctx, FleetState, observe, process};
+use crate::fleet::{Ctx, FleetState, InfraMode, observe, process};
 
 /// How long one scrape or admin call may take before the tick goes on without it.
 const CALL: Duration = Duration::from_millis(800);
@@ -30,7 +30,13 @@ pub struct Poller {
     /// Latest probe states by component name (from the background observe).
     probed: Arc<Mutex<BTreeMap<String, &'static str>>>,
     observing: Arc<std::sync::atomic::AtomicBool>,
+    /// When the last probe round started: one every [`PROBE_EVERY`] (each
+    /// opens a Postgres connection, among others).
+    probed_at: Option<Instant>,
 }
+
+/// How often the components' own probes run; pids are looked at every tick.
+const PROBE_EVERY: Duration = Duration::from_secs(2);
 
 impl Poller {
     pub fn new(ctx: Arc<Ctx>) -> Self {
@@ -44,15 +50,19 @@ impl Poller {
             previous: BTreeMap::new(),
             probed: Arc::default(),
             observing: Arc::default(),
+            probed_at: None,
         }
     }
 
     /// Starts a probe round unless one is still running.
-    fn observe_in_background(&self, state: FleetState) {
+    fn observe_in_background(&mut self, state: FleetState) {
         use std::sync::atomic::Ordering;
-        if self.observing.swap(true, Ordering::SeqCst) {
+        if self.probed_at.is_some_and(|t| t.elapsed() < PROBE_EVERY)
+            || self.observing.swap(true, Ordering::SeqCst)
+        {
             return;
         }
+        self.probed_at = Some(Instant::now());
         let (probed, observing) = (self.probed.clone(), self.observing.clone());
         tokio::spawn(async move {
             let seen = observe::observe(&state).await;
@@ -78,18 +88,17 @@ impl Poller {
             .components
             .iter()
             .map(|c| {
-                let alive = c.pid.map(|p| process::alive(p, c.start_ticks));
-                let s = match alive {
-                    Some(false) => "dead",
-                    Some(true) if c.pid.is_some_and(process::paused) => "paused",
-                    _ => probed.get(&c.name).copied().unwrap_or("starting"),
+                // No pid: stopped, where we run it (as `observe` reads it);
+                // someone else's endpoint: only its probe can tell.
+                let ours = !(c.kind == ComponentKind::Infra && state.infra != InfraMode::Native)
+                    && c.detail.as_deref() != Some(observe::ATTACHED);
+                let alive = match c.pid {
+                    Some(p) => Some(process::alive(p, c.start_ticks)),
+                    None if ours => Some(false),
+                    None => None,
                 };
-                // A probe from before a restart may still say dead.
-                let s = if alive == Some(true) && s == "dead" {
-                    "running"
-                } else {
-                    s
-                };
+                let paused = alive == Some(true) && c.pid.is_some_and(process::paused);
+                let s = state_of(alive, paused, probed.get(&c.name).copied());
                 json!({
                     "name": c.name,
                     "kind": c.kind,
@@ -170,6 +179,23 @@ impl Poller {
     }
 }
 
+/// A component's state from its pid (`alive`: None when only a probe can
+/// tell), whether it is SIGSTOPped, and the last probe round's word.
+fn state_of(alive: Option<bool>, paused: bool, probed: Option<&'static str>) -> &'static str {
+    match (alive, paused) {
+        (Some(false), _) => "dead",
+        (_, true) => "paused",
+        // A probe from before a restart or a resume may still say dead or
+        // paused: alive and running, until it looks again.
+        (Some(true), false) => match probed {
+            Some("dead" | "paused") => "running",
+            Some(s) => s,
+            None => "starting",
+        },
+        (None, _) => probed.unwrap_or("starting"),
+    }
+}
+
 /// The service an instance URL belongs to (`catalog` for catalog-2's URL).
 fn service_of(state: &FleetState, url: &str) -> Option<String> {
     state
@@ -178,4 +204,26 @@ fn service_of(state: &FleetState, url: &str) -> Option<String> {
         .iter()
         .find(|(_, urls)| urls.iter().any(|u| u == url))
         .map(|(s, _)| s.clone())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::state_of;
+
+    #[test]
+    fn the_pid_outranks_a_stale_probe_and_a_paused_process_stays_paused() {
+        // Killed or stopped since the last probe round: dead at once.
+        assert_eq!(state_of(Some(false), false, Some("ready")), "dead");
+        // SIGSTOPped: paused, whatever the probe said before.
+        assert_eq!(state_of(Some(true), true, Some("ready")), "paused");
+        assert_eq!(state_of(Some(true), true, Some("paused")), "paused");
+        // Resumed or restarted since: running until probed again.
+        assert_eq!(state_of(Some(true), false, Some("paused")), "running");
+        assert_eq!(state_of(Some(true), false, Some("dead")), "running");
+        assert_eq!(state_of(Some(true), false, Some("ready")), "ready");
+        assert_eq!(state_of(Some(true), false, None), "starting");
+        // Someone else's endpoint: the probe's word.
+        assert_eq!(state_of(None, false, Some("dead")), "dead");
+        assert_eq!(state_of(None, false, None), "starting");
+    }
 }
