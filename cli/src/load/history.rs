@@ -101,11 +101,6 @@ impl History {
             self.dropped.fetch_add(1, Ordering::Relaxed);
         }
     }
-
-    /// Dropped so far.
-    pub fn dropped(&self) -> u64 {
-        self.dropped.load(Ordering::Relaxed)
-    }
 }
 
 /// What a finished history holds.
