@@ -82,42 +82,83 @@ impl Policy {
         i64::from(self.capacity) * MICRO
     }
 
-    /// Takes one token from `state` (absent: a full bucket) at `now_us`.
-    ///
-    /// Steps, mirrored line by line in `limiter.lua`:
-    /// 1. refill for the time since `at` (a clock running backwards refills
-    ///    nothing), capped at capacity;
-    /// 2. take a token if a whole one is there;
-    /// 3. otherwise say how long until one is.
-    pub fn take(&self, state: Option<Bucket>, now_us: i64) -> (Bucket, Decision) {
+    /// Step 1 of a take: `state` (absent: a full bucket) refilled for the
+    /// time since `at` (a clock running backwards refills nothing), capped
+    /// at capacity, and stamped `max(at, now)`.
+    fn refill(&self, state: Option<Bucket>, now_us: i64) -> Bucket {
         let rate = i64::from(self.refill_per_sec);
         let full = self.full();
-        let Bucket { mut level, at_us } = state.unwrap_or(Bucket {
+        let Bucket { level, at_us } = state.unwrap_or(Bucket {
             level: full,
             at_us: now_us,
         });
         let elapsed = (now_us - at_us).max(0);
         let to_fill = ceil_div(full - level, rate);
-        level = if elapsed >= to_fill {
+        let level = if elapsed >= to_fill {
             full
         } else {
             (level + elapsed * rate).min(full)
         };
-        let at_us = at_us.max(now_us);
-        let (allowed, retry_after_us) = if level >= MICRO {
-            level -= MICRO;
-            (true, 0)
-        } else {
-            (false, ceil_div(MICRO - level, rate))
+        Bucket {
+            level,
+            at_us: at_us.max(now_us),
+        }
+    }
+
+    /// Takes one token from `state` (absent: a full bucket) at `now_us`.
+    ///
+    /// Steps, mirrored line by line in `limiter.lua`:
+    /// 1. refill for the time since `at`, capped at capacity ([`Self::refill`]);
+    /// 2. take a token if a whole one is there;
+    /// 3. otherwise say how long until one is.
+    pub fn take(&self, state: Option<Bucket>, now_us: i64) -> (Bucket, Decision) {
+        let (bucket, batch) = self.take_n(state, now_us, 1);
+        (bucket, self.decision(&batch, 0))
+    }
+
+    /// `n` requests on one bucket at the same instant, in one step: what
+    /// `n` calls of [`Policy::take`] at `now_us` do (after the first, no
+    /// time has passed, so each just takes a token while a whole one is
+    /// left). The batched Redis script takes a key's requests this way.
+    pub fn take_n(&self, state: Option<Bucket>, now_us: i64, n: u32) -> (Bucket, Batch) {
+        let Bucket { level, at_us } = self.refill(state, now_us);
+        let granted = u32::try_from((level / MICRO).clamp(0, i64::from(n))).unwrap_or(0);
+        let batch = Batch { level, granted };
+        let after = Bucket {
+            level: level - i64::from(granted) * MICRO,
+            at_us,
         };
-        let decision = Decision {
+        (after, batch)
+    }
+
+    /// The decision of the `i`-th (from 0) request of `batch`: the first
+    /// `granted` got a token each, the rest found the bucket short of one.
+    pub fn decision(&self, batch: &Batch, i: u32) -> Decision {
+        let rate = i64::from(self.refill_per_sec);
+        let allowed = i < batch.granted;
+        let taken = if allowed { i + 1 } else { batch.granted };
+        let level = batch.level - i64::from(taken) * MICRO;
+        Decision {
             allowed,
             level,
-            retry_after_us,
-            full_after_us: ceil_div(full - level, rate),
-        };
-        (Bucket { level, at_us }, decision)
+            retry_after_us: if allowed {
+                0
+            } else {
+                ceil_div(MICRO - level, rate)
+            },
+            full_after_us: ceil_div(self.full() - level, rate),
+        }
     }
+}
+
+/// What [`Policy::take_n`] did to one bucket: enough to give each of its
+/// requests its [`Decision`] ([`Policy::decision`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Batch {
+    /// Micro-tokens after the refill, before any token was taken.
+    pub level: i64,
+    /// Requests that got a token (the first `granted`, in order).
+    pub granted: u32,
 }
 
 /// Shared cases for this module's tests and the Lua script's (in
@@ -245,6 +286,51 @@ mod tests {
         let (_, d) = policy.take(None, 0);
         assert_eq!(d.remaining(), 9);
         assert_eq!(d.full_after_us, 500_000);
+    }
+
+    #[test]
+    fn n_requests_at_one_instant_decide_as_n_single_takes() {
+        // Every policy of the shared cases, from a fresh, a drained and a
+        // half-refilled bucket, batches of 0..=12 requests, including a
+        // clock running backwards.
+        for case in cases::all() {
+            let p = case.policy;
+            let full = i64::from(p.capacity) * MICRO;
+            let states = [
+                None,
+                Some(Bucket {
+                    level: 0,
+                    at_us: cases::T0,
+                }),
+                Some(Bucket {
+                    level: full / 2 + 7,
+                    at_us: cases::T0 - 333_333,
+                }),
+                Some(Bucket {
+                    level: MICRO - 1,
+                    at_us: cases::T0 + 1_000,
+                }),
+            ];
+            for state in states {
+                for n in 0..=12u32 {
+                    let (batched, batch) = p.take_n(state, cases::T0, n);
+                    let mut single = state;
+                    for i in 0..n {
+                        let (next, d) = p.take(single, cases::T0);
+                        assert_eq!(
+                            p.decision(&batch, i),
+                            d,
+                            "{}: {state:?}, {i} of {n}",
+                            case.name
+                        );
+                        single = Some(next);
+                    }
+                    if n > 0 {
+                        assert_eq!(Some(batched), single, "{}: {state:?}, n {n}", case.name);
+                    }
+                }
+            }
+        }
     }
 
     #[test]

@@ -1,16 +1,31 @@
--- The token bucket of bucket.rs (`Policy::take`), step for step, run inside
--- Redis so that every BFF instance updates one session's bucket atomically.
--- Integers only (micro-tokens, microseconds): exact in Lua's doubles below
--- 2^53, which the capacity and refill bounds guarantee.
+-- The token bucket of bucket.rs, run inside Redis so that every BFF
+-- instance updates a bucket atomically: `Policy::take_n` (refill, then as
+-- many whole tokens as requests, while they last), step for step, for a
+-- batch of requests in one call, and the bearer-token denylist checked in
+-- the same call (a revoked token takes no token). Integers only
+-- (micro-tokens, microseconds): exact in Lua's doubles below 2^53, which the
+-- capacity and refill bounds guarantee.
 --
--- KEYS[1]  the session's bucket (a hash: level, at)
--- ARGV[1]  capacity, whole tokens
--- ARGV[2]  refill, tokens per second (= micro-tokens per µs)
--- ARGV[3]  now in µs, or "" for Redis's own clock (shared by all instances)
--- returns  {allowed 0|1, level, retry_after_us, full_after_us}
+-- KEYS[1..B]   the batch's buckets (each a hash: level, at), distinct
+-- ARGV[1]      capacity, whole tokens
+-- ARGV[2]      refill, tokens per second (= micro-tokens per µs)
+-- ARGV[3]      now in µs, or "" for Redis's own clock (shared by all instances)
+-- ARGV[4]      D, then ARGV[5..4+D] the denylist keys (identity's
+--              `identity:revoked:<jti>`), distinct. Not in KEYS: Redis's ACL
+--              would then ask for write access to them, and the BFF may
+--              only read identity's keys (EXISTS is checked as a read).
+-- ARGV[5+D..]  per request, in arrival order, two numbers: its bucket
+--              (1..B) and its denylist key (1..D, or 0 for none)
+-- returns      {level_1, granted_1, …, level_B, granted_B, revoked_1, …}:
+--              per bucket the level after the refill and before any take
+--              (`Batch::level`) and how many of its requests got a token
+--              (`Batch::granted`, the first ones); per request 1 if its
+--              token is revoked (it took nothing), else 0
 local MICRO = 1000000
 local full = tonumber(ARGV[1]) * MICRO
 local rate = tonumber(ARGV[2])
+local buckets = #KEYS
+local denied = tonumber(ARGV[4])
 local now
 if ARGV[3] == '' then
   local t = redis.call('TIME')
@@ -24,37 +39,52 @@ local function ceil_div(a, b)
   return math.ceil(a / b)
 end
 
-local saved = redis.call('HMGET', KEYS[1], 'level', 'at')
-local level = tonumber(saved[1])
-local at = tonumber(saved[2])
-if level == nil or at == nil then
-  level = full
-  at = now
+-- The denylist first: a revoked request wants no token.
+local wanted = {}
+for b = 1, buckets do wanted[b] = 0 end
+local revoked = {}
+local first = 4 + denied
+local requests = (#ARGV - first) / 2
+for r = 1, requests do
+  local b = tonumber(ARGV[first - 1 + 2 * r])
+  local d = tonumber(ARGV[first + 2 * r])
+  if d > 0 and redis.call('EXISTS', ARGV[4 + d]) == 1 then
+    revoked[r] = 1
+  else
+    revoked[r] = 0
+    wanted[b] = wanted[b] + 1
+  end
 end
 
--- 1. refill for the time since `at`; a clock running backwards refills nothing
-local elapsed = now - at
-if elapsed < 0 then elapsed = 0 end
-if elapsed >= ceil_div(full - level, rate) then
-  level = full
-else
-  level = math.min(full, level + elapsed * rate)
+local out = {}
+for b = 1, buckets do
+  local saved = redis.call('HMGET', KEYS[b], 'level', 'at')
+  local level = tonumber(saved[1])
+  local at = tonumber(saved[2])
+  if level == nil or at == nil then
+    level = full
+    at = now
+  end
+  -- 1. refill for the time since `at`; a clock running backwards refills nothing
+  local elapsed = now - at
+  if elapsed < 0 then elapsed = 0 end
+  if elapsed >= ceil_div(full - level, rate) then
+    level = full
+  else
+    level = math.min(full, level + elapsed * rate)
+  end
+  if now > at then at = now end
+  -- 2. a whole token for each request while they last (3. the rest wait)
+  local granted = math.min(wanted[b], math.floor(level / MICRO))
+  out[2 * b - 1] = level
+  out[2 * b] = granted
+  if wanted[b] > 0 then
+    local left = level - granted * MICRO
+    -- '%.0f': tostring would print 16-digit numbers as 1.7e+15 and lose digits.
+    redis.call('HSET', KEYS[b], 'level', string.format('%.0f', left), 'at', string.format('%.0f', at))
+    -- A full bucket is the same as no key: let idle sessions expire.
+    redis.call('PEXPIRE', KEYS[b], math.floor(ceil_div(full - left, rate) / 1000) + 1000)
+  end
 end
-if now > at then at = now end
-
--- 2. take a whole token if there is one; 3. else say when there will be
-local allowed = 0
-local retry_after = 0
-if level >= MICRO then
-  level = level - MICRO
-  allowed = 1
-else
-  retry_after = ceil_div(MICRO - level, rate)
-end
-local full_after = ceil_div(full - level, rate)
-
--- '%.0f': tostring would print 16-digit numbers as 1.7e+15 and lose digits.
-redis.call('HSET', KEYS[1], 'level', string.format('%.0f', level), 'at', string.format('%.0f', at))
--- A full bucket is the same as no key: let idle sessions expire.
-redis.call('PEXPIRE', KEYS[1], math.floor(full_after / 1000) + 1000)
-return {allowed, level, retry_after, full_after}
+for r = 1, requests do out[2 * buckets + r] = revoked[r] end
+return out

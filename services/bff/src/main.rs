@@ -7,7 +7,12 @@ use std::process::ExitCode;
 use storefront_bff::config::Config;
 use storefront_bff::startup::Application;
 
-#[tokio::main]
+/// One thread: a request's hops between tasks (the server connection, the
+/// Redis connection's driver, the upstream connection) stay on it instead of
+/// waking another worker, which on a loaded machine waits for a CPU slot
+/// each time. The BFF's work per request is small; one core serves it
+/// (scripts/bench.sh measures it beside nginx).
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
     storefront_kit::entry::run(
         "bff",

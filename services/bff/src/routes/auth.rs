@@ -80,7 +80,14 @@ fn identify(request: &mut Request, id: Identity) -> Result<(), ()> {
     Ok(())
 }
 
-fn refuse(r: Rejected) -> Response {
+/// A verified bearer token whose denylist entry (this Redis key) is still
+/// to be read: by the rate limit ([`super::limit`]), which wraps exactly the
+/// routes this layer does and refuses a revoked token before anything else
+/// runs.
+#[derive(Debug, Clone)]
+pub struct DenylistPending(pub String);
+
+pub(super) fn refuse(r: Rejected) -> Response {
     let status = match r {
         Rejected::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
         _ => StatusCode::UNAUTHORIZED,
@@ -129,16 +136,26 @@ pub async fn authenticate(
         metrics::counter!(TOKENS_METRIC, "outcome" => "malformed").increment(1);
         return refuse(Rejected::Invalid);
     };
-    let identity = match &gw.verifier {
-        Some(v) => v.verify(token).await,
-        None => Err(Rejected::Unavailable),
+    let (identity, denylist) = match &gw.verifier {
+        Some(v) => {
+            let id = v.check(token).await;
+            let key = id.as_ref().ok().and_then(|id| v.denylist_key(id.jti));
+            (id, key)
+        }
+        None => (Err(Rejected::Unavailable), None),
     };
     match identity {
         Ok(id) => {
-            metrics::counter!(TOKENS_METRIC, "outcome" => "valid").increment(1);
             // A role that is not a header value: the token is not ours.
             if identify(&mut request, id).is_err() {
                 return refuse(Rejected::Invalid);
+            }
+            // The denylist is read by the rate limit, next, in the same
+            // Redis call as the bucket; it counts the token valid or not.
+            if let Some(key) = denylist {
+                request.extensions_mut().insert(DenylistPending(key));
+            } else {
+                metrics::counter!(TOKENS_METRIC, "outcome" => "valid").increment(1);
             }
             next.run(request).await
         }

@@ -20,7 +20,8 @@ use axum::response::{IntoResponse, Response};
 use storefront_kit::Problem;
 
 use super::AppState;
-use super::auth::Caller;
+use super::auth::{Caller, DenylistPending, TOKENS_METRIC, refuse};
+use crate::auth::Rejected;
 use crate::bucket::{Decision, Policy, whole_seconds_up};
 use crate::limiter::Verdict;
 
@@ -62,14 +63,30 @@ fn headers(policy: Policy, d: &Decision) -> [(&'static str, HeaderValue); 2] {
 
 /// The middleware: takes a token or answers 429 (or 503 if Redis is down
 /// and the limiter fails closed).
-pub async fn rate_limit(State(gw): State<AppState>, request: Request, next: Next) -> Response {
+pub async fn rate_limit(State(gw): State<AppState>, mut request: Request, next: Next) -> Response {
     let peer = request
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0);
     let session = bucket(request.extensions().get::<Caller>(), peer);
+    let denylist = request
+        .extensions_mut()
+        .remove::<DenylistPending>()
+        .map(|d| d.0);
+    let bearer = denylist.is_some();
     let policy = gw.limiter.policy();
-    match gw.limiter.check(&session).await {
+    let verdict = gw.limiter.check(&session, denylist).await;
+    if bearer {
+        let outcome = match verdict {
+            Verdict::Revoked => Rejected::Revoked.label(),
+            Verdict::Unchecked => Rejected::Unavailable.label(),
+            _ => "valid",
+        };
+        metrics::counter!(TOKENS_METRIC, "outcome" => outcome).increment(1);
+    }
+    match verdict {
+        Verdict::Revoked => refuse(Rejected::Revoked),
+        Verdict::Unchecked => refuse(Rejected::Unavailable),
         Verdict::Allowed(d) => {
             let mut response = next.run(request).await;
             response.headers_mut().extend(
