@@ -2,7 +2,8 @@
 //! WebDriver (chromedriver, plain HTTP), against a real dev fleet. The page
 //! shows every component ready; a race started from the page ends PASS with
 //! the counts `race --json` gives for the same seed; a load run draws its
-//! per-second chart; a catalog replica killed from the page shows dead
+//! per-second chart, and the fleet view's history charts draw its traffic
+//! from Prometheus; a catalog replica killed from the page shows dead
 //! within 2 s and, after traffic, its breaker open. Each view's screenshot
 //! lands in target/dashboard-screenshots/. The fleet, the dashboard and
 //! chromedriver are stopped by their guards' Drop, even when a step fails.
@@ -395,6 +396,38 @@ fn the_lab_page_shows_the_fleet_runs_a_race_and_a_load_and_kills_a_replica() {
         "{load:#}"
     );
     b.screenshot("load");
+
+    // History: the fleet view's charts from Prometheus (asked by the
+    // dashboard, never by the page), drawn from the load's traffic.
+    let prometheus = fleet.json(&["status", "--json"], 0)["components"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "prometheus")
+        .map(|c| c["url"].as_str().unwrap().to_owned())
+        .expect("the dev profile runs Prometheus (scripts/setup.sh installs it)");
+    b.tab("fleet");
+    let drawn = b.until(
+        "the history charts draw the load's requests and p99 from Prometheus",
+        Duration::from_secs(30),
+        "const h = document.querySelector('#history');
+         const c = (n) => document.querySelector('#history-' + n).dataset;
+         if (!h.dataset.loaded || Number(c('requests').points || 0) < 2 || Number(c('p99_ms').points || 0) < 1) {
+           document.querySelector('#history-refresh').click(); return false;
+         }
+         return {prometheus: h.dataset.prometheus, source: document.querySelector('#history-source').textContent,
+                 series: Number(c('requests').series), points: Number(c('requests').points),
+                 pixels: Number(c('requests').drawnPixels), p99_pixels: Number(c('p99_ms').drawnPixels)};",
+    );
+    assert_eq!(drawn["prometheus"], prometheus.as_str(), "{drawn:#}");
+    assert!(
+        drawn["source"].as_str().unwrap().contains(&prometheus),
+        "{drawn:#}"
+    );
+    assert!(drawn["series"].as_u64().unwrap() >= 1, "{drawn:#}");
+    assert!(drawn["pixels"].as_u64().unwrap() > 0, "{drawn:#}");
+    assert!(drawn["p99_pixels"].as_u64().unwrap() > 0, "{drawn:#}");
+    b.screenshot("history");
 
     // An order's story: a few orders through the saga, one picked on the page.
     let saga = fleet.json(&["saga", "--orders", "2", "--json"], 0);

@@ -61,6 +61,7 @@ pub fn router(app: Shared) -> Router {
         .route("/api/control", post(control_action))
         .route("/api/chaos", post(chaos_set))
         .route("/api/chaos/clear", post(chaos_clear))
+        .route("/api/history", get(history))
         .route("/api/orders", get(orders))
         .route("/api/orders/{id}", get(order_story))
         .route("/code/{*path}", get(code))
@@ -354,6 +355,44 @@ fn admin_url(app: &App) -> Result<String, Box<Response>> {
             StatusCode::INTERNAL_SERVER_ERROR,
             format!("{e:#}"),
         ))),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct HistoryReq {
+    #[serde(default = "default_minutes")]
+    minutes: u64,
+}
+
+fn default_minutes() -> u64 {
+    super::history::WINDOWS[0]
+}
+
+/// The metrics history from the fleet's Prometheus, asked by this server
+/// (the page never talks to Prometheus itself).
+async fn history(
+    State(app): State<Shared>,
+    axum::extract::Query(q): axum::extract::Query<HistoryReq>,
+) -> Response {
+    if !super::history::WINDOWS.contains(&q.minutes) {
+        return problem(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!(
+                "minutes={}: the history covers {:?} minutes",
+                q.minutes,
+                super::history::WINDOWS
+            ),
+        );
+    }
+    let state = match crate::fleet::FleetState::load(&app.ctx.state_dir) {
+        Ok(Some(s)) => s,
+        Ok(None) => return problem(StatusCode::CONFLICT, "no fleet is up"),
+        Err(e) => return problem(StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}")),
+    };
+    let base = crate::fleet::prometheus::url_of(&state);
+    match super::history::fetch(&app.http, base, q.minutes).await {
+        Ok(v) => Json(v).into_response(),
+        Err(e) => problem(StatusCode::BAD_GATEWAY, format!("{e:#}")),
     }
 }
 

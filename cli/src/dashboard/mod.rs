@@ -7,6 +7,7 @@
 
 mod api;
 mod guard;
+mod history;
 mod metrics;
 mod patterns;
 mod runs;
@@ -34,6 +35,8 @@ pub struct App {
     pub patterns: Vec<patterns::Pattern>,
     /// Wakes the poller at once after an action, so its effect shows now.
     pub look_now: Arc<tokio::sync::Notify>,
+    /// For the server's own calls (Prometheus's API).
+    pub http: reqwest::Client,
 }
 
 /// How often the fleet is looked at (the page gets each look).
@@ -77,6 +80,11 @@ pub async fn serve(ctx: Ctx, port: u16, port_base: Option<u16>, open: bool) -> R
         snapshot: rx,
         patterns: patterns::all(),
         look_now,
+        http: reqwest::Client::builder()
+            .no_proxy()
+            .timeout(Duration::from_secs(10))
+            .build()
+            .context("HTTP client")?,
     });
     let url = format!("http://127.0.0.1:{port}/?token={token}");
     println!("dashboard: {url}");

@@ -181,12 +181,10 @@ pub async fn boot(b: &Boot<'_>) {
 }
 
 // The query half below (Series, Range, query, query_range) is for
-// `storefront dashboard`'s charts (issue 14); until it calls them, only
-// the tests do, hence the `allow(dead_code)`s.
+// `storefront dashboard`'s history charts (cli/src/dashboard/history.rs).
 
 /// One time series: its labels and `(unix seconds, value)` points, one for
 /// an instant query.
-#[allow(dead_code)]
 #[derive(Debug, Clone, PartialEq)]
 pub struct Series {
     pub labels: BTreeMap<String, String>,
@@ -194,7 +192,6 @@ pub struct Series {
 }
 
 /// The window and resolution of a range query.
-#[allow(dead_code)]
 #[derive(Debug, Clone, Copy)]
 pub struct Range {
     pub start: chrono::DateTime<chrono::Utc>,
@@ -202,7 +199,6 @@ pub struct Range {
     pub step: Duration,
 }
 
-#[allow(dead_code)]
 impl Range {
     /// The last `span` up to now, one point per `step`.
     pub fn last(span: Duration, step: Duration) -> Self {
@@ -213,7 +209,6 @@ impl Range {
 }
 
 /// An instant query (`/api/v1/query`): each series' current value.
-#[allow(dead_code)]
 pub async fn query(client: &reqwest::Client, base: &str, promql: &str) -> Result<Vec<Series>> {
     let body = client
         .get(format!("{base}/api/v1/query"))
@@ -227,7 +222,6 @@ pub async fn query(client: &reqwest::Client, base: &str, promql: &str) -> Result
 }
 
 /// A range query (`/api/v1/query_range`): each series over `range`.
-#[allow(dead_code)]
 pub async fn query_range(
     client: &reqwest::Client,
     base: &str,

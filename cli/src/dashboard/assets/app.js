@@ -251,6 +251,94 @@ $("#story-form").addEventListener("submit", async (ev) => {
   } catch (e) { say("#story", e.message, true); }
 });
 
+// ---- metrics history: the fleet's Prometheus, asked through this server
+const HIST_COLORS = ["#2471a3", "#c0392b", "#1e8449", "#6c3483", "#d68910", "#117a65", "#7f8c8d", "#a04000"];
+const histColor = (service) => {
+  const order = ["bff", "catalog", "claims", "identity", "payments", "checkout"];
+  const i = order.indexOf(service);
+  return HIST_COLORS[(i < 0 ? order.length + service.length : i) % HIST_COLORS.length];
+};
+// One line per service over [start, end] (unix s); data-series and
+// data-points say what was drawn, data-drawn-pixels how many pixels it changed.
+function drawLines(canvas, lines, start, end) {
+  const dpr = window.devicePixelRatio || 1;
+  const w = canvas.clientWidth || 420, h = canvas.clientHeight || 230;
+  canvas.width = Math.round(w * dpr); canvas.height = Math.round(h * dpr);
+  const ctx = canvas.getContext("2d");
+  ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
+  ctx.font = "12px system-ui, sans-serif";
+  const P = { x: 48, y: 26, w: w - 60, h: h - 50 };
+  let max = 0;
+  for (const l of lines) for (const [, v] of l.points) max = Math.max(max, v);
+  const top = max > 0 ? max * 1.1 : 1;
+  const X = (t) => P.x + ((t - start) / Math.max(1, end - start)) * P.w;
+  const Y = (v) => P.y + P.h - (v / top) * P.h;
+  ctx.strokeStyle = "#6b7280"; ctx.lineWidth = 1;
+  ctx.strokeRect(P.x + 0.5, P.y + 0.5, P.w, P.h);
+  ctx.fillStyle = "#374151"; ctx.textBaseline = "top"; ctx.textAlign = "left";
+  ctx.fillText(canvas.dataset.title, P.x, 6);
+  ctx.fillStyle = "#6b7280"; ctx.textAlign = "right"; ctx.textBaseline = "middle";
+  for (const f of [0, 0.5, 1]) ctx.fillText(fmt(top * f, top * f >= 10 ? 0 : 2), P.x - 4, Y(top * f));
+  ctx.textAlign = "center"; ctx.textBaseline = "top";
+  const mins = (end - start) / 60;
+  for (const f of [0, 0.5, 1]) ctx.fillText(f === 1 ? "now" : `-${fmt(mins * (1 - f), 0)} min`, P.x + f * P.w, P.y + P.h + 4);
+  let x = P.x + P.w;
+  ctx.textAlign = "right";
+  for (const l of lines.slice().reverse()) {
+    ctx.fillStyle = "#374151"; ctx.textBaseline = "middle"; ctx.fillText(l.service, x, 12);
+    x -= ctx.measureText(l.service).width + 4;
+    ctx.fillStyle = histColor(l.service); ctx.fillRect(x - 10, 7, 10, 10);
+    x -= 16;
+  }
+  if (!lines.length) { ctx.fillStyle = "#6b7280"; ctx.textAlign = "center"; ctx.textBaseline = "middle"; ctx.fillText("none in this window", P.x + P.w / 2, P.y + P.h / 2); }
+  const before = ctx.getImageData(0, 0, canvas.width, canvas.height).data;
+  let points = 0;
+  for (const l of lines) {
+    ctx.strokeStyle = histColor(l.service); ctx.lineWidth = 2; ctx.beginPath();
+    l.points.forEach(([t, v], i) => (i ? ctx.lineTo(X(t), Y(v)) : ctx.moveTo(X(t), Y(v))));
+    ctx.stroke();
+    if (l.points.length === 1) { ctx.fillStyle = histColor(l.service); ctx.fillRect(X(l.points[0][0]) - 2, Y(l.points[0][1]) - 2, 4, 4); }
+    points += l.points.length;
+  }
+  const after = ctx.getImageData(0, 0, canvas.width, canvas.height).data;
+  let changed = 0;
+  for (let i = 0; i < after.length; i += 4) if (after[i] !== before[i] || after[i + 1] !== before[i + 1] || after[i + 2] !== before[i + 2] || after[i + 3] !== before[i + 3]) changed++;
+  canvas.dataset.series = String(lines.length);
+  canvas.dataset.points = String(points);
+  canvas.dataset.drawnPixels = String(changed);
+}
+let histBusy = false;
+async function loadHistory() {
+  if (histBusy || !$("#view-fleet").classList.contains("on")) return;
+  histBusy = true;
+  try {
+    const h = await api("GET", "/api/history?minutes=" + encodeURIComponent($("#history-minutes").value));
+    const box = $("#history");
+    box.dataset.prometheus = h.prometheus || "";
+    if (!h.prometheus) {
+      box.hidden = true;
+      $("#history-source").textContent = "no Prometheus in this fleet";
+      say("#history-note", h.note);
+      return;
+    }
+    box.hidden = false;
+    put($("#history-source"), "per service, from Prometheus at ", el("code", {}, h.prometheus),
+      ` (${h.targets_up}/${h.targets} targets up; asked by this server, one point per ${h.step_s} s)`);
+    $("#history-note").replaceChildren();
+    for (const [name, chart] of Object.entries(h.charts)) {
+      const c = $("#history-" + name);
+      if (c) { c.title = chart.promql; drawLines(c, chart.lines, h.start, h.end); }
+    }
+    box.dataset.loaded = String(Number(box.dataset.loaded || 0) + 1);
+  } catch (e) { say("#history-note", "history: " + e.message, true); }
+  finally { histBusy = false; }
+}
+$("#history-minutes").addEventListener("change", loadHistory);
+$("#history-refresh").addEventListener("click", loadHistory);
+document.querySelector('#tabs button[data-view="fleet"]').addEventListener("click", loadHistory);
+setInterval(loadHistory, 5000);
+loadHistory();
+
 // ---- the stream
 api("GET", "/api/patterns").then((p) => {
   patterns = p;
