@@ -4,7 +4,8 @@
 //! the counts `race --json` gives for the same seed; a load run draws its
 //! per-second chart, and the fleet view's history charts draw its traffic
 //! from Prometheus; a catalog replica killed from the page shows dead
-//! within 2 s and, after traffic, its breaker open. Each view's screenshot
+//! within 2 s and, after traffic, its breaker open; an order's story names
+//! the trace of its POST /checkout, as checkout's log has it. Each view's screenshot
 //! lands in target/dashboard-screenshots/. The fleet, the dashboard and
 //! chromedriver are stopped by their guards' Drop, even when a step fails.
 
@@ -452,6 +453,33 @@ fn the_lab_page_shows_the_fleet_runs_a_race_and_a_load_and_kills_a_replica() {
     assert!(
         story.as_array().unwrap().len() >= 8,
         "a completed order has more to tell: {story:#}"
+    );
+    // The story names the trace of the order's POST /checkout, and that
+    // trace is in checkout's own log on that request's lines.
+    let trace = b.until(
+        "the story names its request's trace",
+        Duration::from_secs(10),
+        "const t = document.querySelector('#story .trace');
+         return t && t.dataset.traceId && {id: t.dataset.traceId, text: t.textContent};",
+    );
+    let trace_id = trace["id"].as_str().unwrap();
+    assert!(
+        trace_id.len() == 32 && trace_id.bytes().all(|b| b.is_ascii_hexdigit()),
+        "{trace:#}"
+    );
+    assert!(
+        trace["text"]
+            .as_str()
+            .unwrap()
+            .contains("POST /checkout → 20"),
+        "{trace:#}"
+    );
+    let log = std::fs::read_to_string(fleet.dir().join("logs/checkout.log")).unwrap();
+    assert!(
+        log.lines().any(|l| l.contains(trace_id)
+            && l.contains(r#""route":"/checkout""#)
+            && l.contains(r#""method":"POST""#)),
+        "trace {trace_id} is not on a POST /checkout line of checkout.log"
     );
     b.screenshot("story");
 

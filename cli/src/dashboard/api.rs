@@ -419,9 +419,38 @@ async fn order_story(State(app): State<Shared>, Path(id): Path<String>) -> Respo
         Err(r) => return *r,
     };
     match super::story::timeline(&url, order).await {
-        Ok(steps) => Json(json!({"order_id": order, "steps": steps})).into_response(),
+        Ok(steps) => {
+            let trace = match super::story::trace(&url, order).await {
+                Some(id) => {
+                    let logs = checkout_logs(&app);
+                    let tid = id.clone();
+                    let request = tokio::task::spawn_blocking(move || {
+                        super::story::checkout_request(&logs, &tid)
+                    })
+                    .await
+                    .ok()
+                    .flatten();
+                    json!({"trace_id": id, "request": request})
+                }
+                None => Value::Null,
+            };
+            Json(json!({"order_id": order, "steps": steps, "trace": trace})).into_response()
+        }
         Err(e) => problem(StatusCode::BAD_GATEWAY, format!("{e:#}")),
     }
+}
+
+/// Checkout's instances' log files, as the fleet recorded them.
+fn checkout_logs(app: &App) -> Vec<std::path::PathBuf> {
+    let Ok(Some(state)) = crate::fleet::FleetState::load(&app.ctx.state_dir) else {
+        return Vec::new();
+    };
+    state
+        .components
+        .into_iter()
+        .filter(|c| c.name == "checkout" || c.name.starts_with("checkout-"))
+        .filter_map(|c| c.log)
+        .collect()
 }
 
 /// A file the README's pattern table names, as text.

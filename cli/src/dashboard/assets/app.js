@@ -244,7 +244,12 @@ $("#story-form").addEventListener("submit", async (ev) => {
   try {
     const s = await api("GET", "/api/orders/" + encodeURIComponent($("#story-id").value.trim()));
     const t0 = s.steps.length ? Date.parse(s.steps[0].at) : 0;
-    $("#story").replaceChildren(s.steps.length ? el("table", { class: "story" },
+    const tr = s.trace, rq = tr && tr.request;
+    const trace = tr
+      ? el("p", { class: "trace", "data-trace-id": tr.trace_id }, "trace ", el("code", {}, tr.trace_id),
+        rq ? ` · POST /checkout → ${rq.status} in ${rq.latency} · request ${rq.request_id} (checkout's log)` : " · its request line is not in checkout's log")
+      : el("p", { class: "msg trace" }, "no trace context was stored with this order");
+    $("#story").replaceChildren(trace, s.steps.length ? el("table", { class: "story" },
       el("tr", {}, ["+ms", "service", "what", "detail"].map((h) => el("th", {}, h))),
       s.steps.map((x) => el("tr", {}, el("td", { class: "n" }, String(Date.parse(x.at) - t0)), el("td", {}, x.service), el("td", {}, x.what), el("td", {}, x.detail))))
       : el("p", { class: "msg" }, "no rows for this order"));
