@@ -299,7 +299,7 @@ async fn drive(
         None => {
             let r = closed::run(shared.clone(), opts.html.as_deref()).await?;
             measurements.push((
-                "goose run".into(),
+                "closed-model run".into(),
                 format!("{:.2}s (ramp included)", r.took.as_secs_f64()),
             ));
             (Some(r.goose), String::new())
