@@ -22,8 +22,10 @@ Here --profile names the LOAD profile: profiles/NAME.toml with [[scenarios]]
 Requests go through the fleet's BFF when it runs one (each user with its own
 X-Session-Id), else straight to the services; --via chooses.
 
-Closed model (default): goose runs the profile's users, started at `ramp`
-per second, each looping through its scenario with think time.
+Closed model (default): the profile's users, started at `ramp` per second,
+each a task on its own kept-alive connections looping through its scenario
+with think time (goose runs them instead only with --goose-html, for its
+report and its counts as a cross-check).
 Open model (--rate N): N scenario passes start every second on schedule,
 whatever the answers; latency counts from each request's intended send time.
 
