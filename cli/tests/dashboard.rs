@@ -20,9 +20,6 @@ use base64::Engine as _;
 use serde_json::{Value, json};
 use support::Fleet;
 
-/// This helper's own port range (the dashboard's fleet in tests).
-const PORT_BASE: u16 = 32500;
-
 fn free_port() -> u16 {
     std::net::TcpListener::bind(("127.0.0.1", 0))
         .unwrap()
@@ -215,8 +212,7 @@ fn dashboard(fleet: &Fleet) -> (Killed, String) {
 #[test]
 fn the_lab_page_shows_the_fleet_runs_a_race_and_a_load_and_kills_a_replica() {
     support::require_service_binaries();
-    let mut fleet = Fleet::new("dev");
-    fleet.port_base = PORT_BASE;
+    let fleet = Fleet::new("dev");
     fleet.json(&["up", "--json"], 0);
     let (_dash, url) = dashboard(&fleet);
 
