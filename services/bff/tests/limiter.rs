@@ -147,3 +147,115 @@ async fn a_revoked_token_takes_no_token_and_its_batch_is_still_decided() {
         .await
         .unwrap();
 }
+
+/// The BFF's Redis user in the fleet may write only its buckets and may
+/// only read the denylist (`cli/src/fleet/redis_acl.rs`: `~bff:rl:*`,
+/// `%R~identity:revoked:*`, the service command set). A script that named
+/// the denylist key among its KEYS was refused (`NoPerm`: Redis checks a
+/// script's KEYS for write access), and every bearer request got a 503.
+/// Here a user with the same kind of rules runs a batch with a revoked
+/// and a clean token.
+#[tokio::test]
+async fn a_user_that_may_only_read_the_denylist_can_run_the_batch() {
+    let Some(url) = common::redis_url() else {
+        return;
+    };
+    let mut admin = storefront_kit::db::connect_redis(&url).unwrap();
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    let (user, password) = (format!("test-bff-{id}"), format!("pw-{id}"));
+    let buckets = format!("test:acl:{id}:rl");
+    let denylist = format!("test:acl:{id}:revoked");
+    let _: () = redis::cmd("ACL")
+        .arg("SETUSER")
+        .arg(&user)
+        .arg("on")
+        .arg(format!(">{password}"))
+        .arg("resetkeys")
+        .arg("resetchannels")
+        .arg(format!("~{buckets}:*"))
+        .arg(format!("%R~{denylist}:*"))
+        .arg("-@all")
+        .arg("+@read")
+        .arg("+@write")
+        .arg("+@transaction")
+        .arg("+@connection")
+        .arg("+eval")
+        .arg("+evalsha")
+        .arg("+eval_ro")
+        .arg("+evalsha_ro")
+        .arg("+script|load")
+        .arg("+script|exists")
+        .arg("+time")
+        .arg("-@admin")
+        .arg("-@dangerous")
+        .query_async(&mut admin)
+        .await
+        .unwrap();
+    let revoked = format!("{denylist}:jti-1");
+    let _: () = redis::cmd("SET")
+        .arg(&revoked)
+        .arg("1")
+        .arg("EX")
+        .arg(60)
+        .query_async(&mut admin)
+        .await
+        .unwrap();
+
+    use redis::IntoConnectionInfo as _;
+    let admin_info = url.as_str().into_connection_info().unwrap();
+    let settings = admin_info
+        .redis_settings()
+        .clone()
+        .set_username(&user)
+        .set_password(&password);
+    let client = redis::Client::open(admin_info.set_redis_settings(settings)).unwrap();
+    // The rules bite: this user cannot write the denylist.
+    let mut plain = client.get_multiplexed_async_connection().await.unwrap();
+    let write: redis::RedisResult<()> = redis::cmd("SET")
+        .arg(format!("{denylist}:x"))
+        .arg("1")
+        .query_async(&mut plain)
+        .await;
+    assert!(
+        write.is_err(),
+        "the denylist must be read-only to this user"
+    );
+
+    let mut conn = redis::aio::ConnectionManager::new(client).await.unwrap();
+    let policy = Policy::new(5, 1).unwrap();
+    let bucket = format!("{buckets}:session");
+    let got = limiter::take_batch(
+        &mut conn,
+        policy,
+        Some(cases::T0),
+        &[
+            limiter::Check {
+                bucket: bucket.clone(),
+                denylist: Some(revoked.clone()),
+            },
+            limiter::Check {
+                bucket: bucket.clone(),
+                denylist: Some(format!("{denylist}:jti-2")),
+            },
+        ],
+    )
+    .await;
+    let _: () = redis::cmd("ACL")
+        .arg("DELUSER")
+        .arg(&user)
+        .query_async(&mut admin)
+        .await
+        .unwrap();
+    let _: () = redis::cmd("DEL")
+        .arg(&bucket)
+        .arg(&revoked)
+        .query_async(&mut admin)
+        .await
+        .unwrap();
+    let got = got.expect("the bucket script runs under the BFF's ACL");
+    assert!(matches!(got[0], limiter::Answer::Revoked), "{got:?}");
+    assert!(
+        matches!(&got[1], limiter::Answer::Decided(d) if d.allowed),
+        "{got:?}"
+    );
+}
