@@ -47,7 +47,7 @@ if [ ${#apt_missing[@]} -gt 0 ]; then
   "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${apt_missing[@]}" >/dev/null
   [ "$created_policy" = 1 ] && "${sudo_cmd[@]}" rm -f "$policy"
 else
-  say "Debian packages already present (postgresql-15, redis-server, rabbitmq-server, chromium, chromium-driver, nginx, wrk, linux-perf)"
+  say "Debian packages already present (postgresql-15, redis-server, rabbitmq-server, chromium, chromium-driver, prometheus, nginx, wrk, linux-perf)"
 fi
 
 # A package install may still have started system daemons (no policy-rc.d on
