@@ -122,7 +122,8 @@ impl Judge {
     }
 }
 
-fn listed(bad: &[String]) -> String {
+/// The first few offenders, then how many more: an invariant's `observed`.
+pub(crate) fn listed(bad: &[String]) -> String {
     const SHOWN: usize = 5;
     if bad.is_empty() {
         return "none".into();

@@ -11,6 +11,7 @@ use uuid::Uuid;
 
 use super::plan::{Planned, Scenario};
 use crate::check::evidence::{Placed as ShopPlaced, Retries, merged};
+use crate::check::judge::listed;
 use crate::check::{self, Shop};
 use crate::experiments::Invariant;
 
@@ -46,24 +47,6 @@ pub struct Evidence {
     pub forged_applied: i64,
     /// Genuine webhooks re-delivered by the run: statuses they got.
     pub replays: BTreeMap<String, u64>,
-}
-
-fn listed(bad: &[String]) -> String {
-    const SHOWN: usize = 5;
-    if bad.is_empty() {
-        return "none".into();
-    }
-    let more = bad.len().saturating_sub(SHOWN);
-    let mut s = bad
-        .iter()
-        .take(SHOWN)
-        .cloned()
-        .collect::<Vec<_>>()
-        .join("; ");
-    if more > 0 {
-        s.push_str(&format!("; … {more} more"));
-    }
-    format!("{} bad: {s}", bad.len())
 }
 
 /// Orders placed with a terminal saga; `Err(n)` when `n` aren't.
