@@ -108,7 +108,7 @@ teardown() {
   fi
   nginx_pid=""
   if [ -n "$state" ] && [ -d "$state" ]; then
-    "$bin" --profile "$state/bench-fleet.toml" --state-dir "$state" --port-base "$base" \
+    "$bin" --fleet "$state/bench-fleet.toml" --state-dir "$state" --port-base "$base" \
       down --purge >/dev/null 2>&1 || say "down failed for $state (see its logs)"
     rm -rf "$state"
   fi
@@ -236,8 +236,7 @@ one_run() {
   local i=$1 r="$out/run-$i"
   mkdir -p "$r"
   state=$(mktemp -d -t storefront-bench-XXXXXX)
-  sf() { "$bin" --profile "$state/bench-fleet.toml" --state-dir "$state" --port-base "$base" "$@"; }
-  export STOREFRONT_FLEET_PROFILE=$state/bench-fleet.toml
+  sf() { "$bin" --fleet "$state/bench-fleet.toml" --state-dir "$state" --port-base "$base" "$@"; }
   fleet_profile "$state/bench-fleet.toml"
   hot_profile "$state/hot.toml"
   wrk_script "$state/wrk.lua"
@@ -335,7 +334,7 @@ PY
     done
     say "run $i: load generator at --rate $loadgen_rate for ${load_secs}s (its peak RSS)"
     /usr/bin/time -f '%M' -o "$r/loadgen-rss.txt" \
-      "$bin" --profile "$state/bench-fleet.toml" --state-dir "$state" --port-base "$base" \
+      "$bin" --fleet "$state/bench-fleet.toml" --state-dir "$state" --port-base "$base" \
       load --profile "$state/hot.toml" --via direct --rate "$loadgen_rate" \
       --duration "${load_secs}s" --json >"$r/load-20k.json" 2>"$r/load-20k.err" || true
   fi

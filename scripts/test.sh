@@ -30,7 +30,7 @@ SCHEMATHESIS_MAX_EXAMPLES=${SCHEMATHESIS_MAX_EXAMPLES:-10} SCHEMATHESIS_MAX_TIME
 
 step "infrastructure for the services' own tests"
 state=$(mktemp -d -t storefront-test-infra-XXXXXX)
-sf() { target/debug/storefront --profile test-infra --state-dir "$state" --port-base "${STOREFRONT_TEST_PORT_BASE:-26100}" "$@"; }
+sf() { target/debug/storefront --fleet test-infra --state-dir "$state" --port-base "${STOREFRONT_TEST_PORT_BASE:-26100}" "$@"; }
 cleanup() { sf down --purge >/dev/null 2>&1 || true; rm -rf "$state"; }
 trap cleanup EXIT
 sf up

@@ -17,8 +17,8 @@ use crate::report;
 const HELP: &str = "\
 Here --profile names the LOAD profile: profiles/NAME.toml with [[scenarios]]
 (browse, claims, smoke), or a path. The fleet is whichever is up in
---state-dir (fleet.json says where everything is); no fleet profile is needed
-(STOREFRONT_FLEET_PROFILE names one if ever it matters, default dev).
+--state-dir (fleet.json says where everything is); the global --fleet names
+its fleet profile if ever it matters (default dev).
 Requests go through the fleet's BFF when it runs one (each user with its own
 X-Session-Id), else straight to the services; --via chooses.
 
@@ -52,6 +52,9 @@ Exit codes:
 #[derive(Debug, clap::Args)]
 #[command(after_help = HELP)]
 pub struct Args {
+    /// The LOAD profile: a name in profiles/ (browse, checkout, smoke, ...) or a path to a TOML file.
+    #[arg(long, value_name = "NAME")]
+    pub profile: String,
     /// Open model: start N scenario passes per second (`500` or `500/s`).
     #[arg(long, value_name = "N/s", value_parser = parse_rate)]
     pub rate: Option<f64>,
@@ -95,22 +98,10 @@ fn parse_rate(s: &str) -> Result<f64, String> {
     }
 }
 
-/// The fleet's context for a command whose `--profile` names something
-/// else: the state dir and port base as given, the fleet profile from
-/// `STOREFRONT_FLEET_PROFILE` (default `dev`); only the state dir matters
-/// to find a running fleet.
-pub fn fleet_ctx(g: &Global) -> Result<fleet::Ctx> {
-    Global {
-        profile: std::env::var("STOREFRONT_FLEET_PROFILE").unwrap_or_else(|_| "dev".into()),
-        state_dir: g.state_dir.clone(),
-        port_base: g.port_base,
-    }
-    .ctx()
-}
 
 pub async fn run(g: &Global, args: Args) -> Result<u8> {
     let root = fleet::project_root()?;
-    let (mut profile, _) = LoadProfile::load(&root, &g.profile)?;
+    let (mut profile, _) = LoadProfile::load(&root, &args.profile)?;
     if let Some(u) = args.users {
         profile.users = u;
     }
@@ -124,7 +115,7 @@ pub async fn run(g: &Global, args: Args) -> Result<u8> {
         profile.faults = crate::faults::load_file(file, profile.duration.0)
             .map_err(|e| Exit::error(exit::ERROR, format!("--faults: {e:#}")))?;
     }
-    let ctx = fleet_ctx(g)?;
+    let ctx = g.ctx()?;
     let lab = Lab::connect(&ctx).await?;
     let about = report::html::About::now(&ctx.profile.name);
     let opts = Options {

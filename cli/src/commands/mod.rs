@@ -50,8 +50,14 @@ pub struct Cli {
 /// Options every command takes.
 #[derive(Debug, clap::Args)]
 pub struct Global {
-    /// Fleet profile: a name in profiles/ or a path to a TOML file.
-    #[arg(long, global = true, env = "STOREFRONT_PROFILE", default_value = "dev")]
+    /// Fleet profile: a name in profiles/ or a path to a TOML file (`load --profile` names a LOAD profile).
+    #[arg(
+        long = "fleet",
+        value_name = "PROFILE",
+        global = true,
+        env = "STOREFRONT_FLEET",
+        default_value = "dev"
+    )]
     pub profile: String,
     /// Where the fleet keeps its data, logs and fleet.json [default: <project>/.storefront].
     #[arg(long, global = true, env = "STOREFRONT_STATE_DIR")]

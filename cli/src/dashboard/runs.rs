@@ -57,9 +57,7 @@ pub fn argv(fleet: &Fleet, req: &Request, html: &std::path::Path) -> Result<Vec<
     if let Some(b) = fleet.port_base {
         a.extend(["--port-base".into(), b.to_string()]);
     }
-    if !load {
-        a.extend(["--profile".into(), fleet.fleet_profile.clone()]);
-    }
+    a.extend(["--fleet".into(), fleet.fleet_profile.clone()]);
     a.push(req.kind.clone());
     for (name, value) in &req.params {
         let name_ok = !name.is_empty()
@@ -156,7 +154,6 @@ impl Runs {
         let exe = std::env::current_exe().context("cannot find this program's own binary")?;
         let mut cmd = tokio::process::Command::new(exe);
         cmd.args(&args)
-            .env("STOREFRONT_FLEET_PROFILE", &fleet.fleet_profile)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -265,7 +262,7 @@ mod tests {
         .unwrap();
         assert_eq!(
             a.join(" "),
-            "--state-dir /tmp/sf --port-base 32500 --profile dev race --control --n 20 --rounds 3 --seed 7 --json --html /tmp/r.html"
+            "--state-dir /tmp/sf --port-base 32500 --fleet dev race --control --n 20 --rounds 3 --seed 7 --json --html /tmp/r.html"
         );
         let l = argv(
             &fleet(),
@@ -275,7 +272,7 @@ mod tests {
         .unwrap();
         assert_eq!(
             l.join(" "),
-            "--state-dir /tmp/sf --port-base 32500 load --duration 5s --profile smoke --json --html /h"
+            "--state-dir /tmp/sf --port-base 32500 --fleet dev load --duration 5s --profile smoke --json --html /h"
         );
     }
 

@@ -213,7 +213,7 @@ impl FleetProfile {
         };
         let text = std::fs::read_to_string(&path).with_context(|| {
             format!(
-                "cannot read fleet profile {} (profiles live in {}/profiles/; pass --profile NAME or a path)",
+                "cannot read fleet profile {} (profiles live in {}/profiles/; pass --fleet NAME or a path)",
                 path.display(),
                 root.display()
             )

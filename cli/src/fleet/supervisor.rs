@@ -83,7 +83,7 @@ pub fn command(ctx: &Ctx) -> Result<std::process::Command> {
     let file = ctx.state_dir.join("supervisor.toml");
     super::state::write_private(&file, toml::to_string(&ctx.profile)?.as_bytes())?;
     let mut cmd = std::process::Command::new(this_program()?);
-    cmd.arg("--profile")
+    cmd.arg("--fleet")
         .arg(&file)
         .arg("--state-dir")
         .arg(&ctx.state_dir)

@@ -76,7 +76,7 @@ impl Fleet {
     pub fn cmd(&self, args: &[&str]) -> Command {
         let mut c = Command::new(storefront());
         c.current_dir(env!("CARGO_MANIFEST_DIR"))
-            .arg("--profile")
+            .arg("--fleet")
             .arg(&self.profile)
             .arg("--state-dir")
             .arg(self.dir())
