@@ -28,7 +28,27 @@ scripts/setup.sh
 say "cargo build ${build_flags[*]:-} --workspace"
 cargo build "${build_flags[@]}" --workspace --locked
 sf=target/$build/storefront
-trap '$sf down >/dev/null 2>&1 || true' EXIT
+
+# As root, PostgreSQL runs as the `postgres` account, which must pass through
+# every directory above the state dir. A clone inside a private directory
+# (mktemp -d is mode 0700) would stop `up` there, so the demo's fleet then
+# lives in a fresh directory under /tmp instead, removed at the end.
+tmp_state=
+if [ -z "${STOREFRONT_STATE_DIR:-}" ] && [ "$(id -u)" -eq 0 ] &&
+   id -u postgres >/dev/null 2>&1 && ! runuser -u postgres -- test -x "$root"; then
+  tmp_state=$(mktemp -d /tmp/storefront-demo-XXXXXX)
+  export STOREFRONT_STATE_DIR=$tmp_state
+  echo "demo.sh: the postgres account cannot reach $root, so the fleet's state lives in $tmp_state (removed at the end)"
+fi
+cleanup() {
+  if [ -n "$tmp_state" ]; then
+    $sf down --purge >/dev/null 2>&1 || true
+    rm -rf "$tmp_state"
+  else
+    $sf down >/dev/null 2>&1 || true
+  fi
+}
+trap cleanup EXIT
 
 say "doctor"
 $sf doctor
@@ -69,7 +89,12 @@ run replay --n 50 --keys 20
 run saga --orders 200 --fail-at mixed
 
 say "down"
-$sf down
+if [ -n "$tmp_state" ]; then
+  $sf down --purge
+  rm -rf "$tmp_state"
+else
+  $sf down
+fi
 trap - EXIT
 if [ "$rc" -eq 0 ]; then
   echo "demo: PASS (every experiment's invariants held; fleet stopped)"
