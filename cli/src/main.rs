@@ -1,6 +1,7 @@
 //! `storefront`: parse, dispatch, map the error to an exit code.
 
 mod check;
+mod clients;
 mod commands;
 mod dashboard;
 mod exit;

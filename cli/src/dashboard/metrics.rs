@@ -1,18 +1,19 @@
 //! What the page shows from one instance's `/metrics`: its request and 5xx
 //! counts (the probes the dashboard itself sends not counted), its latency
 //! buckets, and a few gauges; and per-second rates and percentiles from two
-//! scrapes. Pure functions of the text pages, tested below.
+//! scrapes. Pure functions of the parsed pages ([`crate::clients::metrics`]),
+//! tested below.
 
-use crate::experiments::breaker::sum_counter;
+use crate::clients::metrics::{Labels, Page};
 
 /// Routes that are the lab's own probing (the dashboard reads the BFF's
 /// admin API every tick), not traffic.
-const PROBES: [&str; 4] = [
-    "route=\"/metrics\"",
-    "route=\"/ready\"",
-    "route=\"/health\"",
-    "route=\"/admin/",
-];
+fn traffic(l: Labels<'_>) -> bool {
+    !["/metrics", "/ready", "/health"]
+        .iter()
+        .any(|r| l.is("route", r))
+        && !l.get("route").is_some_and(|r| r.starts_with("/admin/"))
+}
 
 /// The figures of one scrape.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -34,79 +35,24 @@ pub struct Scrape {
     pub queues: std::collections::BTreeMap<String, (f64, f64)>,
 }
 
-fn traffic(labels: &str) -> bool {
-    !PROBES.iter().any(|p| labels.contains(p))
-}
-
-/// A gauge's value summed over its label sets, if the page has it at all.
-fn gauge(page: &str, name: &str) -> Option<f64> {
-    let present = page.lines().any(|l| {
-        l.strip_prefix(name)
-            .is_some_and(|r| r.starts_with('{') || r.starts_with(' '))
-    });
-    present.then(|| sum_counter(page, name, |_| true))
-}
-
-/// `name{...label="v"...} value` samples as `(v, value)`.
-fn by_label(page: &str, name: &str, label: &str) -> Vec<(String, f64)> {
-    let key = format!("{label}=\"");
-    page.lines()
-        .filter_map(|l| {
-            let rest = l.strip_prefix(name)?.strip_prefix('{')?;
-            let end = rest.rfind('}')?;
-            let v = rest[..end].split(&key).nth(1)?.split('"').next()?;
-            Some((v.to_owned(), rest[end + 1..].trim().parse().ok()?))
-        })
-        .collect()
-}
-
-pub fn parse(page: &str) -> Scrape {
-    let mut buckets: Vec<(f64, f64)> = Vec::new();
-    for line in page.lines() {
-        let Some(rest) = line.strip_prefix("http_request_duration_seconds_bucket{") else {
-            continue;
-        };
-        let Some(end) = rest.rfind('}') else { continue };
-        let (labels, value) = (&rest[..end], rest[end + 1..].trim());
-        if !traffic(labels) {
-            continue;
-        }
-        let le = labels
-            .split("le=\"")
-            .nth(1)
-            .and_then(|s| s.split('"').next())
-            .and_then(|s| {
-                if s == "+Inf" {
-                    Some(f64::INFINITY)
-                } else {
-                    s.parse().ok()
-                }
-            });
-        let (Some(le), Ok(v)) = (le, value.parse::<f64>()) else {
-            continue;
-        };
-        match buckets.iter_mut().find(|(b, _)| *b == le) {
-            Some(slot) => slot.1 += v,
-            None => buckets.push((le, v)),
-        }
-    }
-    buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
+/// The page's figures.
+pub fn figures(page: &Page) -> Scrape {
     Scrape {
-        requests: sum_counter(page, "http_requests_total", traffic),
-        errors: sum_counter(page, "http_requests_total", |l| {
-            traffic(l) && l.contains("status=\"5")
+        requests: page.counter("http_requests_total", traffic),
+        errors: page.counter("http_requests_total", |l| {
+            traffic(l) && l.get("status").is_some_and(|s| s.starts_with('5'))
         }),
-        buckets,
-        lease_ttl_s: gauge(page, "identity_db_lease_ttl_seconds"),
-        rotations: gauge(page, "identity_db_credential_rotations_total"),
-        outbox_depth: gauge(page, "outbox_depth"),
-        outbox_oldest_s: gauge(page, "outbox_oldest_pending_age_seconds"),
+        buckets: page.histogram("http_request_duration_seconds", traffic),
+        lease_ttl_s: page.gauge("identity_db_lease_ttl_seconds"),
+        rotations: page.gauge("identity_db_credential_rotations_total"),
+        outbox_depth: page.gauge("outbox_depth"),
+        outbox_oldest_s: page.gauge("outbox_oldest_pending_age_seconds"),
         queues: {
             let mut q = std::collections::BTreeMap::new();
-            for (name, n) in by_label(page, "amqp_queue_messages", "queue") {
+            for (name, n) in page.by_label("amqp_queue_messages", "queue") {
                 q.entry(name).or_insert((0.0, 0.0)).0 = n;
             }
-            for (name, n) in by_label(page, "amqp_queue_dead_letters", "queue") {
+            for (name, n) in page.by_label("amqp_queue_dead_letters", "queue") {
                 q.entry(name).or_insert((0.0, 0.0)).1 = n;
             }
             q
@@ -187,21 +133,32 @@ pub fn quantile_ms(buckets: &[(f64, f64)], q: f64) -> Option<f64> {
 mod tests {
     use super::*;
 
+    fn parse(page: &str) -> Scrape {
+        figures(&Page::parse(page).expect("a text-format page"))
+    }
+
     const PAGE: &str = r#"# TYPE http_requests_total counter
 http_requests_total{method="GET",route="/products",status="200"} 90
 http_requests_total{method="GET",route="/products/{id}",status="503"} 10
 http_requests_total{method="GET",route="/ready",status="200"} 500
 http_requests_total{method="GET",route="/metrics",status="200"} 70
 http_requests_total{method="GET",route="/admin/breakers",status="200"} 33
+# TYPE http_request_duration_seconds histogram
 http_request_duration_seconds_bucket{method="GET",route="/products",status="200",le="0.005"} 50
 http_request_duration_seconds_bucket{method="GET",route="/products",status="200",le="0.05"} 90
 http_request_duration_seconds_bucket{method="GET",route="/products",status="200",le="+Inf"} 90
+http_request_duration_seconds_sum{method="GET",route="/products",status="200"} 0.9
+http_request_duration_seconds_count{method="GET",route="/products",status="200"} 90
 http_request_duration_seconds_bucket{method="GET",route="/products/{id}",status="503",le="0.005"} 0
 http_request_duration_seconds_bucket{method="GET",route="/products/{id}",status="503",le="0.05"} 9
 http_request_duration_seconds_bucket{method="GET",route="/products/{id}",status="503",le="+Inf"} 10
+http_request_duration_seconds_sum{method="GET",route="/products/{id}",status="503"} 0.2
+http_request_duration_seconds_count{method="GET",route="/products/{id}",status="503"} 10
 http_request_duration_seconds_bucket{method="GET",route="/ready",status="200",le="0.005"} 500
 http_request_duration_seconds_bucket{method="GET",route="/ready",status="200",le="0.05"} 500
 http_request_duration_seconds_bucket{method="GET",route="/ready",status="200",le="+Inf"} 500
+http_request_duration_seconds_sum{method="GET",route="/ready",status="200"} 0.5
+http_request_duration_seconds_count{method="GET",route="/ready",status="200"} 500
 identity_db_lease_ttl_seconds 41.5
 identity_db_credential_rotations_total{reason="max_ttl"} 2
 identity_db_credential_rotations_total{reason="revoked"} 1

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use super::metrics::{self, Scrape};
+use crate::clients;
 use crate::experiments::breaker::Gateway;
 use crate::fleet::state::ComponentKind;
 use crate::fleet::{Ctx, FleetState, InfraMode, observe, process};
@@ -119,8 +120,8 @@ impl Poller {
         let scrapes = futures::future::join_all(instances.iter().map(|(_, url)| {
             let http = &self.http;
             async move {
-                let page = http.get(format!("{url}/metrics")).send().await.ok()?;
-                Some(metrics::parse(&page.text().await.ok()?))
+                let page = clients::metrics::scrape(http, url).await.ok()?;
+                Some(metrics::figures(&page))
             }
         }));
         let gateway = Gateway::connect(&self.ctx).ok();
