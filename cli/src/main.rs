@@ -10,6 +10,7 @@ mod faults;
 mod fleet;
 mod load;
 mod report;
+mod run;
 
 use std::process::ExitCode;
 

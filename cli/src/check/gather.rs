@@ -17,7 +17,7 @@ use super::evidence::{
     ClaimsSeen, DlqSeen, KeysSeen, OrderSeen, OutboxSeen, PaymentSeen, ReservationSeen, StockSeen,
     TimeoutSeen, merged,
 };
-use crate::experiments::Lab;
+use crate::run::Lab;
 
 /// Checkout's authorization timeout when its profile sets none (its
 /// `SAGA_AUTHORIZATION_TIMEOUT_MS` default).

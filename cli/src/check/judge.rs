@@ -8,7 +8,7 @@ use std::time::Duration;
 use uuid::Uuid;
 
 use super::evidence::{OrderSeen, Shop};
-use crate::experiments::{Invariant, Verdict};
+use crate::run::{Invariant, Verdict};
 
 pub const TERMINAL: &str = "every order was accepted and its saga is terminal within the bound";
 pub const COMPLETED: &str = "completed orders took their stock once and were captured exactly once";

@@ -22,7 +22,7 @@ pub use evidence::Shop;
 pub use gather::{Baseline, Scope, Select};
 pub use judge::judge;
 
-use crate::experiments::Lab;
+use crate::run::Lab;
 
 /// What to read besides the orders, and what was seen before them.
 #[derive(Debug, Clone, Default)]

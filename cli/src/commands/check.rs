@@ -11,7 +11,9 @@ use serde_json::json;
 use crate::check::{self, Reading, Scope, Select};
 use crate::commands::Global;
 use crate::exit;
-use crate::experiments::{self, CommonArgs, Lab, Report};
+use crate::report::{CommonArgs, finish};
+use crate::run::dur::parse_duration;
+use crate::run::{Lab, Progress, Report};
 
 /// The long help: what is judged.
 pub const LONG_ABOUT: &str = "\
@@ -42,7 +44,7 @@ pub struct Args {
     pub since: DateTime<Utc>,
     /// How long orders still in flight get to become terminal and their
     /// messages to settle before they are judged (`30s`, `2m`).
-    #[arg(long, default_value = "30s", value_parser = parse_settle)]
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
     pub orders_settle: Duration,
     /// Print the report as one JSON document.
     #[arg(long)]
@@ -57,20 +59,19 @@ fn parse_since(s: &str) -> Result<DateTime<Utc>, String> {
     if let Ok(at) = DateTime::parse_from_rfc3339(s) {
         return Ok(at.with_timezone(&Utc));
     }
-    let ago = crate::load::profile::parse_duration(s)
+    let ago = parse_duration(s)
         .map_err(|_| format!("`{s}` is neither a duration (10m, 90s) nor an RFC 3339 time"))?;
     let ago = chrono::Duration::from_std(ago).map_err(|e| e.to_string())?;
     Ok(Utc::now() - ago)
 }
 
-fn parse_settle(s: &str) -> Result<Duration, String> {
-    crate::load::profile::parse_duration(s)
-}
-
 pub async fn run(g: &Global, args: Args) -> Result<u8> {
     let started = std::time::Instant::now();
     let ctx = g.ctx()?;
-    let lab = Lab::connect(&ctx).await?;
+    let lab = Lab::connect(&ctx)
+        .await?
+        .with_progress(Progress::for_output(args.json));
+    lab.progress.phase("check");
     let scope = Scope {
         since: args.since,
         select: Select::Since,
@@ -80,6 +81,7 @@ pub async fn run(g: &Global, args: Args) -> Result<u8> {
         ..Reading::default()
     };
     let shop = check::gather(&lab, &scope, reading, args.orders_settle).await?;
+    lab.progress.count("orders read", shop.orders.len() as u64);
     let mut report = Report::new(
         "check",
         0,
@@ -98,12 +100,13 @@ pub async fn run(g: &Global, args: Args) -> Result<u8> {
     report.measure("scope", &shop.scope);
     report.measure("orders judged", shop.orders.len());
     report.conclude(started.elapsed());
+    lab.progress.judged(&report.invariants, report.verdict);
     let common = CommonArgs {
         seed: None,
         json: args.json,
         html: args.html,
     };
-    experiments::finish(&report, &common, &ctx.profile.name)
+    finish(&report, &common, &ctx.profile.name)
 }
 
 #[cfg(test)]

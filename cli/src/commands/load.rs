@@ -7,12 +7,13 @@ use anyhow::Result;
 
 use crate::commands::Global;
 use crate::exit::{self, Exit};
-use crate::experiments::{CommonArgs, Lab};
 use crate::fleet;
-use crate::load::profile::{Dur, LoadProfile};
+use crate::load::profile::LoadProfile;
 use crate::load::target::Via;
 use crate::load::{self, Options};
-use crate::report;
+use crate::report::{self, CommonArgs};
+use crate::run::Lab;
+use crate::run::dur::Dur;
 
 const HELP: &str = "\
 Here --profile names the LOAD profile: profiles/NAME.toml with [[scenarios]]
@@ -97,7 +98,6 @@ fn parse_rate(s: &str) -> Result<f64, String> {
         _ => Err(format!("`{s}`: give a rate above 0, such as 500 or 500/s")),
     }
 }
-
 
 pub async fn run(g: &Global, args: Args) -> Result<u8> {
     let root = fleet::project_root()?;

@@ -5,7 +5,10 @@ use anyhow::Result;
 
 use crate::commands::Global;
 use crate::exit;
-use crate::experiments::{self, CommonArgs, Lab, race};
+use crate::experiments::experiment::{self, Env};
+use crate::experiments::race;
+use crate::report::{CommonArgs, finish};
+use crate::run::{Lab, Progress};
 
 #[derive(Debug, clap::Args)]
 #[command(after_help = exit::HELP)]
@@ -18,7 +21,10 @@ pub struct Args {
 
 pub async fn run(g: &Global, args: Args) -> Result<u8> {
     let ctx = g.ctx()?;
-    let lab = Lab::connect(&ctx).await?;
-    let report = race::run(&lab, &args.params, args.common.seed()).await?;
-    experiments::finish(&report, &args.common, &ctx.profile.name)
+    let lab = Lab::connect(&ctx)
+        .await?
+        .with_progress(Progress::for_output(args.common.json));
+    let env = Env::new(ctx, lab);
+    let report = experiment::run::<race::Race>(&env, &args.params, args.common.seed()).await?;
+    finish(&report, &args.common, &env.ctx.profile.name)
 }

@@ -5,7 +5,9 @@ use anyhow::Result;
 
 use crate::commands::Global;
 use crate::exit;
-use crate::experiments::{self, CommonArgs, Lab, replay};
+use crate::experiments::replay;
+use crate::report::{CommonArgs, finish};
+use crate::run::{Lab, Progress};
 
 #[derive(Debug, clap::Args)]
 #[command(after_help = exit::HELP)]
@@ -18,7 +20,11 @@ pub struct Args {
 
 pub async fn run(g: &Global, args: Args) -> Result<u8> {
     let ctx = g.ctx()?;
-    let lab = Lab::connect(&ctx).await?;
+    let lab = Lab::connect(&ctx)
+        .await?
+        .with_progress(Progress::for_output(args.common.json));
+    lab.progress.phase("replay");
     let report = replay::run(&lab, &args.params, args.common.seed()).await?;
-    experiments::finish(&report, &args.common, &ctx.profile.name)
+    lab.progress.judged(&report.invariants, report.verdict);
+    finish(&report, &args.common, &ctx.profile.name)
 }

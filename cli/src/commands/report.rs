@@ -142,7 +142,7 @@ fn merged(files: &[PathBuf], transactions: Vec<TxReport>, window_s: f64) -> Load
         target: String::new(),
         seed: None,
         run_tag: String::new(),
-        verdict: crate::experiments::Verdict::Unknown,
+        verdict: crate::run::Verdict::Unknown,
         window_s,
         corrected_means: String::new(),
         transactions,

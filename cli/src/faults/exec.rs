@@ -27,10 +27,11 @@ use tokio::task::JoinHandle;
 use super::outcome::FaultOutcome;
 use super::plan::Planned;
 use super::schedule::{Kind, PgMode};
-use crate::experiments::breaker::Gateway;
+use crate::clients::bff_admin::BffAdmin as Gateway;
 use crate::fleet::control::{self, How};
 use crate::fleet::process::{self, Stopped};
 use crate::fleet::{Ctx, FleetState, services, vault::Vault};
+use crate::run::accounts;
 
 /// How long a service whose lease was revoked may take to serve again on
 /// a new one before the fault counts as failed.
@@ -332,11 +333,11 @@ async fn lease(http: &reqwest::Client, base: &str, admin: &str) -> Result<serde_
 
 /// One password grant as the first seeded customer, straight to identity.
 async fn grant(http: &reqwest::Client, base: &str) -> Result<(), String> {
-    let name = crate::load::login::CUSTOMERS[0];
+    let name = accounts::CUSTOMERS[0];
     let r = http
         .post(format!("{base}/token"))
         .json(&json!({
-            "grant_type": "password", "username": name, "password": format!("{name}-password"),
+            "grant_type": "password", "username": name, "password": accounts::password(name),
         }))
         .send()
         .await

@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 
-use crate::load::profile::{ProfileError, field_at, line_of};
+use crate::run::spec::{ProfileError, field_at, line_of};
 use schedule::{FaultFile, FaultSpec};
 
 /// Reads a `--faults FILE` (nothing but `[[faults]]`) and validates it

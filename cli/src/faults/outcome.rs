@@ -5,8 +5,8 @@
 use serde::Serialize;
 
 use super::plan::Planned;
-use crate::experiments::Invariant;
-use crate::experiments::record::Mark;
+use crate::run::Invariant;
+use crate::run::Mark;
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct FaultOutcome {

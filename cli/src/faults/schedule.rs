@@ -22,7 +22,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
-use crate::load::profile::Dur;
+use crate::run::dur::Dur;
 
 /// What a fault does to its target.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]

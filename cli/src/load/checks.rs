@@ -14,7 +14,7 @@ use chrono::{DateTime, Utc};
 use super::plan::Plan;
 use super::profile::{Check, Method};
 use super::recorder::TxTally;
-use crate::experiments::{Invariant, Lab};
+use crate::run::{Invariant, Lab};
 
 /// How long after the load the run's orders get to become terminal and
 /// their messages to settle, for the `shop` check.
@@ -240,7 +240,7 @@ pub async fn release_held(lab: &Lab, tag: &str) -> Result<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::experiments::Verdict;
+    use crate::run::Verdict;
 
     fn m(v: &[(i64, i64)]) -> BTreeMap<i64, i64> {
         v.iter().copied().collect()

@@ -30,9 +30,10 @@ use super::history::{self, Op, Outcome};
 use super::login::Session;
 use super::plan::{ScenarioPlan, Shared};
 use super::profile::Method;
-use super::recorder::{Sample, TxTally, histogram};
+use super::recorder::{Sample, TxTally};
 use super::target::Conns;
 use super::template::Bindings;
+use crate::run::hdr::histogram;
 
 /// goose's verdict on one transaction's requests, for the cross-check.
 #[derive(Debug, Clone, serde::Serialize)]

@@ -210,8 +210,8 @@ fn decode(b64: &str) -> Result<Histogram<u64>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::experiments::Verdict;
     use crate::load::recorder::{Recorder, Sample};
+    use crate::run::Verdict;
 
     fn report() -> LoadReport {
         let r = Recorder::new(2, 2);

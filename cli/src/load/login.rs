@@ -27,11 +27,8 @@ use tokio::time::Instant;
 
 use super::profile::Login;
 use super::target::Targets;
+use crate::run::accounts::{self, CUSTOMERS, STAFF};
 
-/// The seeded customers (identity's seed; password `<name>-password`).
-pub const CUSTOMERS: [&str; 7] = ["alice", "bob", "carol", "erin", "frank", "grace", "heidi"];
-/// The seeded staff member.
-pub const STAFF: &str = "dave";
 /// After a failed login, an account is not tried again for this long (a
 /// failing identity is not hammered by every user's every transaction).
 const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(1);
@@ -196,7 +193,7 @@ impl Logins {
             .json(&serde_json::json!({
                 "grant_type": "password",
                 "username": name,
-                "password": format!("{name}-password"),
+                "password": accounts::password(name),
             }))
             .send()
             .await

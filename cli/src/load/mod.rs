@@ -37,9 +37,9 @@ use std::time::{Duration, Instant, SystemTime};
 use anyhow::{Context, Result, ensure};
 use serde::Deserialize;
 
-use crate::experiments::{Invariant, Lab};
 use crate::faults::{self, exec::Executor, plan::Planned};
 use crate::fleet::Ctx;
+use crate::run::{Invariant, Lab};
 use plan::{Plan, Shared};
 use profile::{Check, LoadProfile};
 use recorder::Recorder;
@@ -226,7 +226,7 @@ pub async fn run(lab: &Lab, profile: LoadProfile, opts: &Options) -> Result<Load
         target: shared.targets.describe(),
         seed: Some(opts.seed),
         run_tag: shared.world.run_tag.clone(),
-        verdict: crate::experiments::Verdict::Unknown,
+        verdict: crate::run::Verdict::Unknown,
         window_s: window,
         corrected_means,
         transactions: txs,

@@ -12,7 +12,7 @@ use tokio::sync::Semaphore;
 // tokio's clock: real time at run time, steppable in tests (no sleeps there).
 use tokio::time::Instant;
 
-use crate::experiments::record::{Latencies, Outcomes};
+use crate::run::{Latencies, Outcomes};
 
 /// The arrival process.
 #[derive(Debug, Clone, Copy)]

@@ -12,6 +12,8 @@ use toml::Spanned;
 
 use super::template::{BUILTINS, Template, VarSpec, sample};
 use crate::faults::schedule::{self as fault_schedule, FaultSpec};
+pub use crate::run::dur::{Dur, parse_duration};
+use crate::run::spec::{ProfileError, field_at, line_of};
 
 /// A load profile as written.
 #[derive(Debug, Clone, Deserialize)]
@@ -166,61 +168,6 @@ impl Check {
     }
 }
 
-/// A duration written as `500ms`, `20s`, `1m30s`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(try_from = "String", into = "String")]
-pub struct Dur(pub Duration);
-
-impl TryFrom<String> for Dur {
-    type Error = String;
-    fn try_from(s: String) -> Result<Self, String> {
-        parse_duration(&s).map(Dur)
-    }
-}
-
-impl From<Dur> for String {
-    fn from(d: Dur) -> String {
-        format!("{}ms", d.0.as_millis())
-    }
-}
-
-impl std::str::FromStr for Dur {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        parse_duration(s).map(Dur)
-    }
-}
-
-/// `1h`, `2m30s`, `20s`, `250ms`, `1.5s`: a sum of number-unit pairs.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let bad = || format!("`{s}` is not a duration (write 250ms, 20s, 1m30s)");
-    let mut total = 0.0f64;
-    let mut rest = s.trim();
-    if rest.is_empty() {
-        return Err(bad());
-    }
-    while !rest.is_empty() {
-        let n_end = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .ok_or_else(bad)?;
-        let n: f64 = rest[..n_end].parse().map_err(|_| bad())?;
-        rest = &rest[n_end..];
-        let u_end = rest
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(rest.len());
-        let scale = match &rest[..u_end] {
-            "ms" => 0.001,
-            "s" => 1.0,
-            "m" => 60.0,
-            "h" => 3600.0,
-            _ => return Err(bad()),
-        };
-        total += n * scale;
-        rest = &rest[u_end..];
-    }
-    Ok(Duration::from_secs_f64(total))
-}
-
 /// Think time: a fixed pause or a uniform range.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
 #[serde(try_from = "String", into = "String")]
@@ -270,17 +217,6 @@ impl std::fmt::Display for Think {
             write!(f, "{:?}..{:?}", self.min, self.max)
         }
     }
-}
-
-/// A profile error: where it is and what is wrong.
-#[derive(Debug, thiserror::Error)]
-#[error("{file}:{line}: {field}: {message}")]
-pub struct ProfileError {
-    pub file: String,
-    /// 1-based; 0 when the error concerns the whole file.
-    pub line: usize,
-    pub field: String,
-    pub message: String,
 }
 
 /// A problem found after parsing: the field's path and its byte offset.
@@ -631,34 +567,6 @@ fn is_ident(s: &str) -> bool {
     let mut c = s.chars();
     c.next().is_some_and(|f| f.is_ascii_lowercase())
         && c.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
-}
-
-/// 1-based line of a byte offset.
-pub(crate) fn line_of(text: &str, at: usize) -> usize {
-    text[..at.min(text.len())].matches('\n').count() + 1
-}
-
-/// The dotted key at `at`: the enclosing table header plus the line's key.
-pub(crate) fn field_at(text: &str, at: usize) -> String {
-    let at = at.min(text.len());
-    let start = text[..at].rfind('\n').map_or(0, |i| i + 1);
-    let line = text[start..].lines().next().unwrap_or("");
-    let key = line
-        .split_once('=')
-        .map(|(k, _)| k.trim().trim_matches('"').to_owned())
-        .filter(|k| !k.is_empty() && !k.starts_with('['));
-    let table = text[..start]
-        .lines()
-        .rev()
-        .map(str::trim)
-        .find(|l| l.starts_with('['))
-        .map(|l| l.trim_matches(|c| c == '[' || c == ']').to_owned());
-    match (table, key) {
-        (Some(t), Some(k)) => format!("{t}.{k}"),
-        (None, Some(k)) => k,
-        (Some(t), None) => t,
-        (None, None) => "(top level)".into(),
-    }
 }
 
 /// A fleet profile has `port_base` and no scenarios.

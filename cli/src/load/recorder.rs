@@ -15,7 +15,8 @@ use std::time::{Duration, Instant};
 use hdrhistogram::Histogram;
 
 use super::history::History;
-use crate::experiments::record::Seconds;
+use crate::run::Seconds;
+use crate::run::hdr::{histogram, micros};
 
 /// Shards at most, whatever is asked: twice the cores, at least 4.
 fn max_shards() -> usize {
@@ -27,15 +28,6 @@ fn thread_slot() -> usize {
     static NEXT: AtomicUsize = AtomicUsize::new(0);
     thread_local!(static SLOT: usize = NEXT.fetch_add(1, Ordering::Relaxed));
     SLOT.with(|s| *s)
-}
-
-/// Same bounds as the experiments' histograms: 1 µs to 1 h, 3 significant digits.
-pub fn histogram() -> Histogram<u64> {
-    Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("static bounds")
-}
-
-pub fn micros(d: Duration) -> u64 {
-    (d.as_micros() as u64).clamp(1, 3_600_000_000)
 }
 
 /// One transaction's record.

@@ -10,9 +10,9 @@ use serde::Serialize;
 use super::closed::GooseView;
 use super::profile::ThresholdSpec;
 use super::recorder::TxTally;
-use crate::experiments::record::{Mark, Seconds, Summary, Timeline, summarize};
-use crate::experiments::{Invariant, Verdict, overall};
 use crate::faults::outcome::FaultOutcome;
+use crate::run::{Invariant, Verdict, overall};
+use crate::run::{Mark, Seconds, Summary, Timeline, summarize};
 
 #[derive(Debug, Serialize)]
 pub struct LoadReport {

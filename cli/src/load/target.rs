@@ -25,7 +25,7 @@ use hyper_util::rt::TokioIo;
 
 use super::closed::REPLAYED;
 use super::profile::Method;
-use crate::experiments::Lab;
+use crate::run::Lab;
 
 /// `--via`: where the load goes.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]

@@ -5,8 +5,8 @@ use std::fmt::Write;
 
 use hdrhistogram::Histogram;
 
-use crate::experiments::record::summarize;
-use crate::experiments::{Report, Verdict};
+use crate::run::summarize;
+use crate::run::{Report, Verdict};
 
 pub fn render(r: &Report) -> String {
     let mut out = String::new();
@@ -128,7 +128,7 @@ pub fn bars(h: &Histogram<u64>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::experiments::Invariant;
+    use crate::run::Invariant;
 
     #[test]
     fn bars_span_min_to_max_and_mark_the_mode() {

@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use quick_junit::{NonSuccessKind, Report, TestCase, TestCaseStatus, TestSuite};
 
-use crate::experiments::{Invariant, Verdict};
+use crate::run::{Invariant, Verdict};
 
 /// One suite: a name, how long it took, its judged properties.
 pub struct Suite<'a> {

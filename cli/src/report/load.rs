@@ -4,10 +4,10 @@
 
 use std::fmt::Write;
 
-use crate::experiments::record::{Summary, Timeline};
-use crate::experiments::{Invariant, Verdict};
 use crate::faults::outcome::FaultOutcome;
 use crate::load::summary::LoadReport;
+use crate::run::{Invariant, Verdict};
+use crate::run::{Summary, Timeline};
 
 use super::experiment::bars;
 

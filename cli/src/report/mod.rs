@@ -2,12 +2,15 @@
 //! Commands build plain data, these print it.
 
 pub mod experiment;
+pub mod finish;
 pub mod fleet;
 pub mod html;
 pub mod junit;
 pub mod load;
 
 use std::io::IsTerminal;
+
+pub use finish::{CommonArgs, finish};
 
 /// A comfy-table with the house style: UTF-8 borders on a terminal, ASCII
 /// otherwise (logs, CI), no colour when NO_COLOR is set or stdout is piped.

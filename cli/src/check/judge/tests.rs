@@ -12,7 +12,7 @@ use crate::check::evidence::{
     ClaimsSeen, DlqSeen, KeysSeen, OrderSeen, OutboxSeen, PaymentSeen, Placed, ReservationSeen,
     Retries, Shop, StockSeen, TimeoutSeen,
 };
-use crate::experiments::Verdict;
+use crate::run::Verdict;
 
 const DONE: u128 = 1;
 const DECLINED: u128 = 2;

@@ -8,8 +8,8 @@ use anyhow::Result;
 use super::{About, Page, count, esc, num, percentile_spec, ptr};
 use hdrhistogram::Histogram;
 
-use crate::experiments::record::summarize;
-use crate::experiments::{Latencies, Report};
+use crate::run::summarize;
+use crate::run::{Latencies, Report};
 
 pub fn page(r: &Report, about: &About) -> Result<String> {
     let mut p = Page::new(
@@ -19,7 +19,7 @@ pub fn page(r: &Report, about: &About) -> Result<String> {
     let passed = r
         .invariants
         .iter()
-        .filter(|i| i.verdict == crate::experiments::Verdict::Pass)
+        .filter(|i| i.verdict == crate::run::Verdict::Pass)
         .count();
     p.header(
         r.verdict,
@@ -133,7 +133,7 @@ fn pairs(l: &Latencies) -> Vec<Plot<'_>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::experiments::Invariant;
+    use crate::run::Invariant;
 
     #[test]
     fn the_page_shows_each_invariant_outcome_and_latency_with_its_json_pointer() {

@@ -8,8 +8,8 @@ use std::fmt::Write as _;
 use anyhow::Result;
 
 use super::{About, Page, count, esc, num, percentile_spec, ptr};
-use crate::experiments::record::Seconds;
 use crate::load::summary::LoadReport;
+use crate::run::Seconds;
 
 pub fn page(r: &LoadReport, about: &About) -> Result<String> {
     let mut p = Page::new(
@@ -156,9 +156,9 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::experiments::Verdict;
     use crate::load::recorder::{Recorder, Sample};
     use crate::load::summary::TxReport;
+    use crate::run::Verdict;
 
     #[test]
     fn the_page_shows_every_transaction_with_both_distributions_and_a_timeline() {

@@ -18,7 +18,7 @@ use hdrhistogram::Histogram;
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use crate::experiments::{Invariant, Timeline, Verdict};
+use crate::run::{Invariant, Timeline, Verdict};
 
 /// The chart code: plain JavaScript on `<canvas>`, no library. The lab page
 /// embeds this same string.
@@ -282,10 +282,10 @@ pub fn write(path: &Path, html: &str) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::experiments::record::summarize;
+    use crate::run::summarize;
 
     fn hist(values_us: impl IntoIterator<Item = u64>) -> Histogram<u64> {
-        let mut h = Histogram::new_with_bounds(1, 3_600_000_000, 3).unwrap();
+        let mut h = crate::run::hdr::histogram();
         for v in values_us {
             h.record(v).unwrap();
         }

@@ -8,7 +8,7 @@ use anyhow::Result;
 use serde_json::Value;
 
 use super::{About, Page, esc, label};
-use crate::experiments::Verdict;
+use crate::run::Verdict;
 
 /// One check as the index lists it.
 pub struct Entry<'a> {

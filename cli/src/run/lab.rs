@@ -22,6 +22,7 @@ use nix::errno::Errno;
 use nix::fcntl::{Flock, FlockArg};
 use sqlx::postgres::{PgPool, PgPoolOptions};
 
+use super::progress::Progress;
 use crate::exit::{self, Exit};
 use crate::fleet::{Ctx, FleetState, observe};
 
@@ -41,6 +42,8 @@ pub struct Lab {
     pub pg: PgPool,
     /// Client for the services: no proxy, pooled, generous timeout.
     pub http: reqwest::Client,
+    /// Where the run's progress events go (none unless the command says).
+    pub progress: Progress,
 }
 
 impl Lab {
@@ -94,7 +97,14 @@ impl Lab {
             state,
             pg,
             http,
+            progress: Progress::none(),
         })
+    }
+
+    /// The same lab, its run's progress going to `progress`.
+    pub fn with_progress(mut self, progress: Progress) -> Self {
+        self.progress = progress;
+        self
     }
 
     /// Base URLs of a service's instances.

@@ -1,6 +1,6 @@
 //! Recording what happened: exact outcome counts and HDR latency histograms,
-//! and beside them per-second buckets (answers, errors, latencies) for the
-//! HTML report's timeline. Workers record into their own copies and merge,
+//! and beside them per-second buckets (answers, errors, latencies, see
+//! [`super::timeline`]) for the HTML report's timeline. Workers record into their own copies and merge,
 //! so nothing contends on a lock in the hot path.
 
 use std::collections::BTreeMap;
@@ -8,6 +8,9 @@ use std::time::{Duration, Instant, SystemTime};
 
 use hdrhistogram::Histogram;
 use serde::{Serialize, Serializer};
+
+use super::hdr::{self, Summary, summarize};
+use super::timeline::Seconds;
 
 /// Exact count of each outcome, per label (e.g. `decrement` → {`200`: 1, `412`: 49}),
 /// and the answers and errors of each wall-clock second (the timeline).
@@ -118,10 +121,6 @@ fn unix_second(at: Instant) -> u64 {
 #[derive(Debug, Clone, Default)]
 pub struct Latencies(pub BTreeMap<String, Histogram<u64>>, pub Seconds);
 
-fn new_histogram() -> Histogram<u64> {
-    Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("static bounds")
-}
-
 impl Latencies {
     pub fn record(&mut self, label: &str, d: Duration) {
         self.record_at(label, d, Instant::now());
@@ -129,11 +128,11 @@ impl Latencies {
 
     /// `record` for an answer that came at `answered` (recorded later).
     pub fn record_at(&mut self, label: &str, d: Duration, answered: Instant) {
-        let us = (d.as_micros() as u64).clamp(1, 3_600_000_000);
+        let us = hdr::micros(d);
         self.1.latency(unix_second(answered), us, None);
         self.0
             .entry(label.into())
-            .or_insert_with(new_histogram)
+            .or_insert_with(hdr::histogram)
             .record(us)
             .expect("clamped into bounds");
     }
@@ -143,7 +142,7 @@ impl Latencies {
         for (label, h) in &other.0 {
             self.0
                 .entry(label.clone())
-                .or_insert_with(new_histogram)
+                .or_insert_with(hdr::histogram)
                 .add(h)
                 .expect("same bounds");
         }
@@ -152,151 +151,6 @@ impl Latencies {
     pub fn get(&self, label: &str) -> Option<&Histogram<u64>> {
         self.0.get(label)
     }
-}
-
-/// Summary of one histogram, in milliseconds, as reported.
-#[derive(Debug, Clone, Serialize)]
-pub struct Summary {
-    pub count: u64,
-    pub min_ms: f64,
-    pub p50_ms: f64,
-    pub p90_ms: f64,
-    pub p99_ms: f64,
-    pub p999_ms: f64,
-    pub max_ms: f64,
-    pub mean_ms: f64,
-}
-
-pub fn summarize(h: &Histogram<u64>) -> Summary {
-    let ms = |us: u64| us as f64 / 1000.0;
-    Summary {
-        count: h.len(),
-        min_ms: ms(h.min()),
-        p50_ms: ms(h.value_at_quantile(0.5)),
-        p90_ms: ms(h.value_at_quantile(0.9)),
-        p99_ms: ms(h.value_at_quantile(0.99)),
-        p999_ms: ms(h.value_at_quantile(0.999)),
-        max_ms: ms(h.max()),
-        mean_ms: h.mean() / 1000.0,
-    }
-}
-
-/// One second's answers, errors and latencies. Its histograms keep 2
-/// significant digits and grow only as far as the values recorded: enough
-/// for a p99 line, small enough to keep one per second per worker.
-#[derive(Debug, Clone)]
-pub struct Second {
-    pub requests: u64,
-    pub errors: u64,
-    pub raw: Histogram<u64>,
-    pub corrected: Histogram<u64>,
-}
-
-impl Default for Second {
-    fn default() -> Self {
-        let h = || Histogram::new(2).expect("2 significant digits is valid");
-        Self {
-            requests: 0,
-            errors: 0,
-            raw: h(),
-            corrected: h(),
-        }
-    }
-}
-
-/// Per-second buckets keyed by a whole second (since the Unix epoch for
-/// experiments, since the load began for `load`).
-#[derive(Debug, Clone, Default)]
-pub struct Seconds(pub BTreeMap<u64, Second>);
-
-impl Seconds {
-    /// One answer (or failed attempt) in second `t`.
-    pub fn count(&mut self, t: u64, error: bool) {
-        let s = self.0.entry(t).or_default();
-        s.requests += 1;
-        s.errors += u64::from(error);
-    }
-
-    /// One latency (µs) in second `t`, and its corrected value if any.
-    pub fn latency(&mut self, t: u64, raw_us: u64, corrected_us: Option<u64>) {
-        let s = self.0.entry(t).or_default();
-        let _ = s.raw.record(raw_us.max(1));
-        if let Some(c) = corrected_us {
-            let _ = s.corrected.record(c.max(1));
-        }
-    }
-
-    pub fn merge(&mut self, o: &Seconds) {
-        for (t, b) in &o.0 {
-            let s = self.0.entry(*t).or_default();
-            s.requests += b.requests;
-            s.errors += b.errors;
-            // Auto-resizing histograms: adding never runs out of range.
-            let _ = s.raw.add(&b.raw);
-            let _ = s.corrected.add(&b.corrected);
-        }
-    }
-
-    /// The timeline with seconds counted from `origin`; every second from
-    /// the first to the last is present (a silent second shows as zero).
-    pub fn timeline(&self, origin: u64) -> Timeline {
-        let (Some(first), Some(last)) = (self.0.keys().next(), self.0.keys().next_back()) else {
-            return Timeline::default();
-        };
-        let p99 =
-            |h: &Histogram<u64>| (!h.is_empty()).then(|| h.value_at_quantile(0.99) as f64 / 1000.0);
-        let seconds = (*first..=*last)
-            .map(|t| {
-                let s = self.0.get(&t);
-                SecondPoint {
-                    t_s: t.saturating_sub(origin),
-                    requests: s.map_or(0, |s| s.requests),
-                    errors: s.map_or(0, |s| s.errors),
-                    p99_ms: s.and_then(|s| p99(&s.raw)),
-                    p99_corrected_ms: s.and_then(|s| p99(&s.corrected)),
-                }
-            })
-            .collect();
-        Timeline {
-            seconds,
-            marks: Vec::new(),
-        }
-    }
-
-    pub fn first(&self) -> Option<u64> {
-        self.0.keys().next().copied()
-    }
-}
-
-/// A run second by second: what the HTML report's timeline draws.
-#[derive(Debug, Clone, Default, Serialize, PartialEq)]
-pub struct Timeline {
-    pub seconds: Vec<SecondPoint>,
-    /// Faults injected during the run, drawn as markers over the timeline
-    /// (none yet: fault schedules fill them).
-    pub marks: Vec<Mark>,
-}
-
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct SecondPoint {
-    /// Seconds since the run's first answer (load: since the load began).
-    pub t_s: u64,
-    /// Answers (and attempts that got none) in this second.
-    pub requests: u64,
-    /// Of those, errors: a 5xx or no answer (load: outside `success`).
-    pub errors: u64,
-    /// p99 latency of the requests answered in this second.
-    pub p99_ms: Option<f64>,
-    /// The same, corrected for coordinated omission (open model only).
-    pub p99_corrected_ms: Option<f64>,
-}
-
-/// A fault on the timeline: from `t_s` (until `until_s`, if it lasted).
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct Mark {
-    pub t_s: f64,
-    pub until_s: Option<f64>,
-    pub label: String,
 }
 
 impl Serialize for Latencies {
@@ -322,29 +176,6 @@ mod tests {
         assert_eq!(a.total("x"), 3);
         assert_eq!(a.count_where("x", |s| s.starts_with('4')), 2);
         assert_eq!(a.summary("x"), "200: 1, 412: 2");
-    }
-
-    #[test]
-    fn seconds_fill_the_gaps_and_count_errors_and_p99_per_second() {
-        let mut s = Seconds::default();
-        for i in 0..100u64 {
-            s.count(1_000, i == 0);
-            s.latency(1_000, 1_000 + i * 10, None);
-        }
-        s.count(1_003, true);
-        let mut other = Seconds::default();
-        other.latency(1_003, 5_000, Some(9_000));
-        s.merge(&other);
-        let t = s.timeline(1_000);
-        let at: Vec<u64> = t.seconds.iter().map(|p| p.t_s).collect();
-        assert_eq!(at, [0, 1, 2, 3]);
-        assert_eq!((t.seconds[0].requests, t.seconds[0].errors), (100, 1));
-        let p99 = t.seconds[0].p99_ms.unwrap();
-        assert!((p99 - 1.98).abs() < 0.02, "{p99}");
-        assert_eq!(t.seconds[1].requests, 0);
-        assert_eq!(t.seconds[1].p99_ms, None);
-        assert_eq!((t.seconds[3].requests, t.seconds[3].errors), (1, 1));
-        assert!((t.seconds[3].p99_corrected_ms.unwrap() - 9.0).abs() < 0.1);
     }
 
     #[test]
