@@ -3,4 +3,5 @@
 //! wire types the services themselves use, and one Prometheus scrape.
 //! Errors name the URL and the status.
 
+pub mod bff_admin;
 pub mod metrics;

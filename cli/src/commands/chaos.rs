@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 
 use crate::commands::Global;
 use crate::exit::{self, Exit};
-use crate::experiments::breaker::{AdminRefused, Gateway};
+use crate::clients::bff_admin::{AdminRefused, BffAdmin as Gateway};
 
 #[derive(Debug, clap::Args)]
 #[command(after_help = exit::HELP)]
