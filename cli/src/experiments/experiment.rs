@@ -204,6 +204,8 @@ pub struct Arm {
     /// Its command line, as `storefront <experiment>` would take it.
     pub args: &'static [&'static str],
     pub run: Runner,
+    /// Whether `args` parse (a wrong flag is caught by a unit test, not in CI).
+    pub parses: fn(&[&str]) -> Result<()>,
 }
 
 impl Arm {
@@ -222,7 +224,13 @@ where
         expect,
         args,
         run: run_arm::<E>,
+        parses: parses::<E::Params>,
     }
+}
+
+/// Whether `args` parse as `T` (for [`Arm::parses`]).
+pub fn parses<T: clap::Args + clap::FromArgMatches>(args: &[&str]) -> Result<()> {
+    parse::<T>("arm", args).map(drop)
 }
 
 fn run_arm<'a, E: Experiment>(
