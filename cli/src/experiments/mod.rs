@@ -18,7 +18,10 @@ pub mod replay;
 pub mod rotate;
 pub mod saga;
 
-pub use crate::run::{Invariant, Lab, Latencies, Outcomes, Report, Verdict, overall};
+pub use crate::run::{Invariant, Lab, Latencies, Outcomes, Report};
+/// Only the experiments' tests still name `experiments::Verdict`.
+#[cfg(test)]
+pub use crate::run::Verdict;
 
 /// Moved to [`crate::run`] (`run::record`, `run::hdr`, `run::timeline`);
 /// kept so that `super::record::…` paths compile.

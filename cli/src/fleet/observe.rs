@@ -1,16 +1,44 @@
 //! What a recorded fleet looks like right now: each component alive, and
 //! answering its own readiness probe.
 
+use serde::Serialize;
+
 use super::process;
 use super::state::{Component, ComponentKind, FleetState, InfraMode};
-use crate::report::fleet::Observed;
+
+/// A component as observed now.
+#[derive(Debug, Clone, Serialize)]
+pub struct Observed {
+    pub name: String,
+    pub kind: ComponentKind,
+    pub pid: Option<i32>,
+    pub url: String,
+    /// `ready`, `running` (alive, not answering), `paused` (SIGSTOPped), `dead`.
+    pub state: &'static str,
+    pub boot_ms: Option<u64>,
+    pub detail: Option<String>,
+}
+
+impl Observed {
+    pub fn new(c: &Component, state: &'static str) -> Self {
+        Self {
+            name: c.name.clone(),
+            kind: c.kind,
+            pid: c.pid,
+            url: c.url.clone(),
+            state,
+            boot_ms: c.boot_ms,
+            detail: c.detail.clone(),
+        }
+    }
+}
 
 async fn probe(client: &reqwest::Client, state: &FleetState, c: &Component) -> bool {
     match (c.kind, c.name.as_str()) {
         (ComponentKind::Service, _) => super::ready::http_ok(client, &format!("{}/ready", c.url))
             .await
             .is_ok(),
-        (_, "redis") => super::native::redis_ping(&state.endpoints.redis_url)
+        (_, "redis") => super::redis_acl::ping(&state.endpoints.redis_url)
             .await
             .is_ok(),
         (_, "rabbitmq") => {
@@ -41,7 +69,7 @@ pub const ATTACHED: &str = "attached";
 
 /// Observes every component concurrently.
 pub async fn observe(state: &FleetState) -> Vec<Observed> {
-    let client = super::boot::http_client();
+    let client = super::ready::http_client();
     let checks = state.components.iter().map(|c| {
         let client = &client;
         async move {

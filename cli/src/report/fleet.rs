@@ -2,34 +2,9 @@
 
 use serde::Serialize;
 
-use crate::fleet::state::{Component, ComponentKind, FleetState};
-
-/// A component as observed now.
-#[derive(Debug, Clone, Serialize)]
-pub struct Observed {
-    pub name: String,
-    pub kind: ComponentKind,
-    pub pid: Option<i32>,
-    pub url: String,
-    /// `ready`, `running` (alive, not answering), `paused` (SIGSTOPped), `dead`.
-    pub state: &'static str,
-    pub boot_ms: Option<u64>,
-    pub detail: Option<String>,
-}
-
-impl Observed {
-    pub fn new(c: &Component, state: &'static str) -> Self {
-        Self {
-            name: c.name.clone(),
-            kind: c.kind,
-            pid: c.pid,
-            url: c.url.clone(),
-            state,
-            boot_ms: c.boot_ms,
-            detail: c.detail.clone(),
-        }
-    }
-}
+/// Observed lives with the probe that fills it; `report` only renders it.
+pub use crate::fleet::observe::Observed;
+use crate::fleet::state::FleetState;
 
 /// Status as JSON: no passwords or tokens.
 #[derive(Debug, Serialize)]
