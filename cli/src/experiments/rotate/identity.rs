@@ -1,0 +1,203 @@
+//! The calls rotate makes besides the load: identity's token endpoints and
+//! its lab-only `/lab/…` routes, and Vault's role and lease API.
+
+use anyhow::{Context, Result, bail};
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use super::evidence::Revoked;
+use super::plan::{RoleTtls, SERVICE};
+use crate::exit::{self, Exit};
+use crate::experiments::Lab;
+use crate::experiments::breaker::ADMIN_TOKEN_VAR;
+use crate::fleet::profile::FleetProfile;
+use crate::fleet::vault::Vault;
+
+/// A logged-in client: used by one request at a time.
+#[derive(Debug, Clone)]
+pub struct Session {
+    pub access: String,
+    pub refresh: String,
+}
+
+/// POST JSON; the status and the body (`Null` if not JSON).
+pub async fn post(
+    http: &reqwest::Client,
+    url: &str,
+    body: &Value,
+) -> Result<(u16, Value), reqwest::Error> {
+    let r = http.post(url).json(body).send().await?;
+    let status = r.status().as_u16();
+    Ok((status, r.json().await.unwrap_or(Value::Null)))
+}
+
+pub async fn userinfo(
+    http: &reqwest::Client,
+    url: &str,
+    access: &str,
+) -> Result<(u16, Value), reqwest::Error> {
+    let r = http.get(url).bearer_auth(access).send().await?;
+    let status = r.status().as_u16();
+    Ok((status, r.json().await.unwrap_or(Value::Null)))
+}
+
+pub fn session_of(body: &Value) -> Option<Session> {
+    Some(Session {
+        access: body["access_token"].as_str()?.to_owned(),
+        refresh: body["refresh_token"].as_str()?.to_owned(),
+    })
+}
+
+pub fn login_body(user: &str) -> Value {
+    json!({"grant_type": "password", "username": user, "password": format!("{user}-password")})
+}
+
+pub fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+fn vault(lab: &Lab) -> Vault<'_> {
+    Vault {
+        client: &lab.http,
+        addr: &lab.state.endpoints.vault_addr,
+        token: &lab.state.endpoints.vault_token,
+    }
+}
+
+/// The Vault role's TTLs as they are now.
+pub async fn role_ttls(lab: &Lab) -> Result<RoleTtls> {
+    let role = vault(lab)
+        .call(Method::GET, &format!("database/roles/{SERVICE}"), None)
+        .await
+        .context(
+            "cannot read identity's Vault role (does the profile mark it dynamic_credentials?)",
+        )?;
+    let secs = |k: &str| {
+        role["data"][k]
+            .as_u64()
+            .with_context(|| format!("Vault role without {k}"))
+    };
+    Ok(RoleTtls {
+        default_ttl: secs("default_ttl")?,
+        max_ttl: secs("max_ttl")?,
+    })
+}
+
+pub async fn set_role_ttls(lab: &Lab, ttls: RoleTtls) -> Result<()> {
+    let body = json!({"default_ttl": ttls.default_ttl, "max_ttl": ttls.max_ttl});
+    vault(lab)
+        .call(
+            Method::POST,
+            &format!("database/roles/{SERVICE}"),
+            Some(body),
+        )
+        .await
+        .map(drop)
+}
+
+/// The lab admin token: the fleet profile's bff `BFF_ADMIN_TOKEN`, which the
+/// fleet hands every service as `LAB_ADMIN_TOKEN`.
+pub fn admin_token(lab: &Lab) -> Result<String> {
+    let (profile, path) = FleetProfile::load(&crate::fleet::project_root()?, &lab.state.profile)?;
+    crate::fleet::services::lab_admin_token(&profile)
+        .map(str::to_owned)
+        .ok_or_else(|| {
+            Exit::error(
+                exit::ERROR,
+                format!(
+                    "{} sets no {ADMIN_TOKEN_VAR} in the bff's env: identity's lab endpoints refuse every call without it",
+                    path.display()
+                ),
+            )
+        })
+}
+
+/// `GET /lab/lease` of one instance.
+pub async fn lease(lab: &Lab, admin: &str, base: &str) -> Result<Value> {
+    let r = lab
+        .http
+        .get(format!("{base}/lab/lease"))
+        .bearer_auth(admin)
+        .send()
+        .await?;
+    match r.status() {
+        reqwest::StatusCode::NOT_FOUND => Err(Exit::error(
+            exit::ERROR,
+            "identity's lab endpoints are off: set `lab_endpoints = true` in the fleet profile",
+        )),
+        reqwest::StatusCode::UNAUTHORIZED => Err(Exit::error(
+            exit::ERROR,
+            format!(
+                "identity refused the lab admin token (401): is the fleet's LAB_ADMIN_TOKEN the profile's bff {ADMIN_TOKEN_VAR}? Restart the fleet after changing it"
+            ),
+        )),
+        _ => Ok(r.error_for_status()?.json().await?),
+    }
+}
+
+/// The login an instance uses now (`GET /lab/lease`'s `username`).
+pub async fn current_login(lab: &Lab, admin: &str, base: &str) -> Result<String> {
+    Ok(lease(lab, admin, base).await?["username"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned())
+}
+
+/// An instance's swap history (`GET /lab/lease`'s `history`).
+pub async fn history(lab: &Lab, admin: &str, base: &str) -> Result<Vec<Value>> {
+    Ok(lease(lab, admin, base).await?["history"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default())
+}
+
+pub async fn rotate_now(lab: &Lab, admin: &str, base: &str) -> Result<()> {
+    let r = lab
+        .http
+        .post(format!("{base}/lab/rotate"))
+        .bearer_auth(admin)
+        .send()
+        .await?;
+    if !r.status().is_success() {
+        bail!(
+            "POST {base}/lab/rotate answered {}: {}",
+            r.status(),
+            r.text().await.unwrap_or_default()
+        );
+    }
+    Ok(())
+}
+
+pub async fn set_naive(lab: &Lab, admin: &str, base: &str, naive: bool) -> Result<()> {
+    lab.http
+        .put(format!("{base}/lab/rotation-mode"))
+        .bearer_auth(admin)
+        .json(&json!({ "naive": naive }))
+        .send()
+        .await?
+        .error_for_status()?;
+    Ok(())
+}
+
+/// Revokes the instance's current lease through Vault's API.
+pub async fn revoke_current(lab: &Lab, admin: &str, base: &str) -> Result<Revoked> {
+    let current = lease(lab, admin, base).await?;
+    let lease_id = current["lease_id"]
+        .as_str()
+        .context("identity reports no lease")?;
+    let at_ms = unix_ms();
+    vault(lab)
+        .call(
+            Method::PUT,
+            "sys/leases/revoke",
+            Some(json!({ "lease_id": lease_id })),
+        )
+        .await?;
+    Ok(Revoked {
+        at_ms,
+        username: current["username"].as_str().unwrap_or_default().to_owned(),
+        generation: current["generation"].as_u64().unwrap_or_default(),
+    })
+}
