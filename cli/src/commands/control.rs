@@ -60,7 +60,7 @@ pub struct SuperviseArgs {}
 
 pub async fn supervise(g: &Global, _args: SuperviseArgs) -> Result<u8> {
     let ctx = g.ctx()?;
-    crate::fleet::supervisor::run(&ctx).await?;
+    crate::fleet::supervise::run(&ctx).await?;
     Ok(exit::OK)
 }
 

@@ -60,7 +60,7 @@ pub async fn run(g: &Global, args: Args) -> Result<u8> {
                 move || stop::stop_all(&s, &dir, grace)
             })
             .await?;
-            crate::fleet::external::compose_down(&state, &ctx, args.purge)?;
+            crate::fleet::compose::down(&state, &ctx, args.purge)?;
             let survivors = stop::survivors(&state);
             // A port someone else's process holds (a Redis started by hand)
             // is named and left alone: it is not ours to stop, and nothing

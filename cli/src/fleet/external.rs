@@ -1,21 +1,20 @@
 //! Infrastructure someone else runs: `--infra external` takes its URLs from
-//! the environment; `--infra compose` starts it with `docker compose` (the
-//! containers publish on loopback ports from the profile) and then treats it
-//! the same way. Either way we wait for it, bootstrap it, and run the
-//! services here as with the native provider.
+//! the environment, waits for each part, bootstraps Postgres and Vault, and
+//! runs the services here as with the native provider. The compose provider
+//! starts its containers and then attaches the same way ([`attach`]).
 
-use std::process::Command;
 use std::time::Instant;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
+use futures::future::{FutureExt, LocalBoxFuture};
 
-use super::boot::{Boot, finish};
-use super::postgres::{ADMIN_USER, PgAdmin};
+use super::infra::{self, Boot, Infra, finish};
+use super::postgres::{self, PgAdmin};
 use super::profile::Dependency;
+use super::progress::Step;
 use super::ready::{self, Watch};
-use super::state::{Endpoints, FleetState, InfraMode};
-use super::{Ctx, Secrets, vault};
-
+use super::state::Endpoints;
+use super::{Ctx, Secrets, rabbit, redis_acl, vault};
 /// Environment an external fleet is described by.
 pub const ENV: &[(&str, &str)] = &[
     (
@@ -41,8 +40,8 @@ fn var(name: &str) -> Result<String> {
     })
 }
 
-pub fn env_endpoints() -> Result<Endpoints> {
-    Ok(super::boot::endpoints(
+fn env_endpoints() -> Result<Endpoints> {
+    Ok(infra::endpoints(
         var("STOREFRONT_POSTGRES_URL")?,
         var("STOREFRONT_REDIS_URL")?,
         var("STOREFRONT_AMQP_URL")?,
@@ -51,160 +50,108 @@ pub fn env_endpoints() -> Result<Endpoints> {
     ))
 }
 
-pub fn compose_project(ctx: &Ctx) -> String {
-    format!("storefront-{}", ctx.profile.port_base)
-}
+/// Infrastructure at the URLs of [`ENV`]: we bind no ports and run nothing.
+pub struct External;
 
-pub fn compose_endpoints(ctx: &Ctx, secrets: &Secrets) -> Endpoints {
-    let p = ctx.profile.ports();
-    super::boot::endpoints(
-        format!(
-            "postgres://{ADMIN_USER}:{}@127.0.0.1:{}/postgres",
-            secrets.pg_admin_password, p.postgres
-        ),
-        format!("redis://127.0.0.1:{}/", p.redis),
-        format!("amqp://guest:guest@127.0.0.1:{}/%2f", p.amqp),
-        format!("http://127.0.0.1:{}", p.vault),
-        secrets.vault_root_token.clone(),
-    )
-}
-
-fn compose(ctx: &Ctx, project: &str) -> Command {
-    let mut c = Command::new("docker");
-    c.arg("compose")
-        .arg("-f")
-        .arg(ctx.root.join("compose.yaml"))
-        .args(["-p", project]);
-    c
-}
-
-/// Runs `docker compose up -d --wait` for the infra containers.
-fn compose_up(ctx: &Ctx, project: &str, secrets: &Secrets) -> Result<()> {
-    let p = ctx.profile.ports();
-    let out = compose(ctx, project)
-        .args(["up", "-d", "--wait", "postgres", "redis", "rabbitmq", "openbao"])
-        .env("SF_PG_PORT", p.postgres.to_string())
-        .env("SF_REDIS_PORT", p.redis.to_string())
-        .env("SF_AMQP_PORT", p.amqp.to_string())
-        .env("SF_VAULT_PORT", p.vault.to_string())
-        .env("SF_PG_PASSWORD", &secrets.pg_admin_password)
-        .env("SF_VAULT_TOKEN", &secrets.vault_root_token)
-        .output()
-        .context("failed to run `docker compose` (is Docker installed? the default --infra native needs none)")?;
-    if !out.status.success() {
-        bail!(
-            "docker compose up failed ({}):\n{}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        );
+impl Infra for External {
+    fn ports(&self, _ctx: &Ctx) -> Vec<(String, u16)> {
+        Vec::new()
     }
-    Ok(())
+
+    fn endpoints(&self, _ctx: &Ctx, _secrets: &Secrets) -> Result<Endpoints> {
+        env_endpoints()
+    }
+
+    fn start<'a>(
+        &'a self,
+        b: &'a Boot<'a>,
+        secrets: &'a mut Secrets,
+    ) -> Vec<LocalBoxFuture<'a, Result<()>>> {
+        let run = async move {
+            let step = b.progress.component("infra");
+            let t = Instant::now();
+            let r = attach(b, secrets, &step, None).await.map(|()| t.elapsed());
+            finish(&step, r)
+        };
+        vec![run.boxed_local()]
+    }
 }
 
-/// `docker compose down` for a compose fleet (no-op otherwise).
-pub fn compose_down(state: &FleetState, ctx: &Ctx, purge: bool) -> Result<()> {
-    let Some(project) = &state.compose_project else {
-        return Ok(());
+/// Waits for each dependency at the recorded endpoints, bootstraps Postgres
+/// and Vault, and opens the gates, reporting stages on `step`. Vault reaches
+/// Postgres at `$STOREFRONT_VAULT_PG_ADDR`, else at `vault_pg` (where a
+/// container network names it), else at the admin URL's host and port.
+pub async fn attach(
+    b: &Boot<'_>,
+    secrets: &mut Secrets,
+    step: &Step,
+    vault_pg: Option<&str>,
+) -> Result<()> {
+    let e = b.record.snapshot().endpoints;
+    let pg = PgAdmin::from_url(&e.postgres_admin_url)?;
+    let watch = |what| Watch {
+        what,
+        pid: None,
+        log: None,
     };
-    let mut c = compose(ctx, project);
-    c.arg("down");
-    if purge {
-        c.arg("-v");
-    }
-    let out = c.output().context("failed to run `docker compose down`")?;
-    if !out.status.success() {
-        bail!(
-            "docker compose down failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    Ok(())
-}
 
-/// Waits for each dependency, bootstraps Postgres and Vault, opens the gates.
-pub async fn infra(b: &Boot<'_>, mode: InfraMode, secrets: &mut Secrets) -> Result<()> {
-    let step = b.progress.component("infra");
-    let run = async {
-        let t = Instant::now();
-        if mode == InfraMode::Compose {
-            step.stage("docker compose up --wait");
-            let (ctx, project, s) = (
-                b.ctx.clone(),
-                super::external::compose_project(b.ctx),
-                secrets.clone(),
-            );
-            tokio::task::spawn_blocking(move || compose_up(&ctx, &project, &s)).await??;
-        }
-        let e = b.record.snapshot().endpoints;
-        let pg = PgAdmin::from_url(&e.postgres_admin_url)?;
-        let watch = |what| Watch {
-            what,
-            pid: None,
-            log: None,
-        };
+    step.stage("postgres");
+    let took = ready::poll(watch("postgres"), b.deadline, || {
+        postgres::check(&e.postgres_admin_url)
+    })
+    .await?;
+    let notes = infra::prepare_postgres(b, &pg, secrets).await?;
+    b.record
+        .known("postgres", redact(&e.postgres_admin_url), took, Some(notes))?;
+    b.gates.open(Dependency::Postgres);
 
-        step.stage("postgres");
-        let took = ready::poll(watch("postgres"), b.deadline, || {
-            super::postgres::check(&e.postgres_admin_url)
-        })
-        .await?;
-        let notes = super::boot::prepare_postgres(b, &pg, secrets).await?;
-        b.record
-            .known("postgres", redact(&e.postgres_admin_url), took, Some(notes))?;
-        b.gates.open(Dependency::Postgres);
+    step.stage("redis");
+    let took = ready::poll(watch("redis"), b.deadline, || redis_acl::ping(&e.redis_url)).await?;
+    b.record.known("redis", redact(&e.redis_url), took, None)?;
+    b.gates.open(Dependency::Redis);
 
-        step.stage("redis");
-        let took = ready::poll(watch("redis"), b.deadline, || {
-            super::native::redis_ping(&e.redis_url)
-        })
-        .await?;
-        b.record.known("redis", redact(&e.redis_url), took, None)?;
-        b.gates.open(Dependency::Redis);
+    step.stage("rabbitmq");
+    let amqp = reqwest::Url::parse(&e.amqp_url).context("STOREFRONT_AMQP_URL")?;
+    let (host, port) = (
+        amqp.host_str().unwrap_or("127.0.0.1").to_owned(),
+        amqp.port().unwrap_or(5672),
+    );
+    let took = ready::poll(watch("rabbitmq"), b.deadline, || {
+        rabbit::check_at(&host, port)
+    })
+    .await?;
+    b.record
+        .known("rabbitmq", redact(&e.amqp_url), took, None)?;
+    b.gates.open(Dependency::Rabbitmq);
 
-        step.stage("rabbitmq");
-        let amqp = reqwest::Url::parse(&e.amqp_url).context("STOREFRONT_AMQP_URL")?;
-        let (host, port) = (
-            amqp.host_str().unwrap_or("127.0.0.1").to_owned(),
-            amqp.port().unwrap_or(5672),
-        );
-        let took = ready::poll(watch("rabbitmq"), b.deadline, || {
-            super::rabbit::check_at(&host, port)
-        })
-        .await?;
-        b.record
-            .known("rabbitmq", redact(&e.amqp_url), took, None)?;
-        b.gates.open(Dependency::Rabbitmq);
-
-        step.stage("vault");
-        let took = ready::poll(watch("vault"), b.deadline, || {
-            vault::check(b.client, &e.vault_addr)
-        })
-        .await?;
-        let pg_from_vault = match (mode, std::env::var("STOREFRONT_VAULT_PG_ADDR")) {
-            (_, Ok(addr)) => addr,
-            (InfraMode::Compose, _) => "postgres:5432".into(),
-            _ => format!("{}:{}", pg.host, pg.port),
-        };
-        let v = vault::Vault {
-            client: b.client,
-            addr: &e.vault_addr,
-            token: &e.vault_token,
-        };
-        v.configure_database(&b.ctx.profile, &pg_from_vault, secrets)
-            .await?;
-        let mut detail = "database engine configured".to_owned();
-        if b.start_services {
-            let tokens = v.issue_service_tokens(&b.ctx.profile).await?;
-            b.record
-                .update(|s| s.endpoints.service_vault_tokens = tokens)?;
-            detail.push_str(", service tokens issued");
-        }
-        b.record
-            .known("vault", e.vault_addr.clone(), took, Some(detail))?;
-        b.gates.open(Dependency::Vault);
-        anyhow::Ok(t.elapsed())
+    step.stage("vault");
+    let took = ready::poll(watch("vault"), b.deadline, || {
+        vault::check(b.client, &e.vault_addr)
+    })
+    .await?;
+    let pg_from_vault = match (std::env::var("STOREFRONT_VAULT_PG_ADDR"), vault_pg) {
+        (Ok(addr), _) => addr,
+        (_, Some(addr)) => addr.to_owned(),
+        _ => format!("{}:{}", pg.host, pg.port),
     };
-    finish(&step, run.await)
+    let v = vault::Vault {
+        client: b.client,
+        addr: &e.vault_addr,
+        token: &e.vault_token,
+    };
+    v.configure_database(&b.ctx.profile, &pg_from_vault, secrets)
+        .await?;
+    let mut detail = "database engine configured".to_owned();
+    if b.start_services {
+        let tokens = v.issue_service_tokens(&b.ctx.profile).await?;
+        b.record
+            .update(|s| s.endpoints.service_vault_tokens = tokens)?;
+        detail.push_str(", service tokens issued");
+    }
+    b.record
+        .known("vault", e.vault_addr.clone(), took, Some(detail))?;
+    b.gates.open(Dependency::Vault);
+    Ok(())
 }
 
 /// A URL without its password, for tables and logs.

@@ -2,11 +2,15 @@
 //! started, and stops it again. `native` runs everything as child processes
 //! on loopback; `compose` and `external` only differ in who runs the infra.
 
+#![cfg_attr(not(test), deny(clippy::unwrap_used))]
+
 pub mod binaries;
 pub mod boot;
 pub mod bootstrap;
+pub mod compose;
 pub mod control;
 pub mod external;
+pub mod infra;
 pub mod native;
 pub mod observe;
 pub mod postgres;
@@ -16,10 +20,12 @@ pub mod progress;
 pub mod prometheus;
 pub mod rabbit;
 pub mod ready;
+pub mod record;
 pub mod redis_acl;
 pub mod services;
 pub mod state;
 pub mod stop;
+pub mod supervise;
 pub mod supervisor;
 pub mod vault;
 

@@ -4,11 +4,11 @@
 
 use std::time::Instant;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use futures::future::{FutureExt, LocalBoxFuture};
 
 use super::binaries::Binaries;
-use super::boot::{Boot, finish};
+use super::infra::{self, Boot, Infra, finish};
 use super::postgres::{self, PgAdmin};
 use super::process;
 use super::profile::Dependency;
@@ -16,50 +16,84 @@ use super::ready::{self, Watch};
 use super::state::{ComponentKind, Endpoints};
 use super::{Ctx, Secrets, rabbit, redis_acl, vault};
 
-/// Makes sure every Redis user of the profile has a password; true if it
-/// generated any (then secrets.json needs saving).
-pub fn ensure_redis_passwords(ctx: &Ctx, secrets: &mut Secrets) -> bool {
-    let users = redis_acl::service_users(&ctx.profile);
-    let names = std::iter::once(redis_acl::ADMIN_USER).chain(users.iter().map(|u| u.name.as_str()));
-    secrets.ensure_redis_passwords(names)
+/// Infrastructure we run ourselves, from the programs found at preflight.
+pub struct Native {
+    bins: Binaries,
 }
 
-pub fn endpoints(ctx: &Ctx, secrets: &Secrets) -> Endpoints {
-    let ports = ctx.profile.ports();
-    let mut e = super::boot::endpoints(
-        PgAdmin::native(ports.postgres, secrets).url(postgres::DATABASE),
-        redis_acl::url(
-            redis_acl::ADMIN_USER,
-            &secrets.redis_password(redis_acl::ADMIN_USER),
-            ports.redis,
-        ),
-        rabbit::amqp_url(&ports),
-        format!("http://127.0.0.1:{}", ports.vault),
-        secrets.vault_root_token.clone(),
-    );
-    e.service_redis_urls =
-        redis_acl::service_urls(&ctx.profile, ports.redis, |u| secrets.redis_password(u));
-    e
+impl Native {
+    /// Finds the programs it runs (postgres, redis-server, rabbitmq, bao),
+    /// failing with what to install before anything starts.
+    pub fn locate(ctx: &Ctx) -> Result<Self> {
+        Ok(Self {
+            bins: Binaries::locate(&ctx.tools_dir)?,
+        })
+    }
 }
 
-/// The four infra steps, to run concurrently.
-/// Postgres's bootstrap writes new service passwords into `secrets`; the
-/// others read a copy (`ro`).
-pub fn infra<'a>(
-    b: &'a Boot<'a>,
-    bins: &'a Binaries,
-    secrets: &'a mut Secrets,
-    ro: &'a Secrets,
-) -> Vec<LocalBoxFuture<'a, Result<()>>> {
-    vec![
-        boot_rabbit(b, bins, ro).boxed_local(),
-        boot_redis(b, bins, ro).boxed_local(),
-        boot_postgres(b, bins, secrets).boxed_local(),
-        boot_vault(b, bins, ro).boxed_local(),
-    ]
+impl Infra for Native {
+    fn ports(&self, ctx: &Ctx) -> Vec<(String, u16)> {
+        let p = ctx.profile.ports();
+        vec![
+            ("postgres".into(), p.postgres),
+            ("redis".into(), p.redis),
+            ("rabbitmq (AMQP)".into(), p.amqp),
+            ("rabbitmq (distribution)".into(), p.rabbit_dist),
+            ("epmd".into(), p.epmd),
+            ("vault".into(), p.vault),
+        ]
+    }
+
+    /// Every Redis user of the profile gets a password.
+    fn prepare_secrets(&self, ctx: &Ctx, secrets: &mut Secrets) -> Result<bool> {
+        let users = redis_acl::service_users(&ctx.profile);
+        let names =
+            std::iter::once(redis_acl::ADMIN_USER).chain(users.iter().map(|u| u.name.as_str()));
+        Ok(secrets.ensure_redis_passwords(names))
+    }
+
+    fn endpoints(&self, ctx: &Ctx, secrets: &Secrets) -> Result<Endpoints> {
+        let ports = ctx.profile.ports();
+        let mut e = infra::endpoints(
+            PgAdmin::native(ports.postgres, secrets).url(postgres::DATABASE),
+            redis_acl::url(
+                redis_acl::ADMIN_USER,
+                &secrets.redis_password(redis_acl::ADMIN_USER),
+                ports.redis,
+            ),
+            rabbit::amqp_url(&ports),
+            format!("http://127.0.0.1:{}", ports.vault),
+            secrets.vault_root_token.clone(),
+        );
+        e.service_redis_urls =
+            redis_acl::service_urls(&ctx.profile, ports.redis, |u| secrets.redis_password(u));
+        Ok(e)
+    }
+
+    fn hosts_prometheus(&self) -> bool {
+        true
+    }
+
+    /// The four infra steps, to run concurrently. Postgres's bootstrap
+    /// writes new service passwords into `secrets`; the others read a copy
+    /// taken before it starts.
+    fn start<'a>(
+        &'a self,
+        b: &'a Boot<'a>,
+        secrets: &'a mut Secrets,
+    ) -> Vec<LocalBoxFuture<'a, Result<()>>> {
+        let bins = &self.bins;
+        let ro = secrets.clone();
+        vec![
+            boot_rabbit(b, bins, ro.clone()).boxed_local(),
+            boot_redis(b, bins, ro.clone()).boxed_local(),
+            boot_postgres(b, bins, secrets).boxed_local(),
+            boot_vault(b, bins, ro).boxed_local(),
+        ]
+    }
 }
 
-async fn boot_rabbit(b: &Boot<'_>, bins: &Binaries, secrets: &Secrets) -> Result<()> {
+async fn boot_rabbit(b: &Boot<'_>, bins: &Binaries, secrets: Secrets) -> Result<()> {
     let Boot {
         ctx,
         record,
@@ -103,7 +137,7 @@ async fn boot_rabbit(b: &Boot<'_>, bins: &Binaries, secrets: &Secrets) -> Result
         step.stage("booting node");
         let log = ctx.log_path("rabbitmq");
         let sp = process::spawn(
-            rabbit::command(&bins.rabbitmq_server, &ctx.state_dir, &ports, secrets)?,
+            rabbit::command(&bins.rabbitmq_server, &ctx.state_dir, &ports, &secrets)?,
             &log,
             &ctx.state_dir,
         )?;
@@ -139,7 +173,7 @@ async fn boot_rabbit(b: &Boot<'_>, bins: &Binaries, secrets: &Secrets) -> Result
     finish(&step, run.await)
 }
 
-async fn boot_redis(b: &Boot<'_>, bins: &Binaries, secrets: &Secrets) -> Result<()> {
+async fn boot_redis(b: &Boot<'_>, bins: &Binaries, secrets: Secrets) -> Result<()> {
     let Boot {
         ctx,
         record,
@@ -151,7 +185,7 @@ async fn boot_redis(b: &Boot<'_>, bins: &Binaries, secrets: &Secrets) -> Result<
     let port = ctx.profile.ports().redis;
     let step = progress.component("redis");
     let run = async {
-        let cmd = redis_command(ctx, bins, secrets)?;
+        let cmd = redis_command(ctx, bins, &secrets)?;
         let log = ctx.log_path("redis");
         let sp = process::spawn(cmd, &log, &ctx.state_dir)?;
         let url = redis_acl::url(
@@ -172,7 +206,7 @@ async fn boot_redis(b: &Boot<'_>, bins: &Binaries, secrets: &Secrets) -> Result<
             pid: Some((sp.pid, sp.start_ticks)),
             log: Some(&log),
         };
-        let took = ready::poll(w, deadline, || redis_ping(&url)).await?;
+        let took = ready::poll(w, deadline, || redis_acl::ping(&url)).await?;
         record.ready("redis", took, None)?;
         gates.open(Dependency::Redis);
         anyhow::Ok(took)
@@ -230,17 +264,6 @@ pub fn rabbit_beam(sp: process::Spawned) -> process::Spawned {
         .unwrap_or(sp)
 }
 
-pub async fn redis_ping(url: &str) -> Result<()> {
-    let client = redis::Client::open(url)?;
-    let mut con = client.get_multiplexed_async_connection().await?;
-    let pong: String = redis::cmd("PING").query_async(&mut con).await?;
-    if pong == "PONG" {
-        Ok(())
-    } else {
-        bail!("PING answered {pong}")
-    }
-}
-
 async fn boot_postgres(b: &Boot<'_>, bins: &Binaries, secrets: &mut Secrets) -> Result<()> {
     let Boot {
         ctx,
@@ -290,7 +313,7 @@ async fn boot_postgres(b: &Boot<'_>, bins: &Binaries, secrets: &mut Secrets) -> 
         notes.push(format!("start {:.1}s", t_spawn.elapsed().as_secs_f64()));
 
         step.stage("bootstrap + migrations");
-        notes.push(super::boot::prepare_postgres(b, &admin, secrets).await?);
+        notes.push(infra::prepare_postgres(b, &admin, secrets).await?);
         let took = t.elapsed();
         record.ready("postgres", took, Some(notes.join(", ")))?;
         gates.open(Dependency::Postgres);
@@ -299,7 +322,7 @@ async fn boot_postgres(b: &Boot<'_>, bins: &Binaries, secrets: &mut Secrets) -> 
     finish(&step, run.await)
 }
 
-async fn boot_vault(b: &Boot<'_>, bins: &Binaries, secrets: &Secrets) -> Result<()> {
+async fn boot_vault(b: &Boot<'_>, bins: &Binaries, secrets: Secrets) -> Result<()> {
     let Boot {
         ctx,
         record,
@@ -353,7 +376,7 @@ async fn boot_vault(b: &Boot<'_>, bins: &Binaries, secrets: &Secrets) -> Result<
         v.configure_database(
             &ctx.profile,
             &format!("127.0.0.1:{}", ports.postgres),
-            secrets,
+            &secrets,
         )
         .await?;
         step.stage("service tokens");

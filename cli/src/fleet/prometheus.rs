@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use serde::Deserialize;
 
-use super::boot::Boot;
+use super::infra::Boot;
 use super::process;
 use super::ready::{self, Watch};
 use super::state::{ComponentKind, FleetState};
@@ -161,7 +161,7 @@ pub async fn boot(b: &Boot<'_>) {
             .ready(NAME, took, Some(format!("scrapes every {SCRAPE_INTERVAL}")))?;
         anyhow::Ok(took)
     };
-    if let Err(e) = super::boot::finish(&step, run.await) {
+    if let Err(e) = super::infra::finish(&step, run.await) {
         eprintln!("prometheus: did not start, the fleet runs without it: {e:#}");
         let state = b.record.snapshot();
         if let Some(c) = state.components.iter().find(|c| c.name == NAME)

@@ -8,6 +8,19 @@ use anyhow::{Result, bail};
 
 use super::process;
 
+/// The client every HTTP readiness probe uses: no proxy (the fleet is on
+/// loopback), short timeouts so a hung component fails its poll, not `up`.
+pub fn http_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .connect_timeout(Duration::from_secs(2))
+        .timeout(Duration::from_secs(5))
+        .build()
+        // Only TLS backend initialisation can fail here, and the binary
+        // would not have linked without one.
+        .expect("a client with no proxy and two timeouts always builds")
+}
+
 /// How often a readiness check is retried.
 pub const POLL: Duration = Duration::from_millis(50);
 

@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use anyhow::Result;
+use anyhow::{Result, bail};
 
 use super::profile::{Dependency, FleetProfile, ServiceSpec};
 
@@ -24,6 +24,18 @@ pub const ADMIN_USER: &str = "admin";
 const SERVICE_COMMANDS: &str = "-@all +@read +@write +@transaction +@connection \
      +eval +evalsha +eval_ro +evalsha_ro +script|load +script|exists +time \
      -@admin -@dangerous";
+
+/// Redis's readiness probe: a `PING` as `url`'s user answered `PONG`.
+pub async fn ping(url: &str) -> Result<()> {
+    let client = redis::Client::open(url)?;
+    let mut con = client.get_multiplexed_async_connection().await?;
+    let pong: String = redis::cmd("PING").query_async(&mut con).await?;
+    if pong == "PONG" {
+        Ok(())
+    } else {
+        bail!("PING answered {pong}")
+    }
+}
 
 /// One Redis user: who, and which keys and channels it may touch.
 #[derive(Debug, Clone, PartialEq, Eq)]
