@@ -60,10 +60,13 @@ fn on_path(name: &str) -> Option<PathBuf> {
 
 /// Finds one infrastructure program: `Err` carries the install hint.
 pub fn find(name: &str, tools_dir: &Path) -> Result<PathBuf> {
-    let (_, var, hint) = INFRA_PROGRAMS
-        .iter()
-        .find(|(n, ..)| *n == name)
-        .expect("known program");
+    let Some((_, var, hint)) = INFRA_PROGRAMS.iter().find(|(n, ..)| *n == name) else {
+        let known: Vec<&str> = INFRA_PROGRAMS.iter().map(|(n, ..)| *n).collect();
+        bail!(
+            "`{name}` is not a program the fleet runs; ask for one of {}",
+            known.join(", ")
+        );
+    };
     if let Some(v) = std::env::var_os(var) {
         let p = PathBuf::from(v);
         let target = if name == "postgres" {
@@ -123,29 +126,34 @@ pub fn find(name: &str, tools_dir: &Path) -> Result<PathBuf> {
 impl Binaries {
     /// Finds them all, reporting every missing one at once.
     pub fn locate(tools_dir: &Path) -> Result<Self> {
-        let mut found = Vec::new();
         let mut missing = Vec::new();
-        for (name, ..) in INFRA_PROGRAMS {
-            match find(name, tools_dir) {
-                Ok(p) => found.push(p),
-                Err(e) => missing.push(e.to_string()),
+        let mut get = |name| {
+            find(name, tools_dir)
+                .map_err(|e| missing.push(e.to_string()))
+                .ok()
+        };
+        let found = (
+            get("postgres"),
+            get("redis-server"),
+            get("rabbitmq-server"),
+            get("epmd"),
+            get("bao"),
+        );
+        match found {
+            (Some(pg_bindir), Some(redis_server), Some(rabbitmq_server), Some(epmd), Some(bao)) => {
+                Ok(Self {
+                    pg_bindir,
+                    redis_server,
+                    rabbitmq_server,
+                    epmd,
+                    bao,
+                })
             }
-        }
-        if !missing.is_empty() {
-            bail!(
+            _ => bail!(
                 "missing programs:\n  - {}\nrun `scripts/setup.sh` to install what is missing",
                 missing.join("\n  - ")
-            );
+            ),
         }
-        let mut it = found.into_iter();
-        let mut next = || it.next().expect("one per program");
-        Ok(Self {
-            pg_bindir: next(),
-            redis_server: next(),
-            rabbitmq_server: next(),
-            epmd: next(),
-            bao: next(),
-        })
     }
 }
 

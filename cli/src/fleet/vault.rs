@@ -265,10 +265,12 @@ impl Vault<'_> {
         .await
         .context("Vault could not connect to Postgres as vault_admin")?;
         for svc in profile.services.iter().filter(|s| s.dynamic_credentials) {
-            let group = svc
-                .schema
-                .as_deref()
-                .expect("validated: dynamic credentials need a schema");
+            let group = svc.schema.as_deref().with_context(|| {
+                format!(
+                    "service `{}` has dynamic_credentials but no schema; give it `schema = \"...\"` in the profile",
+                    svc.name
+                )
+            })?;
             self.call(
                 reqwest::Method::POST,
                 &format!("database/roles/{}", svc.name),
