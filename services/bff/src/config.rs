@@ -136,11 +136,6 @@ fn urls(list: &str) -> Vec<String> {
 }
 
 impl Config {
-    /// Reads the process environment.
-    pub fn from_env() -> Result<Self, ConfigError> {
-        Self::from_vars(&Vars::process())
-    }
-
     /// Reads the given variables.
     pub fn from_vars(vars: &Vars) -> Result<Self, ConfigError> {
         let common = CommonConfig::from_vars(vars)?;
@@ -244,12 +239,6 @@ fn check_breaker(b: &BreakerConfig) -> Result<(), ConfigError> {
         return Err(invalid("BREAKER_HALF_OPEN_PROBES", 0, "at least 1"));
     }
     Ok(())
-}
-
-impl storefront_kit::entry::HasCommon for Config {
-    fn common(&self) -> &storefront_kit::CommonConfig {
-        &self.common
-    }
 }
 
 #[cfg(test)]

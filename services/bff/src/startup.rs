@@ -5,12 +5,11 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use axum::Router;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use storefront_kit::db::{self, DbError};
-use storefront_kit::{checks, http, shutdown};
-use tokio::net::TcpListener;
+use storefront_kit::startup::{Server, Tasks};
+use storefront_kit::{checks, http};
 
 use crate::auth::Verifier;
 use crate::auth::jwks::Jwks;
@@ -44,7 +43,8 @@ const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
 /// Why the BFF could not start or stopped abnormally.
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
-    /// Binding `BIND_ADDR` failed (the kit's start-up step).
+    /// Binding `BIND_ADDR` failed, or the server failed while serving (the
+    /// kit's steps).
     #[error(transparent)]
     Startup(#[from] storefront_kit::startup::StartupError),
     /// The Redis URL does not parse.
@@ -53,17 +53,14 @@ pub enum AppError {
     /// The upstream HTTP client could not be built.
     #[error("cannot build the upstream HTTP client: {0}")]
     Client(#[source] reqwest::Error),
-    /// The server failed while serving.
-    #[error("server error: {0}")]
-    Serve(#[source] std::io::Error),
 }
 
 /// A built BFF, bound and ready to serve.
 pub struct Application {
-    listener: TcpListener,
-    port: u16,
-    router: Router,
-    grace: Duration,
+    /// The bound listener and the routes, in the kit's variant that hands
+    /// each request its connection's peer address (`ConnectInfo`): the rate
+    /// limiter gives anonymous clients a bucket per address.
+    server: Server,
 }
 
 impl Application {
@@ -125,38 +122,24 @@ impl Application {
             [checks::redis(redis)],
         );
         tracing::info!(addr = %config.common.bind_addr, port, "bff listening");
-        Ok(Self {
-            listener,
-            port,
-            router,
-            grace: config.common.shutdown_grace,
-        })
+        let server =
+            Server::new(listener, port, router, config.common.shutdown_grace).with_client_addr();
+        Ok(Self { server })
     }
 
     /// The port the listener is bound to.
     pub fn port(&self) -> u16 {
-        self.port
+        self.server.port()
     }
 
-    /// Serves until SIGTERM/SIGINT, then drains.
-    pub async fn run(self) -> Result<(), AppError> {
-        self.run_until(shutdown::shutdown_signal()).await
-    }
-
-    /// [`Application::run`] with the shutdown trigger supplied (for tests).
-    ///
-    /// The kit's server, in the variant that hands each request its
-    /// connection's peer address (`ConnectInfo`): the rate limiter gives
-    /// anonymous clients a bucket per address. The header-read timeout and
-    /// the drain (stop accepting, wait at most `grace`) are the kit's.
+    /// Serves until `signal` (`main` passes SIGTERM/SIGINT), then drains.
+    /// The BFF has no background tasks of its own to stop.
     pub async fn run_until(
         self,
         signal: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), AppError> {
-        let served =
-            shutdown::serve_with_connect_info_until(self.listener, self.router, self.grace, signal)
-                .await;
+        let served = self.server.serve(signal, Tasks::new()).await;
         tracing::info!("bff stopped");
-        served.map_err(AppError::Serve)
+        Ok(served?)
     }
 }

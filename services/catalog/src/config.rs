@@ -37,11 +37,6 @@ pub struct CacheConfig {
 }
 
 impl Config {
-    /// Reads the process environment.
-    pub fn from_env() -> Result<Self, ConfigError> {
-        Self::from_vars(&Vars::process())
-    }
-
     /// Reads the given variables.
     pub fn from_vars(vars: &Vars) -> Result<Self, ConfigError> {
         let common = CommonConfig::from_vars(vars)?;
@@ -56,12 +51,6 @@ impl Config {
             },
             common,
         })
-    }
-}
-
-impl storefront_kit::entry::HasCommon for Config {
-    fn common(&self) -> &storefront_kit::CommonConfig {
-        &self.common
     }
 }
 

@@ -4,12 +4,10 @@
 
 use std::time::Duration;
 
-use axum::Router;
 use sqlx::PgPool;
 use storefront_kit::db::{self, DbError};
-use storefront_kit::{checks, http, shutdown};
-use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
+use storefront_kit::startup::{Server, Tasks};
+use storefront_kit::{checks, http};
 
 use crate::cache::ProductCache;
 use crate::config::Config;
@@ -26,20 +24,14 @@ pub use storefront_kit::startup::StartupError as AppError;
 
 /// A built catalog, bound and ready to serve.
 pub struct Application {
-    /// Bound in `build`, so the port is known before serving starts.
-    listener: TcpListener,
-    /// The actual port (differs from `BIND_ADDR` when that says port 0).
-    port: u16,
-    /// Routes wrapped by the kit's layers and probes.
-    router: Router,
+    /// The bound listener and the routes, served by `run_until`.
+    server: Server,
     /// Kept to close it after draining, so Postgres sees clean disconnects.
     pool: PgPool,
     /// The cache the invalidation subscriber evicts from.
     cache: ProductCache,
     /// Opens the subscriber's dedicated pub/sub connections.
     redis_client: redis::Client,
-    /// How long in-flight requests get after SIGTERM.
-    grace: Duration,
 }
 
 impl Application {
@@ -62,36 +54,29 @@ impl Application {
         );
         tracing::info!(addr = %config.common.bind_addr, port, "catalog listening");
         Ok(Self {
-            listener,
-            port,
-            router,
+            server: Server::new(listener, port, router, config.common.shutdown_grace),
             pool,
             cache,
             redis_client,
-            grace: config.common.shutdown_grace,
         })
     }
 
     /// The port the listener is bound to.
     pub fn port(&self) -> u16 {
-        self.port
+        self.server.port()
     }
 
-    /// Serves until SIGTERM/SIGINT, drains, stops the invalidation
-    /// subscriber, then closes the pool.
-    pub async fn run(self) -> Result<(), AppError> {
-        self.run_until(shutdown::shutdown_signal()).await
-    }
-
-    /// [`Application::run`] with the shutdown trigger supplied (for tests).
+    /// Serves until `signal` (`main` passes SIGTERM/SIGINT), drains, stops
+    /// the invalidation subscriber, then closes the pool.
     pub async fn run_until(
         self,
         signal: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), AppError> {
-        let stop = CancellationToken::new();
+        let mut tasks = Tasks::new();
         let (subscribed_tx, subscribed) = tokio::sync::oneshot::channel();
         let subscriber =
-            invalidation::spawn(self.redis_client, self.cache, stop.clone(), subscribed_tx);
+            invalidation::spawn(self.redis_client, self.cache, tasks.token(), subscribed_tx);
+        tasks.adopt("invalidation subscriber", subscriber);
         // Serving before the first subscription would let L1 fill with
         // entries whose invalidations nobody hears (the subscriber clears
         // L1 when it subscribes, so they'd only be wasted, not stale).
@@ -101,13 +86,9 @@ impl Application {
         {
             tracing::warn!("serving before the invalidation subscription is up");
         }
-        let served = shutdown::serve_until(self.listener, self.router, self.grace, signal).await;
-        stop.cancel();
-        if let Err(error) = subscriber.await {
-            tracing::error!(%error, "invalidation subscriber panicked");
-        }
+        let served = self.server.serve(signal, tasks).await;
         self.pool.close().await;
         tracing::info!("catalog stopped");
-        served.map_err(AppError::Serve)
+        served
     }
 }

@@ -51,11 +51,6 @@ pub struct SagaConfig {
 }
 
 impl Config {
-    /// Reads the process environment.
-    pub fn from_env() -> Result<Self, ConfigError> {
-        Self::from_vars(&Vars::process())
-    }
-
     /// Reads the given variables.
     pub fn from_vars(vars: &Vars) -> Result<Self, ConfigError> {
         let common = CommonConfig::from_vars(vars)?;
@@ -96,12 +91,6 @@ impl Config {
             queues: Queues::with_prefix(&vars.with_default("AMQP_QUEUE_PREFIX", String::new())?),
             common,
         })
-    }
-}
-
-impl storefront_kit::entry::HasCommon for Config {
-    fn common(&self) -> &storefront_kit::CommonConfig {
-        &self.common
     }
 }
 

@@ -6,11 +6,10 @@
 
 use std::time::Duration;
 
-use axum::Router;
 use storefront_kit::amqp::{self, Connected, ConsumerConfig};
 use storefront_kit::db;
-use storefront_kit::{checks, http, outbox, shutdown};
-use tokio::net::TcpListener;
+use storefront_kit::startup::{Server, Tasks};
+use storefront_kit::{checks, http, outbox};
 use tokio_util::sync::CancellationToken;
 
 use crate::catalog::Catalog;
@@ -28,12 +27,8 @@ pub use storefront_kit::startup::StartupError as AppError;
 
 /// A built checkout service, bound and ready to serve.
 pub struct Application {
-    /// Bound in `build`, so the port is known before serving starts.
-    listener: TcpListener,
-    /// The actual port.
-    port: u16,
-    /// Routes wrapped by the kit's layers and probes.
-    router: Router,
+    /// The bound listener and the routes, served by `run_until`.
+    server: Server,
     /// Drives sagas; shared with the handlers.
     orchestrator: Orchestrator,
     /// Followed by `/ready`.
@@ -67,9 +62,7 @@ impl Application {
         );
         tracing::info!(addr = %config.common.bind_addr, port, catalog = ?config.catalog_urls, "checkout listening");
         Ok(Self {
-            listener,
-            port,
-            router,
+            server: Server::new(listener, port, router, config.common.shutdown_grace),
             orchestrator,
             connected,
             config,
@@ -78,83 +71,75 @@ impl Application {
 
     /// The port the listener is bound to.
     pub fn port(&self) -> u16 {
-        self.port
+        self.server.port()
     }
 
-    /// Serves until SIGTERM/SIGINT.
-    pub async fn run(self) -> Result<(), AppError> {
-        self.run_until(shutdown::shutdown_signal()).await
-    }
-
-    /// [`Application::run`] with the shutdown trigger supplied (for tests).
+    /// Serves until `signal` (`main` passes SIGTERM/SIGINT), drains, stops
+    /// the background tasks, closes the pool.
     pub async fn run_until(
         self,
         signal: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), AppError> {
-        let stop = CancellationToken::new();
-        // If this future is dropped (a test aborting it), the tasks stop too.
-        let _stop_on_drop = stop.clone().drop_guard();
+        let mut tasks = Tasks::new();
+        let stop = tasks.token();
         let name = self.config.common.service_name.clone();
         let amqp_url = self.config.amqp_url.clone();
         let pool = self.orchestrator.store.pool.clone();
-        let relay = outbox::spawn_relay(
-            pool.clone(),
-            store::outbox_table(),
-            self.config.relay.clone(),
-            amqp_url.clone(),
-            format!("{name}-relay"),
-            stop.clone(),
+        tasks.adopt(
+            "outbox relay",
+            outbox::spawn_relay(
+                pool.clone(),
+                store::outbox_table(),
+                self.config.relay.clone(),
+                amqp_url.clone(),
+                format!("{name}-relay"),
+                stop.clone(),
+            ),
         );
         let orchestrator = self.orchestrator.clone();
-        let consumer = tokio::spawn(amqp::consume(
-            amqp_url.clone(),
-            ConsumerConfig {
-                queue: self.config.queues.events.clone(),
-                name: format!("{name}-events"),
-                prefetch: self.config.consumer_prefetch,
-            },
-            self.connected.clone(),
-            stop.clone(),
-            move |message| {
-                let orchestrator = orchestrator.clone();
-                async move { events::handle(&orchestrator, message).await }
-            },
-        ));
-        let listening = tokio::spawn(watch_consumer(
-            self.connected.clone(),
-            self.orchestrator.listening.clone(),
-            stop.clone(),
-        ));
-        let sweeper = tokio::spawn(self.orchestrator.clone().sweep(stop.clone()));
-        let gauges = amqp::spawn_queue_gauges(
-            amqp_url,
-            format!("{name}-gauges"),
-            vec![self.config.queues.events.clone()],
-            GAUGE_INTERVAL,
-            stop.clone(),
+        tasks.spawn(
+            "event consumer",
+            amqp::consume(
+                amqp_url.clone(),
+                ConsumerConfig {
+                    queue: self.config.queues.events.clone(),
+                    name: format!("{name}-events"),
+                    prefetch: self.config.consumer_prefetch,
+                },
+                self.connected.clone(),
+                stop.clone(),
+                move |message| {
+                    let orchestrator = orchestrator.clone();
+                    async move { events::handle(&orchestrator, message).await }
+                },
+            ),
         );
-        let served = shutdown::serve_until(
-            self.listener,
-            self.router,
-            self.config.common.shutdown_grace,
-            signal,
-        )
-        .await;
-        stop.cancel();
-        for (task, what) in [
-            (relay, "outbox relay"),
-            (consumer, "event consumer"),
-            (sweeper, "saga sweeper"),
-            (listening, "consumer watch"),
-            (gauges, "queue gauges"),
-        ] {
-            if let Err(error) = task.await {
-                tracing::error!(%error, what, "background task panicked");
-            }
-        }
+        tasks.spawn(
+            "consumer watch",
+            watch_consumer(
+                self.connected.clone(),
+                self.orchestrator.listening.clone(),
+                stop.clone(),
+            ),
+        );
+        tasks.spawn(
+            "saga sweeper",
+            self.orchestrator.clone().sweep(stop.clone()),
+        );
+        tasks.adopt(
+            "queue gauges",
+            amqp::spawn_queue_gauges(
+                amqp_url,
+                format!("{name}-gauges"),
+                vec![self.config.queues.events.clone()],
+                GAUGE_INTERVAL,
+                stop.clone(),
+            ),
+        );
+        let served = self.server.serve(signal, tasks).await;
         pool.close().await;
         tracing::info!("checkout stopped");
-        served.map_err(AppError::Serve)
+        served
     }
 }
 

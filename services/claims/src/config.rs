@@ -30,11 +30,6 @@ pub struct Config {
 }
 
 impl Config {
-    /// Reads the process environment.
-    pub fn from_env() -> Result<Self, ConfigError> {
-        Self::from_vars(&Vars::process())
-    }
-
     /// Reads the given variables.
     pub fn from_vars(vars: &Vars) -> Result<Self, ConfigError> {
         let common = CommonConfig::from_vars(vars)?;
@@ -61,12 +56,6 @@ impl Config {
             cleanup_interval: Duration::from_secs(cleanup_secs),
             common,
         })
-    }
-}
-
-impl storefront_kit::entry::HasCommon for Config {
-    fn common(&self) -> &storefront_kit::CommonConfig {
-        &self.common
     }
 }
 

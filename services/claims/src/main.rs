@@ -12,8 +12,8 @@ async fn main() -> ExitCode {
     storefront_kit::entry::run(
         "claims",
         env!("CARGO_PKG_VERSION"),
-        Config::from_env,
-        |config| async move { Application::build(config).await?.run().await },
+        Config::from_vars,
+        |config, stop| async move { Application::build(config).await?.run_until(stop).await },
     )
     .await
 }

@@ -7,8 +7,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 use sqlx::PgPool;
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 
 use crate::store;
 
@@ -32,40 +31,11 @@ pub async fn run_once(pool: &PgPool, retention: Duration) -> Result<u64, sqlx::E
     Ok(deleted)
 }
 
-/// The running retention task. Dropping it (or calling [`Retention::stop`])
-/// tells the task to stop after its current pass.
-pub struct Retention {
-    /// Dropping this sender is the stop signal.
-    stop: oneshot::Sender<()>,
-    /// Awaited by `stop` so shutdown knows the task is gone before the pool closes.
-    task: JoinHandle<()>,
-}
-
-impl Retention {
-    /// Starts the loop: a pass every `interval`, the first one interval from
-    /// now (expired keys outlive a restart by at most one interval, and a
-    /// test's own `run_once` never races a pass at start-up).
-    pub fn spawn(pool: PgPool, retention: Duration, interval: Duration) -> Self {
-        let (stop, stopped) = oneshot::channel();
-        let task = tokio::spawn(run_loop(pool, retention, interval, stopped));
-        Self { stop, task }
-    }
-
-    /// Signals the task and waits for it to finish.
-    pub async fn stop(self) {
-        drop(self.stop);
-        if let Err(error) = self.task.await {
-            tracing::error!(%error, "retention task panicked");
-        }
-    }
-}
-
-async fn run_loop(
-    pool: PgPool,
-    retention: Duration,
-    interval: Duration,
-    mut stopped: oneshot::Receiver<()>,
-) {
+/// The retention loop: a pass every `interval`, the first one interval from
+/// now (expired keys outlive a restart by at most one interval, and a
+/// test's own `run_once` never races a pass at start-up), until `stop` is
+/// cancelled (after the current pass).
+pub async fn run(pool: PgPool, retention: Duration, interval: Duration, stop: CancellationToken) {
     let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
     // After a slow pass (or a stalled database) wait a whole interval
     // rather than firing the missed passes back to back.
@@ -77,8 +47,7 @@ async fn run_loop(
     );
     loop {
         tokio::select! {
-            // Resolves on send or on the sender's drop; either means stop.
-            _ = &mut stopped => break,
+            () = stop.cancelled() => break,
             _ = ticks.tick() => {
                 if let Err(error) = run_once(&pool, retention).await {
                     tracing::warn!(%error, "retention pass failed; retrying next interval");

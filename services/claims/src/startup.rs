@@ -4,31 +4,23 @@
 
 use std::time::Duration;
 
-use axum::Router;
 use sqlx::PgPool;
 use storefront_kit::db;
-use storefront_kit::{checks, http, shutdown};
-use tokio::net::TcpListener;
+use storefront_kit::startup::{Server, Tasks};
+use storefront_kit::{checks, http};
 
 use crate::config::Config;
-use crate::retention::Retention;
-use crate::routes;
+use crate::{retention, routes};
 
 /// Why the service could not start or stopped abnormally: the kit's.
 pub use storefront_kit::startup::StartupError as AppError;
 
 /// A built claims service, bound and ready to serve.
 pub struct Application {
-    /// Bound in `build`, so the port is known before serving starts.
-    listener: TcpListener,
-    /// The actual port (differs from `BIND_ADDR` when that says port 0).
-    port: u16,
-    /// Routes wrapped by the kit's layers and probes.
-    router: Router,
+    /// The bound listener and the routes, served by `run_until`.
+    server: Server,
     /// Shared by handlers and the retention task; closed after both stop.
     pool: PgPool,
-    /// How long in-flight requests get after SIGTERM.
-    grace: Duration,
     /// How long claims (and their keys) are kept.
     retention: Duration,
     /// How often expired claims are deleted.
@@ -52,11 +44,8 @@ impl Application {
             "claims listening"
         );
         Ok(Self {
-            listener,
-            port,
-            router,
+            server: Server::new(listener, port, router, config.common.shutdown_grace),
             pool,
-            grace: config.common.shutdown_grace,
             retention: config.retention,
             cleanup_interval: config.cleanup_interval,
         })
@@ -64,24 +53,26 @@ impl Application {
 
     /// The port the listener is bound to.
     pub fn port(&self) -> u16 {
-        self.port
+        self.server.port()
     }
 
-    /// Serves until SIGTERM/SIGINT, drains, stops retention, closes the pool.
-    pub async fn run(self) -> Result<(), AppError> {
-        self.run_until(shutdown::shutdown_signal()).await
-    }
-
-    /// [`Application::run`] with the shutdown trigger supplied (for tests).
+    /// Serves until `signal` (`main` passes SIGTERM/SIGINT), drains, stops
+    /// retention, closes the pool.
     pub async fn run_until(
         self,
         signal: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), AppError> {
-        let retention = Retention::spawn(self.pool.clone(), self.retention, self.cleanup_interval);
-        let served = shutdown::serve_until(self.listener, self.router, self.grace, signal).await;
-        retention.stop().await;
+        let mut tasks = Tasks::new();
+        let pass = retention::run(
+            self.pool.clone(),
+            self.retention,
+            self.cleanup_interval,
+            tasks.token(),
+        );
+        tasks.spawn("retention", pass);
+        let served = self.server.serve(signal, tasks).await;
         self.pool.close().await;
         tracing::info!("claims stopped");
-        served.map_err(AppError::Serve)
+        served
     }
 }

@@ -83,11 +83,6 @@ pub struct Config {
 }
 
 impl Config {
-    /// Reads the process environment.
-    pub fn from_env() -> Result<Self, ConfigError> {
-        Self::from_vars(&Vars::process())
-    }
-
     /// Reads the given variables.
     pub fn from_vars(vars: &Vars) -> Result<Self, ConfigError> {
         let common = CommonConfig::from_vars(vars)?;
@@ -208,12 +203,6 @@ fn ip_list(vars: &Vars, name: &'static str) -> Result<Vec<IpAddr>, ConfigError> 
                 })
         })
         .collect()
-}
-
-impl storefront_kit::entry::HasCommon for Config {
-    fn common(&self) -> &storefront_kit::CommonConfig {
-        &self.common
-    }
 }
 
 #[cfg(test)]

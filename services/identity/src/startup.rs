@@ -7,14 +7,12 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Router;
 use secrecy::ExposeSecret;
 use sqlx::postgres::PgConnectOptions;
 use storefront_kit::checks::{self, Check};
 use storefront_kit::db::{self, DbError};
-use storefront_kit::{http, shutdown};
-use tokio::net::TcpListener;
-use tokio::sync::watch;
+use storefront_kit::http;
+use storefront_kit::startup::{Server, Tasks};
 
 use crate::config::{Config, DbSource};
 use crate::db::Db;
@@ -33,7 +31,8 @@ const START_BACKOFF: Duration = Duration::from_secs(1);
 /// Why the service could not start or stopped abnormally.
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
-    /// Binding `BIND_ADDR` failed (the kit's start-up step).
+    /// Binding `BIND_ADDR` failed, or the server failed while serving (the
+    /// kit's steps).
     #[error(transparent)]
     Startup(#[from] storefront_kit::startup::StartupError),
     /// A URL does not parse.
@@ -45,20 +44,18 @@ pub enum AppError {
     /// No working database credentials from Vault.
     #[error("{0}")]
     Credentials(#[from] StartError),
-    /// The server failed while serving.
-    #[error("server error: {0}")]
-    Serve(#[source] std::io::Error),
 }
 
 /// A built identity service, bound and ready to serve.
 pub struct Application {
-    listener: TcpListener,
-    port: u16,
-    router: Router,
+    /// The bound listener and the routes, handed the client's address (the
+    /// guessing throttle keys on it).
+    server: Server,
+    /// The current pool, closed at the end when nothing rotates it.
     db: Db,
-    /// The credential rotation task, started by `run` (absent with a static URL).
+    /// The credential rotation task, started by `run_until` (absent with a
+    /// static URL).
     rotator: Option<Rotator>,
-    grace: Duration,
 }
 
 impl Application {
@@ -96,46 +93,37 @@ impl Application {
         };
         let router = http::app(&config.common, routes::router(state), readiness);
         tracing::info!(addr = %config.common.bind_addr, port, %kid, hash_permits = config.hash_permits, queue_deadline_ms = config.queue_deadline.as_millis() as u64, dynamic_credentials = rotator.is_some(), lab_endpoints = config.common.lab_endpoints, "identity listening");
+        let server =
+            Server::new(listener, port, router, config.common.shutdown_grace).with_client_addr();
         Ok(Self {
-            listener,
-            port,
-            router,
+            server,
             db,
             rotator,
-            grace: config.common.shutdown_grace,
         })
     }
 
     /// The port the listener is bound to.
     pub fn port(&self) -> u16 {
-        self.port
+        self.server.port()
     }
 
-    /// Serves until SIGTERM/SIGINT, drains, stops the rotation (revoking the lease).
-    pub async fn run(self) -> Result<(), AppError> {
-        self.run_until(shutdown::shutdown_signal()).await
-    }
-
-    /// [`Application::run`] with the shutdown trigger supplied (for tests).
+    /// Serves until `signal` (`main` passes SIGTERM/SIGINT), drains, stops
+    /// the rotation (which closes its pools and revokes the lease).
     pub async fn run_until(
         self,
         signal: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), AppError> {
-        let (stop, stopped) = watch::channel(false);
-        let rotation = self.rotator.map(|r| tokio::spawn(r.run(stopped)));
-        // With connection info: the guessing throttle keys on the client's address.
-        let served =
-            shutdown::serve_with_connect_info_until(self.listener, self.router, self.grace, signal)
-                .await;
-        let _ = stop.send(true);
-        match rotation {
-            Some(task) => {
-                let _ = task.await;
-            }
-            None => self.db.current().pool.close().await,
+        let mut tasks = Tasks::new();
+        let rotating = self.rotator.is_some();
+        if let Some(rotator) = self.rotator {
+            tasks.spawn("credential rotation", rotator.run(tasks.token()));
+        }
+        let served = self.server.serve(signal, tasks).await;
+        if !rotating {
+            self.db.current().pool.close().await;
         }
         tracing::info!("identity stopped");
-        served.map_err(AppError::Serve)
+        Ok(served?)
     }
 }
 

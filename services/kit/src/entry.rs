@@ -1,23 +1,20 @@
 //! A service binary's `main`, once: `--version` before any configuration is
-//! read, configuration errors that exit 1 with the reason, telemetry, serve,
-//! and startup or serving errors that exit 1. Every service's `main.rs` is a
-//! call to [`run`].
+//! read, configuration errors that exit 1 with the reason, telemetry, serve
+//! until SIGTERM/SIGINT, and startup or serving errors that exit 1. Every
+//! service's `main.rs` is a call to [`run`].
 
 use std::fmt::Display;
 use std::future::Future;
 use std::process::ExitCode;
 
-use crate::CommonConfig;
+use tokio_util::sync::WaitForCancellationFutureOwned;
+
+use crate::{CommonConfig, ConfigError, Vars};
 
 /// Configuration or startup failed; the message says why.
 pub const EXIT_FAILURE: u8 = 1;
 /// Arguments were given that the binary doesn't take.
 pub const EXIT_USAGE: u8 = 2;
-
-/// A service's configuration carries the common part (for telemetry's name).
-pub trait HasCommon {
-    fn common(&self) -> &CommonConfig;
-}
 
 /// What the first command-line argument asks for.
 #[derive(Debug, PartialEq, Eq)]
@@ -36,18 +33,18 @@ fn parse(first: Option<String>) -> Args {
 }
 
 /// Runs a service: `name` for messages, `load` reads its configuration from
-/// the environment, `serve` builds the application and serves until shutdown.
-pub async fn run<C, CE, E, F, Fut>(
+/// the process environment (a service's `Config::from_vars`), `serve`
+/// builds the application and serves until the future it is handed (the
+/// shutdown token's) resolves, on SIGTERM or SIGINT.
+pub async fn run<C, E, F, Fut>(
     name: &str,
     version: &str,
-    load: impl FnOnce() -> Result<C, CE>,
+    load: impl FnOnce(&Vars) -> Result<C, ConfigError>,
     serve: F,
 ) -> ExitCode
 where
-    C: HasCommon,
-    CE: Display,
     E: Display,
-    F: FnOnce(C) -> Fut,
+    F: FnOnce(C, WaitForCancellationFutureOwned) -> Fut,
     Fut: Future<Output = Result<(), E>>,
 {
     match parse(std::env::args().nth(1)) {
@@ -63,15 +60,19 @@ where
             return ExitCode::from(EXIT_USAGE);
         }
     }
-    let config = match load() {
-        Ok(config) => config,
+    let vars = Vars::process();
+    // The common part first: telemetry needs the service's name, and every
+    // service's own configuration starts by reading it (same errors).
+    let loaded = CommonConfig::from_vars(&vars).and_then(|common| Ok((common, load(&vars)?)));
+    let (common, config) = match loaded {
+        Ok(loaded) => loaded,
         Err(error) => {
             eprintln!("{name}: configuration error: {error}");
             return ExitCode::from(EXIT_FAILURE);
         }
     };
-    crate::telemetry::init(&config.common().service_name);
-    let code = match serve(config).await {
+    crate::telemetry::init(&common.service_name);
+    let code = match serve(config, crate::shutdown::on_signal().cancelled_owned()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             tracing::error!(error = %error, "{name} stopped with an error");

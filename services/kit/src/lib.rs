@@ -9,11 +9,12 @@
 //! A service's `startup.rs` typically reads:
 //!
 //! ```ignore
-//! let config = CommonConfig::from_env()?;
-//! telemetry::init(&config.service_name);
-//! let pool = db::connect_pg(config.require_database_url()?, 10)?;
-//! let app = http::app(&config, routes, [checks::postgres(pool.clone())]);
-//! shutdown::serve(listener, app, config.shutdown_grace).await?;
+//! let (listener, port) = startup::bind(config.common.bind_addr).await?;
+//! let pool = db::connect_pg(&config.database_url, 10)?;
+//! let router = http::app(&config.common, routes, [checks::postgres(pool.clone())]);
+//! let server = startup::Server::new(listener, port, router, config.common.shutdown_grace);
+//! // later, in `run_until(signal)`:
+//! server.serve(signal, startup::Tasks::new()).await?;
 //! pool.close().await;
 //! ```
 
@@ -24,6 +25,7 @@ pub mod config;
 pub mod db;
 pub mod entry;
 pub mod error;
+pub mod headers;
 pub mod http;
 #[cfg(feature = "amqp")]
 pub mod inbox;

@@ -52,9 +52,10 @@ impl utoipa::PartialSchema for Problem {
 
 impl utoipa::ToSchema for Problem {}
 
-/// A router serving `doc` at [`PATH`], rendered once.
-pub fn router(doc: &OpenApi) -> Router {
-    let json = doc
+/// A router serving `D`'s document at [`PATH`], rendered once: every
+/// service merges `router::<ApiDoc>()` into its routes.
+pub fn router<D: utoipa::OpenApi>() -> Router {
+    let json = D::openapi()
         .to_json()
         .unwrap_or_else(|error| format!(r#"{{"error":"{error}"}}"#));
     Router::new().route(
@@ -64,6 +65,32 @@ pub fn router(doc: &OpenApi) -> Router {
             async move { ([(header::CONTENT_TYPE, "application/json")], json).into_response() }
         }),
     )
+}
+
+/// The paths `doc` documents, sorted: what a service's test compares with
+/// the routes it means to publish.
+pub fn documented_paths(doc: &OpenApi) -> Vec<String> {
+    let mut paths: Vec<String> = doc.paths.paths.keys().cloned().collect();
+    paths.sort_unstable();
+    paths
+}
+
+/// The schema `$ref` of the `application/problem+json` body documented for
+/// `status` on `method path` (`None` when there is none): a test checks
+/// that an error response points at the shared [`Problem`].
+pub fn problem_ref(doc: &OpenApi, path: &str, method: &str, status: &str) -> Option<String> {
+    let doc = serde_json::to_value(doc).ok()?;
+    doc.get("paths")?
+        .get(path)?
+        .get(method)?
+        .get("responses")?
+        .get(status)?
+        .get("content")?
+        .get("application/problem+json")?
+        .get("schema")?
+        .get("$ref")?
+        .as_str()
+        .map(str::to_owned)
 }
 
 /// Adds `doc`'s paths to `into` under `prefix` (e.g. `/api/catalog`), with
@@ -147,6 +174,32 @@ mod tests {
         }
     }
 
+    #[test]
+    fn paths_come_sorted_and_a_problem_ref_is_found_only_where_documented() {
+        let doc: OpenApi = serde_json::from_value(json!({
+            "openapi": "3.1.0",
+            "info": {"title": "t", "version": "1"},
+            "paths": {
+                "/b": {"get": {"responses": {
+                    "404": {"description": "gone", "content": {"application/problem+json":
+                        {"schema": {"$ref": "#/components/schemas/Problem"}}}},
+                    "500": {"description": "plain", "content": {"application/json":
+                        {"schema": {"$ref": "#/components/schemas/Problem"}}}}
+                }}},
+                "/a": {"get": {"responses": {"200": {"description": "ok"}}}}
+            }
+        }))
+        .unwrap();
+        assert_eq!(documented_paths(&doc), ["/a", "/b"]);
+        assert_eq!(
+            problem_ref(&doc, "/b", "get", "404").as_deref(),
+            Some("#/components/schemas/Problem")
+        );
+        assert_eq!(problem_ref(&doc, "/b", "get", "500"), None);
+        assert_eq!(problem_ref(&doc, "/a", "get", "200"), None);
+        assert_eq!(problem_ref(&doc, "/c", "get", "404"), None);
+    }
+
     #[tokio::test]
     async fn the_router_serves_the_document_as_json() {
         use tower::ServiceExt;
@@ -154,7 +207,7 @@ mod tests {
         #[derive(utoipa::OpenApi)]
         #[openapi(info(title = "t"), components(schemas(Problem)))]
         struct Doc;
-        let response = router(&<Doc as utoipa::OpenApi>::openapi())
+        let response = router::<Doc>()
             .oneshot(
                 axum::http::Request::get(PATH)
                     .body(axum::body::Body::empty())

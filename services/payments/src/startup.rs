@@ -6,13 +6,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Router;
 use sqlx::PgPool;
 use storefront_kit::amqp::{self, Connected, ConsumerConfig};
 use storefront_kit::db;
-use storefront_kit::{checks, http, outbox, shutdown};
-use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
+use storefront_kit::startup::{Server, Tasks};
+use storefront_kit::{checks, http, outbox};
 
 use crate::commands;
 use crate::config::Config;
@@ -29,12 +27,8 @@ pub use storefront_kit::startup::StartupError as AppError;
 
 /// A built payments service, bound and ready to serve.
 pub struct Application {
-    /// Bound in `build`, so the port is known before serving starts.
-    listener: TcpListener,
-    /// The actual port.
-    port: u16,
-    /// Routes wrapped by the kit's layers and probes.
-    router: Router,
+    /// The bound listener and the routes, served by `run_until`.
+    server: Server,
     /// Shared by handlers and tasks; closed after all stop.
     pool: PgPool,
     /// The store the consumer applies commands with.
@@ -77,9 +71,7 @@ impl Application {
             .unwrap_or_else(|| format!("http://{local}"));
         tracing::info!(%addr, port = local.port(), provider_seed = config.provider.seed, "payments listening");
         Ok(Self {
-            listener,
-            port: local.port(),
-            router,
+            server: Server::new(listener, port, router, config.common.shutdown_grace),
             pool,
             store,
             connected,
@@ -90,82 +82,70 @@ impl Application {
 
     /// The port the listener is bound to.
     pub fn port(&self) -> u16 {
-        self.port
+        self.server.port()
     }
 
-    /// Serves until SIGTERM/SIGINT.
-    pub async fn run(self) -> Result<(), AppError> {
-        self.run_until(shutdown::shutdown_signal()).await
-    }
-
-    /// [`Application::run`] with the shutdown trigger supplied (for tests).
+    /// Serves until `signal` (`main` passes SIGTERM/SIGINT), drains, stops
+    /// the background tasks, closes the pool.
     pub async fn run_until(
         self,
         signal: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), AppError> {
-        let stop = CancellationToken::new();
-        // If this future is dropped (a test aborting it), the tasks stop too.
-        let _stop_on_drop = stop.clone().drop_guard();
+        let mut tasks = Tasks::new();
+        let stop = tasks.token();
         let name = self.config.common.service_name.clone();
         let amqp_url = self.config.amqp_url.clone();
-        let relay = outbox::spawn_relay(
-            self.pool.clone(),
-            store::outbox_table(),
-            self.config.relay.clone(),
-            amqp_url.clone(),
-            format!("{name}-relay"),
-            stop.clone(),
+        tasks.adopt(
+            "outbox relay",
+            outbox::spawn_relay(
+                self.pool.clone(),
+                store::outbox_table(),
+                self.config.relay.clone(),
+                amqp_url.clone(),
+                format!("{name}-relay"),
+                stop.clone(),
+            ),
         );
         let store = self.store.clone();
-        let consumer = tokio::spawn(amqp::consume(
-            amqp_url.clone(),
-            ConsumerConfig {
-                queue: self.config.queues.commands.clone(),
-                name: format!("{name}-commands"),
-                prefetch: self.config.consumer_prefetch,
-            },
-            self.connected.clone(),
-            stop.clone(),
-            move |message| {
-                let store = store.clone();
-                async move { commands::handle(&store, message).await }
-            },
-        ));
-        let sender = tokio::spawn(
-            Sender::new(
-                self.pool.clone(),
-                self.webhook_base_url.clone(),
-                &self.config.webhooks,
-            )
-            .run(self.config.provider.poll_interval, stop.clone()),
+        tasks.spawn(
+            "command consumer",
+            amqp::consume(
+                amqp_url.clone(),
+                ConsumerConfig {
+                    queue: self.config.queues.commands.clone(),
+                    name: format!("{name}-commands"),
+                    prefetch: self.config.consumer_prefetch,
+                },
+                self.connected.clone(),
+                stop.clone(),
+                move |message| {
+                    let store = store.clone();
+                    async move { commands::handle(&store, message).await }
+                },
+            ),
         );
-        let gauges = amqp::spawn_queue_gauges(
-            amqp_url,
-            format!("{name}-gauges"),
-            vec![self.config.queues.commands.clone()],
-            GAUGE_INTERVAL,
-            stop.clone(),
+        let sender = Sender::new(
+            self.pool.clone(),
+            self.webhook_base_url.clone(),
+            &self.config.webhooks,
         );
-        let served = shutdown::serve_until(
-            self.listener,
-            self.router,
-            self.config.common.shutdown_grace,
-            signal,
-        )
-        .await;
-        stop.cancel();
-        for (task, what) in [
-            (relay, "outbox relay"),
-            (consumer, "command consumer"),
-            (sender, "webhook sender"),
-            (gauges, "queue gauges"),
-        ] {
-            if let Err(error) = task.await {
-                tracing::error!(%error, what, "background task panicked");
-            }
-        }
+        tasks.spawn(
+            "webhook sender",
+            sender.run(self.config.provider.poll_interval, stop.clone()),
+        );
+        tasks.adopt(
+            "queue gauges",
+            amqp::spawn_queue_gauges(
+                amqp_url,
+                format!("{name}-gauges"),
+                vec![self.config.queues.commands.clone()],
+                GAUGE_INTERVAL,
+                stop.clone(),
+            ),
+        );
+        let served = self.server.serve(signal, tasks).await;
         self.pool.close().await;
         tracing::info!("payments stopped");
-        served.map_err(AppError::Serve)
+        served
     }
 }

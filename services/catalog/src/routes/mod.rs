@@ -40,5 +40,5 @@ pub fn router(state: AppState, lab_endpoints: bool) -> Router {
             post(lab::blind_decrement),
         );
     }
-    router.with_state(state).merge(openapi::router())
+    router.with_state(state).merge(storefront_kit::openapi::router::<openapi::ApiDoc>())
 }

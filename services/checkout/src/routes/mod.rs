@@ -28,5 +28,5 @@ pub fn router(state: AppState) -> Router {
         .route("/checkout", post(checkout::create))
         .route("/checkout/{order_id}", get(checkout::get))
         .with_state(state)
-        .merge(openapi::router())
+        .merge(storefront_kit::openapi::router::<openapi::ApiDoc>())
 }

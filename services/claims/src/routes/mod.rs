@@ -50,26 +50,15 @@ pub fn router(pool: PgPool, lab_endpoints: bool) -> Router {
             post(lab::check_then_insert),
         );
     }
-    router.with_state(pool).merge(openapi::router())
+    router
+        .with_state(pool)
+        .merge(storefront_kit::openapi::router::<openapi::ApiDoc>())
 }
-
-/// Request header the BFF sets to the verified user's id.
-pub const USER_ID: &str = "x-user-id";
 
 /// The customer the BFF verified, if the request came through it: absent →
 /// `None`; anything but exactly one UUID → 400.
 fn customer(headers: &HeaderMap) -> Result<Option<Uuid>, ClaimsError> {
-    let mut values = headers.get_all(USER_ID).iter();
-    let Some(value) = values.next() else {
-        return Ok(None);
-    };
-    if values.next().is_some() {
-        return Err(ClaimsError::UserIdMalformed);
-    }
-    let text = value.to_str().map_err(|_| ClaimsError::UserIdMalformed)?;
-    Uuid::try_parse(text)
-        .map(Some)
-        .map_err(|_| ClaimsError::UserIdMalformed)
+    storefront_kit::headers::verified_customer(headers).map_err(|_| ClaimsError::UserIdMalformed)
 }
 
 /// A request that passed validation, with its response already rendered.

@@ -18,9 +18,10 @@ use secrecy::ExposeSecret;
 use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use storefront_kit::db::{PG_ACQUIRE_TIMEOUT, PG_IDLE_TIMEOUT};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
 use super::lease::{Action, LeaseSchedule};
 use super::vault::{Credentials, VaultClient, VaultError};
@@ -156,9 +157,9 @@ pub struct Rotator {
 }
 
 impl Rotator {
-    /// Runs until `stop` flips, then waits for retiring pools, closes the
+    /// Runs until `stop` is cancelled, then waits for retiring pools, closes the
     /// current one and revokes its lease (so `down` leaves no role behind).
-    pub async fn run(mut self, mut stop: watch::Receiver<bool>) {
+    pub async fn run(mut self, stop: CancellationToken) {
         let (mut action, mut due) = self.schedule.next();
         let mut gauge = tokio::time::interval(GAUGE_INTERVAL);
         loop {
@@ -179,7 +180,7 @@ impl Rotator {
                     let left = self.schedule.remaining(Instant::now());
                     metrics::gauge!(LEASE_TTL_METRIC).set(left.as_secs_f64());
                 }
-                () = stopped(&mut stop) => break,
+                () = stop.cancelled() => break,
             }
         }
         while self.retiring.join_next().await.is_some() {}
@@ -259,11 +260,6 @@ impl Rotator {
             .spawn(retire(self.db.clone(), self.vault.clone(), old, old_lease));
         self.schedule.next()
     }
-}
-
-/// Resolves once `stop` says true (or its sender is gone).
-async fn stopped(stop: &mut watch::Receiver<bool>) {
-    let _ = stop.wait_for(|s| *s).await;
 }
 
 /// Step 4: drain the old pool, then revoke its lease. The naive arm revokes

@@ -36,11 +36,6 @@ pub struct CommonConfig {
 }
 
 impl CommonConfig {
-    /// Reads the process environment.
-    pub fn from_env() -> Result<Self, ConfigError> {
-        Self::from_vars(&Vars::process())
-    }
-
     /// Reads the given variables; tests use [`Vars::from_pairs`].
     pub fn from_vars(vars: &Vars) -> Result<Self, ConfigError> {
         Ok(Self {

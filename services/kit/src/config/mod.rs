@@ -173,33 +173,6 @@ impl Vars {
     }
 }
 
-/// [`Vars::required`] on the process environment.
-pub fn required<T>(name: &'static str) -> Result<T, ConfigError>
-where
-    T: FromStr,
-    T::Err: std::fmt::Display,
-{
-    Vars::process().required(name)
-}
-
-/// [`Vars::optional`] on the process environment.
-pub fn optional<T>(name: &'static str) -> Result<Option<T>, ConfigError>
-where
-    T: FromStr,
-    T::Err: std::fmt::Display,
-{
-    Vars::process().optional(name)
-}
-
-/// [`Vars::with_default`] on the process environment.
-pub fn with_default<T>(name: &'static str, default: T) -> Result<T, ConfigError>
-where
-    T: FromStr,
-    T::Err: std::fmt::Display,
-{
-    Vars::process().with_default(name, default)
-}
-
 /// What a value of `T` looks like, in words an operator understands.
 fn expected<T>() -> String {
     let short = std::any::type_name::<T>()
