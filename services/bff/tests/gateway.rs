@@ -4,9 +4,10 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Fake, eventually, spawn_bff, spawn_bff_on};
+use common::{Fake, spawn_bff, spawn_bff_on};
 use reqwest::Method;
 use serde_json::Value;
+use storefront_kit::testing::until;
 
 #[tokio::test]
 async fn requests_are_routed_round_robin_and_headers_cross_in_both_directions() {
@@ -107,7 +108,7 @@ async fn an_empty_bucket_answers_429_with_retry_after_and_ratelimit_headers() {
     // After Retry-After, a token is there again (polled: no fixed sleep).
     let t = Instant::now();
     assert!(
-        eventually(Duration::from_secs(3), || async {
+        until(Duration::from_secs(3), || async {
             anonymous().await.unwrap().status() == 200
         })
         .await
@@ -201,14 +202,7 @@ async fn admin_routes_need_the_token() {
         .await
         .unwrap();
     assert_eq!(put.status(), 401);
-    let config: Value = bff
-        .admin(Method::GET, "/admin/config")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let config = bff.send(bff.admin(Method::GET, "/admin/config")).await.body;
     assert_eq!(config["rate_limit"]["capacity"], 200);
     assert_eq!(config["breaker"]["consecutive_failures"], 5);
 }
@@ -329,7 +323,7 @@ async fn the_breaker_half_opens_and_closes_once_the_replica_recovers() {
         .send()
         .await
         .unwrap();
-    let closed = eventually(Duration::from_secs(3), || async {
+    let closed = until(Duration::from_secs(3), || async {
         bff.get("/api/catalog/x", "hc").await;
         bff.breaker("catalog-2").await["state"] == "closed"
     })

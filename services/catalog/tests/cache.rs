@@ -12,7 +12,8 @@ use storefront_catalog::config::CacheConfig;
 use storefront_catalog::store::Product;
 use uuid::Uuid;
 
-use common::{eventually, spawn_app, spawn_app_with, test_urls};
+use common::{spawn_app, spawn_app_with, test_urls};
+use storefront_kit::testing::eventually;
 
 /// Long enough that only an invalidation, never expiry, can explain a
 /// fresh read within the tests' deadlines.
@@ -70,7 +71,7 @@ async fn reservations_and_releases_invalidate_cached_stock() {
         return;
     };
     let b = a.spawn_sibling(&[LONG_L1]).await;
-    a.env.set_stock(12, 9).await;
+    a.set_stock(12, 9).await;
     assert_eq!(b.product(12).await.body["stock"], 9);
     let id = Uuid::new_v4();
     let reservation = json!({"reservation_id": id, "items": [{"product_id": 12, "quantity": 4}]});
@@ -152,7 +153,7 @@ async fn blind_decrement_writes_what_it_computed_and_refuses_negative_results() 
     let Some(app) = spawn_app_with(&[("LAB_ENDPOINTS", "true")]).await else {
         return;
     };
-    app.env.set_stock(8, 5).await;
+    app.set_stock(8, 5).await;
     let cached = app.product(8).await;
 
     let reply = app
@@ -160,7 +161,7 @@ async fn blind_decrement_writes_what_it_computed_and_refuses_negative_results() 
         .await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
     assert_eq!(reply.body, json!({"stock_before": 5, "stock_after": 3}));
-    assert_eq!(app.env.stock(8).await, 3);
+    assert_eq!(app.stock(8).await, 3);
     let after = app.product(8).await;
     assert_eq!(after.body["stock"], 3, "the write invalidated the cache");
     assert_ne!(after.etag(), cached.etag());
@@ -175,6 +176,6 @@ async fn blind_decrement_writes_what_it_computed_and_refuses_negative_results() 
             .unwrap()
             .ends_with("/negative-stock")
     );
-    assert_eq!(app.env.stock(8).await, 3);
+    assert_eq!(app.stock(8).await, 3);
     app.cleanup().await;
 }

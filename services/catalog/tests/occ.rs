@@ -49,7 +49,7 @@ async fn price_and_absolute_stock_can_be_set_together() {
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
     assert_eq!(reply.body["stock"], 7);
     assert_eq!(reply.body["price_cents"], 1234);
-    assert_eq!(app.env.stock(PRODUCT).await, 7);
+    assert_eq!(app.stock(PRODUCT).await, 7);
     app.cleanup().await;
 }
 
@@ -115,7 +115,7 @@ async fn malformed_if_match_and_bad_bodies_are_400() {
 async fn negative_stock_is_422_and_nothing_is_stored() {
     let Some(app) = spawn_app().await else { return };
     let before = app.product(PRODUCT).await;
-    let stock = app.env.stock(PRODUCT).await;
+    let stock = app.stock(PRODUCT).await;
 
     let by_delta = app
         .patch(
@@ -143,7 +143,7 @@ async fn negative_stock_is_422_and_nothing_is_stored() {
             "{text}"
         );
     }
-    assert_eq!(app.env.stock(PRODUCT).await, stock);
+    assert_eq!(app.stock(PRODUCT).await, stock);
     assert_eq!(app.product(PRODUCT).await.etag(), before.etag());
     app.cleanup().await;
 }
@@ -164,7 +164,7 @@ async fn fifty_concurrent_patches_with_one_etag_have_exactly_one_winner() {
     let Some(app) = spawn_app().await else { return };
     let app = Arc::new(app);
     let etag = app.product(PRODUCT).await.etag();
-    let stock = app.env.stock(PRODUCT).await;
+    let stock = app.stock(PRODUCT).await;
     let barrier = Arc::new(Barrier::new(WRITERS));
 
     let writers: Vec<_> = (0..WRITERS)
@@ -198,6 +198,6 @@ async fn fifty_concurrent_patches_with_one_etag_have_exactly_one_winner() {
             .iter()
             .all(|r| r.body["current_etag"] == winning_etag)
     );
-    assert_eq!(app.env.stock(PRODUCT).await, stock - 1);
+    assert_eq!(app.stock(PRODUCT).await, stock - 1);
     Arc::into_inner(app).unwrap().cleanup().await;
 }

@@ -9,7 +9,8 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use serde_json::json;
 
-use common::{eventually, spawn_app_with};
+use common::spawn_app_with;
+use storefront_kit::testing::eventually;
 
 const LONG_L1: (&str, &str) = ("CACHE_L1_TTL_MS", "600000");
 
@@ -23,7 +24,7 @@ async fn subscriber_reconnects_after_its_connection_is_killed_and_clears_l1() {
     assert_eq!(b.product(9).await.header("x-cache"), "l1");
     let reconnects = b.counter("catalog_invalidation_reconnects_total").await;
 
-    let redis = redis::Client::open(a.env.redis_url.as_str()).unwrap();
+    let redis = redis::Client::open(a.env.infra.redis_url()).unwrap();
     let mut conn = redis.get_multiplexed_async_connection().await.unwrap();
     let killed: i64 = redis::cmd("CLIENT")
         .arg("KILL")

@@ -13,7 +13,8 @@ use std::time::{Duration, Instant};
 use reqwest::StatusCode;
 use serde_json::json;
 
-use common::{TestApp, eventually, spawn_app_with};
+use common::{TestApp, spawn_app_with};
+use storefront_kit::testing::eventually;
 
 /// The slowest a read may answer while Redis is down. The cache's own
 /// budget is 250 ms for the one probe per second; the rest is Postgres and

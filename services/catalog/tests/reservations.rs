@@ -27,8 +27,8 @@ async fn reserve(app: &TestApp, id: Uuid, items: &[(i64, i32)]) -> common::Reply
 #[tokio::test]
 async fn same_reservation_twice_decrements_once_and_answers_the_same() {
     let Some(app) = spawn_app().await else { return };
-    app.env.set_stock(10, 50).await;
-    app.env.set_stock(11, 50).await;
+    app.set_stock(10, 50).await;
+    app.set_stock(11, 50).await;
     let id = Uuid::new_v4();
 
     let first = reserve(&app, id, &[(11, 2), (10, 3)]).await;
@@ -39,15 +39,15 @@ async fn same_reservation_twice_decrements_once_and_answers_the_same() {
     assert_eq!(first.body, second.body);
     assert_eq!(first.body["status"], "reserved");
     assert_eq!(first.body["items"][0]["product_id"], 10);
-    assert_eq!((app.env.stock(10).await, app.env.stock(11).await), (47, 48));
+    assert_eq!((app.stock(10).await, app.stock(11).await), (47, 48));
     app.cleanup().await;
 }
 
 #[tokio::test]
 async fn reservation_with_a_short_item_is_409_and_reserves_nothing() {
     let Some(app) = spawn_app().await else { return };
-    app.env.set_stock(20, 5).await;
-    app.env.set_stock(21, 1).await;
+    app.set_stock(20, 5).await;
+    app.set_stock(21, 1).await;
     let id = Uuid::new_v4();
 
     let reply = reserve(&app, id, &[(20, 2), (21, 3)]).await;
@@ -62,9 +62,9 @@ async fn reservation_with_a_short_item_is_409_and_reserves_nothing() {
             .unwrap()
             .ends_with("/out-of-stock")
     );
-    assert_eq!((app.env.stock(20).await, app.env.stock(21).await), (5, 1));
+    assert_eq!((app.stock(20).await, app.stock(21).await), (5, 1));
     // Nothing was recorded either: the same id may try again later.
-    app.env.set_stock(21, 3).await;
+    app.set_stock(21, 3).await;
     assert_eq!(
         reserve(&app, id, &[(20, 2), (21, 3)]).await.status,
         StatusCode::CREATED
@@ -88,7 +88,7 @@ async fn unknown_product_and_bad_items_are_refused() {
 #[tokio::test]
 async fn same_id_with_other_items_is_422() {
     let Some(app) = spawn_app().await else { return };
-    app.env.set_stock(30, 50).await;
+    app.set_stock(30, 50).await;
     let id = Uuid::new_v4();
     assert_eq!(
         reserve(&app, id, &[(30, 1)]).await.status,
@@ -102,7 +102,7 @@ async fn same_id_with_other_items_is_422() {
             .unwrap()
             .ends_with("/reservation-mismatch")
     );
-    assert_eq!(app.env.stock(30).await, 49);
+    assert_eq!(app.stock(30).await, 49);
     app.cleanup().await;
 }
 
@@ -110,7 +110,7 @@ async fn same_id_with_other_items_is_422() {
 async fn concurrent_reservations_never_oversell() {
     const BUYERS: usize = 30;
     let Some(app) = spawn_app().await else { return };
-    app.env.set_stock(40, 10).await;
+    app.set_stock(40, 10).await;
     let app = Arc::new(app);
     let barrier = Arc::new(Barrier::new(BUYERS));
 
@@ -137,7 +137,7 @@ async fn concurrent_reservations_never_oversell() {
         .filter(|s| **s == StatusCode::CONFLICT)
         .count();
     assert_eq!((created, refused), (10, 20), "{statuses:?}");
-    assert_eq!(app.env.stock(40).await, 0);
+    assert_eq!(app.stock(40).await, 0);
     Arc::into_inner(app).unwrap().cleanup().await;
 }
 
@@ -145,7 +145,7 @@ async fn concurrent_reservations_never_oversell() {
 async fn concurrent_retries_of_one_reservation_take_stock_once() {
     const RETRIES: usize = 10;
     let Some(app) = spawn_app().await else { return };
-    app.env.set_stock(41, 10).await;
+    app.set_stock(41, 10).await;
     let app = Arc::new(app);
     let barrier = Arc::new(Barrier::new(RETRIES));
     let id = Uuid::new_v4();
@@ -170,20 +170,20 @@ async fn concurrent_retries_of_one_reservation_take_stock_once() {
         .count();
     let repeated = statuses.iter().filter(|s| **s == StatusCode::OK).count();
     assert_eq!((created, repeated), (1, RETRIES - 1), "{statuses:?}");
-    assert_eq!(app.env.stock(41).await, 7);
+    assert_eq!(app.stock(41).await, 7);
     Arc::into_inner(app).unwrap().cleanup().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn release_returns_stock_exactly_once() {
     let Some(app) = spawn_app().await else { return };
-    app.env.set_stock(50, 10).await;
+    app.set_stock(50, 10).await;
     let id = Uuid::new_v4();
     assert_eq!(
         reserve(&app, id, &[(50, 4)]).await.status,
         StatusCode::CREATED
     );
-    assert_eq!(app.env.stock(50).await, 6);
+    assert_eq!(app.stock(50).await, 6);
     let app = Arc::new(app);
     let path = format!("/reservations/{id}");
 
@@ -204,20 +204,20 @@ async fn release_returns_stock_exactly_once() {
     );
     assert!(replies.iter().all(|r| r.body == replies[0].body));
     assert_eq!(replies[0].body["status"], "released");
-    assert_eq!(app.env.stock(50).await, 10);
+    assert_eq!(app.stock(50).await, 10);
     let again = app.delete(&path).await;
     assert_eq!(
         (again.status, &again.body),
         (StatusCode::OK, &replies[0].body)
     );
-    assert_eq!(app.env.stock(50).await, 10);
+    assert_eq!(app.stock(50).await, 10);
     Arc::into_inner(app).unwrap().cleanup().await;
 }
 
 #[tokio::test]
 async fn released_reservation_id_cannot_reserve_again() {
     let Some(app) = spawn_app().await else { return };
-    app.env.set_stock(60, 10).await;
+    app.set_stock(60, 10).await;
     let id = Uuid::new_v4();
     assert_eq!(
         reserve(&app, id, &[(60, 1)]).await.status,
@@ -237,7 +237,7 @@ async fn released_reservation_id_cannot_reserve_again() {
             .unwrap()
             .ends_with("/reservation-released")
     );
-    assert_eq!(app.env.stock(60).await, 10);
+    assert_eq!(app.stock(60).await, 10);
     app.cleanup().await;
 }
 

@@ -35,6 +35,8 @@ pub mod outbox;
 pub mod shutdown;
 pub mod startup;
 pub mod telemetry;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use config::{CommonConfig, ConfigError, Vars};
 pub use error::Problem;

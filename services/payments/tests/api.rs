@@ -395,14 +395,7 @@ async fn the_lab_signing_oracle_signs_like_the_provider_and_exists_only_in_the_l
     // It signs anything, so only the lab's admin may ask.
     let anonymous = sign().send().await.unwrap();
     assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
-    let signed: serde_json::Value = sign()
-        .bearer_auth(LAB_TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let signed = (*app).send(sign().bearer_auth(LAB_TOKEN)).await.body;
     let mut request = app
         .http
         .post(format!("{}/webhooks/paypal", app.base))

@@ -188,10 +188,10 @@ async fn a_signed_claim_the_providers_record_does_not_back_changes_nothing() {
     // the capture. A signed "capture completed" must not capture.
     sqlx::query(&format!(
         "UPDATE \"{}\".payments SET status = 'capture_requested' WHERE order_id = $1",
-        app.schema
+        app.schema().name
     ))
     .bind(victim)
-    .execute(&app.admin)
+    .execute(&app.schema().admin)
     .await
     .unwrap();
     let (_, captured) = genuine(Provider::Paypal, Kind::Captured, &intent);

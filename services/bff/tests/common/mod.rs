@@ -1,4 +1,5 @@
-//! The harness: a real BFF over real HTTP, in front of fake upstreams that
+//! The harness: a real BFF over real HTTP (booted by the kit's
+//! [`storefront_kit::testing`]), in front of fake upstreams that
 //! count what they receive, with its buckets in a real Redis
 //! (`TEST_REDIS_URL`). Each app gets its own Redis key prefix, so tests run
 //! in parallel. Without `TEST_REDIS_URL` each test says why and passes; in
@@ -7,35 +8,28 @@
 #![allow(dead_code)]
 
 pub mod identity;
+pub mod session;
 
+use std::ops::Deref;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::Router;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use serde_json::{Value, json};
 use storefront_bff::config::Config;
-use storefront_bff::startup::Application;
+use storefront_bff::startup::{AppError, Application};
 use storefront_kit::Vars;
+use storefront_kit::testing::{self, CancellationToken, Infra, Migrator, Server, Service, TestEnv};
 
 /// The admin token the test apps use.
 pub const TOKEN: &str = "test-admin-token";
 
 /// `TEST_REDIS_URL`, or `None` (after saying why) outside CI.
 pub fn redis_url() -> Option<String> {
-    match std::env::var("TEST_REDIS_URL") {
-        Ok(url) => Some(url),
-        Err(_) => {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "TEST_REDIS_URL is not set: run the tests through scripts/test.sh"
-            );
-            eprintln!("skipped: set TEST_REDIS_URL (scripts/test.sh does) to run against Redis");
-            None
-        }
-    }
+    Infra::from_env(Bff::SERVERS).map(|infra| infra.redis_url().to_owned())
 }
 
 /// A fake upstream replica: counts requests, answers with a settable
@@ -91,53 +85,96 @@ impl Fake {
     }
 }
 
+/// The BFF, as the kit's harness boots it.
+pub struct Bff;
+
+impl Service for Bff {
+    type App = Application;
+    type Error = AppError;
+    const NAME: &'static str = "bff";
+    const SERVERS: &'static [Server] = &[Server::Redis];
+
+    fn migrator() -> Option<&'static Migrator> {
+        None
+    }
+
+    fn settings(env: &TestEnv) -> Vec<(String, String)> {
+        [
+            ("RATE_LIMIT_KEY_PREFIX", env.name.as_str()),
+            ("BFF_ADMIN_TOKEN", TOKEN),
+            ("LAB_ENDPOINTS", "true"),
+            ("RETRY_BASE_MS", "1"),
+            ("RETRY_CAP_MS", "5"),
+        ]
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .into()
+    }
+
+    async fn build(vars: Vars) -> Result<Application, AppError> {
+        Application::build(Config::from_vars(&vars).expect("the test settings parse")).await
+    }
+
+    fn port(app: &Application) -> u16 {
+        app.port()
+    }
+
+    fn run(
+        app: Application,
+        stop: CancellationToken,
+    ) -> impl Future<Output = Result<(), AppError>> + Send + 'static {
+        app.run_until(stop.cancelled_owned())
+    }
+}
+
 /// A running BFF.
-pub struct TestBff {
-    pub base: String,
-    pub http: reqwest::Client,
+pub struct TestBff(testing::TestApp<Bff>);
+
+impl Deref for TestBff {
+    type Target = testing::TestApp<Bff>;
+
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+/// `CATALOG_URLS` naming `catalog`, then `extra`.
+fn with_catalog<'a>(urls: &'a str, extra: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
+    let mut vars = vec![("CATALOG_URLS", urls)];
+    vars.extend_from_slice(extra);
+    vars
+}
+
+fn catalog_urls(catalog: &[&Fake]) -> String {
+    catalog
+        .iter()
+        .map(|f| f.base.clone())
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// A BFF in front of `catalog` replicas, with `extra` settings.
 pub async fn spawn_bff(catalog: &[&Fake], extra: &[(&str, &str)]) -> Option<TestBff> {
-    let redis = redis_url()?;
-    Some(spawn_bff_on(&redis, catalog, extra).await)
+    let urls = catalog_urls(catalog);
+    testing::spawn_app::<Bff>(&with_catalog(&urls, extra))
+        .await
+        .map(TestBff)
 }
 
 /// [`spawn_bff`] with the Redis URL given (tests of an unreachable Redis).
 pub async fn spawn_bff_on(redis: &str, catalog: &[&Fake], extra: &[(&str, &str)]) -> TestBff {
-    let urls = catalog
-        .iter()
-        .map(|f| f.base.clone())
-        .collect::<Vec<_>>()
-        .join(",");
-    let prefix = format!("test:{}", uuid::Uuid::new_v4().simple());
-    let mut vars: Vec<(&str, &str)> = vec![
-        ("SERVICE_NAME", "bff-test"),
-        ("BIND_ADDR", "127.0.0.1:0"),
-        ("REDIS_URL", redis),
-        ("CATALOG_URLS", &urls),
-        ("RATE_LIMIT_KEY_PREFIX", &prefix),
-        ("BFF_ADMIN_TOKEN", TOKEN),
-        ("LAB_ENDPOINTS", "true"),
-        ("RETRY_BASE_MS", "1"),
-        ("RETRY_CAP_MS", "5"),
-    ];
-    vars.extend_from_slice(extra);
-    let config = Config::from_vars(&Vars::from_pairs(vars)).unwrap();
-    let app = Application::build(config).await.unwrap();
-    let base = format!("http://127.0.0.1:{}", app.port());
-    tokio::spawn(app.run_until(std::future::pending()));
-    TestBff {
-        base,
-        http: reqwest::Client::builder().no_proxy().build().unwrap(),
-    }
+    let env = TestEnv {
+        infra: Infra {
+            redis_url: Some(redis.to_owned()),
+            ..Infra::default()
+        },
+        schema: None,
+        name: testing::unique_name(""),
+    };
+    let urls = catalog_urls(catalog);
+    TestBff(testing::TestApp::start(Arc::new(env), &with_catalog(&urls, extra)).await)
 }
 
 impl TestBff {
-    pub fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
-    }
-
     /// `GET path` as `session`.
     pub async fn get(&self, path: &str, session: &str) -> reqwest::Response {
         self.http
@@ -155,14 +192,10 @@ impl TestBff {
 
     /// The breaker view of `instance`.
     pub async fn breaker(&self, instance: &str) -> Value {
-        let all: Value = self
-            .admin(reqwest::Method::GET, "/admin/breakers")
-            .send()
+        let all = self
+            .send(self.admin(reqwest::Method::GET, "/admin/breakers"))
             .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+            .body;
         all["upstreams"]
             .as_array()
             .unwrap()
@@ -175,47 +208,10 @@ impl TestBff {
     /// Sets 100 % errors on `target` for a minute.
     pub async fn fail(&self, target: &str, status: u16) {
         let r = self
-            .admin(reqwest::Method::PUT, "/admin/chaos")
-            .json(&json!({"seed": 1, "faults": [{"target": target, "error_rate": 1.0, "error_status": status, "ttl_secs": 60}]}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
-    }
-
-    /// A counter's value in `/metrics` (summed over label sets matching `labels`).
-    pub async fn counter(&self, name: &str, labels: &str) -> f64 {
-        let text = self
-            .http
-            .get(self.url("/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        text.lines()
-            .filter(|l| l.starts_with(name) && l.contains(labels))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum()
-    }
-}
-
-/// Polls `check` until it holds or `within` passes.
-pub async fn eventually<F, Fut>(within: Duration, mut check: F) -> bool
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let deadline = Instant::now() + within;
-    loop {
-        if check().await {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
+            .send(self.admin(reqwest::Method::PUT, "/admin/chaos")
+            .json(&json!({"seed": 1, "faults": [{"target": target, "error_rate": 1.0, "error_status": status, "ttl_secs": 60}]})))
+            .await;
+        assert_eq!(r.status, 200, "{}", r.text());
     }
 }
 

@@ -1,5 +1,5 @@
-//! The harness the checkout integration tests share: a real checkout and a
-//! real payments service (each on a fresh schema of a real Postgres,
+//! The harness the checkout integration tests share (booted by the kit's
+//! [`storefront_kit::testing`]): a real checkout and a real payments service (each on a fresh schema of a real Postgres,
 //! messaging over a real RabbitMQ under a per-test queue prefix) and a fake
 //! catalog in-process, so a test decides what stock exists and sees every
 //! reservation and release.
@@ -10,9 +10,8 @@
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
-use std::str::FromStr;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::Json;
 use axum::extract::{Path, State};
@@ -20,9 +19,11 @@ use axum::http::StatusCode;
 use axum::routing::{delete, get, post};
 use serde_json::{Value, json};
 use sqlx::PgPool;
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use storefront_kit::testing::{
+    self, CancellationToken, Migrator, Reply, Server, Service, TestApp, TestEnv,
+};
 use storefront_kit::{Vars, amqp};
-use tokio::task::JoinHandle;
+use storefront_payments::contract::Queues;
 use uuid::Uuid;
 
 /// The product the fake catalog never has in stock.
@@ -132,52 +133,93 @@ impl FakeCatalog {
     }
 }
 
-/// `(TEST_DATABASE_URL, TEST_AMQP_URL)`, or `None` after saying why.
-pub fn test_urls() -> Option<(String, String)> {
-    let (Ok(db), Ok(amqp)) = (
-        std::env::var("TEST_DATABASE_URL"),
-        std::env::var("TEST_AMQP_URL"),
-    ) else {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "TEST_DATABASE_URL and TEST_AMQP_URL are not set: run the tests through scripts/test.sh"
-        );
-        eprintln!("skipped: set TEST_DATABASE_URL and TEST_AMQP_URL (scripts/test.sh does)");
-        return None;
-    };
-    Some((db, amqp))
+/// Checkout, as the kit's harness boots it.
+pub struct Checkout;
+
+impl Service for Checkout {
+    type App = storefront_checkout::startup::Application;
+    type Error = storefront_checkout::startup::AppError;
+    const NAME: &'static str = "checkout";
+    const SERVERS: &'static [Server] = &[Server::Postgres, Server::Amqp];
+
+    fn migrator() -> Option<&'static Migrator> {
+        static MIGRATOR: Migrator = sqlx::migrate!("../../migrations/checkout");
+        Some(&MIGRATOR)
+    }
+
+    fn settings(_: &TestEnv) -> Vec<(String, String)> {
+        [
+            ("SAGA_AUTHORIZATION_TIMEOUT_MS", "3000"),
+            ("SAGA_LEASE_MS", "500"),
+            ("SAGA_SWEEP_INTERVAL_MS", "50"),
+            ("OUTBOX_POLL_MS", "100"),
+        ]
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .into()
+    }
+
+    async fn build(vars: Vars) -> Result<Self::App, Self::Error> {
+        let config = storefront_checkout::config::Config::from_vars(&vars);
+        Self::App::build(config.expect("the test settings parse")).await
+    }
+
+    fn port(app: &Self::App) -> u16 {
+        app.port()
+    }
+
+    fn run(
+        app: Self::App,
+        stop: CancellationToken,
+    ) -> impl Future<Output = Result<(), Self::Error>> + Send + 'static {
+        app.run_until(stop.cancelled_owned())
+    }
 }
 
-async fn fresh_schema(
-    admin: &PgPool,
-    db_url: &str,
-    schema: &str,
-    migrator: sqlx::migrate::Migrator,
-) -> String {
-    sqlx::query(&format!("CREATE SCHEMA \"{schema}\""))
-        .execute(admin)
-        .await
-        .unwrap();
-    let options = PgConnectOptions::from_str(db_url)
-        .unwrap()
-        .options([("search_path", schema)]);
-    let pool = PgPoolOptions::new()
-        .max_connections(1)
-        .connect_with(options)
-        .await
-        .unwrap();
-    migrator.run(&pool).await.unwrap();
-    pool.close().await;
-    let separator = if db_url.contains('?') { '&' } else { '?' };
-    format!("{db_url}{separator}options=-c%20search_path%3D{schema}")
+/// Payments beside checkout, as the kit's harness boots it.
+pub struct Payments;
+
+impl Service for Payments {
+    type App = storefront_payments::startup::Application;
+    type Error = storefront_payments::startup::AppError;
+    const NAME: &'static str = "payments";
+    const SERVERS: &'static [Server] = &[Server::Postgres, Server::Amqp];
+
+    fn migrator() -> Option<&'static Migrator> {
+        static MIGRATOR: Migrator = sqlx::migrate!("../../migrations/payments");
+        Some(&MIGRATOR)
+    }
+
+    fn settings(env: &TestEnv) -> Vec<(String, String)> {
+        [
+            ("AMQP_QUEUE_PREFIX", queue_prefix(env).as_str()),
+            ("STRIPE_WEBHOOK_SECRET", "whsec_t"),
+            ("PAYPAL_WEBHOOK_SECRET", "pp_t"),
+            ("OUTBOX_POLL_MS", "100"),
+        ]
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .into()
+    }
+
+    async fn build(vars: Vars) -> Result<Self::App, Self::Error> {
+        let config = storefront_payments::config::Config::from_vars(&vars);
+        Self::App::build(config.expect("the test settings parse")).await
+    }
+
+    fn port(app: &Self::App) -> u16 {
+        app.port()
+    }
+
+    fn run(
+        app: Self::App,
+        stop: CancellationToken,
+    ) -> impl Future<Output = Result<(), Self::Error>> + Send + 'static {
+        app.run_until(stop.cancelled_owned())
+    }
 }
 
-type Stop = tokio::sync::oneshot::Sender<()>;
-
-/// A running service task.
-struct Running<E> {
-    stop: Option<Stop>,
-    task: JoinHandle<Result<(), E>>,
+/// The queue prefix of the shop whose payments run on `env`.
+fn queue_prefix(env: &TestEnv) -> String {
+    format!("{}.", env.name)
 }
 
 /// Checkout + payments + fake catalog for one test.
@@ -192,12 +234,10 @@ pub struct Shop {
     pub checkout_schema: String,
     /// Payments' schema (also the queue prefix).
     pub payments_schema: String,
-    checkout_db: String,
-    amqp_url: String,
-    prefix: String,
+    checkout_env: Arc<TestEnv>,
     checkout_vars: Vec<(String, String)>,
-    checkout: Option<Running<storefront_checkout::startup::AppError>>,
-    payments: Option<Running<storefront_payments::startup::AppError>>,
+    checkout: Option<TestApp<Checkout>>,
+    payments: TestApp<Payments>,
     /// Shared client.
     pub http: reqwest::Client,
 }
@@ -205,71 +245,29 @@ pub struct Shop {
 /// A shop; `checkout_vars` override checkout's environment
 /// (`CATALOG_URLS`, the saga's timeouts). `None` without the environment.
 pub async fn spawn_shop(checkout_vars: &[(&str, &str)]) -> Option<Shop> {
-    let (db_url, amqp_url) = test_urls()?;
-    let admin = PgPoolOptions::new()
-        .max_connections(2)
-        .connect(&db_url)
-        .await
-        .unwrap();
-    let id = Uuid::new_v4().simple().to_string();
-    let (checkout_schema, payments_schema) = (format!("test_c{id}"), format!("test_p{id}"));
-    let checkout_db = fresh_schema(
-        &admin,
-        &db_url,
-        &checkout_schema,
-        sqlx::migrate!("../../migrations/checkout"),
-    )
-    .await;
-    let payments_db = fresh_schema(
-        &admin,
-        &db_url,
-        &payments_schema,
-        sqlx::migrate!("../../migrations/payments"),
-    )
-    .await;
-    let prefix = format!("{payments_schema}.");
+    let payments = testing::spawn_app::<Payments>(&[]).await?;
+    let checkout_env = Arc::new(TestEnv::create::<Checkout>().await?);
     let catalog = FakeCatalog::start().await;
-
-    let payments_vars = vec![
-        ("SERVICE_NAME", "payments-test"),
-        ("BIND_ADDR", "127.0.0.1:0"),
-        ("DATABASE_URL", payments_db.as_str()),
-        ("AMQP_URL", amqp_url.as_str()),
-        ("AMQP_QUEUE_PREFIX", prefix.as_str()),
-        ("STRIPE_WEBHOOK_SECRET", "whsec_t"),
-        ("PAYPAL_WEBHOOK_SECRET", "pp_t"),
-        ("OUTBOX_POLL_MS", "100"),
+    let mut vars = vec![
+        ("AMQP_QUEUE_PREFIX".to_owned(), queue_prefix(&payments.env)),
+        ("CATALOG_URLS".to_owned(), catalog.base.clone()),
     ];
-    let config =
-        storefront_payments::config::Config::from_vars(&Vars::from_pairs(payments_vars)).unwrap();
-    let app = storefront_payments::startup::Application::build(config)
-        .await
-        .unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(app.run_until(async move {
-        let _ = stopped.await;
-    }));
-    let payments = Running {
-        stop: Some(stop),
-        task,
-    };
-
+    vars.extend(
+        checkout_vars
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+    );
     let mut shop = Shop {
         base: String::new(),
         catalog,
-        admin,
-        checkout_schema,
-        payments_schema,
-        checkout_db,
-        amqp_url,
-        prefix,
-        checkout_vars: checkout_vars
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect(),
+        admin: checkout_env.schema().admin.clone(),
+        checkout_schema: checkout_env.schema().name.clone(),
+        payments_schema: payments.schema().name.clone(),
+        checkout_env,
+        checkout_vars: vars,
         checkout: None,
-        payments: Some(payments),
-        http: reqwest::Client::new(),
+        http: payments.http.clone(),
+        payments,
     };
     shop.start_checkout().await;
     Some(shop)
@@ -278,37 +276,14 @@ pub async fn spawn_shop(checkout_vars: &[(&str, &str)]) -> Option<Shop> {
 impl Shop {
     /// Starts (or restarts) checkout on the same schema.
     pub async fn start_checkout(&mut self) {
-        let mut vars: Vec<(String, String)> = [
-            ("SERVICE_NAME", "checkout-test"),
-            ("BIND_ADDR", "127.0.0.1:0"),
-            ("DATABASE_URL", self.checkout_db.as_str()),
-            ("AMQP_URL", self.amqp_url.as_str()),
-            ("AMQP_QUEUE_PREFIX", self.prefix.as_str()),
-            ("CATALOG_URLS", self.catalog.base.as_str()),
-            ("SAGA_AUTHORIZATION_TIMEOUT_MS", "3000"),
-            ("SAGA_LEASE_MS", "500"),
-            ("SAGA_SWEEP_INTERVAL_MS", "50"),
-            ("OUTBOX_POLL_MS", "100"),
-        ]
-        .iter()
-        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-        .collect();
-        vars.retain(|(k, _)| !self.checkout_vars.iter().any(|(o, _)| o == k));
-        vars.extend(self.checkout_vars.iter().cloned());
-        let config =
-            storefront_checkout::config::Config::from_vars(&Vars::from_pairs(vars)).unwrap();
-        let app = storefront_checkout::startup::Application::build(config)
-            .await
-            .unwrap();
-        self.base = format!("http://127.0.0.1:{}", app.port());
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(app.run_until(async move {
-            let _ = stopped.await;
-        }));
-        self.checkout = Some(Running {
-            stop: Some(stop),
-            task,
-        });
+        let vars: Vec<(&str, &str)> = self
+            .checkout_vars
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let app = TestApp::start(self.checkout_env.clone(), &vars).await;
+        self.base.clone_from(&app.base);
+        self.checkout = Some(app);
     }
 
     /// Sets one of checkout's variables for its next start.
@@ -324,20 +299,22 @@ impl Shop {
 
     /// Kills checkout the hard way: its task is aborted mid-whatever.
     pub async fn crash_checkout(&mut self) {
-        if let Some(running) = self.checkout.take() {
-            running.task.abort();
-            let _ = running.task.await;
+        if let Some(app) = self.checkout.take() {
+            app.crash().await;
         }
+    }
+
+    fn queues(&self) -> Queues {
+        Queues::with_prefix(&queue_prefix(&self.payments.env))
     }
 
     /// Messages waiting in checkout's events queue.
     pub async fn events_waiting(&self) -> u32 {
-        let url = secrecy::SecretString::from(self.amqp_url.clone());
-        let queues = storefront_payments::contract::Queues::with_prefix(&self.prefix);
+        let url = secrecy::SecretString::from(self.payments.env.infra.amqp_url().to_owned());
         let Ok(connection) = amqp::connect(&url, "test-depth").await else {
             return 0;
         };
-        let depth = amqp::depths(&connection, &queues.events)
+        let depth = amqp::depths(&connection, &self.queues().events)
             .await
             .map_or(0, |(ready, _)| ready);
         connection.close(200, "OK".into()).await.ok();
@@ -346,79 +323,49 @@ impl Shop {
 
     /// `POST /checkout` with `key`; status and body.
     pub async fn checkout(&self, key: &str, body: &Value) -> (StatusCode, Value) {
-        let response = self
+        let request = self
             .http
             .post(format!("{}/checkout", self.base))
             .header("idempotency-key", key)
-            .json(body)
-            .send()
-            .await
-            .unwrap();
-        let status = StatusCode::from_u16(response.status().as_u16()).unwrap();
-        (status, response.json().await.unwrap_or(Value::Null))
+            .json(body);
+        let reply = Reply::read(request.send().await.unwrap()).await;
+        let status = StatusCode::from_u16(reply.status.as_u16()).unwrap();
+        (status, reply.body)
     }
 
     /// `GET /checkout/{id}` body.
     pub async fn saga(&self, order_id: &str) -> Value {
-        self.http
-            .get(format!("{}/checkout/{order_id}", self.base))
-            .send()
+        let url = format!("{}/checkout/{order_id}", self.base);
+        Reply::read(self.http.get(url).send().await.unwrap())
             .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
+            .body
     }
 
     /// Polls until the saga is terminal (its body), or `None` after `within`.
     pub async fn finished(&self, order_id: &str, within: Duration) -> Option<Value> {
-        let deadline = Instant::now() + within;
-        while Instant::now() < deadline {
-            if let Ok(response) = self
-                .http
-                .get(format!("{}/checkout/{order_id}", self.base))
-                .send()
-                .await
-                && let Ok(body) = response.json::<Value>().await
-                && body["terminal"] == true
-            {
-                return Some(body);
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-        None
+        let url = format!("{}/checkout/{order_id}", self.base);
+        testing::eventually(within, || async {
+            let response = self.http.get(&url).send().await.ok()?;
+            let body = response.json::<Value>().await.ok()?;
+            (body["terminal"] == true).then_some(body)
+        })
+        .await
     }
 
     /// Stops everything, drops the schemas and queues.
     pub async fn cleanup(mut self) {
-        if let Some(mut r) = self.checkout.take() {
-            let _ = r.stop.take().map(|s| s.send(()));
-            r.task.await.unwrap().unwrap();
+        let queues = self.queues();
+        let amqp_url = self.payments.env.infra.amqp_url().to_owned();
+        if let Some(app) = self.checkout.take() {
+            app.cleanup().await;
         }
-        if let Some(mut r) = self.payments.take() {
-            let _ = r.stop.take().map(|s| s.send(()));
-            r.task.await.unwrap().unwrap();
-        }
-        for schema in [&self.checkout_schema, &self.payments_schema] {
-            sqlx::query(&format!("DROP SCHEMA \"{schema}\" CASCADE"))
-                .execute(&self.admin)
-                .await
-                .unwrap();
-        }
-        let url = secrecy::SecretString::from(self.amqp_url.clone());
-        if let Ok(connection) = amqp::connect(&url, "test-cleanup").await
-            && let Ok(channel) = connection.create_channel().await
+        self.payments.cleanup().await;
+        if let Ok(env) = Arc::try_unwrap(self.checkout_env)
+            && let Some(schema) = env.schema
         {
-            let queues = storefront_payments::contract::Queues::with_prefix(&self.prefix);
-            for q in [queues.commands, queues.events] {
-                for name in [amqp::dead_letter_queue(&q), q] {
-                    channel
-                        .queue_delete(name.as_str().into(), Default::default())
-                        .await
-                        .ok();
-                }
-            }
+            schema.drop().await;
         }
+        testing::delete_queues(&amqp_url, &[queues.commands, queues.events]).await;
     }
 }
 

@@ -1,5 +1,6 @@
-//! The harness the payments integration tests share: a real payments app
-//! over real HTTP, on a real Postgres (a fresh schema per test) and a real
+//! The harness the payments integration tests share (booted by the kit's
+//! [`storefront_kit::testing::spawn_app`]): a real payments app over real
+//! HTTP, on a real Postgres (a fresh schema per test) and a real
 //! RabbitMQ (queues prefixed with the schema's name, so tests running in
 //! parallel on one broker never see each other's messages).
 //!
@@ -12,22 +13,19 @@
 
 pub mod crc;
 
-use std::str::FromStr;
+use std::ops::Deref;
 use std::time::{Duration, Instant};
 
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
-use sqlx::PgPool;
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use storefront_kit::Vars;
 use storefront_kit::amqp::{self, Connected, ConsumerConfig, Handled, Outgoing, Publisher};
+use storefront_kit::testing::{self, CancellationToken, Migrator, Server, Service, TestEnv};
 use storefront_payments::config::Config;
 use storefront_payments::contract::{Command, Event, Provider, Queues};
 use storefront_payments::signature;
 use storefront_payments::startup::{AppError, Application};
 use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 /// The lab's webhook secrets, as in profiles/dev.toml.
@@ -41,116 +39,82 @@ pub const LAB_TOKEN: &str = "lab-test-token";
 /// the provider's record changes, and the test delivers the webhooks.
 pub const HOLD_WEBHOOKS: &[(&str, &str)] = &[("PROVIDER_POLL_MS", "600000")];
 
-/// `(TEST_DATABASE_URL, TEST_AMQP_URL)`, or `None` after saying why.
-pub fn test_urls() -> Option<(String, String)> {
-    let (Ok(db), Ok(amqp)) = (
-        std::env::var("TEST_DATABASE_URL"),
-        std::env::var("TEST_AMQP_URL"),
-    ) else {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "TEST_DATABASE_URL and TEST_AMQP_URL are not set: run the tests through scripts/test.sh"
-        );
-        eprintln!("skipped: set TEST_DATABASE_URL and TEST_AMQP_URL (scripts/test.sh does)");
-        return None;
-    };
-    Some((db, amqp))
+/// Payments, as the kit's harness boots it.
+pub struct Payments;
+
+impl Service for Payments {
+    type App = Application;
+    type Error = AppError;
+    const NAME: &'static str = "payments";
+    const SERVERS: &'static [Server] = &[Server::Postgres, Server::Amqp];
+
+    fn migrator() -> Option<&'static Migrator> {
+        static MIGRATOR: Migrator = sqlx::migrate!("../../migrations/payments");
+        Some(&MIGRATOR)
+    }
+
+    fn settings(env: &TestEnv) -> Vec<(String, String)> {
+        let prefix = format!("{}.", env.name);
+        [
+            ("AMQP_QUEUE_PREFIX", prefix.as_str()),
+            ("STRIPE_WEBHOOK_SECRET", STRIPE_SECRET),
+            ("PAYPAL_WEBHOOK_SECRET", PAYPAL_SECRET),
+            ("PROVIDER_SEED", "7"),
+            ("OUTBOX_POLL_MS", "100"),
+            ("LAB_ADMIN_TOKEN", LAB_TOKEN),
+        ]
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .into()
+    }
+
+    async fn build(vars: Vars) -> Result<Application, AppError> {
+        Application::build(Config::from_vars(&vars).expect("the test settings parse")).await
+    }
+
+    fn port(app: &Application) -> u16 {
+        app.port()
+    }
+
+    fn run(
+        app: Application,
+        stop: CancellationToken,
+    ) -> impl Future<Output = Result<(), AppError>> + Send + 'static {
+        app.run_until(stop.cancelled_owned())
+    }
 }
 
-/// A fresh schema with `migrations/<service>` applied; returns the admin
-/// pool and a URL whose search_path is the schema.
-pub async fn fresh_schema(
-    db_url: &str,
-    schema: &str,
-    migrator: sqlx::migrate::Migrator,
-) -> (PgPool, String) {
-    let admin = PgPoolOptions::new()
-        .max_connections(2)
-        .connect(db_url)
-        .await
-        .unwrap();
-    sqlx::query(&format!("CREATE SCHEMA \"{schema}\""))
-        .execute(&admin)
-        .await
-        .unwrap();
-    let options = PgConnectOptions::from_str(db_url)
-        .unwrap()
-        .options([("search_path", schema)]);
-    let pool = PgPoolOptions::new()
-        .max_connections(1)
-        .connect_with(options)
-        .await
-        .unwrap();
-    migrator.run(&pool).await.unwrap();
-    pool.close().await;
-    let separator = if db_url.contains('?') { '&' } else { '?' };
-    (
-        admin,
-        format!("{db_url}{separator}options=-c%20search_path%3D{schema}"),
-    )
-}
-
-/// A running payments service.
+/// A running payments service, and a consumer of the events it publishes.
 pub struct TestApp {
-    /// `http://127.0.0.1:<port>`.
-    pub base: String,
-    /// The test's schema (also the queue prefix).
-    pub schema: String,
-    /// Admin pool, for reading the ground truth.
-    pub admin: PgPool,
+    app: testing::TestApp<Payments>,
     /// The queue names.
     pub queues: Queues,
     /// `TEST_AMQP_URL`.
     pub amqp_url: SecretString,
     /// Events payments published, as consumed from its events queue.
     pub events: mpsc::UnboundedReceiver<(Option<Uuid>, Event)>,
-    /// Shared HTTP client.
-    pub http: reqwest::Client,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    task: Option<JoinHandle<Result<(), AppError>>>,
     consumer_stop: CancellationToken,
+}
+
+impl Deref for TestApp {
+    type Target = testing::TestApp<Payments>;
+
+    fn deref(&self) -> &Self::Target {
+        &self.app
+    }
 }
 
 /// A payments app on a fresh schema; `None` when the environment isn't set up.
 pub async fn spawn_app(extra: &[(&str, &str)]) -> Option<TestApp> {
-    let (db_url, amqp_url) = test_urls()?;
-    let schema = format!("test_{}", Uuid::new_v4().simple());
-    let (admin, app_db_url) = fresh_schema(
-        &db_url,
-        &schema,
-        sqlx::migrate!("../../migrations/payments"),
-    )
-    .await;
-    let prefix = format!("{schema}.");
-    let mut vars = vec![
-        ("SERVICE_NAME", "payments-test"),
-        ("BIND_ADDR", "127.0.0.1:0"),
-        ("DATABASE_URL", app_db_url.as_str()),
-        ("AMQP_URL", amqp_url.as_str()),
-        ("AMQP_QUEUE_PREFIX", prefix.as_str()),
-        ("STRIPE_WEBHOOK_SECRET", STRIPE_SECRET),
-        ("PAYPAL_WEBHOOK_SECRET", PAYPAL_SECRET),
-        ("PROVIDER_SEED", "7"),
-        ("OUTBOX_POLL_MS", "100"),
-        ("LAB_ADMIN_TOKEN", LAB_TOKEN),
-    ];
-    vars.extend_from_slice(extra);
-    let config = Config::from_vars(&Vars::from_pairs(vars)).unwrap();
-    let queues = config.queues.clone();
-    let app = Application::build(config).await.unwrap();
-    let base = format!("http://127.0.0.1:{}", app.port());
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(app.run_until(async move {
-        let _ = stopped.await;
-    }));
-    let amqp_url = SecretString::from(amqp_url);
+    let app = testing::spawn_app::<Payments>(extra).await?;
+    let queues = Queues::with_prefix(&format!("{}.", app.env.name));
+    let amqp_url = SecretString::from(app.env.infra.amqp_url().to_owned());
     let (tx, events) = mpsc::unbounded_channel();
     let consumer_stop = CancellationToken::new();
     tokio::spawn(amqp::consume(
         amqp_url.clone(),
         ConsumerConfig {
             queue: queues.events.clone(),
-            name: format!("{schema}-test-events"),
+            name: format!("{}-test-events", app.env.name),
             prefetch: 8,
         },
         Connected::default(),
@@ -169,15 +133,10 @@ pub async fn spawn_app(extra: &[(&str, &str)]) -> Option<TestApp> {
         },
     ));
     Some(TestApp {
-        base,
-        schema,
-        admin,
+        app,
         queues,
         amqp_url,
         events,
-        http: reqwest::Client::new(),
-        stop: Some(stop),
-        task: Some(task),
         consumer_stop,
     })
 }
@@ -217,36 +176,25 @@ impl TestApp {
     where
         T: for<'r> sqlx::Decode<'r, sqlx::Postgres> + sqlx::Type<sqlx::Postgres> + Send + Unpin,
     {
-        let sql = sql.replace("{schema}", &format!("\"{}\"", self.schema));
-        sqlx::query_scalar(&sql)
+        let schema = self.schema();
+        sqlx::query_scalar(&schema.sql(sql))
             .bind(order_id)
-            .fetch_one(&self.admin)
+            .fetch_one(&schema.admin)
             .await
             .unwrap()
     }
 
     /// `GET /payments/{order_id}` body.
     pub async fn payment(&self, order_id: Uuid) -> Value {
-        self.http
-            .get(format!("{}/payments/{order_id}", self.base))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
+        self.get(&format!("/payments/{order_id}")).await.body
     }
 
     /// Polls until the order's payment has `status`, or `within` passes.
     pub async fn await_status(&self, order_id: Uuid, status: &str, within: Duration) -> bool {
-        let deadline = Instant::now() + within;
-        while Instant::now() < deadline {
-            if self.payment(order_id).await["payment"]["status"] == status {
-                return true;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        false
+        testing::until(within, || async {
+            self.payment(order_id).await["payment"]["status"] == status
+        })
+        .await
     }
 
     /// Opens a payment for a new order (2590 EUR on `card`) and waits
@@ -327,30 +275,11 @@ impl TestApp {
         seen
     }
 
-    /// Stops the app and the test consumer, drops the schema.
-    pub async fn cleanup(mut self) {
+    /// Stops the app and the test consumer, drops the schema and queues.
+    pub async fn cleanup(self) {
         self.consumer_stop.cancel();
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(task) = self.task.take() {
-            task.await.unwrap().unwrap();
-        }
-        sqlx::query(&format!("DROP SCHEMA \"{}\" CASCADE", self.schema))
-            .execute(&self.admin)
-            .await
-            .unwrap();
-        if let Ok(connection) = amqp::connect(&self.amqp_url, "test-cleanup").await
-            && let Ok(channel) = connection.create_channel().await
-        {
-            for q in [&self.queues.commands, &self.queues.events] {
-                for name in [q.clone(), amqp::dead_letter_queue(q)] {
-                    channel
-                        .queue_delete(name.as_str().into(), Default::default())
-                        .await
-                        .ok();
-                }
-            }
-        }
+        self.app.cleanup().await;
+        let url = self.amqp_url.expose_secret();
+        testing::delete_queues(url, &[self.queues.commands, self.queues.events]).await;
     }
 }
