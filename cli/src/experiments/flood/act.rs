@@ -8,9 +8,9 @@ use std::time::{Duration, Instant};
 use super::arrange::Setup;
 use super::evidence::{Bench, SessionCount};
 use super::plan::{ACCEPTED, MAX_IN_FLIGHT, OTHER, Params, REJECTED, route};
-use crate::experiments::Lab;
-use crate::experiments::record::{Latencies, Outcomes, outcome_of};
 use crate::load::open::{self, Done, OpenModel, OpenRun};
+use crate::run::record::outcome_of;
+use crate::run::{Lab, Latencies, Outcomes};
 
 /// What the flood's clients saw.
 #[derive(Debug)]

@@ -9,9 +9,10 @@ use serde_json::{Value, json};
 
 use super::evidence;
 use super::plan::{Limits, Params, customers};
-use crate::experiments::Lab;
-use crate::experiments::breaker::Gateway;
+use crate::clients::bff_admin::BffAdmin;
 use crate::fleet::Ctx;
+use crate::run::Lab;
+use crate::run::accounts::password;
 
 /// A logged-in user: the bucket's key, from the BFF's point of view.
 pub struct User {
@@ -41,7 +42,7 @@ pub struct Setup {
 
 pub async fn arrange(ctx: &Ctx, lab: &Lab, p: &Params, seed: u64) -> Result<Setup> {
     let names = customers(p.sessions)?;
-    let mut gw = Gateway::connect(ctx)?;
+    let mut gw = BffAdmin::connect(ctx)?;
     let bffs = lab.urls("bff")?.to_vec();
     let live = same_limits(&mut gw, &bffs).await?;
     let limits = Limits {
@@ -84,7 +85,7 @@ pub async fn log_in(lab: &Lab, names: &[&'static str]) -> Result<Vec<User>> {
         let r = lab
             .http
             .post(format!("{identity}/token"))
-            .json(&json!({"grant_type": "password", "username": name, "password": format!("{name}-password")}))
+            .json(&json!({"grant_type": "password", "username": name, "password": password(name)}))
             .send()
             .await
             .with_context(|| format!("arrange: POST {identity}/token for {name}"))?;
@@ -143,19 +144,14 @@ pub fn seconds_until_full(ratelimit: Option<&str>) -> Option<u64> {
 
 /// The bucket every BFF instance enforces (`GET /admin/config` of each); an
 /// error if they differ, as one bound cannot judge two policies.
-async fn same_limits(gw: &mut Gateway, bffs: &[String]) -> Result<Limits> {
+async fn same_limits(gw: &mut BffAdmin, bffs: &[String]) -> Result<Limits> {
     let mut seen: Option<(String, Limits)> = None;
     for bff in bffs {
         gw.url = bff.clone();
-        let config = gw.config().await?;
-        let rl = &config["rate_limit"];
+        let rl = gw.admin_config().await?.rate_limit;
         let l = Limits {
-            capacity: rl["capacity"]
-                .as_u64()
-                .context("/admin/config: no rate_limit.capacity")?,
-            refill_per_sec: rl["refill_per_sec"]
-                .as_u64()
-                .context("/admin/config: no rate_limit.refill_per_sec")?,
+            capacity: rl.capacity,
+            refill_per_sec: rl.refill_per_sec,
         };
         match &seen {
             Some((first, f))

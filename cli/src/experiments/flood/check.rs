@@ -5,8 +5,7 @@
 use super::act::Acted;
 use super::evidence::{Evidence, RetrySeen, SessionCount};
 use super::plan::{ACCEPTED, Limits, OTHER, Params, REJECTED};
-use crate::experiments::Invariant;
-use crate::experiments::record::{Latencies, Outcomes, summarize};
+use crate::run::{Invariant, Latencies, Outcomes, summarize};
 
 /// What the checks judge by besides the evidence: the bucket (the BFFs'
 /// own, and the one assumed: the control arm's capacity) and the users.

@@ -8,9 +8,9 @@ use anyhow::Result;
 
 use super::arrange::{Setup, User, log_in};
 use super::plan::{CUSTOMERS, Limits};
-use crate::experiments::Lab;
-use crate::experiments::breaker::sum_counter;
-use crate::experiments::record::{Latencies, Outcomes, outcome_of};
+use crate::clients::metrics::scrape;
+use crate::run::record::outcome_of;
+use crate::run::{Lab, Latencies, Outcomes};
 
 /// What one session got.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -95,17 +95,9 @@ pub async fn read(lab: &Lab, setup: &Setup, compare_direct: u32) -> Result<Evide
 pub async fn upstream_count(lab: &Lab, catalog: &[String]) -> Option<f64> {
     let mut total = 0.0;
     for base in catalog {
-        let page = lab
-            .http
-            .get(format!("{base}/metrics"))
-            .send()
-            .await
-            .ok()?
-            .text()
-            .await
-            .ok()?;
-        total += sum_counter(&page, "http_requests_total", |l| {
-            l.contains("method=\"GET\"") && l.contains("route=\"/products/{id}\"")
+        let page = scrape(&lab.http, base).await.ok()?;
+        total += page.counter("http_requests_total", |l| {
+            l.is("method", "GET") && l.is("route", "/products/{id}")
         });
     }
     Some(total)
@@ -116,17 +108,9 @@ pub async fn upstream_count(lab: &Lab, catalog: &[String]) -> Option<f64> {
 pub async fn failed_open(lab: &Lab, bffs: &[String]) -> Option<f64> {
     let mut total = 0.0;
     for bff in bffs {
-        let page = lab
-            .http
-            .get(format!("{bff}/metrics"))
-            .send()
-            .await
-            .ok()?
-            .text()
-            .await
-            .ok()?;
-        total += sum_counter(&page, "bff_ratelimit_decisions_total", |l| {
-            l.contains("decision=\"fail_open\"")
+        let page = scrape(&lab.http, bff).await.ok()?;
+        total += page.counter("bff_ratelimit_decisions_total", |l| {
+            l.is("decision", "fail_open")
         });
     }
     Some(total)

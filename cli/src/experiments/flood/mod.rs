@@ -38,9 +38,8 @@ use serde_json::json;
 pub use plan::Params;
 
 use super::experiment::{Env, Experiment};
-use super::record::summarize;
-use super::{Invariant, Lab, Report};
 use crate::fleet::Ctx;
+use crate::run::{Invariant, Lab, Report, summarize};
 use act::{Acted, DIRECT, VIA};
 use arrange::Setup;
 use evidence::Evidence;

@@ -4,7 +4,7 @@
 use anyhow::Result;
 
 use crate::exit::{self, Exit};
-use crate::load::profile::parse_duration;
+use crate::run::dur::parse_duration;
 
 /// `--duration`: the CLI's one duration syntax (`5s`, `1m`), whole seconds
 /// from 1 s to 60 s.
@@ -44,9 +44,9 @@ pub const MAX_IN_FLIGHT: usize = 4096;
 pub const ACCEPTED: &str = "accepted (200)";
 pub const REJECTED: &str = "rejected (429)";
 pub const OTHER: &str = "other";
-/// The seeded customers (identity's migrations); each logs in with
-/// `<name>-password`. dave is staff, not a customer, and is left alone.
-pub const CUSTOMERS: [&str; 7] = ["alice", "bob", "carol", "erin", "frank", "grace", "heidi"];
+/// The seeded customers (identity's migrations), one per session; the
+/// staff member is left alone.
+pub use crate::run::accounts::CUSTOMERS;
 
 /// Which user and which BFF instance arrival `i` goes to: users in turn, and
 /// each user's successive requests to every instance in turn.

@@ -15,8 +15,8 @@ use super::evidence::{self, Observed, Rotation, Sample};
 use super::identity::{self, Session, login_body, post, session_of, unix_ms, userinfo};
 use super::plan::{MAX_SESSIONS, Params, SESSIONS, USERS};
 use super::probes;
-use crate::experiments::Lab;
 use crate::load::open::{self, Done, OpenModel};
+use crate::run::Lab;
 
 /// What the load's requests share.
 struct Fixture {

@@ -10,8 +10,7 @@ use super::evidence::{
     Superseded,
 };
 use super::plan::SAMPLE_EVERY;
-use crate::experiments::record::Latencies;
-use crate::experiments::{Invariant, Outcomes};
+use crate::run::{Invariant, Latencies, Outcomes};
 
 pub const LABEL_ROTATION: &str = "all requests, rotation windows (±1 s of a swap or the revoke)";
 pub const LABEL_STEADY: &str = "all requests, steady windows";

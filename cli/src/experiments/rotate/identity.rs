@@ -7,11 +7,12 @@ use serde_json::{Value, json};
 
 use super::evidence::Revoked;
 use super::plan::{RoleTtls, SERVICE};
+use crate::clients::bff_admin::ADMIN_TOKEN_VAR;
 use crate::exit::{self, Exit};
-use crate::experiments::Lab;
-use crate::experiments::breaker::ADMIN_TOKEN_VAR;
 use crate::fleet::profile::FleetProfile;
 use crate::fleet::vault::Vault;
+use crate::run::Lab;
+use crate::run::accounts::password;
 
 /// A logged-in client: used by one request at a time.
 #[derive(Debug, Clone)]
@@ -49,7 +50,7 @@ pub fn session_of(body: &Value) -> Option<Session> {
 }
 
 pub fn login_body(user: &str) -> Value {
-    json!({"grant_type": "password", "username": user, "password": format!("{user}-password")})
+    json!({"grant_type": "password", "username": user, "password": password(user)})
 }
 
 pub fn unix_ms() -> u64 {

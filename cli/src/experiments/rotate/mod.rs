@@ -40,11 +40,8 @@ use serde_json::json;
 
 pub use plan::Params;
 
-use super::Lab;
-use super::Report;
 use super::experiment::{Env, Experiment};
-use super::record::summarize;
-use crate::experiments::Invariant;
+use crate::run::{Invariant, Lab, Report, summarize};
 use evidence::Evidence;
 use plan::{RoleTtls, SERVICE, WINDOW};
 

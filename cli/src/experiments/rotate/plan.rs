@@ -3,7 +3,8 @@
 
 use std::time::Duration;
 
-use crate::load::profile::parse_duration;
+use crate::run::accounts::{CUSTOMERS, STAFF};
+use crate::run::dur::parse_duration;
 
 /// The service under test, its Vault role and its logins' name pattern.
 pub const SERVICE: &str = "identity";
@@ -14,8 +15,8 @@ pub const SAMPLE_EVERY: Duration = Duration::from_millis(200);
 /// Sessions logged in before the load, and the most kept.
 pub const SESSIONS: usize = 16;
 pub const MAX_SESSIONS: usize = 64;
-/// Seeded users; each one's password is `<name>-password`.
-pub const USERS: [&str; 4] = ["alice", "bob", "carol", "dave"];
+/// The seeded accounts the load logs in as: three customers and the staff member.
+pub const USERS: [&str; 4] = [CUSTOMERS[0], CUSTOMERS[1], CUSTOMERS[2], STAFF];
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct Params {

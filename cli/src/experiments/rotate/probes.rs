@@ -8,7 +8,8 @@ use serde_json::{Value, json};
 
 use super::evidence::{Answer, ExpirySeen, JtiSeen, Probe, ReuseSeen, Rules};
 use super::identity::{login_body, post, session_of, userinfo};
-use crate::experiments::Lab;
+use crate::run::Lab;
+use crate::run::accounts::password;
 
 /// The answer as plain data (the error as its text).
 fn answer(r: Result<(u16, Value), reqwest::Error>) -> Answer {
@@ -96,7 +97,7 @@ async fn reused_refresh(lab: &Lab, base: &str) -> Probe<ReuseSeen> {
 /// A token minted with a 1 s lifetime (the lab-only `access_ttl_secs`),
 /// polled every 100 ms for at most 5 s until refused.
 async fn expired_access(lab: &Lab, admin: &str, base: &str) -> Probe<ExpirySeen> {
-    let body = json!({"grant_type": "password", "username": "carol", "password": "carol-password", "access_ttl_secs": 1});
+    let body = json!({"grant_type": "password", "username": "carol", "password": password("carol"), "access_ttl_secs": 1});
     let login = async {
         let r = lab
             .http

@@ -1,8 +1,8 @@
 use std::time::Duration;
 
 use super::*;
-use crate::experiments::Verdict;
 use crate::load::open::OpenRun;
+use crate::run::Verdict;
 
 const L: Limits = Limits {
     capacity: 200,

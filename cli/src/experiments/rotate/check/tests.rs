@@ -4,8 +4,8 @@ use serde_json::json;
 
 use super::*;
 use crate::experiments::rotate::evidence::Rules;
-use crate::experiments::{Outcomes, Verdict};
 use crate::load::open::OpenRun;
+use crate::run::{Outcomes, Verdict};
 
 fn ok(status: u16, body: serde_json::Value) -> Answer {
     Ok((status, body))
