@@ -18,14 +18,13 @@ pub mod replay;
 pub mod rotate;
 pub mod saga;
 
-pub use crate::run::{Invariant, Lab, Latencies, Outcomes, Report};
+pub use crate::run::{Invariant, Lab, Latencies, Outcomes};
 /// Only the experiments' tests still name `experiments::Verdict`.
 #[cfg(test)]
 pub use crate::run::Verdict;
 
-/// Moved to [`crate::run`] (`run::record`, `run::hdr`, `run::timeline`);
+/// Moved to [`crate::run::record`];
 /// kept so that `super::record::…` paths compile.
 pub mod record {
-    pub use crate::run::hdr::summarize;
     pub use crate::run::record::{Latencies, Outcomes, outcome_of};
 }
