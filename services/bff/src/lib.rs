@@ -12,6 +12,9 @@
 //! what a client asked for; [`upstream`] ties them to real replicas and
 //! [`routes`] to HTTP.
 
+// Outside tests a panic is a bug: errors are returned, never unwrapped.
+#![cfg_attr(not(test), deny(clippy::unwrap_used))]
+
 pub mod auth;
 pub mod breaker;
 pub mod bucket;

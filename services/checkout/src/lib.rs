@@ -6,6 +6,10 @@
 //! events are applied once (inbox); the saga row carries a version for
 //! optimistic concurrency; a sweeper resumes whatever a crash interrupted.
 
+#![warn(missing_docs)]
+// Outside tests a panic is a bug: errors are returned, never unwrapped.
+#![cfg_attr(not(test), deny(clippy::unwrap_used))]
+
 pub mod catalog;
 pub mod config;
 pub mod events;

@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::StreamExt;
+use storefront_kit::sync::lock;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -43,7 +44,7 @@ impl Listening {
     /// Records whether the consumer is consuming now; the moment it starts
     /// (again) is kept until it stops.
     pub fn set(&self, consuming: bool) {
-        let mut since = self.0.lock().expect("not poisoned");
+        let mut since = lock(&self.0);
         match (consuming, *since) {
             (true, None) => *since = Some(chrono::Utc::now()),
             (false, _) => *since = None,
@@ -53,7 +54,7 @@ impl Listening {
 
     /// Since when it has been consuming, if it is.
     pub fn since(&self) -> Option<chrono::DateTime<chrono::Utc>> {
-        *self.0.lock().expect("not poisoned")
+        *lock(&self.0)
     }
 }
 

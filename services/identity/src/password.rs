@@ -35,6 +35,7 @@ use std::time::Duration;
 use argon2::password_hash::rand_core::OsRng;
 use argon2::password_hash::{Output, PasswordHash, PasswordHasher, SaltString};
 use argon2::{Algorithm, Argon2, Block, Params, Version};
+use storefront_kit::sync::lock;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// A hash of a password nobody has, checked when the user doesn't exist so
@@ -217,11 +218,7 @@ impl PasswordChecker {
         // The permit moves into the task and back out: if the client goes
         // away, the hash still holds its permit until it finishes.
         let task = tokio::task::spawn_blocking(move || {
-            let mut memory = buffers
-                .lock()
-                .map(|mut b| b.idle.pop())
-                .unwrap_or_default()
-                .unwrap_or_default();
+            let mut memory = lock(&buffers).idle.pop().unwrap_or_default();
             let matched = match phc {
                 Some(phc) => verify_in(&password, &phc, &mut memory),
                 None => {
@@ -229,22 +226,21 @@ impl PasswordChecker {
                     false
                 }
             };
-            let checks = buffers.lock().ok().map(|mut pool| {
+            let checks = {
+                let mut pool = lock(&buffers);
                 pool.idle.push(memory);
                 pool.checks += 1;
                 pool.checks
-            });
+            };
             (matched, permit, checks)
         });
         let task = async {
             let (matched, permit, checks) = task.await?;
-            if let Some(checks) = checks {
-                tokio::spawn(release_when_idle(
-                    self.buffers.clone(),
-                    checks,
-                    self.idle_release,
-                ));
-            }
+            tokio::spawn(release_when_idle(
+                self.buffers.clone(),
+                checks,
+                self.idle_release,
+            ));
             Ok::<_, tokio::task::JoinError>((matched, permit))
         };
         let (matched, permit) = match task.await {
@@ -272,7 +268,7 @@ impl PasswordChecker {
 
     /// Buffers held for reuse (at most the permit count).
     pub fn pooled_buffers(&self) -> usize {
-        self.buffers.lock().map(|b| b.idle.len()).unwrap_or(0)
+        lock(&self.buffers).idle.len()
     }
 
     fn shed(&self) -> Busy {
@@ -291,11 +287,10 @@ impl PasswordChecker {
 /// unless another check finished meanwhile (its own release comes later).
 async fn release_when_idle(buffers: Arc<Mutex<Buffers>>, checks: u64, after: Duration) {
     tokio::time::sleep(after).await;
-    let freed = buffers
-        .lock()
-        .ok()
-        .filter(|pool| pool.checks == checks)
-        .map(|mut pool| std::mem::take(&mut pool.idle));
+    let freed = {
+        let mut pool = lock(&buffers);
+        (pool.checks == checks).then(|| std::mem::take(&mut pool.idle))
+    };
     // Dropped outside the lock: unmapping 19 MiB is not free.
     drop(freed);
 }

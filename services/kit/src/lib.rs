@@ -18,6 +18,10 @@
 //! pool.close().await;
 //! ```
 
+#![warn(missing_docs)]
+// Outside tests a panic is a bug: errors are returned, never unwrapped.
+#![cfg_attr(not(test), deny(clippy::unwrap_used))]
+
 #[cfg(feature = "amqp")]
 pub mod amqp;
 pub mod checks;
@@ -34,9 +38,8 @@ pub mod openapi;
 pub mod outbox;
 pub mod shutdown;
 pub mod startup;
+pub mod sync;
 pub mod telemetry;
-#[cfg(feature = "testing")]
-pub mod testing;
 
 pub use config::{CommonConfig, ConfigError, Vars};
 pub use error::Problem;

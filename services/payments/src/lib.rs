@@ -7,6 +7,10 @@
 //! The provider is simulated in-process ([`provider`]), behaving like a
 //! sandbox: test cards pick the behaviour, answers come by webhook.
 
+#![warn(missing_docs)]
+// Outside tests a panic is a bug: errors are returned, never unwrapped.
+#![cfg_attr(not(test), deny(clippy::unwrap_used))]
+
 pub mod commands;
 pub mod config;
 pub mod contract;

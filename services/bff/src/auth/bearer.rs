@@ -184,9 +184,7 @@ impl Verifier {
     }
 
     fn cache(&self) -> std::sync::MutexGuard<'_, SignatureCache> {
-        self.signatures
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        storefront_kit::sync::lock(&self.signatures)
     }
 
     /// The claims of a token whose signature was checked lately and which

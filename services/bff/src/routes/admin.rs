@@ -12,6 +12,7 @@ use axum::response::{IntoResponse, Response};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
 use storefront_kit::Problem;
+use storefront_kit::sync::lock;
 
 use super::AppState;
 use crate::chaos::{Chaos, ChaosRequest};
@@ -57,9 +58,7 @@ pub(super) fn same_secret(given: &str, expected: &SecretString) -> bool {
 }
 
 fn lock_chaos(gw: &AppState) -> std::sync::MutexGuard<'_, Chaos> {
-    gw.chaos
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
+    lock(&gw.chaos)
 }
 
 /// `GET /admin/chaos`: the active faults and the seed.

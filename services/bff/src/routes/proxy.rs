@@ -14,6 +14,7 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header}
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use storefront_kit::Problem;
+use storefront_kit::sync::lock;
 
 use super::AppState;
 use crate::bucket::whole_seconds_up;
@@ -154,10 +155,7 @@ async fn relay(
     forward: &Forward,
     idempotent: bool,
 ) -> Response {
-    gw.budget
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .deposit(Instant::now());
+    lock(&gw.budget).deposit(Instant::now());
     let mut tried = Vec::new();
     let mut last: Option<(Attempt, String)> = None;
     for n in 0..gw.retry.max_attempts {
@@ -182,11 +180,7 @@ async fn relay(
         if !attempt.retryable() || !idempotent || last_try {
             return respond(attempt, &name);
         }
-        let granted = gw
-            .budget
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .try_withdraw(Instant::now());
+        let granted = lock(&gw.budget).try_withdraw(Instant::now());
         let result = if granted {
             "retried"
         } else {
@@ -198,10 +192,7 @@ async fn relay(
             return respond(attempt, &name);
         }
         let delay = {
-            let mut rng = gw
-                .rng
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut rng = lock(&gw.rng);
             full_jitter(n, gw.retry.base, gw.retry.cap, &mut *rng)
         };
         last = Some((attempt, name));
