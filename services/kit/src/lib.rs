@@ -40,6 +40,8 @@ pub mod shutdown;
 pub mod startup;
 pub mod sync;
 pub mod telemetry;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use config::{CommonConfig, ConfigError, Vars};
 pub use error::Problem;
