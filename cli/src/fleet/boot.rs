@@ -228,3 +228,51 @@ async fn boot_service(b: &Boot<'_>, spec: ServiceSpec, instance: String, port: u
     };
     finish(&step, run.await)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fleet::FleetProfile;
+
+    fn ctx() -> Ctx {
+        let profile = FleetProfile::parse(
+            "port_base = 40000\nprometheus = true\n[[services]]\nname = \"catalog\"\n",
+        )
+        .expect("a valid profile");
+        Ctx {
+            root: ".".into(),
+            state_dir: "/nonexistent".into(),
+            tools_dir: "/nonexistent".into(),
+            profile,
+        }
+    }
+
+    fn names(ports: &[(String, u16)]) -> Vec<&str> {
+        ports.iter().map(|(n, _)| n.as_str()).collect()
+    }
+
+    #[test]
+    fn an_external_fleet_binds_only_our_services_and_runs_no_prometheus() {
+        let ctx = ctx();
+        let ports = ports_to_check(&ctx, &External, true);
+        assert_eq!(names(&ports), ["catalog"], "{ports:?}");
+        assert!(ports_to_check(&ctx, &External, false).is_empty());
+    }
+
+    #[test]
+    fn a_compose_fleet_binds_its_published_ports_and_prometheus_stays_native_only() {
+        let ctx = ctx();
+        let ports = ports_to_check(&ctx, &Compose, true);
+        assert_eq!(
+            names(&ports),
+            ["postgres", "redis", "rabbitmq (AMQP)", "vault", "catalog"],
+            "{ports:?}"
+        );
+        assert!(!runs_prometheus(&ctx, &Compose));
+        assert_eq!(
+            Compose.compose_project(&ctx).as_deref(),
+            Some("storefront-40000")
+        );
+        assert_eq!(External.compose_project(&ctx), None);
+    }
+}
