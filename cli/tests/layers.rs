@@ -340,10 +340,10 @@ fn cycle(graph: &Graph) -> Option<Vec<String>> {
     }
     let mut seen = BTreeMap::new();
     for node in graph.keys() {
-        if !seen.contains_key(node) {
-            if let Some(c) = visit(node, graph, &mut seen, &mut Vec::new()) {
-                return Some(c);
-            }
+        if !seen.contains_key(node)
+            && let Some(c) = visit(node, graph, &mut seen, &mut Vec::new())
+        {
+            return Some(c);
         }
     }
     None
