@@ -6,11 +6,30 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use super::arrange::Setup;
-use super::evidence::{Bench, SessionCount};
 use super::plan::{ACCEPTED, MAX_IN_FLIGHT, OTHER, Params, REJECTED, route};
 use crate::load::open::{self, Done, OpenModel, OpenRun};
 use crate::run::record::outcome_of;
 use crate::run::{Lab, Latencies, Outcomes};
+
+/// What one session got.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SessionCount {
+    pub sent: u64,
+    pub accepted: u64,
+    pub rejected: u64,
+    /// 429s whose `Retry-After` or `RateLimit` headers were missing or wrong.
+    pub bad_rejections: u64,
+    /// 5xx and transport errors.
+    pub errors: u64,
+}
+
+/// The cached-GET comparison (`--compare-direct`): measured, judged by
+/// nothing.
+#[derive(Debug, Default)]
+pub struct Bench {
+    pub latencies: Latencies,
+    pub outcomes: Outcomes,
+}
 
 /// What the flood's clients saw.
 #[derive(Debug)]

@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
 
-use super::evidence;
+use super::counters;
 use super::plan::{Limits, Params, customers};
 use crate::clients::bff_admin::BffAdmin;
 use crate::fleet::Ctx;
@@ -61,8 +61,8 @@ pub async fn arrange(ctx: &Ctx, lab: &Lab, p: &Params, seed: u64) -> Result<Setu
     }
     let users = log_in(lab, names).await?;
     fill_buckets(lab, &bffs[0], &path, &users, live).await?;
-    let upstream_before = evidence::upstream_count(lab, &catalog).await;
-    let failed_open_before = evidence::failed_open(lab, &bffs).await;
+    let upstream_before = counters::upstream_count(lab, &catalog).await;
+    let failed_open_before = counters::failed_open(lab, &bffs).await;
     Ok(Setup {
         names,
         users,

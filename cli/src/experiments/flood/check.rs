@@ -2,8 +2,8 @@
 //! what was read afterwards ([`Evidence`]); unit-tested with failing
 //! evidence in `check/tests.rs`.
 
-use super::act::Acted;
-use super::evidence::{Evidence, RetrySeen, SessionCount};
+use super::act::{Acted, SessionCount};
+use super::evidence::{Evidence, RetrySeen};
 use super::plan::{ACCEPTED, Limits, OTHER, Params, REJECTED};
 use crate::run::{Invariant, Latencies, Outcomes, summarize};
 

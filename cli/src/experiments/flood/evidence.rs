@@ -1,28 +1,18 @@
 //! What a flood run saw, as plain data the pure [`super::check`] judges,
 //! and the reads that gather it after the flood: the catalog replicas' and
-//! the BFFs' own counters, and the Retry-After probe.
+//! the BFFs' own counters ([`counters`]), the Retry-After probe, and the
+//! optional bench ([`act::compare_direct`]).
 
 use std::time::Duration;
 
 use anyhow::Result;
 
+use super::act::{self, Bench};
 use super::arrange::{Setup, User, log_in};
+use super::counters;
 use super::plan::{CUSTOMERS, Limits};
-use crate::clients::metrics::scrape;
+use crate::run::Lab;
 use crate::run::record::outcome_of;
-use crate::run::{Lab, Latencies, Outcomes};
-
-/// What one session got.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct SessionCount {
-    pub sent: u64,
-    pub accepted: u64,
-    pub rejected: u64,
-    /// 429s whose `Retry-After` or `RateLimit` headers were missing or wrong.
-    pub bad_rejections: u64,
-    /// 5xx and transport errors.
-    pub errors: u64,
-}
 
 /// The Retry-After probe: a user drained until refused, who then waits
 /// the `Retry-After` given and asks again.
@@ -44,14 +34,6 @@ pub enum RetrySeen {
     },
 }
 
-/// The cached-GET comparison (`--compare-direct`): measured, judged by
-/// nothing.
-#[derive(Debug, Default)]
-pub struct Bench {
-    pub latencies: Latencies,
-    pub outcomes: Outcomes,
-}
-
 /// What was read after the flood.
 #[derive(Debug)]
 pub struct Evidence {
@@ -64,15 +46,15 @@ pub struct Evidence {
 }
 
 pub async fn read(lab: &Lab, setup: &Setup, compare_direct: u32) -> Result<Evidence> {
-    let upstream_after = upstream_count(lab, &setup.catalog).await;
-    let failed_open_after = failed_open(lab, &setup.bffs).await;
+    let upstream_after = counters::upstream_count(lab, &setup.catalog).await;
+    let failed_open_after = counters::failed_open(lab, &setup.bffs).await;
     // The probe's user: one the flood left alone if there is one, else the
     // first (its bucket drained, which the probe does anyway).
     let probe_name = CUSTOMERS[setup.names.len() % CUSTOMERS.len()];
     let probe = log_in(lab, &[probe_name]).await?.remove(0);
     let retry = retry_after_probe(lab, &setup.bffs, &setup.path, &probe, setup.live).await;
     let bench = if compare_direct > 0 {
-        Some(super::act::compare_direct(lab, setup, compare_direct).await)
+        Some(act::compare_direct(lab, setup, compare_direct).await)
     } else {
         None
     };
@@ -88,32 +70,6 @@ pub async fn read(lab: &Lab, setup: &Setup, compare_direct: u32) -> Result<Evide
         retry,
         bench,
     })
-}
-
-/// The catalog replicas' own count of `GET /products/{id}`, all statuses;
-/// `None` if a replica's /metrics can't be read.
-pub async fn upstream_count(lab: &Lab, catalog: &[String]) -> Option<f64> {
-    let mut total = 0.0;
-    for base in catalog {
-        let page = scrape(&lab.http, base).await.ok()?;
-        total += page.counter("http_requests_total", |l| {
-            l.is("method", "GET") && l.is("route", "/products/{id}")
-        });
-    }
-    Some(total)
-}
-
-/// The BFF instances' count of requests let through unlimited because Redis
-/// did not answer in time (`bff_ratelimit_decisions_total{decision="fail_open"}`).
-pub async fn failed_open(lab: &Lab, bffs: &[String]) -> Option<f64> {
-    let mut total = 0.0;
-    for bff in bffs {
-        let page = scrape(&lab.http, bff).await.ok()?;
-        total += page.counter("bff_ratelimit_decisions_total", |l| {
-            l.is("decision", "fail_open")
-        });
-    }
-    Some(total)
 }
 
 /// A user spends their bucket until refused (requests spread over every

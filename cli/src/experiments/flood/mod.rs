@@ -27,6 +27,7 @@
 mod act;
 mod arrange;
 mod check;
+mod counters;
 mod evidence;
 mod plan;
 

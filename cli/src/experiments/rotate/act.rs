@@ -11,8 +11,8 @@ use anyhow::{Context, Result};
 use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
 
-use super::evidence::{self, Observed, Rotation, Sample};
-use super::identity::{self, Session, login_body, post, session_of, unix_ms, userinfo};
+use super::evidence::{self, Observed, Rotation, Sample, unix_ms};
+use super::identity::{self, Session, login_body, post, session_of, userinfo};
 use super::plan::{MAX_SESSIONS, Params, SESSIONS, USERS};
 use super::probes;
 use crate::load::open::{self, Done, OpenModel};

@@ -7,9 +7,15 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use sqlx::PgPool;
 
-use super::identity::unix_ms;
 use super::plan::{SAMPLE_EVERY, SERVICE};
 use crate::load::open::OpenRun;
+
+/// Now, Unix ms: the clock the swap history and the samples share.
+pub fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
 
 /// What identity answered a request: status and JSON body (`Null` if not
 /// JSON), or the transport error's text.

@@ -5,7 +5,7 @@ use anyhow::{Context, Result, bail};
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use super::evidence::Revoked;
+use super::evidence::{Revoked, unix_ms};
 use super::plan::{RoleTtls, SERVICE};
 use crate::clients::bff_admin::ADMIN_TOKEN_VAR;
 use crate::exit::{self, Exit};
@@ -51,12 +51,6 @@ pub fn session_of(body: &Value) -> Option<Session> {
 
 pub fn login_body(user: &str) -> Value {
     json!({"grant_type": "password", "username": user, "password": password(user)})
-}
-
-pub fn unix_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 fn vault(lab: &Lab) -> Vault<'_> {
