@@ -55,9 +55,6 @@
 //! gate lists `arm::<Race>("race --control", Expect::Fail, &["--n", "20",
 //! "--control"])`.
 
-// Until race, replay and verify (this same change) run through it.
-#![allow(dead_code)]
-
 use std::future::Future;
 use std::time::Instant;
 
@@ -77,11 +74,6 @@ pub struct Env {
 }
 
 impl Env {
-    /// Connects the lab to the fleet `ctx` names (taking its lab lock).
-    pub async fn connect(ctx: &Ctx) -> Result<Self> {
-        Ok(Self::new(ctx.clone(), Lab::connect(ctx).await?))
-    }
-
     pub fn new(ctx: Ctx, lab: Lab) -> Self {
         Self { ctx, lab }
     }

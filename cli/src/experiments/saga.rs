@@ -8,37 +8,32 @@
 //! match the failures injected, the outboxes drained, no dead letter
 //! appeared, no forgery changed anything.
 //!
-//! arrange ([`arrange`]: fixture products of its own) → act ([`act`],
-//! [`webhooks`]) → check (the shop's invariants by the one checker,
-//! [`crate::check`]; the saga's own from [`evidence`], judged by the pure
-//! [`check`]).
+//! arrange ([`arrange`]: fixture products of its own; [`plan`]: the
+//! seeded orders) → act ([`act`], [`webhooks`]) → evidence (the shop's by
+//! the one checker, [`crate::check`]; the saga's own from [`evidence`]) →
+//! the pure [`check`].
 
 mod act;
+mod arrange;
 mod check;
 mod crc;
 mod evidence;
 mod plan;
 mod webhooks;
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
 use serde_json::json;
 use uuid::Uuid;
 
 pub use plan::{Crash, FailAt};
 
-use super::{Invariant, Lab, Report};
-use crate::fleet::Ctx;
-use plan::Fixture;
+use super::experiment::{Env, Experiment};
+use crate::run::{Invariant, Report};
 
-/// Fixture products per run.
-const FIXTURES: usize = 8;
-/// Their starting stock: ample, so only the sold-out product refuses.
-const FIXTURE_STOCK: i32 = 100_000;
 /// How long the run waits, after every saga ended, for messages to settle.
 const QUIET_BOUND: Duration = Duration::from_secs(30);
 
@@ -65,183 +60,207 @@ pub struct Params {
     pub bound_secs: u64,
 }
 
-/// The run's fixture products (category `lab`, kept: reservations point at
-/// them); `run` tells this run's apart.
-async fn arrange(lab: &Lab, seed: u64, run: &str) -> Result<(Vec<Fixture>, i64)> {
-    let mut rng = StdRng::seed_from_u64(seed);
-    let mut fixtures = Vec::with_capacity(FIXTURES);
-    for i in 0..=FIXTURES {
-        let sold_out = i == FIXTURES;
-        let price_cents = rng.random_range(50..=500) * 10;
-        let stock = if sold_out { 0 } else { FIXTURE_STOCK };
-        let id: i64 = sqlx::query_scalar(
-            "INSERT INTO catalog.products (sku, name, description, category, price_cents, stock) \
-             VALUES ($1, 'Saga fixture', 'Created by storefront saga', 'lab', $2, $3) RETURNING id",
-        )
-        .bind(format!("SAGA-{seed}-{run}-{i}"))
-        .bind(price_cents)
-        .bind(stock)
-        .fetch_one(&lab.pg)
-        .await
-        .context("arrange: cannot insert fixture products (is the catalog migrated?)")?;
-        if sold_out {
-            return Ok((fixtures, id));
-        }
-        fixtures.push(Fixture {
-            id,
-            price_cents,
-            start_stock: stock,
-        });
-    }
-    unreachable!("the loop returns at the sold-out fixture")
+/// The saga experiment (see the module docs).
+pub struct Saga;
+
+/// What arrange made: the fixtures, the seeded orders, the shop before.
+pub struct Plan {
+    pub seed: u64,
+    pub orders: Vec<plan::Planned>,
+    /// Forged webhooks to send.
+    pub forged: usize,
+    /// The fixtures' stock as inserted and the dead-letter depths, before.
+    pub baseline: crate::check::Baseline,
+    /// Orders are judged from here on.
+    pub since: chrono::DateTime<chrono::Utc>,
+    pub checkout: Vec<String>,
+    pub payments: String,
+    pub lab_token: Option<String>,
 }
 
-/// The lab admin token payments' `/lab/sign` needs: the running fleet's
-/// profile's bff `BFF_ADMIN_TOKEN`, which the fleet hands every service as
-/// `LAB_ADMIN_TOKEN`; `None` if it sets none (signing then says why).
-fn lab_token(lab: &Lab) -> Result<Option<String>> {
-    let root = crate::fleet::project_root()?;
-    let (profile, _) = crate::fleet::profile::FleetProfile::load(&root, &lab.state.profile)?;
-    Ok(crate::fleet::services::lab_admin_token(&profile).map(str::to_owned))
+/// What acting saw.
+pub struct Acted {
+    pub placing: act::Placing,
+    /// The accepted orders' ids.
+    pub ids: Vec<Uuid>,
+    /// When every saga was terminal (from the first order).
+    pub all_done_at: Duration,
+    /// Whether the orders' messages settled before the bound.
+    pub quiesced: bool,
+    pub chaos: webhooks::Chaos,
 }
 
-pub async fn run(ctx: &Ctx, lab: &Lab, p: &Params, seed: u64) -> Result<Report> {
-    let started = Instant::now();
-    let forged = p
-        .forged
-        .unwrap_or((p.orders / 10).max(webhooks::FORGERY_KINDS as u32)) as usize;
-    let mut report = Report::new(
-        "saga",
-        seed,
+/// What the databases say afterwards.
+pub struct Evidence {
+    /// The shop's evidence, with what each order was meant to be.
+    pub shop: crate::check::Shop,
+    pub sagas: HashMap<Uuid, evidence::SagaRecord>,
+    /// The saga's own evidence, for its pure check.
+    pub saga: check::Evidence,
+}
+
+impl Experiment for Saga {
+    const NAME: &'static str = "saga";
+    type Params = Params;
+    type Plan = Plan;
+    type Acted = Acted;
+    type Evidence = Evidence;
+
+    fn params(p: &Params) -> serde_json::Value {
         json!({"orders": p.orders, "fail_at": p.fail_at, "crash": p.crash,
-               "concurrency": p.concurrency, "forged": forged, "bound_secs": p.bound_secs}),
-    );
-    let checkout = lab.urls("checkout")?.to_vec();
-    let payments = lab.urls("payments")?[0].clone();
+               "concurrency": p.concurrency, "forged": forged(p), "bound_secs": p.bound_secs})
+    }
 
-    let run = format!("{:08x}", rand::random::<u32>());
-    let (fixtures, sold_out) = arrange(lab, seed, &run).await?;
-    let plans = plan::orders(
-        &run,
-        p.orders as usize,
-        p.fail_at,
-        seed,
-        &fixtures,
-        sold_out,
-    );
-    // The shop before: the fixtures' stock (as inserted) and the
-    // dead-letter queues' depths.
-    let baseline = crate::check::Baseline::with_stock(
-        lab,
-        fixtures
+    async fn arrange(env: &Env, p: &Params, seed: u64) -> Result<Plan> {
+        let lab = &env.lab;
+        let checkout = lab.urls("checkout")?.to_vec();
+        let payments = lab.urls("payments")?[0].clone();
+        let run = format!("{:08x}", rand::random::<u32>());
+        let (fixtures, sold_out) = arrange::fixtures(lab, seed, &run).await?;
+        let orders = plan::orders(
+            &run,
+            p.orders as usize,
+            p.fail_at,
+            seed,
+            &fixtures,
+            sold_out,
+        );
+        // The shop before: the fixtures' stock (as inserted) and the
+        // dead-letter queues' depths.
+        let stock = fixtures
             .iter()
             .map(|f| (f.id, i64::from(f.start_stock)))
-            .collect(),
-    )
-    .await;
-    let since = chrono::Utc::now();
-
-    // Act: chaos beside the orders; the bound counts from the first order.
-    let deadline = Instant::now() + Duration::from_secs(p.bound_secs);
-    let accepted = Arc::new(Mutex::new(Vec::new()));
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let target = webhooks::Target {
-        pg: lab.pg.clone(),
-        http: lab.http.clone(),
-        payments: payments.clone(),
-        lab_token: lab_token(lab)?,
-    };
-    let chaos = tokio::spawn(webhooks::run(
-        target,
-        accepted.clone(),
-        forged,
-        seed,
-        stop_rx,
-    ));
-    let how = act::Placement {
-        ctx,
-        http: &lab.http,
-        checkout: &checkout,
-        concurrency: p.concurrency as usize,
-        crash: p.crash,
-        deadline,
-        accepted: accepted.clone(),
-    };
-    let placing = act::place(how, plans).await;
-    let ids: Vec<Uuid> = placing.placed.iter().filter_map(|x| x.order_id).collect();
-    let terminal = crate::check::gather::wait_terminal(&lab.pg, &ids, deadline).await;
-    let all_done_at = started.elapsed();
-    let quiesced = terminal == ids.len()
-        && crate::check::gather::wait_quiet(&lab.pg, &ids, Instant::now() + QUIET_BOUND).await;
-    let _ = stop_tx.send(true);
-    let chaos = chaos.await.context("webhook chaos task")??;
-
-    // Check: the shop's invariants over the run's orders (the one checker),
-    // and the saga's own beside them.
-    let scope = crate::check::Scope {
-        since,
-        select: crate::check::Select::Orders(ids.clone()),
-    };
-    let reading = crate::check::Reading {
-        baseline,
-        claims: false,
-        bound: Duration::from_secs(p.bound_secs),
-        quiesced,
-    };
-    let mut shop = crate::check::read(lab, &scope, &ids, &reading).await?;
-    check::shop_evidence(&placing.placed, &mut shop);
-    let sagas = evidence::sagas(&lab.pg, &ids).await?;
-    let forged_ids: Vec<String> = chaos.forged.iter().map(|(id, _)| id.clone()).collect();
-    let ev = check::Evidence {
-        sagas: sagas.iter().map(|(id, s)| (*id, s.seen.clone())).collect(),
-        forged_applied: evidence::applied(&lab.pg, &forged_ids).await?,
-        forged: chaos.forged.clone(),
-        replays: chaos.replays.clone(),
-    };
-    for inv in check::invariants(&placing.placed, &ev, &shop) {
-        report.push(inv);
-    }
-    if let Some(Err(why)) = &placing.crash {
-        report.push(Invariant::unknown(
-            "the crashed service came back",
-            "restarted and ready",
-            why,
-        ));
+            .collect();
+        let baseline = crate::check::Baseline::with_stock(lab, stock).await;
+        Ok(Plan {
+            seed,
+            orders,
+            forged: forged(p),
+            baseline,
+            since: chrono::Utc::now(),
+            checkout,
+            payments,
+            lab_token: arrange::lab_token(lab)?,
+        })
     }
 
-    // Report.
-    report.outcomes = placing.outcomes;
-    for (scenario, count) in check::planned_counts(&placing.placed) {
-        for _ in 0..count {
-            report.outcomes.add("orders planned", scenario.label());
-        }
-    }
-    for s in sagas.values() {
-        let label = match &s.seen.failure {
-            Some(f) => format!("{} ({f})", s.seen.state),
-            None => s.seen.state.clone(),
+    async fn act(env: &Env, p: &Params, plan: &Plan) -> Result<Acted> {
+        let (lab, started) = (&env.lab, Instant::now());
+        // Chaos beside the orders; the bound counts from the first order.
+        let deadline = started + Duration::from_secs(p.bound_secs);
+        let accepted = Arc::new(Mutex::new(Vec::new()));
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let target = webhooks::Target {
+            pg: lab.pg.clone(),
+            http: lab.http.clone(),
+            payments: plan.payments.clone(),
+            lab_token: plan.lab_token.clone(),
         };
-        report.outcomes.add("sagas ended", label);
+        let chaos = webhooks::run(target, accepted.clone(), plan.forged, plan.seed, stop_rx);
+        let chaos = tokio::spawn(chaos);
+        let how = act::Placement {
+            ctx: &env.ctx,
+            http: &lab.http,
+            checkout: &plan.checkout,
+            concurrency: p.concurrency as usize,
+            crash: p.crash,
+            deadline,
+            accepted: accepted.clone(),
+        };
+        let placing = act::place(how, plan.orders.clone()).await;
+        let ids: Vec<Uuid> = placing.placed.iter().filter_map(|x| x.order_id).collect();
+        let terminal = crate::check::gather::wait_terminal(&lab.pg, &ids, deadline).await;
+        let all_done_at = started.elapsed();
+        let quiesced = terminal == ids.len()
+            && crate::check::gather::wait_quiet(&lab.pg, &ids, Instant::now() + QUIET_BOUND).await;
+        let _ = stop_tx.send(true);
+        let chaos = chaos.await.context("webhook chaos task")??;
+        Ok(Acted {
+            placing,
+            ids,
+            all_done_at,
+            quiesced,
+            chaos,
+        })
     }
-    for (status, n) in &chaos.replays {
-        for _ in 0..*n {
-            report.outcomes.add("webhooks re-delivered", status.clone());
+
+    async fn evidence(env: &Env, p: &Params, plan: &Plan, acted: &Acted) -> Result<Evidence> {
+        let lab = &env.lab;
+        let ids = &acted.ids;
+        let scope = crate::check::Scope {
+            since: plan.since,
+            select: crate::check::Select::Orders(ids.clone()),
+        };
+        let reading = crate::check::Reading {
+            baseline: plan.baseline.clone(),
+            claims: false,
+            bound: Duration::from_secs(p.bound_secs),
+            quiesced: acted.quiesced,
+        };
+        let mut shop = crate::check::read(lab, &scope, ids, &reading).await?;
+        check::shop_evidence(&acted.placing.placed, &mut shop);
+        let sagas = evidence::sagas(&lab.pg, ids).await?;
+        let forged_ids: Vec<String> = acted
+            .chaos
+            .forged
+            .iter()
+            .map(|(id, _)| id.clone())
+            .collect();
+        let saga = check::Evidence {
+            sagas: sagas.iter().map(|(id, s)| (*id, s.seen.clone())).collect(),
+            forged_applied: evidence::applied(&lab.pg, &forged_ids).await?,
+            forged: acted.chaos.forged.clone(),
+            replays: acted.chaos.replays.clone(),
+        };
+        Ok(Evidence { shop, sagas, saga })
+    }
+
+    fn check(_: &Params, _: &Plan, acted: &Acted, ev: &Evidence) -> Vec<Invariant> {
+        let mut out = check::invariants(&acted.placing.placed, &ev.saga, &ev.shop);
+        out.extend(check::crash(acted.placing.crash.as_ref()));
+        out
+    }
+
+    fn record(_: &Params, _: Plan, acted: Acted, ev: Evidence, report: &mut Report) {
+        let Acted { placing, chaos, .. } = acted;
+        report.outcomes = placing.outcomes;
+        for (scenario, count) in check::planned_counts(&placing.placed) {
+            for _ in 0..count {
+                report.outcomes.add("orders planned", scenario.label());
+            }
         }
+        for s in ev.sagas.values() {
+            let label = match &s.seen.failure {
+                Some(f) => format!("{} ({f})", s.seen.state),
+                None => s.seen.state.clone(),
+            };
+            report.outcomes.add("sagas ended", label);
+        }
+        for (status, n) in &chaos.replays {
+            for _ in 0..*n {
+                report.outcomes.add("webhooks re-delivered", status.clone());
+            }
+        }
+        for (_, status) in &chaos.forged {
+            report.outcomes.add("webhooks forged", status.clone());
+        }
+        report.latencies = placing.latencies;
+        report.latencies.merge(&evidence::timings(&ev.sagas));
+        measure(report, &ev.sagas, placing.crash.as_ref(), acted.all_done_at);
     }
-    for (_, status) in &chaos.forged {
-        report.outcomes.add("webhooks forged", status.clone());
-    }
-    report.latencies = placing.latencies;
-    report.latencies.merge(&evidence::timings(&sagas));
-    measure(&mut report, &sagas, placing.crash.as_ref(), all_done_at);
-    report.conclude(started.elapsed());
-    Ok(report)
+}
+
+/// Forged webhooks to send: as asked, or a tenth of the orders, at least
+/// one of each kind.
+fn forged(p: &Params) -> usize {
+    p.forged
+        .unwrap_or((p.orders / 10).max(webhooks::FORGERY_KINDS as u32)) as usize
 }
 
 /// Throughput and the crash's restart time.
 fn measure(
     report: &mut Report,
-    sagas: &std::collections::HashMap<Uuid, evidence::SagaRecord>,
+    sagas: &HashMap<Uuid, evidence::SagaRecord>,
     crash: Option<&Result<Duration, String>>,
     all_done_at: Duration,
 ) {

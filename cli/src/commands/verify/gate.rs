@@ -2,7 +2,7 @@
 //! [`Arm`] (its experiment, what the gate expects of it, its command
 //! line); a load arm is a load profile.
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use futures::future::BoxFuture;
 
 use super::judge::Ran;
@@ -43,6 +43,17 @@ impl Check {
     }
 }
 
+/// Every arm's command line parses: checked before any fleet is booted,
+/// so a wrong flag in the gate costs no run.
+pub fn arguments_parse(gate: &[Check]) -> Result<()> {
+    for c in gate {
+        if let Check::Experiment(a) = c {
+            (a.parses)(a.args).with_context(|| format!("verify's arm `{}`", a.name))?;
+        }
+    }
+    Ok(())
+}
+
 fn load_arm(name: &'static str, profile: &'static str) -> Check {
     Check::Load { name, profile }
 }
@@ -63,16 +74,16 @@ pub fn gate() -> Vec<Check> {
         E(legacy::breaker("breaker", Pass, &[])),
         E(legacy::rotate("rotate", Pass, &["--duration", "10s", "--rps", "30", "--ttl", "4s"])),
         E(legacy::rotate("rotate --control", Fail, &["--duration", "8s", "--rps", "30", "--ttl", "4s", "--control"])),
-        E(legacy::saga("saga --fail-at mixed", Pass, &["--orders", "20", "--fail-at", "mixed"])),
+        E(arm::<saga::Saga>("saga --fail-at mixed", Pass, &["--orders", "20", "--fail-at", "mixed"])),
         // Kills payments and freezes RabbitMQ; the naive dual write must lose or invent events.
-        E(legacy::outbox("outbox", Pass, &[])),
-        E(legacy::outbox("outbox --control", Fail, &["--control"])),
+        E(arm::<outbox::Outbox>("outbox", Pass, &[])),
+        E(arm::<outbox::Outbox>("outbox --control", Fail, &["--control"])),
         load_arm("load --profile smoke", "smoke"),
         // Faults on a schedule; every fault injected, every invariant PASS.
         load_arm("load --profile checkout-faults-short", "checkout-faults-short"),
         // Last: its password guessing leaves identity's throttles warm.
-        E(legacy::hostile("hostile", Pass, &["--per-class", "20", "--guesses", "100"])),
-        E(legacy::hostile("hostile --control", Fail, &["--per-class", "2", "--guesses", "10", "--control"])),
+        E(arm::<hostile::Hostile>("hostile", Pass, &["--per-class", "20", "--guesses", "100"])),
+        E(arm::<hostile::Hostile>("hostile --control", Fail, &["--per-class", "2", "--guesses", "10", "--control"])),
     ]
 }
 
@@ -126,57 +137,6 @@ mod legacy {
             })
         }
         let parses = experiment::parses::<rotate::Params>;
-        Arm {
-            name,
-            expect,
-            args,
-            run,
-            parses,
-        }
-    }
-
-    pub fn saga(name: &'static str, expect: Expect, args: Args) -> Arm {
-        fn run<'a>(e: &'a Env, args: Args, seed: u64) -> BoxFuture<'a, Result<Report>> {
-            Box::pin(async move {
-                let p: saga::Params = experiment::parse("saga", args)?;
-                saga::run(&e.ctx, &e.lab, &p, seed).await
-            })
-        }
-        let parses = experiment::parses::<saga::Params>;
-        Arm {
-            name,
-            expect,
-            args,
-            run,
-            parses,
-        }
-    }
-
-    pub fn outbox(name: &'static str, expect: Expect, args: Args) -> Arm {
-        fn run<'a>(e: &'a Env, args: Args, seed: u64) -> BoxFuture<'a, Result<Report>> {
-            Box::pin(async move {
-                let p: outbox::Params = experiment::parse("outbox", args)?;
-                outbox::run(&e.ctx, &e.lab, &p, seed).await
-            })
-        }
-        let parses = experiment::parses::<outbox::Params>;
-        Arm {
-            name,
-            expect,
-            args,
-            run,
-            parses,
-        }
-    }
-
-    pub fn hostile(name: &'static str, expect: Expect, args: Args) -> Arm {
-        fn run<'a>(e: &'a Env, args: Args, seed: u64) -> BoxFuture<'a, Result<Report>> {
-            Box::pin(async move {
-                let p: hostile::Params = experiment::parse("hostile", args)?;
-                hostile::run(&e.ctx, &e.lab, &p, seed).await
-            })
-        }
-        let parses = experiment::parses::<hostile::Params>;
         Arm {
             name,
             expect,
@@ -252,11 +212,7 @@ mod tests {
 
     #[test]
     fn every_arms_command_line_parses_as_its_experiments_parameters() {
-        for c in gate() {
-            if let Check::Experiment(a) = c {
-                (a.parses)(a.args).unwrap_or_else(|e| panic!("{}: {e:#}", a.name));
-            }
-        }
+        arguments_parse(&gate()).unwrap_or_else(|e| panic!("{e:#}"));
         let p: race::Params = experiment::parse("race", &["--n", "20", "--control"]).unwrap();
         assert!(p.control && p.n == 20);
         let h: hostile::Params = experiment::parse(
@@ -272,7 +228,8 @@ mod tests {
     #[test]
     fn an_arm_whose_arguments_do_not_parse_is_caught_by_its_parses() {
         let bad = arm::<race::Race>("race", Expect::Pass, &["--nope"]);
-        assert!((bad.parses)(bad.args).is_err());
+        let e = arguments_parse(&[Check::Experiment(bad)]).unwrap_err();
+        assert!(format!("{e:#}").contains("--nope"), "{e:#}");
     }
 
     #[test]

@@ -64,6 +64,7 @@ pub async fn run(g: &Global, args: Args) -> Result<u8> {
         std::fs::create_dir_all(dir)
             .with_context(|| format!("--html: cannot create {}", dir.display()))?;
     }
+    gate::arguments_parse(&gate::gate())?;
     let booted = fleet::ensure(&ctx, args.json).await?;
     let result = tokio::select! {
         r = run_gate(&ctx, seed, args.json, args.html.as_deref()) => r,

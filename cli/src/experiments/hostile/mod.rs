@@ -21,14 +21,17 @@ mod plan;
 mod slow;
 mod wire;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use serde_json::json;
 
+use std::collections::BTreeMap;
+
 use super::breaker::Gateway;
-use super::{Lab, Report};
+use super::experiment::{Env, Experiment};
 use crate::fleet::Ctx;
+use crate::run::{Invariant, Lab, Latencies, Outcomes, Report};
 use check::{Evidence, TableEvidence};
 
 /// How long the shop may take to go quiet (earlier runs' background work)
@@ -69,30 +72,102 @@ async fn arrange(lab: &Lab, seed: u64) -> Result<i64> {
     .context("arrange: cannot insert the fixture product (is the catalog migrated?)")
 }
 
-pub async fn run(ctx: &Ctx, lab: &Lab, p: &Params, seed: u64) -> Result<Report> {
-    let started = Instant::now();
-    let mut report = Report::new(
-        "hostile",
-        seed,
-        json!({"per_class": p.per_class, "guesses": p.guesses,
-               "rss_bound_mib": p.rss_bound_mib, "control": p.control}),
-    );
-    let gw = Gateway::connect(ctx)?;
-    let fixture = if p.control {
-        Some(arrange(lab, seed).await?)
-    } else {
-        None
-    };
-    // Sign-ins write identity's rows: before the snapshot.
-    let stolen = identities::arrange(lab).await?;
-    let before = evidence::quiet_tables(&lab.pg, QUIET_BOUND).await;
-    let breakers_before = evidence::breakers(&gw).await.ok();
+/// The hostile experiment (see the module docs).
+pub struct Hostile;
 
-    let targets = act::authorities(lab);
-    let mut plan = plan::probes(seed, p.per_class as usize);
-    plan.extend(identities::probes(&stolen, p.per_class as usize));
-    let token = crate::fleet::services::lab_admin_token(&ctx.profile);
-    plan.extend(slow::replayed_webhooks(lab, token, p.per_class as usize).await?);
+/// What arrange made: the fixture, a stolen session, the shop before, the
+/// seeded probes.
+pub struct Plan {
+    gw: Gateway,
+    /// The control arm's fixture product.
+    fixture: Option<i64>,
+    /// The tables' rows and checksums before, once the shop was quiet.
+    before: Result<Result<evidence::Tables, Vec<String>>, String>,
+    breakers_before: Option<evidence::BreakerTotals>,
+    /// Service → authority to send raw requests to.
+    targets: BTreeMap<String, String>,
+    probes: Vec<plan::Probe>,
+    seed: u64,
+}
+
+/// What the attack saw. Hostile reads its ground truth (tables, breakers,
+/// identity's memory) at the moments the attack brackets, before its
+/// clean-up, so acting takes those readings too.
+pub struct Acted {
+    evidence: Evidence,
+    outcomes: Outcomes,
+    latencies: Latencies,
+    measurements: Vec<(String, String)>,
+}
+
+impl Experiment for Hostile {
+    const NAME: &'static str = "hostile";
+    type Params = Params;
+    type Plan = Plan;
+    type Acted = Acted;
+    /// Read while acting (see [`Acted`]).
+    type Evidence = ();
+
+    fn params(p: &Params) -> serde_json::Value {
+        json!({"per_class": p.per_class, "guesses": p.guesses,
+               "rss_bound_mib": p.rss_bound_mib, "control": p.control})
+    }
+
+    async fn arrange(env: &Env, p: &Params, seed: u64) -> Result<Plan> {
+        let (ctx, lab) = (&env.ctx, &env.lab);
+        let gw = Gateway::connect(ctx)?;
+        let fixture = if p.control {
+            Some(arrange(lab, seed).await?)
+        } else {
+            None
+        };
+        // Sign-ins write identity's rows: before the snapshot.
+        let stolen = identities::arrange(lab).await?;
+        let before = evidence::quiet_tables(&lab.pg, QUIET_BOUND)
+            .await
+            .map_err(|e| format!("{e:#}"));
+        let breakers_before = evidence::breakers(&gw).await.ok();
+        let targets = act::authorities(lab);
+        let mut probes = plan::probes(seed, p.per_class as usize);
+        probes.extend(identities::probes(&stolen, p.per_class as usize));
+        let token = crate::fleet::services::lab_admin_token(&ctx.profile);
+        probes.extend(slow::replayed_webhooks(lab, token, p.per_class as usize).await?);
+        Ok(Plan {
+            gw,
+            fixture,
+            before,
+            breakers_before,
+            targets,
+            probes,
+            seed,
+        })
+    }
+
+    async fn act(env: &Env, p: &Params, plan: &Plan) -> Result<Acted> {
+        attack(&env.ctx, &env.lab, p, plan).await
+    }
+
+    async fn evidence(_: &Env, _: &Params, _: &Plan, _: &Acted) -> Result<()> {
+        Ok(())
+    }
+
+    fn check(_: &Params, _: &Plan, acted: &Acted, _: &()) -> Vec<Invariant> {
+        check::judge(&acted.evidence)
+    }
+
+    fn record(_: &Params, _: Plan, acted: Acted, _: (), report: &mut Report) {
+        report.outcomes = acted.outcomes;
+        report.latencies = acted.latencies;
+        report.measurements.extend(acted.measurements);
+    }
+}
+
+/// The attack, its control arm and its clean-up, with the readings that
+/// bracket them.
+async fn attack(ctx: &Ctx, lab: &Lab, p: &Params, plan: &Plan) -> Result<Acted> {
+    let (gw, targets) = (&plan.gw, &plan.targets);
+    let (mut outcomes, mut latencies) = (Outcomes::default(), Latencies::default());
+    let mut measurements = Vec::new();
     // Slow clients take the servers' read timeouts (10 s): held meanwhile.
     let slow_clients = {
         let bff = targets.get("bff").context("the fleet runs no BFF")?.clone();
@@ -102,42 +177,46 @@ pub async fn run(ctx: &Ctx, lab: &Lab, p: &Params, seed: u64) -> Result<Report> 
             .clone();
         tokio::spawn(async move { slow::slow_clients(&bff, &catalog).await })
     };
-    let (mut seen, outcomes, latencies, skipped) =
-        act::run_probes(&targets, plan, CONCURRENCY).await;
-    report.outcomes.merge(&outcomes);
-    report.latencies.merge(&latencies);
+    let (mut seen, probed, probe_latencies, skipped) =
+        act::run_probes(targets, plan.probes.clone(), CONCURRENCY).await;
+    outcomes.merge(&probed);
+    latencies.merge(&probe_latencies);
 
     let identity = targets
         .get("identity")
         .context("the fleet runs no identity service to guess passwords at")?;
     let pid = evidence::pids(&lab.state, "identity").first().copied();
-    let guessed = act::guess(identity, pid, p.guesses as usize, seed).await;
+    let guessed = act::guess(identity, pid, p.guesses as usize, plan.seed).await;
     for g in &guessed.answers {
-        report.outcomes.add("guessing", act::outcome(g));
+        outcomes.add("guessing", act::outcome(g));
     }
-    report.latencies.merge(&guessed.latencies);
+    latencies.merge(&guessed.latencies);
 
-    if let Some(product) = fixture {
-        let control = act::control(lab, &gw, product).await;
+    if let Some(product) = plan.fixture {
+        let control = act::control(lab, gw, product).await;
         match control {
             Ok(c) => {
                 for s in &c {
-                    report.outcomes.add("control", act::outcome(&s.result));
+                    outcomes.add("control", act::outcome(&s.result));
                 }
                 seen.extend(c);
             }
-            Err(e) => report.measure("control arm", format!("could not run: {e:#}")),
+            Err(e) => measure(
+                &mut measurements,
+                "control arm",
+                format!("could not run: {e:#}"),
+            ),
         }
     }
-    let breakers_after = evidence::breakers(&gw).await.ok();
-    let tables = match before {
-        Err(e) => TableEvidence::Unreadable(format!("{e:#}")),
-        Ok(Err(moving)) => TableEvidence::NotQuiet(moving),
+    let breakers_after = evidence::breakers(gw).await.ok();
+    let tables = match &plan.before {
+        Err(e) => TableEvidence::Unreadable(e.clone()),
+        Ok(Err(moving)) => TableEvidence::NotQuiet(moving.clone()),
         Ok(Ok(before)) => match evidence::quiet_tables(&lab.pg, Duration::from_secs(10)).await {
             Err(e) => TableEvidence::Unreadable(format!("{e:#}")),
             Ok(Ok(after)) => TableEvidence::Compared {
                 tables: before.len(),
-                changed: evidence::changed(&before, &after),
+                changed: evidence::changed(before, &after),
             },
             // Still changing after the run: the changes are the run's.
             Ok(Err(moving)) => TableEvidence::Compared {
@@ -154,14 +233,23 @@ pub async fn run(ctx: &Ctx, lab: &Lab, p: &Params, seed: u64) -> Result<Report> 
         .and_then(|s| s.env.get("LOGIN_THROTTLE_KEY_PREFIX").cloned())
         .unwrap_or_else(|| THROTTLE_PREFIX.to_owned());
     match evidence::clear_login_throttle(&lab.state.endpoints.redis_url, &prefix).await {
-        Ok(n) => report.measure("identity's login-throttle windows cleared after the run", n),
-        Err(e) => report.measure("identity's login throttle", format!("not cleared: {e:#}")),
+        Ok(n) => measure(
+            &mut measurements,
+            "identity's login-throttle windows cleared after the run",
+            n,
+        ),
+        Err(e) => measure(
+            &mut measurements,
+            "identity's login throttle",
+            format!("not cleared: {e:#}"),
+        ),
     }
-    if let Some(product) = fixture {
+    if let Some(product) = plan.fixture {
         let _ = gw.clear_chaos().await;
         let probe = format!("{}/api/catalog/products/{product}", gw.url);
-        let closed = evidence::wait_closed(&gw, &probe, Duration::from_secs(20)).await;
-        report.measure(
+        let closed = evidence::wait_closed(gw, &probe, Duration::from_secs(20)).await;
+        measure(
+            &mut measurements,
             "breakers closed again after the control arm",
             closed.map_or_else(|e| format!("? ({e:#})"), |c| c.to_string()),
         );
@@ -178,7 +266,7 @@ pub async fn run(ctx: &Ctx, lab: &Lab, p: &Params, seed: u64) -> Result<Report> 
             let (accepted, limited, other, took_secs) = identities::evade(bff, n).await;
             for (k, v) in [("200", accepted), ("429", limited), ("other", other)] {
                 for _ in 0..v {
-                    report.outcomes.add("evasion", k);
+                    outcomes.add("evasion", k);
                 }
             }
             Some(check::Evasion {
@@ -192,21 +280,21 @@ pub async fn run(ctx: &Ctx, lab: &Lab, p: &Params, seed: u64) -> Result<Report> 
             })
         }
         Err(e) => {
-            report.measure("rate-limit evasion", format!("not run: {e:#}"));
+            measure(
+                &mut measurements,
+                "rate-limit evasion",
+                format!("not run: {e:#}"),
+            );
             None
         }
     };
 
     let (slow_headers, slow_bodies) = slow_clients.await.unwrap_or_default();
     for s in &slow_headers {
-        report
-            .outcomes
-            .add("slow clients", format!("headers: {:?}", s.ended));
+        outcomes.add("slow clients", format!("headers: {:?}", s.ended));
     }
     for s in &slow_bodies {
-        report
-            .outcomes
-            .add("slow clients", format!("body: {:?}", s.ended));
+        outcomes.add("slow clients", format!("body: {:?}", s.ended));
     }
 
     let e = Evidence {
@@ -215,20 +303,30 @@ pub async fn run(ctx: &Ctx, lab: &Lab, p: &Params, seed: u64) -> Result<Report> 
         evasion,
         seen,
         guesses: guessed.answers,
-        breakers_before,
+        breakers_before: plan.breakers_before,
         breakers_after,
         tables,
         rss_peak_mib: guessed.rss_peak_mib,
         rss_before_mib: guessed.rss_before_mib,
         rss_bound_mib: f64::from(p.rss_bound_mib),
     };
-    report.measure("hostile requests sent", e.seen.len());
+    measure(&mut measurements, "hostile requests sent", e.seen.len());
     if skipped > 0 {
-        report.measure("skipped (service not in this fleet)", skipped);
+        measure(
+            &mut measurements,
+            "skipped (service not in this fleet)",
+            skipped,
+        );
     }
-    for inv in check::judge(&e) {
-        report.push(inv);
-    }
-    report.conclude(started.elapsed());
-    Ok(report)
+    Ok(Acted {
+        evidence: e,
+        outcomes,
+        latencies,
+        measurements,
+    })
+}
+
+/// A figure for the report, beside the verdict.
+fn measure(m: &mut Vec<(String, String)>, name: &str, value: impl ToString) {
+    m.push((name.into(), value.to_string()));
 }

@@ -24,7 +24,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use uuid::Uuid;
 
-use crate::experiments::Invariant;
+use crate::run::Invariant;
 
 /// Which way payments announced.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -212,10 +212,54 @@ pub fn invariants(ev: &Evidence) -> Vec<Invariant> {
     ]
 }
 
+/// What the faults did.
+#[derive(Debug, Default)]
+pub struct Faults {
+    /// Transactions held when payments was killed, and the restart's time.
+    pub kill: Option<Result<(u64, std::time::Duration), String>>,
+    /// Transactions held when RabbitMQ froze.
+    pub pause: Option<Result<u64, String>>,
+}
+
+/// The faults as invariants: a fault that did not land at its moment
+/// leaves the run unjudged (unknown), not passed.
+pub fn faults(f: &Faults, pause_secs: u64) -> Vec<Invariant> {
+    let name = "payments was SIGKILLed between an event's write and its commit, and restarted";
+    let kill = match &f.kill {
+        Some(Ok((held, _))) => Invariant::check(
+            name,
+            true,
+            "≥ 1 transaction held",
+            format!("{held} held; restarted and ready"),
+            "GET /lab/outbox `held` just before SIGKILL; the control plane's start",
+        ),
+        Some(Err(why)) => Invariant::unknown(name, "≥ 1 transaction held", why),
+        None => Invariant::unknown(
+            name,
+            "≥ 1 transaction held",
+            "the run stopped before the kill",
+        ),
+    };
+    let name = "RabbitMQ was frozen (SIGSTOP) mid-publish, then thawed";
+    let expected = format!("frozen {pause_secs} s with ≥ 1 transaction held");
+    let pause = match &f.pause {
+        Some(Ok(held)) => Invariant::check(
+            name,
+            true,
+            &expected,
+            format!("frozen {pause_secs} s, {held} held"),
+            "GET /lab/outbox `held` just before SIGSTOP",
+        ),
+        Some(Err(why)) => Invariant::unknown(name, &expected, why),
+        None => Invariant::unknown(name, &expected, "the run stopped before the pause"),
+    };
+    vec![kill, pause]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::experiments::Verdict;
+    use crate::run::Verdict;
 
     struct Op {
         order: Uuid,
@@ -381,5 +425,23 @@ mod tests {
             bus: vec![],
         };
         assert_eq!(verdict(&empty, "every operation committed"), Verdict::Fail);
+    }
+
+    #[test]
+    fn faults_that_landed_pass_and_one_that_did_not_leaves_the_run_unjudged() {
+        let landed = Faults {
+            kill: Some(Ok((2, std::time::Duration::from_secs(1)))),
+            pause: Some(Ok(1)),
+        };
+        let v: Vec<Verdict> = faults(&landed, 4).iter().map(|i| i.verdict).collect();
+        assert_eq!(v, [Verdict::Pass, Verdict::Pass]);
+        let missed = Faults {
+            kill: Some(Err("no transaction was ever held open".into())),
+            pause: None,
+        };
+        let inv = faults(&missed, 4);
+        assert!(inv.iter().all(|i| i.verdict == Verdict::Unknown), "{inv:?}");
+        assert!(inv[0].evidence.contains("held open"));
+        assert!(inv[1].evidence.contains("before the pause"));
     }
 }

@@ -28,9 +28,10 @@ use anyhow::{Context, Result};
 use serde_json::json;
 use uuid::Uuid;
 
-use super::{Invariant, Lab, Report};
+use super::experiment::{Env, Experiment};
 use crate::fleet::Ctx;
-use check::{Arm, Evidence};
+use crate::run::{Invariant, Lab, Report};
+use check::{Arm, Evidence, Faults};
 
 /// How long the run waits, once the database is settled, for the bus to
 /// stay quiet before it judges.
@@ -62,153 +63,148 @@ fn lab_token(lab: &Lab) -> Result<Option<String>> {
     Ok(crate::fleet::services::lab_admin_token(&profile).map(str::to_owned))
 }
 
-/// What the faults did, for the report.
-#[derive(Default)]
-struct Faults {
-    /// Transactions held when payments was killed, and the restart's time.
-    kill: Option<Result<(u64, Duration), String>>,
-    /// Transactions held when RabbitMQ froze.
-    pause: Option<Result<u64, String>>,
+/// The outbox experiment (see the module docs).
+pub struct Outbox;
+
+/// The seeded operations and payments' lab switches.
+pub struct Plan {
+    pub arm: Arm,
+    pub ops: Vec<plan::Op>,
+    /// The operations' order ids, in plan order.
+    pub orders: Vec<Uuid>,
+    pub switches: act::Switches,
 }
 
-pub async fn run(ctx: &Ctx, lab: &Lab, p: &Params, seed: u64) -> Result<Report> {
-    let started = Instant::now();
-    let arm = if p.control {
-        Arm::DualWrite
-    } else {
-        Arm::Outbox
-    };
-    let mut report = Report::new(
-        "outbox",
-        seed,
+/// What acting saw: the faults, when it settled, what the tap saw.
+pub struct Acted {
+    pub faults: Faults,
+    pub settled_after: Option<Duration>,
+    pub seen: tap::Seen,
+}
+
+impl Experiment for Outbox {
+    const NAME: &'static str = "outbox";
+    type Params = Params;
+    type Plan = Plan;
+    type Acted = Acted;
+    type Evidence = Evidence;
+
+    fn params(p: &Params) -> serde_json::Value {
         json!({"ops": p.ops, "hold_ms": p.hold_ms, "pause_secs": p.pause_secs,
-               "bound_secs": p.bound_secs, "control": p.control}),
-    );
-    let ops = plan::ops(p.ops as usize, seed);
-    let orders: Vec<Uuid> = ops.iter().map(|o| o.order_id).collect();
-    let switches = act::Switches {
-        http: lab.http.clone(),
-        url: lab.urls("payments")?[0].clone(),
-        token: lab_token(lab)?,
-    };
-    let deadline = Instant::now() + Duration::from_secs(p.bound_secs);
-
-    // Arrange: the tap before anything is published, then the switches.
-    let tap = tap::Tap::start(ctx, &lab.state).await?;
-    let acted = act_and_settle(ctx, lab, p, &ops, &orders, &switches, &tap, deadline).await;
-    // Always: switches off, firehose off.
-    let off = switches
-        .set(false, 0, Instant::now() + Duration::from_secs(10))
-        .await;
-    let (seen, trace_off) = tap.stop().await;
-    let (faults, settled_after) = acted?;
-    off.context("could not switch payments' lab switches off")?;
-    trace_off.context("could not switch RabbitMQ's firehose off")?;
-
-    // Check.
-    let ops_set: std::collections::HashSet<Uuid> = orders.iter().copied().collect();
-    let bus: Vec<_> = seen
-        .events
-        .into_iter()
-        .filter(|e| ops_set.contains(&e.order_id))
-        .collect();
-    let ev = Evidence {
-        arm,
-        ops: orders.clone(),
-        committed: evidence::committed(&lab.pg, &orders).await?,
-        outbox: evidence::outbox(&lab.pg, &orders).await?,
-        bus,
-    };
-    let counts = check::count(&ev);
-    for inv in check::invariants(&ev) {
-        report.push(inv);
+               "bound_secs": p.bound_secs, "control": p.control})
     }
-    push_faults(&mut report, &faults, p);
 
-    // Report.
-    for e in &ev.bus {
-        report
-            .outcomes
-            .add("events on the bus (every copy)", e.kind.clone());
+    async fn arrange(env: &Env, p: &Params, seed: u64) -> Result<Plan> {
+        let lab = &env.lab;
+        let ops = plan::ops(p.ops as usize, seed);
+        Ok(Plan {
+            arm: if p.control {
+                Arm::DualWrite
+            } else {
+                Arm::Outbox
+            },
+            orders: ops.iter().map(|o| o.order_id).collect(),
+            ops,
+            switches: act::Switches {
+                http: lab.http.clone(),
+                url: lab.urls("payments")?[0].clone(),
+                token: lab_token(lab)?,
+            },
+        })
     }
-    for c in &ev.committed {
-        report.outcomes.add("changes committed", c.kind.clone());
+
+    async fn act(env: &Env, p: &Params, plan: &Plan) -> Result<Acted> {
+        let (ctx, lab) = (&env.ctx, &env.lab);
+        let deadline = Instant::now() + Duration::from_secs(p.bound_secs);
+        // The tap before anything is published, then the switches.
+        let tap = tap::Tap::start(ctx, &lab.state).await?;
+        let acted = act_and_settle(ctx, lab, p, plan, &tap, deadline).await;
+        // Always: switches off, firehose off.
+        let off = plan
+            .switches
+            .set(false, 0, Instant::now() + Duration::from_secs(10))
+            .await;
+        let (seen, trace_off) = tap.stop().await;
+        let (faults, settled_after) = acted?;
+        off.context("could not switch payments' lab switches off")?;
+        trace_off.context("could not switch RabbitMQ's firehose off")?;
+        Ok(Acted {
+            faults,
+            settled_after,
+            seen,
+        })
     }
-    report.measure(
-        "arm",
-        match arm {
-            Arm::Outbox => "transactional outbox",
-            Arm::DualWrite => "control: naive dual write (publish, then commit)",
-        },
-    );
-    report.measure("lost events", counts.lost);
-    report.measure("phantom events", counts.phantom);
-    report.measure("redelivered copies (same id)", counts.redelivered);
-    report.measure("unreadable publishes to checkout.events", seen.unreadable);
-    if let Some(Ok((held, took))) = &faults.kill {
-        report.measure("transactions held open when payments was killed", held);
+
+    async fn evidence(env: &Env, _: &Params, plan: &Plan, acted: &Acted) -> Result<Evidence> {
+        let (pg, orders) = (&env.lab.pg, &plan.orders);
+        let ops: std::collections::HashSet<Uuid> = orders.iter().copied().collect();
+        let bus = acted.seen.events.iter();
+        Ok(Evidence {
+            arm: plan.arm,
+            ops: orders.clone(),
+            committed: evidence::committed(pg, orders).await?,
+            outbox: evidence::outbox(pg, orders).await?,
+            bus: bus.filter(|e| ops.contains(&e.order_id)).cloned().collect(),
+        })
+    }
+
+    fn check(p: &Params, _: &Plan, acted: &Acted, ev: &Evidence) -> Vec<Invariant> {
+        let mut out = check::invariants(ev);
+        out.extend(check::faults(&acted.faults, p.pause_secs));
+        out
+    }
+
+    fn record(_: &Params, plan: Plan, acted: Acted, ev: Evidence, report: &mut Report) {
+        let counts = check::count(&ev);
+        for e in &ev.bus {
+            report
+                .outcomes
+                .add("events on the bus (every copy)", e.kind.clone());
+        }
+        for c in &ev.committed {
+            report.outcomes.add("changes committed", c.kind.clone());
+        }
         report.measure(
-            "payments ready again after",
-            format!("{:.2} s", took.as_secs_f64()),
+            "arm",
+            match plan.arm {
+                Arm::Outbox => "transactional outbox",
+                Arm::DualWrite => "control: naive dual write (publish, then commit)",
+            },
         );
+        report.measure("lost events", counts.lost);
+        report.measure("phantom events", counts.phantom);
+        report.measure("redelivered copies (same id)", counts.redelivered);
+        report.measure(
+            "unreadable publishes to checkout.events",
+            acted.seen.unreadable,
+        );
+        if let Some(Ok((held, took))) = &acted.faults.kill {
+            report.measure("transactions held open when payments was killed", held);
+            report.measure(
+                "payments ready again after",
+                format!("{:.2} s", took.as_secs_f64()),
+            );
+        }
+        if let Some(Ok(held)) = &acted.faults.pause {
+            report.measure("transactions held open when RabbitMQ froze", held);
+        }
+        if let Some(after) = acted.settled_after {
+            report.measure("settled after", format!("{:.2} s", after.as_secs_f64()));
+        }
     }
-    if let Some(Ok(held)) = &faults.pause {
-        report.measure("transactions held open when RabbitMQ froze", held);
-    }
-    if let Some(after) = settled_after {
-        report.measure("settled after", format!("{:.2} s", after.as_secs_f64()));
-    }
-    report.conclude(started.elapsed());
-    Ok(report)
-}
-
-/// The faults as invariants: a fault that did not land at its moment
-/// leaves the run unjudged (unknown), not passed.
-fn push_faults(report: &mut Report, faults: &Faults, p: &Params) {
-    let name = "payments was SIGKILLed between an event's write and its commit, and restarted";
-    report.push(match &faults.kill {
-        Some(Ok((held, _))) => Invariant::check(
-            name,
-            true,
-            "≥ 1 transaction held",
-            format!("{held} held; restarted and ready"),
-            "GET /lab/outbox `held` just before SIGKILL; the control plane's start",
-        ),
-        Some(Err(why)) => Invariant::unknown(name, "≥ 1 transaction held", why),
-        None => Invariant::unknown(
-            name,
-            "≥ 1 transaction held",
-            "the run stopped before the kill",
-        ),
-    });
-    let name = "RabbitMQ was frozen (SIGSTOP) mid-publish, then thawed";
-    let expected = format!("frozen {} s with ≥ 1 transaction held", p.pause_secs);
-    report.push(match &faults.pause {
-        Some(Ok(held)) => Invariant::check(
-            name,
-            true,
-            &expected,
-            format!("frozen {} s, {held} held", p.pause_secs),
-            "GET /lab/outbox `held` just before SIGSTOP",
-        ),
-        Some(Err(why)) => Invariant::unknown(name, &expected, why),
-        None => Invariant::unknown(name, &expected, "the run stopped before the pause"),
-    });
 }
 
 /// The two waves and their faults, then waits until Postgres is settled
 /// and the bus quiet. Returns what the faults did and when it settled.
-#[allow(clippy::too_many_arguments)]
 async fn act_and_settle(
     ctx: &Ctx,
     lab: &Lab,
     p: &Params,
-    ops: &[plan::Op],
-    orders: &[Uuid],
-    switches: &act::Switches,
+    plan: &Plan,
     tap: &tap::Tap,
     deadline: Instant,
 ) -> Result<(Faults, Option<Duration>)> {
+    let (ops, orders, switches) = (&plan.ops, &plan.orders, &plan.switches);
     let first = Instant::now();
     let mut faults = Faults::default();
     switches.set(p.control, p.hold_ms, deadline).await?;
