@@ -13,6 +13,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
 pub mod config;
+pub mod contract;
 pub mod db;
 pub mod denylist;
 pub mod keys;

@@ -18,7 +18,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwap;
-use serde::Serialize;
 use sqlx::PgPool;
 use tokio::sync::{mpsc, watch};
 
@@ -38,33 +37,7 @@ pub const RETRIES_METRIC: &str = "identity_db_retries_total";
 /// Gauge: seconds left on the current lease.
 pub const LEASE_TTL_METRIC: &str = "identity_db_lease_ttl_seconds";
 
-/// Why new credentials were fetched.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Reason {
-    /// The first credentials.
-    Startup,
-    /// The lease is near its `max_ttl` and can't be renewed further.
-    MaxTtl,
-    /// Vault refused a renewal: the lease was revoked or has expired.
-    RenewalRefused,
-    /// A query met a terminated session or a login that no longer exists.
-    ConnectionFailed,
-    /// Asked for through `POST /lab/rotate`.
-    Requested,
-}
-
-impl Reason {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Startup => "startup",
-            Self::MaxTtl => "max_ttl",
-            Self::RenewalRefused => "renewal_refused",
-            Self::ConnectionFailed => "connection_failed",
-            Self::Requested => "requested",
-        }
-    }
-}
+pub use crate::contract::{Reason, Record};
 
 /// One set of credentials and the pool built on them.
 pub struct Generation {
@@ -75,29 +48,6 @@ pub struct Generation {
     pub username: String,
     /// The Vault lease, `None` with a static `DATABASE_URL`.
     pub lease_id: Option<String>,
-}
-
-/// What happened to one generation, for `/lab/lease` (times in Unix ms).
-#[derive(Debug, Clone, Serialize)]
-pub struct Record {
-    pub generation: u64,
-    pub username: String,
-    pub lease_id: Option<String>,
-    pub reason: Reason,
-    /// Lease TTL Vault granted at issue.
-    pub lease_ttl_secs: Option<u64>,
-    /// When fetching the credentials started.
-    pub requested_at_ms: u64,
-    /// When its pool became the current one.
-    pub swapped_in_at_ms: u64,
-    /// When a successor replaced it.
-    pub swapped_out_at_ms: Option<u64>,
-    /// When its pool had closed every connection.
-    pub drained_at_ms: Option<u64>,
-    /// When we revoked its lease.
-    pub revoked_at_ms: Option<u64>,
-    /// Renewals Vault granted.
-    pub renewals: u32,
 }
 
 /// A request to replace the generation `generation` (ignored if it is

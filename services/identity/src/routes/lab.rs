@@ -13,12 +13,11 @@ use axum::Json;
 use axum::extract::State;
 use axum::extract::rejection::JsonRejection;
 use axum::http::{HeaderMap, StatusCode, header};
-use serde::Deserialize;
-use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use storefront_kit::Problem;
 
 use super::{AppState, IdentityError};
+use crate::contract::{Lease, Rotated, RotationMode};
 
 /// SHA-256 of a token: what [`AppState::lab_token_digest`] holds. Comparing
 /// digests of fixed length leaks nothing useful about the token by timing.
@@ -49,20 +48,20 @@ const ROTATE_WAIT: Duration = Duration::from_secs(15);
 
 /// `GET /lab/lease`: the current login and lease, and every generation's
 /// timeline (Unix ms), for the experiment's windows and ground truth.
-pub async fn lease(State(state): State<AppState>) -> Json<Value> {
+pub async fn lease(State(state): State<AppState>) -> Json<Lease> {
     let current = state.db.current();
-    Json(json!({
-        "generation": current.number,
-        "username": current.username,
-        "lease_id": current.lease_id,
-        "naive": state.db.is_naive(),
-        "history": state.db.history(),
-    }))
+    Json(Lease {
+        generation: current.number,
+        username: current.username.clone(),
+        lease_id: current.lease_id.clone(),
+        naive: state.db.is_naive(),
+        history: state.db.history(),
+    })
 }
 
 /// `POST /lab/rotate`: rotate now (e.g. to pick up a role's new TTLs);
 /// answers once the new generation is current.
-pub async fn rotate(State(state): State<AppState>) -> Result<Json<Value>, Problem> {
+pub async fn rotate(State(state): State<AppState>) -> Result<Json<Rotated>, Problem> {
     let before = state.db.current().number;
     if !state.db.request_rotation() {
         return Err(Problem::conflict(
@@ -74,24 +73,19 @@ pub async fn rotate(State(state): State<AppState>) -> Result<Json<Value>, Proble
         return Err(Problem::new(StatusCode::GATEWAY_TIMEOUT)
             .with_detail("the rotation did not complete in time; see the service log"));
     }
-    Ok(Json(
-        json!({ "generation": now.number, "username": now.username }),
-    ))
-}
-
-#[derive(Debug, Deserialize)]
-pub struct Mode {
-    /// The control arm: no retry, old leases revoked before they drain.
-    naive: bool,
+    Ok(Json(Rotated {
+        generation: now.number,
+        username: now.username.clone(),
+    }))
 }
 
 /// `PUT /lab/rotation-mode` `{"naive": bool}`.
 pub async fn rotation_mode(
     State(state): State<AppState>,
-    body: Result<Json<Mode>, JsonRejection>,
-) -> Result<Json<Value>, Problem> {
+    body: Result<Json<RotationMode>, JsonRejection>,
+) -> Result<Json<RotationMode>, Problem> {
     let Json(mode) = body.map_err(Problem::from)?;
     state.db.set_naive(mode.naive);
     tracing::warn!(naive = mode.naive, "rotation mode changed");
-    Ok(Json(json!({ "naive": mode.naive })))
+    Ok(Json(mode))
 }

@@ -8,22 +8,16 @@ use axum::Json;
 use axum::extract::State;
 use axum::extract::rejection::JsonRejection;
 use chrono::{DateTime, Utc};
-use serde::Deserialize;
-use serde_json::{Value, json};
 
 use super::{AppState, IdentityError};
+use crate::contract::{RevokeRequest, RevokeResponse};
 use crate::tokens::{self, TokenError, refresh_hash};
 use crate::{denylist, store};
-
-#[derive(utoipa::ToSchema, Debug, Deserialize)]
-pub struct RevokeRequest {
-    token: Option<String>,
-}
 
 #[utoipa::path(post, path = "/revoke", tag = "tokens",
     request_body = RevokeRequest,
     responses(
-        (status = 200, description = "Revoked, or nothing left to revoke (revoked: false)", body = super::openapi::RevokeResponse),
+        (status = 200, description = "Revoked, or nothing left to revoke (revoked: false)", body = RevokeResponse),
         (status = 400, description = "No token, or the body is not JSON", body = storefront_kit::Problem, content_type = "application/problem+json"),
         (status = 415, description = "The body is not declared as JSON", body = storefront_kit::Problem, content_type = "application/problem+json"),
         (status = 422, description = "The body is JSON of the wrong shape", body = storefront_kit::Problem, content_type = "application/problem+json"),
@@ -33,7 +27,7 @@ pub struct RevokeRequest {
 pub async fn revoke(
     State(state): State<AppState>,
     body: Result<Json<RevokeRequest>, JsonRejection>,
-) -> Result<Json<Value>, IdentityError> {
+) -> Result<Json<RevokeResponse>, IdentityError> {
     let Json(req) = body?;
     let token = req
         .token
@@ -53,13 +47,18 @@ pub async fn revoke(
                 async move { store::revoke_family_of(&pool, hash).await }
             })
             .await?;
-        Ok(Json(
-            json!({ "revoked": known, "token_type": "refresh_token" }),
-        ))
+        Ok(Json(RevokeResponse {
+            revoked: known,
+            token_type: Some("refresh_token".into()),
+            ..RevokeResponse::default()
+        }))
     }
 }
 
-async fn revoke_access(state: &AppState, token: &str) -> Result<Json<Value>, IdentityError> {
+async fn revoke_access(
+    state: &AppState,
+    token: &str,
+) -> Result<Json<RevokeResponse>, IdentityError> {
     let claims = match state.minter.verify(token) {
         Ok(claims) => claims,
         Err(why @ (TokenError::Expired | TokenError::Invalid)) => {
@@ -68,7 +67,11 @@ async fn revoke_access(state: &AppState, token: &str) -> Result<Json<Value>, Ide
             } else {
                 "invalid"
             };
-            return Ok(Json(json!({ "revoked": false, "reason": reason })));
+            return Ok(Json(RevokeResponse {
+                revoked: false,
+                reason: Some(reason.into()),
+                ..RevokeResponse::default()
+            }));
         }
     };
     let expires_at = DateTime::<Utc>::from_timestamp(claims.exp as i64, 0).unwrap_or_else(Utc::now);
@@ -88,10 +91,11 @@ async fn revoke_access(state: &AppState, token: &str) -> Result<Json<Value>, Ide
     )
     .await?;
     tracing::info!(jti = %claims.jti, sub = %claims.sub, "access token revoked");
-    Ok(Json(json!({
-        "revoked": true,
-        "token_type": "access_token",
-        "jti": claims.jti,
-        "denylist_key": denylist::key(claims.jti),
-    })))
+    Ok(Json(RevokeResponse {
+        revoked: true,
+        token_type: Some("access_token".into()),
+        jti: Some(claims.jti),
+        denylist_key: Some(denylist::key(claims.jti)),
+        reason: None,
+    }))
 }

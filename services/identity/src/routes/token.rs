@@ -18,11 +18,10 @@ use axum::extract::State;
 use axum::extract::rejection::JsonRejection;
 use axum::http::{Extensions, HeaderMap, header};
 use axum::response::{IntoResponse, Response};
-use serde::Deserialize;
-use serde_json::json;
 use uuid::Uuid;
 
 use super::{AppState, IdentityError, lab};
+use crate::contract::{TokenRequest, TokenResponse};
 use crate::store::{self, Exchange, Exchanged, NewFamily};
 use crate::throttle::{self, Keys, Verdict};
 use crate::tokens::{self, Subject, new_refresh_token, refresh_hash};
@@ -39,21 +38,10 @@ pub const MAX_USERNAME_LEN: usize = 256;
 /// megabyte of password is no password, only work.
 pub const MAX_PASSWORD_LEN: usize = 1_024;
 
-/// Both grants' fields; which are required depends on `grant_type`.
-#[derive(utoipa::ToSchema, Debug, Deserialize)]
-pub struct TokenRequest {
-    grant_type: Option<String>,
-    username: Option<String>,
-    password: Option<String>,
-    refresh_token: Option<String>,
-    /// Lab only: a shorter access-token lifetime (expiry tests).
-    access_ttl_secs: Option<u64>,
-}
-
 #[utoipa::path(post, path = "/token", tag = "tokens",
     request_body = TokenRequest,
     responses(
-        (status = 200, description = "An access token (EdDSA JWT) and a refresh token", body = super::openapi::TokenResponse),
+        (status = 200, description = "An access token (EdDSA JWT) and a refresh token", body = TokenResponse),
         (status = 400, description = "Malformed body, unsupported grant, or invalid grant (bad credentials, refresh refused or reused)", body = storefront_kit::Problem, content_type = "application/problem+json"),
         (status = 401, description = "access_ttl_secs without the lab admin token", body = storefront_kit::Problem, content_type = "application/problem+json"),
         (status = 415, description = "The body is not declared as JSON", body = storefront_kit::Problem, content_type = "application/problem+json"),
@@ -291,14 +279,14 @@ fn issue(
     metrics::counter!(ISSUED_METRIC, "grant" => grant).increment(1);
     (
         [(header::CACHE_CONTROL, "no-store")],
-        Json(json!({
-            "access_token": access,
-            "token_type": "Bearer",
-            "expires_in": ttl.as_secs(),
-            "refresh_token": refresh,
-            "refresh_expires_in": state.refresh_ttl.as_secs(),
-            "jti": claims.jti,
-        })),
+        Json(TokenResponse {
+            access_token: access,
+            token_type: "Bearer".into(),
+            expires_in: ttl.as_secs(),
+            refresh_token: refresh,
+            refresh_expires_in: state.refresh_ttl.as_secs(),
+            jti: claims.jti,
+        }),
     )
         .into_response()
 }

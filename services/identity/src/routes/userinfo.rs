@@ -4,9 +4,9 @@
 use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, header};
-use serde_json::{Value, json};
 
 use super::{AppState, IdentityError, Rejected};
+use crate::contract::UserInfo;
 use crate::tokens::Claims;
 use crate::{denylist, store};
 
@@ -40,7 +40,7 @@ pub async fn authenticate(state: &AppState, token: &str) -> Result<Claims, Ident
 #[utoipa::path(get, path = "/userinfo", tag = "tokens",
     params(("Authorization" = Option<String>, Header, description = "Bearer <access token>")),
     responses(
-        (status = 200, description = "Who the token belongs to", body = super::openapi::UserInfo),
+        (status = 200, description = "Who the token belongs to", body = UserInfo),
         (status = 401, description = "No token, or it is invalid, expired or revoked", body = storefront_kit::Problem, content_type = "application/problem+json",
             headers(("WWW-Authenticate" = String, description = "Bearer challenge"))),
         (status = 503, description = "A store is unavailable", body = storefront_kit::Problem, content_type = "application/problem+json"),
@@ -49,7 +49,7 @@ pub async fn authenticate(state: &AppState, token: &str) -> Result<Claims, Ident
 pub async fn userinfo(
     State(state): State<AppState>,
     headers: HeaderMap,
-) -> Result<Json<Value>, IdentityError> {
+) -> Result<Json<UserInfo>, IdentityError> {
     let claims = authenticate(&state, bearer(&headers)?).await?;
     tracing::Span::current().record("sub", tracing::field::display(claims.sub));
     let sub = claims.sub;
@@ -58,12 +58,12 @@ pub async fn userinfo(
         .run(|pool| async move { store::profile(&pool, sub).await })
         .await?
         .ok_or(IdentityError::Unauthorized(Rejected::Invalid))?;
-    Ok(Json(json!({
-        "sub": profile.id,
-        "username": profile.username,
-        "display_name": profile.display_name,
-        "roles": profile.roles,
-        "jti": claims.jti,
-        "exp": claims.exp,
-    })))
+    Ok(Json(UserInfo {
+        sub: profile.id,
+        username: profile.username,
+        display_name: profile.display_name,
+        roles: profile.roles,
+        jti: claims.jti,
+        exp: claims.exp,
+    }))
 }
