@@ -6,6 +6,7 @@ use anyhow::Result;
 use crate::commands::Global;
 use crate::exit;
 use crate::experiments::breaker;
+use crate::experiments::experiment::{self, Env};
 use crate::report::{CommonArgs, finish};
 use crate::run::{Lab, Progress};
 
@@ -23,8 +24,8 @@ pub async fn run(g: &Global, args: Args) -> Result<u8> {
     let lab = Lab::connect(&ctx)
         .await?
         .with_progress(Progress::for_output(args.common.json));
-    lab.progress.phase("breaker");
-    let report = breaker::run(&ctx, &lab, &args.params, args.common.seed()).await?;
-    lab.progress.judged(&report.invariants, report.verdict);
-    finish(&report, &args.common, &ctx.profile.name)
+    let env = Env::new(ctx, lab);
+    let report =
+        experiment::run::<breaker::Breaker>(&env, &args.params, args.common.seed()).await?;
+    finish(&report, &args.common, &env.ctx.profile.name)
 }

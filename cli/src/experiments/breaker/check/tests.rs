@@ -100,9 +100,12 @@ fn a_healthy_run_passes_all_seven_invariants_under_their_names() {
     assert!(v.iter().all(|(_, v)| *v == Verdict::Pass), "{v:?}");
 }
 
+/// Makes one invariant's evidence bad.
+type Spoil = fn(&mut Evidence);
+
 #[test]
 fn each_invariant_fails_on_its_own_bad_evidence() {
-    let cases: [(&str, fn(&mut Evidence)); 7] = [
+    let cases: [(&str, Spoil); 7] = [
         ("client errors", |ev| ev.client_phase.failures = 1),
         ("the breaker opens", |ev| ev.failures_at_open = None),
         ("while open, requests", |ev| ev.pinned.add(PINNED, "200")),
