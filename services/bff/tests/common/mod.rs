@@ -10,7 +10,6 @@
 pub mod identity;
 pub mod session;
 
-use std::ops::Deref;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
 use std::time::Duration;
@@ -19,10 +18,7 @@ use axum::Router;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use serde_json::{Value, json};
-use storefront_bff::config::Config;
-use storefront_bff::startup::{AppError, Application};
-use storefront_kit::Vars;
-use storefront_kit::testing::{self, CancellationToken, Infra, Migrator, Server, Service, TestEnv};
+use storefront_kit::testing::{self, Infra, Service, TestEnv};
 
 /// The admin token the test apps use.
 pub const TOKEN: &str = "test-admin-token";
@@ -85,56 +81,21 @@ impl Fake {
     }
 }
 
-/// The BFF, as the kit's harness boots it.
-pub struct Bff;
-
-impl Service for Bff {
-    type App = Application;
-    type Error = AppError;
-    const NAME: &'static str = "bff";
-    const SERVERS: &'static [Server] = &[Server::Redis];
-
-    fn migrator() -> Option<&'static Migrator> {
-        None
-    }
-
-    fn settings(env: &TestEnv) -> Vec<(String, String)> {
-        [
-            ("RATE_LIMIT_KEY_PREFIX", env.name.as_str()),
-            ("BFF_ADMIN_TOKEN", TOKEN),
-            ("LAB_ENDPOINTS", "true"),
-            ("RETRY_BASE_MS", "1"),
-            ("RETRY_CAP_MS", "5"),
-        ]
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .into()
-    }
-
-    async fn build(vars: Vars) -> Result<Application, AppError> {
-        Application::build(Config::from_vars(&vars).expect("the test settings parse")).await
-    }
-
-    fn port(app: &Application) -> u16 {
-        app.port()
-    }
-
-    fn run(
-        app: Application,
-        stop: CancellationToken,
-    ) -> impl Future<Output = Result<(), AppError>> + Send + 'static {
-        app.run_until(stop.cancelled_owned())
-    }
+storefront_kit::test_service! {
+    /// The BFF, as the kit's harness boots it.
+    Bff: storefront_bff, "bff", [Redis],
+    |env| [
+        ("RATE_LIMIT_KEY_PREFIX", env.name.as_str()),
+        ("BFF_ADMIN_TOKEN", TOKEN),
+        ("LAB_ENDPOINTS", "true"),
+        ("RETRY_BASE_MS", "1"),
+        ("RETRY_CAP_MS", "5"),
+    ]
 }
 
-/// A running BFF.
-pub struct TestBff(testing::TestApp<Bff>);
-
-impl Deref for TestBff {
-    type Target = testing::TestApp<Bff>;
-
-    fn deref(&self) -> &Self::Target {
-        &self.0
-    }
+storefront_kit::test_app! {
+    /// A running BFF.
+    TestBff for Bff
 }
 
 /// `CATALOG_URLS` naming `catalog`, then `extra`.

@@ -15,60 +15,24 @@
 // Each test binary uses a different subset of the helpers.
 #![allow(dead_code)]
 
-use std::ops::Deref;
-
 use reqwest::StatusCode;
 use serde_json::Value;
-use sqlx::migrate::Migrator;
-use storefront_catalog::config::Config;
-use storefront_catalog::startup::{AppError, Application};
-use storefront_kit::Vars;
-use storefront_kit::testing::CancellationToken;
-use storefront_kit::testing::{self, Infra, Server, Service, TestEnv};
+use storefront_kit::testing::{self, Infra, Service};
 
 pub use storefront_kit::testing::Reply;
 
 /// The `LAB_ADMIN_TOKEN` every test app gets; lab requests send it.
 pub const LAB_TOKEN: &str = "catalog-test-lab-token";
 
-/// The catalog, as the kit's harness boots it.
-pub struct Catalog;
-
-impl Service for Catalog {
-    type App = Application;
-    type Error = AppError;
-    const NAME: &'static str = "catalog";
-    const SERVERS: &'static [Server] = &[Server::Postgres, Server::Redis];
-
-    fn migrator() -> Option<&'static Migrator> {
-        static MIGRATOR: Migrator = sqlx::migrate!("../../migrations/catalog");
-        Some(&MIGRATOR)
-    }
-
-    fn settings(env: &TestEnv) -> Vec<(String, String)> {
-        [
-            ("CACHE_KEY_PREFIX", env.name.as_str()),
-            ("PG_MAX_CONNECTIONS", "20"),
-            ("LAB_ADMIN_TOKEN", LAB_TOKEN),
-        ]
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .into()
-    }
-
-    async fn build(vars: Vars) -> Result<Application, AppError> {
-        Application::build(Config::from_vars(&vars).expect("the test settings parse")).await
-    }
-
-    fn port(app: &Application) -> u16 {
-        app.port()
-    }
-
-    fn run(
-        app: Application,
-        stop: CancellationToken,
-    ) -> impl Future<Output = Result<(), AppError>> + Send + 'static {
-        app.run_until(stop.cancelled_owned())
-    }
+storefront_kit::test_service! {
+    /// The catalog, as the kit's harness boots it.
+    Catalog: storefront_catalog, "catalog", [Postgres, Redis],
+    migrations "../../migrations/catalog",
+    |env| [
+        ("CACHE_KEY_PREFIX", env.name.as_str()),
+        ("PG_MAX_CONNECTIONS", "20"),
+        ("LAB_ADMIN_TOKEN", LAB_TOKEN),
+    ]
 }
 
 /// `(TEST_DATABASE_URL, TEST_REDIS_URL)`, or `None` (after saying why).
@@ -80,15 +44,9 @@ pub fn test_urls() -> Option<(String, String)> {
     ))
 }
 
-/// A running catalog, with the catalog's own request helpers.
-pub struct TestApp(testing::TestApp<Catalog>);
-
-impl Deref for TestApp {
-    type Target = testing::TestApp<Catalog>;
-
-    fn deref(&self) -> &Self::Target {
-        &self.0
-    }
+storefront_kit::test_app! {
+    /// A running catalog, with the catalog's own request helpers.
+    TestApp for Catalog
 }
 
 /// A catalog on a fresh schema; `None` when the environment isn't set up.

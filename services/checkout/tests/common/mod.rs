@@ -19,10 +19,8 @@ use axum::http::StatusCode;
 use axum::routing::{delete, get, post};
 use serde_json::{Value, json};
 use sqlx::PgPool;
-use storefront_kit::testing::{
-    self, CancellationToken, Migrator, Reply, Server, Service, TestApp, TestEnv,
-};
-use storefront_kit::{Vars, amqp};
+use storefront_kit::amqp;
+use storefront_kit::testing::{self, Reply, TestApp, TestEnv};
 use storefront_payments::contract::Queues;
 use uuid::Uuid;
 
@@ -133,88 +131,28 @@ impl FakeCatalog {
     }
 }
 
-/// Checkout, as the kit's harness boots it.
-pub struct Checkout;
-
-impl Service for Checkout {
-    type App = storefront_checkout::startup::Application;
-    type Error = storefront_checkout::startup::AppError;
-    const NAME: &'static str = "checkout";
-    const SERVERS: &'static [Server] = &[Server::Postgres, Server::Amqp];
-
-    fn migrator() -> Option<&'static Migrator> {
-        static MIGRATOR: Migrator = sqlx::migrate!("../../migrations/checkout");
-        Some(&MIGRATOR)
-    }
-
-    fn settings(_: &TestEnv) -> Vec<(String, String)> {
-        [
-            ("SAGA_AUTHORIZATION_TIMEOUT_MS", "3000"),
-            ("SAGA_LEASE_MS", "500"),
-            ("SAGA_SWEEP_INTERVAL_MS", "50"),
-            ("OUTBOX_POLL_MS", "100"),
-        ]
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .into()
-    }
-
-    async fn build(vars: Vars) -> Result<Self::App, Self::Error> {
-        let config = storefront_checkout::config::Config::from_vars(&vars);
-        Self::App::build(config.expect("the test settings parse")).await
-    }
-
-    fn port(app: &Self::App) -> u16 {
-        app.port()
-    }
-
-    fn run(
-        app: Self::App,
-        stop: CancellationToken,
-    ) -> impl Future<Output = Result<(), Self::Error>> + Send + 'static {
-        app.run_until(stop.cancelled_owned())
-    }
+storefront_kit::test_service! {
+    /// Checkout, as the kit's harness boots it.
+    Checkout: storefront_checkout, "checkout", [Postgres, Amqp],
+    migrations "../../migrations/checkout",
+    |_env| [
+        ("SAGA_AUTHORIZATION_TIMEOUT_MS", "3000"),
+        ("SAGA_LEASE_MS", "500"),
+        ("SAGA_SWEEP_INTERVAL_MS", "50"),
+        ("OUTBOX_POLL_MS", "100"),
+    ]
 }
 
-/// Payments beside checkout, as the kit's harness boots it.
-pub struct Payments;
-
-impl Service for Payments {
-    type App = storefront_payments::startup::Application;
-    type Error = storefront_payments::startup::AppError;
-    const NAME: &'static str = "payments";
-    const SERVERS: &'static [Server] = &[Server::Postgres, Server::Amqp];
-
-    fn migrator() -> Option<&'static Migrator> {
-        static MIGRATOR: Migrator = sqlx::migrate!("../../migrations/payments");
-        Some(&MIGRATOR)
-    }
-
-    fn settings(env: &TestEnv) -> Vec<(String, String)> {
-        [
-            ("AMQP_QUEUE_PREFIX", queue_prefix(env).as_str()),
-            ("STRIPE_WEBHOOK_SECRET", "whsec_t"),
-            ("PAYPAL_WEBHOOK_SECRET", "pp_t"),
-            ("OUTBOX_POLL_MS", "100"),
-        ]
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .into()
-    }
-
-    async fn build(vars: Vars) -> Result<Self::App, Self::Error> {
-        let config = storefront_payments::config::Config::from_vars(&vars);
-        Self::App::build(config.expect("the test settings parse")).await
-    }
-
-    fn port(app: &Self::App) -> u16 {
-        app.port()
-    }
-
-    fn run(
-        app: Self::App,
-        stop: CancellationToken,
-    ) -> impl Future<Output = Result<(), Self::Error>> + Send + 'static {
-        app.run_until(stop.cancelled_owned())
-    }
+storefront_kit::test_service! {
+    /// Payments beside checkout, as the kit's harness boots it.
+    Payments: storefront_payments, "payments", [Postgres, Amqp],
+    migrations "../../migrations/payments",
+    |env| [
+        ("AMQP_QUEUE_PREFIX", &queue_prefix(env)),
+        ("STRIPE_WEBHOOK_SECRET", "whsec_t"),
+        ("PAYPAL_WEBHOOK_SECRET", "pp_t"),
+        ("OUTBOX_POLL_MS", "100"),
+    ]
 }
 
 /// The queue prefix of the shop whose payments run on `env`.

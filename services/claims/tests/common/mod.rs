@@ -13,56 +13,23 @@
 use std::ops::Deref;
 
 use serde_json::{Value, json};
-use sqlx::migrate::Migrator;
 use sqlx::{PgPool, Row};
-use storefront_claims::config::Config;
-use storefront_claims::startup::{AppError, Application};
-use storefront_kit::Vars;
-use storefront_kit::testing::{self, CancellationToken, Server, Service, TestEnv};
+use storefront_kit::testing;
 
 pub use storefront_kit::testing::Reply;
 
 /// The `LAB_ADMIN_TOKEN` every test app gets; [`TestApp::post_lab`] sends it.
 pub const LAB_TOKEN: &str = "claims-test-lab-token";
 
-/// The claims service, as the kit's harness boots it.
-pub struct Claims;
-
-impl Service for Claims {
-    type App = Application;
-    type Error = AppError;
-    const NAME: &'static str = "claims";
-    const SERVERS: &'static [Server] = &[Server::Postgres];
-
-    fn migrator() -> Option<&'static Migrator> {
-        static MIGRATOR: Migrator = sqlx::migrate!("../../migrations/claims");
-        Some(&MIGRATOR)
-    }
-
-    fn settings(_: &TestEnv) -> Vec<(String, String)> {
-        [
-            ("LAB_ENDPOINTS", "false"),
-            ("SHUTDOWN_GRACE_SECS", "2"),
-            ("LAB_ADMIN_TOKEN", LAB_TOKEN),
-        ]
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .into()
-    }
-
-    async fn build(vars: Vars) -> Result<Application, AppError> {
-        Application::build(Config::from_vars(&vars).expect("the test settings parse")).await
-    }
-
-    fn port(app: &Application) -> u16 {
-        app.port()
-    }
-
-    fn run(
-        app: Application,
-        stop: CancellationToken,
-    ) -> impl Future<Output = Result<(), AppError>> + Send + 'static {
-        app.run_until(stop.cancelled_owned())
-    }
+storefront_kit::test_service! {
+    /// The claims service, as the kit's harness boots it.
+    Claims: storefront_claims, "claims", [Postgres],
+    migrations "../../migrations/claims",
+    |_env| [
+        ("LAB_ENDPOINTS", "false"),
+        ("SHUTDOWN_GRACE_SECS", "2"),
+        ("LAB_ADMIN_TOKEN", LAB_TOKEN),
+    ]
 }
 
 /// A running claims service on a fresh schema.

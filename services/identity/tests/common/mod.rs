@@ -11,76 +11,34 @@
 // Each test binary uses a different subset of the helpers.
 #![allow(dead_code)]
 
-use std::ops::Deref;
-
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use serde_json::{Value, json};
-use sqlx::migrate::Migrator;
-use storefront_identity::config::Config;
-use storefront_identity::startup::{AppError, Application};
-use storefront_kit::Vars;
-use storefront_kit::testing::{self, CancellationToken, Server, Service, TestEnv};
+use storefront_kit::testing;
 
 pub use storefront_kit::testing::Reply;
 
 /// The lab admin token every test instance is given.
 pub const LAB_TOKEN: &str = "test-lab-admin-token";
 
-/// The identity service, as the kit's harness boots it.
-pub struct Identity;
-
-impl Service for Identity {
-    type App = Application;
-    type Error = AppError;
-    const NAME: &'static str = "identity";
-    const SERVERS: &'static [Server] = &[Server::Postgres, Server::Redis];
-
-    fn migrator() -> Option<&'static Migrator> {
-        static MIGRATOR: Migrator = sqlx::migrate!("../../migrations/identity");
-        Some(&MIGRATOR)
-    }
-
-    fn settings(env: &TestEnv) -> Vec<(String, String)> {
-        // Each instance counts login attempts under its own keys, so tests
-        // (and runs) never share a throttle window.
-        let throttle_prefix = format!("identity:test:{}:", env.name);
-        [
-            ("LAB_ENDPOINTS", "false"),
-            ("LAB_ADMIN_TOKEN", LAB_TOKEN),
-            ("LOGIN_THROTTLE_KEY_PREFIX", throttle_prefix.as_str()),
-            ("LOGIN_FAILURE_WINDOW_SECS", "60"),
-            ("SHUTDOWN_GRACE_SECS", "2"),
-        ]
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .into()
-    }
-
-    async fn build(vars: Vars) -> Result<Application, AppError> {
-        Application::build(Config::from_vars(&vars).expect("the test settings parse")).await
-    }
-
-    fn port(app: &Application) -> u16 {
-        app.port()
-    }
-
-    fn run(
-        app: Application,
-        stop: CancellationToken,
-    ) -> impl Future<Output = Result<(), AppError>> + Send + 'static {
-        app.run_until(stop.cancelled_owned())
-    }
+storefront_kit::test_service! {
+    /// The identity service, as the kit's harness boots it. Each instance
+    /// counts login attempts under its own keys, so tests (and runs) never
+    /// share a throttle window.
+    Identity: storefront_identity, "identity", [Postgres, Redis],
+    migrations "../../migrations/identity",
+    |env| [
+        ("LAB_ENDPOINTS", "false"),
+        ("LAB_ADMIN_TOKEN", LAB_TOKEN),
+        ("LOGIN_THROTTLE_KEY_PREFIX", &format!("identity:test:{}:", env.name)),
+        ("LOGIN_FAILURE_WINDOW_SECS", "60"),
+        ("SHUTDOWN_GRACE_SECS", "2"),
+    ]
 }
 
-/// A running identity service on a fresh schema.
-pub struct TestApp(testing::TestApp<Identity>);
-
-impl Deref for TestApp {
-    type Target = testing::TestApp<Identity>;
-
-    fn deref(&self) -> &Self::Target {
-        &self.0
-    }
+storefront_kit::test_app! {
+    /// A running identity service on a fresh schema.
+    TestApp for Identity
 }
 
 /// `None` (and a note on stderr) when the test servers aren't configured.

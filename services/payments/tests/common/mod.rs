@@ -18,13 +18,10 @@ use std::time::{Duration, Instant};
 
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
-use storefront_kit::Vars;
 use storefront_kit::amqp::{self, Connected, ConsumerConfig, Handled, Outgoing, Publisher};
-use storefront_kit::testing::{self, CancellationToken, Migrator, Server, Service, TestEnv};
-use storefront_payments::config::Config;
+use storefront_kit::testing::{self, CancellationToken};
 use storefront_payments::contract::{Command, Event, Provider, Queues};
 use storefront_payments::signature;
-use storefront_payments::startup::{AppError, Application};
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
@@ -39,48 +36,18 @@ pub const LAB_TOKEN: &str = "lab-test-token";
 /// the provider's record changes, and the test delivers the webhooks.
 pub const HOLD_WEBHOOKS: &[(&str, &str)] = &[("PROVIDER_POLL_MS", "600000")];
 
-/// Payments, as the kit's harness boots it.
-pub struct Payments;
-
-impl Service for Payments {
-    type App = Application;
-    type Error = AppError;
-    const NAME: &'static str = "payments";
-    const SERVERS: &'static [Server] = &[Server::Postgres, Server::Amqp];
-
-    fn migrator() -> Option<&'static Migrator> {
-        static MIGRATOR: Migrator = sqlx::migrate!("../../migrations/payments");
-        Some(&MIGRATOR)
-    }
-
-    fn settings(env: &TestEnv) -> Vec<(String, String)> {
-        let prefix = format!("{}.", env.name);
-        [
-            ("AMQP_QUEUE_PREFIX", prefix.as_str()),
-            ("STRIPE_WEBHOOK_SECRET", STRIPE_SECRET),
-            ("PAYPAL_WEBHOOK_SECRET", PAYPAL_SECRET),
-            ("PROVIDER_SEED", "7"),
-            ("OUTBOX_POLL_MS", "100"),
-            ("LAB_ADMIN_TOKEN", LAB_TOKEN),
-        ]
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .into()
-    }
-
-    async fn build(vars: Vars) -> Result<Application, AppError> {
-        Application::build(Config::from_vars(&vars).expect("the test settings parse")).await
-    }
-
-    fn port(app: &Application) -> u16 {
-        app.port()
-    }
-
-    fn run(
-        app: Application,
-        stop: CancellationToken,
-    ) -> impl Future<Output = Result<(), AppError>> + Send + 'static {
-        app.run_until(stop.cancelled_owned())
-    }
+storefront_kit::test_service! {
+    /// Payments, as the kit's harness boots it.
+    Payments: storefront_payments, "payments", [Postgres, Amqp],
+    migrations "../../migrations/payments",
+    |env| [
+        ("AMQP_QUEUE_PREFIX", &format!("{}.", env.name)),
+        ("STRIPE_WEBHOOK_SECRET", STRIPE_SECRET),
+        ("PAYPAL_WEBHOOK_SECRET", PAYPAL_SECRET),
+        ("PROVIDER_SEED", "7"),
+        ("OUTBOX_POLL_MS", "100"),
+        ("LAB_ADMIN_TOKEN", LAB_TOKEN),
+    ]
 }
 
 /// A running payments service, and a consumer of the events it publishes.
