@@ -54,7 +54,10 @@ Exit codes:
 #[command(after_help = HELP)]
 pub struct Args {
     /// The LOAD profile: a name in profiles/ (browse, checkout, smoke, ...) or a path to a TOML file.
-    #[arg(long, value_name = "NAME")]
+    // Its own id: the global `--fleet` is the field `profile` too, and two
+    // arguments with one id share one value (the load profile was read as
+    // the fleet's).
+    #[arg(id = "load_profile", long = "profile", value_name = "NAME")]
     pub profile: String,
     /// Open model: start N scenario passes per second (`500` or `500/s`).
     #[arg(long, value_name = "N/s", value_parser = parse_rate)]
@@ -161,5 +164,21 @@ mod tests {
         assert_eq!(parse_rate("2.5/s").unwrap(), 2.5);
         assert!(parse_rate("0").is_err());
         assert!(parse_rate("fast").is_err());
+    }
+
+    #[test]
+    fn the_load_profile_and_the_fleet_profile_are_two_values() {
+        use clap::Parser;
+        let parse = |line: &[&str]| {
+            let cli = crate::commands::Cli::try_parse_from(line).unwrap();
+            let crate::commands::Command::Load(args) = cli.command else {
+                panic!("not load");
+            };
+            (cli.global.profile, args.profile)
+        };
+        let (fleet, load) = parse(&["storefront", "load", "--profile", "smoke"]);
+        assert_eq!((fleet.as_str(), load.as_str()), ("dev", "smoke"));
+        let (fleet, load) = parse(&["storefront", "--fleet", "ci", "load", "--profile", "smoke"]);
+        assert_eq!((fleet.as_str(), load.as_str()), ("ci", "smoke"));
     }
 }
