@@ -5,6 +5,7 @@ use anyhow::Result;
 
 use crate::commands::Global;
 use crate::exit;
+use crate::experiments::experiment::{self, Env};
 use crate::experiments::rotate;
 use crate::report::{CommonArgs, finish};
 use crate::run::{Lab, Progress};
@@ -23,8 +24,7 @@ pub async fn run(g: &Global, args: Args) -> Result<u8> {
     let lab = Lab::connect(&ctx)
         .await?
         .with_progress(Progress::for_output(args.common.json));
-    lab.progress.phase("rotate");
-    let report = rotate::run(&lab, &args.params, args.common.seed()).await?;
-    lab.progress.judged(&report.invariants, report.verdict);
-    finish(&report, &args.common, &ctx.profile.name)
+    let env = Env::new(ctx, lab);
+    let report = experiment::run::<rotate::Rotate>(&env, &args.params, args.common.seed()).await?;
+    finish(&report, &args.common, &env.ctx.profile.name)
 }

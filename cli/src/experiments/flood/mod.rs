@@ -21,8 +21,8 @@
 //! arrange ([`arrange`]: the live bucket, users logged in, buckets full,
 //! counters read) → act ([`act`]: the flood) → evidence ([`evidence`]:
 //! counters again, the Retry-After probe) → the pure [`check`].
-//! [`Flood`] is the [`Experiment`]; [`run`] drives the same phases for the
-//! command, which holds a [`Lab`] but no [`Env`].
+//! [`Flood`] is the [`Experiment`]: its command and verify's arms run
+//! it through [`super::experiment::run`].
 
 mod act;
 mod arrange;
@@ -31,16 +31,13 @@ mod counters;
 mod evidence;
 mod plan;
 
-use std::time::Instant;
-
 use anyhow::Result;
 use serde_json::json;
 
 pub use plan::Params;
 
 use super::experiment::{Env, Experiment};
-use crate::fleet::Ctx;
-use crate::run::{Invariant, Lab, Report, summarize};
+use crate::run::{Invariant, Report, summarize};
 use act::{Acted, DIRECT, VIA};
 use arrange::Setup;
 use evidence::Evidence;
@@ -92,22 +89,6 @@ fn judge(setup: &Setup) -> check::Judge<'_> {
         limits: setup.limits,
         names: setup.names,
     }
-}
-
-/// The command's run: [`Flood`]'s phases in [`super::experiment::run`]'s
-/// order, on a bare [`Lab`].
-pub async fn run(ctx: &Ctx, lab: &Lab, p: &Params, seed: u64) -> Result<Report> {
-    let started = Instant::now();
-    let mut report = Report::new(Flood::NAME, seed, <Flood as Experiment>::params(p));
-    let setup = arrange::arrange(ctx, lab, p, seed).await?;
-    let acted = act::flood(lab, p, &setup).await;
-    let ev = evidence::read(lab, &setup, p.compare_direct).await?;
-    for inv in check::invariants(p, &judge(&setup), &acted, &ev) {
-        report.push(inv);
-    }
-    record(p, &setup, acted, ev, &mut report);
-    report.conclude(started.elapsed());
-    Ok(report)
 }
 
 /// The report's parameters (with the live bucket), outcomes per user,

@@ -22,8 +22,8 @@
 //! `BFF_ADMIN_TOKEN` as `LAB_ADMIN_TOKEN`); the experiment sends it on those
 //! calls only, never on the load's requests.
 //!
-//! [`Rotate`] is the [`Experiment`]; [`run`] drives the same phases for
-//! the command, which holds a [`Lab`] but no [`Env`].
+//! [`Rotate`] is the [`Experiment`]: its command and verify's arms run
+//! it through [`super::experiment::run`].
 
 mod act;
 mod check;
@@ -33,7 +33,7 @@ mod plan;
 mod probes;
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Result;
 use serde_json::json;
@@ -94,29 +94,6 @@ impl Experiment for Rotate {
     async fn clean_up(env: &Env, plan: &Setup) {
         clean_up(&env.lab, plan).await;
     }
-}
-
-/// The command's run: [`Rotate`]'s phases in [`super::experiment::run`]'s
-/// order, on a bare [`Lab`].
-pub async fn run(lab: &Lab, p: &Params, seed: u64) -> Result<Report> {
-    let started = Instant::now();
-    let mut report = Report::new(Rotate::NAME, seed, <Rotate as Experiment>::params(p));
-    let setup = arrange(lab, p, seed).await?;
-    let gathered = match act::run(lab, &setup.admin, p, setup.seed, &setup.urls).await {
-        Ok(acted) => {
-            let ev = read_evidence(lab, p, &setup, &acted).await;
-            Ok((acted, ev))
-        }
-        Err(e) => Err(e),
-    };
-    clean_up(lab, &setup).await;
-    let (acted, ev) = gathered?;
-    for inv in check::invariants(&acted.observed, &ev) {
-        report.push(inv);
-    }
-    measure(&mut report, acted);
-    report.conclude(started.elapsed());
-    Ok(report)
 }
 
 /// Checks identity's lab endpoints answer, keeps the role's TTLs and sets
