@@ -14,7 +14,7 @@ type Graph = BTreeMap<String, BTreeSet<String>>;
 
 #[test]
 fn no_two_top_level_modules_of_the_cli_depend_on_each_other() {
-    let graph = graph(&sources());
+    let graph = graph(&sources(), 1);
     assert!(graph.len() >= 8, "too few modules read: {graph:?}");
     if let Some(cycle) = cycle(&graph) {
         panic!("module cycle in cli/src: {}", cycle.join(" → "));
@@ -22,8 +22,17 @@ fn no_two_top_level_modules_of_the_cli_depend_on_each_other() {
 }
 
 #[test]
+fn no_two_modules_one_level_down_depend_on_each_other() {
+    let graph = graph(&sources(), 2);
+    assert!(graph.contains_key("load::closed"), "{graph:?}");
+    if let Some(cycle) = cycle(&graph) {
+        panic!("module cycle in cli/src: {}", cycle.join(" → "));
+    }
+}
+
+#[test]
 fn the_run_model_uses_nothing_above_the_fleet() {
-    let graph = graph(&sources());
+    let graph = graph(&sources(), 1);
     let allowed: BTreeSet<&str> = ["fleet", "clients", "exit"].into();
     let above: Vec<&String> = graph
         .get("run")
@@ -43,11 +52,42 @@ fn a_cycle_between_modules_is_found_and_named() {
         ("b/inner.rs", "use crate::{c::{self, Y}, exit};"),
         ("c.rs", "pub fn g() { super::a::h() }"),
     ];
-    let graph = graph(&files.map(|(p, t)| (PathBuf::from(p), t.to_owned())));
+    let graph = graph(&files.map(|(p, t)| (PathBuf::from(p), t.to_owned())), 1);
     assert_eq!(graph["a"], ["b".to_owned()].into());
     assert_eq!(graph["b"], ["c".to_owned(), "exit".to_owned()].into());
     let cycle = cycle(&graph).expect("a → b → c → a is a cycle");
     assert_eq!(cycle.join(" → "), "a → b → c → a");
+}
+
+#[test]
+fn a_cycle_one_level_down_is_found_through_super_paths() {
+    let files = [
+        ("load/mod.rs", "mod closed; mod target; use closed::run;"),
+        ("load/closed.rs", "use super::target::{Conns, self};"),
+        (
+            "load/target.rs",
+            "use crate::{load::{closed::REPLAYED as R}, run::Lab};\nfn f() { super::super::run::x() }",
+        ),
+    ];
+    let graph = graph(&files.map(|(p, t)| (PathBuf::from(p), t.to_owned())), 2);
+    assert_eq!(
+        graph["load::target"],
+        [
+            "load::closed".to_owned(),
+            "run::Lab".to_owned(),
+            "run::x".to_owned()
+        ]
+        .into()
+    );
+    assert!(
+        !graph.contains_key("load"),
+        "a parent's edges to its children are not drawn"
+    );
+    let cycle = cycle(&graph).expect("closed → target → closed is a cycle");
+    assert_eq!(
+        cycle.join(" → "),
+        "load::closed → load::target → load::closed"
+    );
 }
 
 #[test]
@@ -64,7 +104,7 @@ fn code_only_a_test_uses_draws_no_edge() {
             "const S: &str = r#\"crate::a\"#; const C: char = '}';\nuse crate::b::X;",
         ),
     ];
-    let graph = graph(&files.map(|(p, t)| (PathBuf::from(p), t.to_owned())));
+    let graph = graph(&files.map(|(p, t)| (PathBuf::from(p), t.to_owned())), 1);
     assert!(!graph.contains_key("b"), "{graph:?}");
     assert_eq!(graph["c"], ["b".to_owned()].into());
     assert_eq!(cycle(&graph), None);
@@ -102,8 +142,10 @@ fn module_of(path: &Path) -> Vec<String> {
     parts
 }
 
-/// The graph of top-level modules, leaving out files that are test modules.
-fn graph(files: &[(PathBuf, String)]) -> Graph {
+/// The graph of modules `depth` deep (1: `load`; 2: `load::closed`), leaving
+/// out files that are test modules. A module's edges to its own parent or
+/// children are not drawn: only edges between siblings and cousins.
+fn graph(files: &[(PathBuf, String)], depth: usize) -> Graph {
     let mut code = BTreeMap::new();
     let mut test_modules = BTreeSet::new();
     for (path, text) in files {
@@ -121,60 +163,36 @@ fn graph(files: &[(PathBuf, String)]) -> Graph {
         let in_tests = test_modules
             .iter()
             .any(|t| module.starts_with(t.as_slice()));
-        let Some(top) = module.first().filter(|_| !in_tests) else {
+        if module.is_empty() || in_tests {
             continue;
-        };
-        for used in uses(module, text) {
-            if &used != top {
-                graph.entry(top.clone()).or_default().insert(used);
+        }
+        let from = &module[..depth.min(module.len())];
+        for path in uses(module, text) {
+            let to = &path[..depth.min(path.len())];
+            if !to.is_empty() && !to.starts_with(from) && !from.starts_with(to) {
+                graph
+                    .entry(from.join("::"))
+                    .or_default()
+                    .insert(to.join("::"));
             }
         }
     }
     graph
 }
 
-/// The top-level modules `text` (of `module`) names: `crate::x`, each item
-/// of `crate::{x, y::z}`, and `super::` paths that climb to the crate root.
-fn uses(module: &[String], text: &str) -> BTreeSet<String> {
-    let mut out = BTreeSet::new();
-    let ident = |s: &str| -> String {
-        s.chars()
-            .take_while(|c| c.is_alphanumeric() || *c == '_')
-            .collect()
-    };
+/// The paths from the crate root that `text` (of `module`) names: every
+/// `crate::` path, each leaf of `crate::{x, y::{z, w}}`, and `super::` paths
+/// resolved against `module`.
+fn uses(module: &[String], text: &str) -> Vec<Vec<String>> {
+    let mut out = Vec::new();
     for (i, _) in text.match_indices("crate::") {
         if i > 0 && text[..i].ends_with(|c: char| c.is_alphanumeric() || c == '_' || c == '$') {
             continue;
         }
-        let rest = text[i + "crate::".len()..].trim_start();
-        if let Some(group) = rest.strip_prefix('{') {
-            let mut depth = 0;
-            let mut item_start = true;
-            for (j, c) in group.char_indices() {
-                match c {
-                    '{' => depth += 1,
-                    '}' if depth == 0 => break,
-                    '}' => depth -= 1,
-                    ',' if depth == 0 => item_start = true,
-                    c if item_start && !c.is_whitespace() => {
-                        item_start = false;
-                        let name = ident(&group[j..]);
-                        if !name.is_empty() && name != "self" {
-                            out.insert(name);
-                        }
-                    }
-                    _ => {}
-                }
-            }
-        } else {
-            let name = ident(rest);
-            if !name.is_empty() {
-                out.insert(name);
-            }
-        }
+        out.extend(tree(&[], &text[i + "crate::".len()..]).0);
     }
     for (i, _) in text.match_indices("super::") {
-        if i > 0 && text[..i].ends_with("super::") {
+        if i > 0 && text[..i].ends_with(|c: char| c.is_alphanumeric() || c == '_' || c == ':') {
             continue;
         }
         let mut rest = &text[i..];
@@ -183,14 +201,60 @@ fn uses(module: &[String], text: &str) -> BTreeSet<String> {
             up += 1;
             rest = r;
         }
-        if up == module.len() {
-            let name = ident(rest);
-            if !name.is_empty() {
-                out.insert(name);
-            }
+        if let Some(base) = module.len().checked_sub(up).map(|n| &module[..n]) {
+            out.extend(tree(base, rest).0);
         }
     }
     out
+}
+
+/// The paths a use-tree at the start of `s` names (`a::b`, `a::{b, c::d}`,
+/// `a::{self, b}`), each after `prefix`, and how many bytes it took.
+fn tree(prefix: &[String], s: &str) -> (Vec<Vec<String>>, usize) {
+    let mut path = prefix.to_vec();
+    let mut i = 0;
+    loop {
+        i += blank(&s[i..]);
+        if s[i..].starts_with('{') {
+            i += 1;
+            let mut out = Vec::new();
+            loop {
+                i += blank(&s[i..]);
+                if s[i..].starts_with('}') || i >= s.len() {
+                    return (out, i + 1);
+                }
+                let (paths, used) = tree(&path, &s[i..]);
+                out.extend(paths);
+                i += used;
+                // Past a rename (`as x`) to the next item or the end.
+                i += s[i..].find([',', '}']).unwrap_or(s.len() - i);
+                if s[i..].starts_with(',') {
+                    i += 1;
+                }
+            }
+        }
+        let id = ident(&s[i..]);
+        i += id.len();
+        let more = !id.is_empty() && s[i..].starts_with("::");
+        if !id.is_empty() && id != "self" {
+            path.push(id);
+        }
+        if !more {
+            return (vec![path], i);
+        }
+        i += 2;
+    }
+}
+
+fn ident(s: &str) -> String {
+    s.chars()
+        .take_while(|c| c.is_alphanumeric() || *c == '_')
+        .collect()
+}
+
+/// The length of the whitespace at the start of `s`.
+fn blank(s: &str) -> usize {
+    s.len() - s.trim_start().len()
 }
 
 /// `text` without comments and without the items under `#[cfg(test)]`

@@ -24,7 +24,7 @@ use serde_json::json;
 use tokio::sync::{Mutex, watch};
 use tokio::task::JoinHandle;
 
-use super::outcome::FaultOutcome;
+use super::outcome::{FaultOutcome, SETTLE};
 use super::plan::Planned;
 use super::schedule::{Kind, PgMode};
 use crate::clients::bff_admin::BffAdmin as Gateway;
@@ -37,8 +37,6 @@ use crate::run::accounts;
 /// a new one before the fault counts as failed.
 const LEASE_RECOVERY: Duration = Duration::from_secs(15);
 
-/// How long the fleet may take to be ready again after the last fault.
-pub const SETTLE: Duration = Duration::from_secs(30);
 
 /// What the faults act on.
 #[derive(Clone)]

@@ -125,12 +125,16 @@ pub fn invariant(outcomes: &[FaultOutcome]) -> Invariant {
     )
 }
 
+/// How long the fleet may take to be ready again after the last fault
+/// (`exec::settle` waits this long; [`settled`] judges against it).
+pub const SETTLE: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// The fleet was ready again after the faults (`exec::settle`'s result).
 pub fn settled(r: &Result<std::time::Duration, String>) -> Invariant {
     let name = "the whole fleet is ready again after the faults";
     let expected = format!(
         "every component answers its readiness probe within {}s of the last fault's heal",
-        super::exec::SETTLE.as_secs()
+        SETTLE.as_secs()
     );
     let evidence = "each component's own probe, as `storefront status` runs it";
     match r {

@@ -196,8 +196,6 @@ pub async fn exchange(
     (ok, now)
 }
 
-/// The response header an idempotent server sets on a replayed answer.
-pub const REPLAYED: &str = "idempotent-replayed";
 
 /// `201`, or `201 replayed` when the server says it replayed a stored answer
 /// (so `claims.one_row_per_key` counts only the first as a creation).

@@ -23,9 +23,11 @@ use hyper::client::conn::http1::{self, SendRequest};
 use hyper::header::{CONTENT_TYPE, HOST, HeaderName, HeaderValue};
 use hyper_util::rt::TokioIo;
 
-use super::closed::REPLAYED;
 use super::profile::Method;
 use crate::run::Lab;
+
+/// The response header an idempotent server sets on a replayed answer.
+pub const REPLAYED: &str = "idempotent-replayed";
 
 /// `--via`: where the load goes.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]

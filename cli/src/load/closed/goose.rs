@@ -12,11 +12,12 @@ use anyhow::{Result, anyhow};
 use goose::config::GooseConfiguration;
 use goose::prelude::*;
 
-use super::{ClosedRun, REPLAYED, error_kind, outcome_label};
+use super::{ClosedRun, error_kind, outcome_label};
 use crate::load::history::{self, Op, Outcome};
 use crate::load::plan::Shared;
 use crate::load::profile::Method;
 use crate::load::recorder::Sample;
+use crate::load::target::REPLAYED;
 use crate::load::template::Bindings;
 
 /// goose's verdict on one transaction's requests, for the cross-check.
