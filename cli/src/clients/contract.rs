@@ -10,5 +10,8 @@
 
 // The CLI sends and reads a subset of each service's bodies.
 #[allow(dead_code)]
+#[path = "../../../services/catalog/src/contract.rs"]
+pub mod catalog;
+#[allow(dead_code)]
 #[path = "../../../services/identity/src/contract.rs"]
 pub mod identity;

@@ -13,6 +13,7 @@
 pub mod bounds;
 pub mod cache;
 pub mod config;
+pub mod contract;
 pub mod invalidation;
 pub mod routes;
 pub mod startup;

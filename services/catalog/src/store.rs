@@ -9,8 +9,6 @@
 
 mod reservations;
 
-use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
 use sqlx::PgExecutor;
 
 pub use reservations::{
@@ -21,29 +19,24 @@ pub use reservations::{
 /// violation means "this change would make stock negative".
 const STOCK_CHECK: &str = "products_stock_check";
 
-/// A product as the API returns it (and as the L2 cache stores it).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, sqlx::FromRow, utoipa::ToSchema)]
-pub struct Product {
-    /// Identity key; also the pagination cursor.
-    pub id: i64,
-    /// Human-facing stock-keeping unit, e.g. `COF-0001`.
-    pub sku: String,
-    /// Display name including the variant, e.g. `Kenya Nyeri AA, 250 g`.
-    pub name: String,
-    /// A sentence or two for the product page.
-    pub description: String,
-    /// One of a handful of categories; filterable.
-    pub category: String,
-    /// Price in minor units: integers, so no float rounding in totals.
-    pub price_cents: i64,
-    /// ISO 4217 code; always `EUR` for now.
-    pub currency: String,
-    /// Units on hand.
-    pub stock: i32,
-    /// Last change, serialised as RFC 3339.
-    pub updated_at: DateTime<Utc>,
-    /// The row's `xmin`; the ETag is this number in quotes.
-    pub version: i64,
+pub use crate::contract::Product;
+
+impl<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow> for Product {
+    fn from_row(row: &'r sqlx::postgres::PgRow) -> Result<Self, sqlx::Error> {
+        use sqlx::Row as _;
+        Ok(Self {
+            id: row.try_get("id")?,
+            sku: row.try_get("sku")?,
+            name: row.try_get("name")?,
+            description: row.try_get("description")?,
+            category: row.try_get("category")?,
+            price_cents: row.try_get("price_cents")?,
+            currency: row.try_get("currency")?,
+            stock: row.try_get("stock")?,
+            updated_at: row.try_get("updated_at")?,
+            version: row.try_get("version")?,
+        })
+    }
 }
 
 /// One page request: rows with `id > after`, at most `limit` of them.

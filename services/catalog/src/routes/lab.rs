@@ -5,28 +5,11 @@
 use axum::Json;
 use axum::extract::rejection::{JsonRejection, PathRejection};
 use axum::extract::{Path, State};
-use serde::{Deserialize, Serialize};
 
 use super::AppState;
 use super::error::ApiError;
+use crate::contract::{BlindDecrement, BlindOutcome};
 use crate::store;
-
-/// `POST /lab/products/{id}/blind-decrement` body.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct BlindDecrement {
-    /// Units to take away (negative adds).
-    by: i32,
-}
-
-/// What the blind decrement read and wrote.
-#[derive(Debug, Serialize)]
-pub struct BlindOutcome {
-    /// The stock the `SELECT` saw.
-    stock_before: i32,
-    /// The stock the `UPDATE` wrote, computed in Rust.
-    stock_after: i32,
-}
 
 /// The naive read-modify-write: read stock, compute in Rust, write it back
 /// with no precondition. Two of these interleaving both read the same value

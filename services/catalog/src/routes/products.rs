@@ -8,13 +8,14 @@ use axum::extract::{Path, Query, State};
 use axum::http::header::ETAG;
 use axum::http::{HeaderMap, HeaderName, StatusCode};
 use axum::response::{IntoResponse, Response};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 use super::AppState;
 use super::error::ApiError;
 use super::preconditions::{self, etag};
 use crate::bounds::{MAX_PRICE_CENTS, MAX_STOCK};
 use crate::cache::Source;
+use crate::contract::{PatchBody, ProductPage};
 use crate::store::{self, PageQuery, PatchOutcome, Product, ProductPatch, StockChange};
 
 /// Page size when the client doesn't ask for one.
@@ -55,15 +56,6 @@ impl ListParams {
     }
 }
 
-/// One page of products.
-#[derive(utoipa::ToSchema, Debug, Serialize)]
-pub struct ProductPage {
-    /// At most `limit` products, ordered by id.
-    items: Vec<Product>,
-    /// Pass as `after` to get the next page; `null` on the last page.
-    next_after: Option<i64>,
-}
-
 impl ProductPage {
     /// Trims the look-ahead row the store fetched, if any, into a cursor.
     fn from_rows(mut rows: Vec<Product>, limit: i64) -> Self {
@@ -79,19 +71,6 @@ impl ProductPage {
             next_after,
         }
     }
-}
-
-/// `PATCH /products/{id}` body: at least one field; unknown fields are
-/// refused rather than ignored, so a typo can't pass as a no-op.
-#[derive(utoipa::ToSchema, Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PatchBody {
-    /// Add this to the stored stock (negative to take away).
-    stock_delta: Option<i32>,
-    /// Set the stock to this.
-    stock: Option<i32>,
-    /// Set the price to this, in minor units.
-    price_cents: Option<i64>,
 }
 
 impl PatchBody {
