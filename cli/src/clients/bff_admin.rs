@@ -24,6 +24,9 @@ pub const ADMIN_TOKEN_VAR: &str = "BFF_ADMIN_TOKEN";
 
 mod wire;
 
+#[cfg(test)]
+mod contract_tests;
+
 pub use wire::*;
 
 // ---------------------------------------------------------------------------
