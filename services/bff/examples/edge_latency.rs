@@ -95,7 +95,9 @@ async fn main() {
         .await
         .unwrap();
     let bff = format!("http://127.0.0.1:{}/api/catalog/products/1", app.port());
-    tokio::spawn(app.run_until(std::future::pending()));
+    tokio::spawn(
+        app.run_until(storefront_kit::shutdown::CancellationToken::new().cancelled_owned()),
+    );
     let http = reqwest::Client::builder().no_proxy().build().unwrap();
 
     let send = |bearer: bool| {

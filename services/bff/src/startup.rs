@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use storefront_kit::db::{self, DbError};
+use storefront_kit::shutdown::Signal;
 use storefront_kit::startup::{Server, Tasks};
 use storefront_kit::{checks, http};
 
@@ -134,10 +135,7 @@ impl Application {
 
     /// Serves until `signal` (`main` passes SIGTERM/SIGINT), then drains.
     /// The BFF has no background tasks of its own to stop.
-    pub async fn run_until(
-        self,
-        signal: impl Future<Output = ()> + Send + 'static,
-    ) -> Result<(), AppError> {
+    pub async fn run_until(self, signal: Signal) -> Result<(), AppError> {
         let served = self.server.serve(signal, Tasks::new()).await;
         tracing::info!("bff stopped");
         Ok(served?)

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use sqlx::PgPool;
 use storefront_kit::db::{self, DbError};
+use storefront_kit::shutdown::Signal;
 use storefront_kit::startup::{Server, Tasks};
 use storefront_kit::{checks, http};
 
@@ -68,10 +69,7 @@ impl Application {
 
     /// Serves until `signal` (`main` passes SIGTERM/SIGINT), drains, stops
     /// the invalidation subscriber, then closes the pool.
-    pub async fn run_until(
-        self,
-        signal: impl Future<Output = ()> + Send + 'static,
-    ) -> Result<(), AppError> {
+    pub async fn run_until(self, signal: Signal) -> Result<(), AppError> {
         let mut tasks = Tasks::new();
         let (subscribed_tx, subscribed) = tokio::sync::oneshot::channel();
         let subscriber =

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use secrecy::SecretString;
-use storefront_kit::outbox::RelayConfig;
+use storefront_kit::messaging::MessagingConfig;
 use storefront_kit::{CommonConfig, ConfigError, Vars};
 use storefront_payments::contract::Queues;
 
@@ -16,21 +16,18 @@ pub struct Config {
     pub common: CommonConfig,
     /// `DATABASE_URL`: required; sagas live in Postgres.
     pub database_url: SecretString,
-    /// `AMQP_URL`: required; commands go out and events come in over RabbitMQ.
-    pub amqp_url: SecretString,
+    /// `AMQP_URL`, `CONSUMER_PREFETCH`, `OUTBOX_*`: the broker, the consumer
+    /// and the outbox relay.
+    pub messaging: MessagingConfig,
     /// `CATALOG_URLS`: required; the catalog replicas' base URLs, tried in turn.
     pub catalog_urls: Vec<String>,
     /// `CATALOG_TIMEOUT_MS` (default 2000): one catalog request's limit.
     pub catalog_timeout: Duration,
     /// `PG_MAX_CONNECTIONS` (default 20).
     pub pg_max_connections: u32,
-    /// `CONSUMER_PREFETCH` (default 16): events handled concurrently.
-    pub consumer_prefetch: u16,
     /// The saga's clocks.
     pub saga: SagaConfig,
-    /// The outbox relay's knobs (`OUTBOX_*`).
-    pub relay: RelayConfig,
-    /// `AMQP_QUEUE_PREFIX` (default none): the queue names' prefix.
+    /// The queue names, prefixed by `AMQP_QUEUE_PREFIX` (read in `messaging`).
     pub queues: Queues,
 }
 
@@ -54,6 +51,7 @@ impl Config {
     /// Reads the given variables.
     pub fn from_vars(vars: &Vars) -> Result<Self, ConfigError> {
         let common = CommonConfig::from_vars(vars)?;
+        let messaging = MessagingConfig::from_vars(vars, &common)?;
         let urls: String = vars.required("CATALOG_URLS")?;
         let catalog_urls: Vec<String> = urls
             .split(',')
@@ -73,11 +71,9 @@ impl Config {
         };
         Ok(Self {
             database_url: common.require_database_url()?.clone(),
-            amqp_url: common.require_amqp_url()?.clone(),
             catalog_urls,
             catalog_timeout: ms("CATALOG_TIMEOUT_MS", 2000)?,
             pg_max_connections: vars.with_default("PG_MAX_CONNECTIONS", 20)?,
-            consumer_prefetch: vars.with_default("CONSUMER_PREFETCH", 16u16)?.max(1),
             saga: SagaConfig {
                 timeouts: Timeouts {
                     authorization: ms("SAGA_AUTHORIZATION_TIMEOUT_MS", 6000)?,
@@ -87,8 +83,8 @@ impl Config {
                 sweep_interval: ms("SAGA_SWEEP_INTERVAL_MS", 200)?.max(Duration::from_millis(10)),
                 lease: ms("SAGA_LEASE_MS", 5000)?,
             },
-            relay: RelayConfig::from_vars(vars)?,
-            queues: Queues::with_prefix(&vars.with_default("AMQP_QUEUE_PREFIX", String::new())?),
+            queues: Queues::with_prefix(&messaging.queue_prefix),
+            messaging,
             common,
         })
     }

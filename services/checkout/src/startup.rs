@@ -6,10 +6,12 @@
 
 use std::time::Duration;
 
-use storefront_kit::amqp::{self, Connected, ConsumerConfig};
+use storefront_kit::amqp::Connected;
 use storefront_kit::db;
+use storefront_kit::messaging::Messaging;
+use storefront_kit::shutdown::Signal;
 use storefront_kit::startup::{Server, Tasks};
-use storefront_kit::{checks, http, outbox};
+use storefront_kit::{checks, http};
 use tokio_util::sync::CancellationToken;
 
 use crate::catalog::Catalog;
@@ -18,9 +20,6 @@ use crate::events;
 use crate::orchestrator::{Listening, Orchestrator};
 use crate::routes::{self, AppState};
 use crate::store::{self, Store};
-
-/// How often the queue depth gauges are refreshed.
-const GAUGE_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Why the service could not start or stopped abnormally: the kit's.
 pub use storefront_kit::startup::StartupError as AppError;
@@ -74,46 +73,25 @@ impl Application {
         self.server.port()
     }
 
-    /// Serves until `signal` (`main` passes SIGTERM/SIGINT), drains, stops
-    /// the background tasks, closes the pool.
-    pub async fn run_until(
-        self,
-        signal: impl Future<Output = ()> + Send + 'static,
-    ) -> Result<(), AppError> {
+    /// Serves until `signal` (`main` passes SIGTERM/SIGINT) while the
+    /// messaging tasks, the consumer watch and the saga sweeper run; then
+    /// drains, stops them and closes the pool.
+    pub async fn run_until(self, signal: Signal) -> Result<(), AppError> {
         let mut tasks = Tasks::new();
         let stop = tasks.token();
-        let name = self.config.common.service_name.clone();
-        let amqp_url = self.config.amqp_url.clone();
         let pool = self.orchestrator.store.pool.clone();
-        tasks.adopt(
-            "outbox relay",
-            outbox::spawn_relay(
-                pool.clone(),
-                store::outbox_table(),
-                self.config.relay.clone(),
-                amqp_url.clone(),
-                format!("{name}-relay"),
-                stop.clone(),
-            ),
-        );
         let orchestrator = self.orchestrator.clone();
-        tasks.spawn(
-            "event consumer",
-            amqp::consume(
-                amqp_url.clone(),
-                ConsumerConfig {
-                    queue: self.config.queues.events.clone(),
-                    name: format!("{name}-events"),
-                    prefetch: self.config.consumer_prefetch,
-                },
-                self.connected.clone(),
-                stop.clone(),
-                move |message| {
-                    let orchestrator = orchestrator.clone();
-                    async move { events::handle(&orchestrator, message).await }
-                },
-            ),
-        );
+        let messaging = Messaging {
+            config: self.config.messaging.clone(),
+            name: self.config.common.service_name.clone(),
+            outbox: store::outbox_table(),
+            connected: self.connected.clone(),
+        };
+        let queue = (self.config.queues.events.clone(), "events");
+        messaging.spawn(&mut tasks, pool.clone(), queue, move |message| {
+            let orchestrator = orchestrator.clone();
+            async move { events::handle(&orchestrator, message).await }
+        });
         tasks.spawn(
             "consumer watch",
             watch_consumer(
@@ -125,16 +103,6 @@ impl Application {
         tasks.spawn(
             "saga sweeper",
             self.orchestrator.clone().sweep(stop.clone()),
-        );
-        tasks.adopt(
-            "queue gauges",
-            amqp::spawn_queue_gauges(
-                amqp_url,
-                format!("{name}-gauges"),
-                vec![self.config.queues.events.clone()],
-                GAUGE_INTERVAL,
-                stop.clone(),
-            ),
         );
         let served = self.server.serve(signal, tasks).await;
         pool.close().await;

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use sqlx::PgPool;
 use storefront_kit::db;
+use storefront_kit::shutdown::Signal;
 use storefront_kit::startup::{Server, Tasks};
 use storefront_kit::{checks, http};
 
@@ -58,10 +59,7 @@ impl Application {
 
     /// Serves until `signal` (`main` passes SIGTERM/SIGINT), drains, stops
     /// retention, closes the pool.
-    pub async fn run_until(
-        self,
-        signal: impl Future<Output = ()> + Send + 'static,
-    ) -> Result<(), AppError> {
+    pub async fn run_until(self, signal: Signal) -> Result<(), AppError> {
         let mut tasks = Tasks::new();
         let pass = retention::run(
             self.pool.clone(),

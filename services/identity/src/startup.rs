@@ -12,6 +12,7 @@ use sqlx::postgres::PgConnectOptions;
 use storefront_kit::checks::{self, Check};
 use storefront_kit::db::{self, DbError};
 use storefront_kit::http;
+use storefront_kit::shutdown::Signal;
 use storefront_kit::startup::{Server, Tasks};
 
 use crate::config::{Config, DbSource};
@@ -109,10 +110,7 @@ impl Application {
 
     /// Serves until `signal` (`main` passes SIGTERM/SIGINT), drains, stops
     /// the rotation (which closes its pools and revokes the lease).
-    pub async fn run_until(
-        self,
-        signal: impl Future<Output = ()> + Send + 'static,
-    ) -> Result<(), AppError> {
+    pub async fn run_until(self, signal: Signal) -> Result<(), AppError> {
         let mut tasks = Tasks::new();
         let rotating = self.rotator.is_some();
         if let Some(rotator) = self.rotator {

@@ -7,8 +7,6 @@ use std::fmt::Display;
 use std::future::Future;
 use std::process::ExitCode;
 
-use tokio_util::sync::WaitForCancellationFutureOwned;
-
 use crate::{CommonConfig, ConfigError, Vars};
 
 /// Configuration or startup failed; the message says why.
@@ -44,7 +42,7 @@ pub async fn run<C, E, F, Fut>(
 ) -> ExitCode
 where
     E: Display,
-    F: FnOnce(C, WaitForCancellationFutureOwned) -> Fut,
+    F: FnOnce(C, crate::shutdown::Signal) -> Fut,
     Fut: Future<Output = Result<(), E>>,
 {
     match parse(std::env::args().nth(1)) {

@@ -33,6 +33,8 @@ pub mod headers;
 pub mod http;
 #[cfg(feature = "amqp")]
 pub mod inbox;
+#[cfg(feature = "amqp")]
+pub mod messaging;
 pub mod openapi;
 #[cfg(feature = "amqp")]
 pub mod outbox;

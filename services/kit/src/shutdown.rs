@@ -7,7 +7,12 @@
 //! own token and awaited. Closing pools is the service's job after that,
 //! because only it owns them.
 
-use tokio_util::sync::CancellationToken;
+pub use tokio_util::sync::CancellationToken;
+
+/// What a service's `run_until` serves until: the cancellation of a
+/// [`CancellationToken`] (`token.cancelled_owned()`), the one shutdown
+/// mechanism — `main` gets it from [`on_signal`], a test from its own token.
+pub type Signal = tokio_util::sync::WaitForCancellationFutureOwned;
 
 /// A token cancelled on the first SIGTERM or SIGINT (what [`shutdown_signal`]
 /// waits for), for code that takes the one mechanism rather than a future.

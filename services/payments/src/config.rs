@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use secrecy::SecretString;
-use storefront_kit::outbox::RelayConfig;
+use storefront_kit::messaging::MessagingConfig;
 use storefront_kit::{CommonConfig, ConfigError, Vars};
 
 use crate::contract::Queues;
@@ -15,19 +15,16 @@ pub struct Config {
     pub common: CommonConfig,
     /// `DATABASE_URL`: required; payments live in Postgres.
     pub database_url: SecretString,
-    /// `AMQP_URL`: required; commands come in and events go out over RabbitMQ.
-    pub amqp_url: SecretString,
+    /// `AMQP_URL`, `CONSUMER_PREFETCH`, `OUTBOX_*`: the broker, the consumer
+    /// and the outbox relay.
+    pub messaging: MessagingConfig,
     /// `PG_MAX_CONNECTIONS` (default 10).
     pub pg_max_connections: u32,
-    /// `CONSUMER_PREFETCH` (default 16): commands handled concurrently.
-    pub consumer_prefetch: u16,
     /// Webhook verification.
     pub webhooks: WebhookConfig,
     /// The simulated provider.
     pub provider: ProviderConfig,
-    /// The outbox relay's knobs (`OUTBOX_*`).
-    pub relay: RelayConfig,
-    /// `AMQP_QUEUE_PREFIX` (default none): the queue names' prefix.
+    /// The queue names, prefixed by `AMQP_QUEUE_PREFIX` (read in `messaging`).
     pub queues: Queues,
 }
 
@@ -63,11 +60,10 @@ impl Config {
     /// Reads the given variables.
     pub fn from_vars(vars: &Vars) -> Result<Self, ConfigError> {
         let common = CommonConfig::from_vars(vars)?;
+        let messaging = MessagingConfig::from_vars(vars, &common)?;
         Ok(Self {
             database_url: common.require_database_url()?.clone(),
-            amqp_url: common.require_amqp_url()?.clone(),
             pg_max_connections: vars.with_default("PG_MAX_CONNECTIONS", 10)?,
-            consumer_prefetch: vars.with_default("CONSUMER_PREFETCH", 16u16)?.max(1),
             webhooks: WebhookConfig {
                 stripe_secret: vars.secret("STRIPE_WEBHOOK_SECRET")?,
                 paypal_secret: vars.secret("PAYPAL_WEBHOOK_SECRET")?,
@@ -84,8 +80,8 @@ impl Config {
                 ),
                 webhook_base_url: vars.optional("PROVIDER_WEBHOOK_BASE_URL")?,
             },
-            relay: RelayConfig::from_vars(vars)?,
-            queues: Queues::with_prefix(&vars.with_default("AMQP_QUEUE_PREFIX", String::new())?),
+            queues: Queues::with_prefix(&messaging.queue_prefix),
+            messaging,
             common,
         })
     }

@@ -4,13 +4,14 @@
 //! before serving; `run` serves, then stops the tasks and closes the pool.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use sqlx::PgPool;
-use storefront_kit::amqp::{self, Connected, ConsumerConfig};
+use storefront_kit::amqp::Connected;
 use storefront_kit::db;
+use storefront_kit::messaging::Messaging;
+use storefront_kit::shutdown::Signal;
 use storefront_kit::startup::{Server, Tasks};
-use storefront_kit::{checks, http, outbox};
+use storefront_kit::{checks, http};
 
 use crate::commands;
 use crate::config::Config;
@@ -18,9 +19,6 @@ use crate::provider::Simulator;
 use crate::provider::delivery::Sender;
 use crate::routes::{self, AppState};
 use crate::store::{self, Store};
-
-/// How often the queue depth gauges are refreshed.
-const GAUGE_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Why the service could not start or stopped abnormally: the kit's.
 pub use storefront_kit::startup::StartupError as AppError;
@@ -53,7 +51,9 @@ impl Application {
             Arc::new(Simulator::new(&config.provider)),
             config.queues.events.clone(),
         )
-        .with_lab(crate::outbox_lab::OutboxLab::new(config.amqp_url.clone()));
+        .with_lab(crate::outbox_lab::OutboxLab::new(
+            config.messaging.amqp_url.clone(),
+        ));
         let connected = Connected::default();
         let state = AppState {
             store: store.clone(),
@@ -85,45 +85,24 @@ impl Application {
         self.server.port()
     }
 
-    /// Serves until `signal` (`main` passes SIGTERM/SIGINT), drains, stops
-    /// the background tasks, closes the pool.
-    pub async fn run_until(
-        self,
-        signal: impl Future<Output = ()> + Send + 'static,
-    ) -> Result<(), AppError> {
+    /// Serves until `signal` (`main` passes SIGTERM/SIGINT) with the relay,
+    /// the command consumer, the webhook sender and the gauges running;
+    /// drains, stops them, closes the pool.
+    pub async fn run_until(self, signal: Signal) -> Result<(), AppError> {
         let mut tasks = Tasks::new();
         let stop = tasks.token();
-        let name = self.config.common.service_name.clone();
-        let amqp_url = self.config.amqp_url.clone();
-        tasks.adopt(
-            "outbox relay",
-            outbox::spawn_relay(
-                self.pool.clone(),
-                store::outbox_table(),
-                self.config.relay.clone(),
-                amqp_url.clone(),
-                format!("{name}-relay"),
-                stop.clone(),
-            ),
-        );
         let store = self.store.clone();
-        tasks.spawn(
-            "command consumer",
-            amqp::consume(
-                amqp_url.clone(),
-                ConsumerConfig {
-                    queue: self.config.queues.commands.clone(),
-                    name: format!("{name}-commands"),
-                    prefetch: self.config.consumer_prefetch,
-                },
-                self.connected.clone(),
-                stop.clone(),
-                move |message| {
-                    let store = store.clone();
-                    async move { commands::handle(&store, message).await }
-                },
-            ),
-        );
+        let messaging = Messaging {
+            config: self.config.messaging.clone(),
+            name: self.config.common.service_name.clone(),
+            outbox: store::outbox_table(),
+            connected: self.connected.clone(),
+        };
+        let queue = (self.config.queues.commands.clone(), "commands");
+        messaging.spawn(&mut tasks, self.pool.clone(), queue, move |message| {
+            let store = store.clone();
+            async move { commands::handle(&store, message).await }
+        });
         let sender = Sender::new(
             self.pool.clone(),
             self.webhook_base_url.clone(),
@@ -132,16 +111,6 @@ impl Application {
         tasks.spawn(
             "webhook sender",
             sender.run(self.config.provider.poll_interval, stop.clone()),
-        );
-        tasks.adopt(
-            "queue gauges",
-            amqp::spawn_queue_gauges(
-                amqp_url,
-                format!("{name}-gauges"),
-                vec![self.config.queues.commands.clone()],
-                GAUGE_INTERVAL,
-                stop.clone(),
-            ),
         );
         let served = self.server.serve(signal, tasks).await;
         self.pool.close().await;
