@@ -69,11 +69,11 @@ pub fn gate() -> Vec<Check> {
         E(arm::<race::Race>("race --control", Fail, &["--n", "20", "--control"])),
         E(arm::<replay::Replay>("replay", Pass, &["--n", "10", "--keys", "5"])),
         E(arm::<replay::Replay>("replay --control", Fail, &["--n", "10", "--keys", "5", "--control"])),
-        E(legacy::flood("flood", Pass, &["--duration", "3s"])),
-        E(legacy::flood("flood with a wrong expected capacity", Fail, &["--duration", "3s", "--expect-capacity", "20"])),
+        E(arm::<flood::Flood>("flood", Pass, &["--duration", "3s"])),
+        E(arm::<flood::Flood>("flood with a wrong expected capacity", Fail, &["--duration", "3s", "--expect-capacity", "20"])),
         E(legacy::breaker("breaker", Pass, &[])),
-        E(legacy::rotate("rotate", Pass, &["--duration", "10s", "--rps", "30", "--ttl", "4s"])),
-        E(legacy::rotate("rotate --control", Fail, &["--duration", "8s", "--rps", "30", "--ttl", "4s", "--control"])),
+        E(arm::<rotate::Rotate>("rotate", Pass, &["--duration", "10s", "--rps", "30", "--ttl", "4s"])),
+        E(arm::<rotate::Rotate>("rotate --control", Fail, &["--duration", "8s", "--rps", "30", "--ttl", "4s", "--control"])),
         E(arm::<saga::Saga>("saga --fail-at mixed", Pass, &["--orders", "20", "--fail-at", "mixed"])),
         // Kills payments and freezes RabbitMQ; the naive dual write must lose or invent events.
         E(arm::<outbox::Outbox>("outbox", Pass, &[])),
@@ -95,23 +95,6 @@ mod legacy {
 
     type Args = &'static [&'static str];
 
-    pub fn flood(name: &'static str, expect: Expect, args: Args) -> Arm {
-        fn run<'a>(e: &'a Env, args: Args, seed: u64) -> BoxFuture<'a, Result<Report>> {
-            Box::pin(async move {
-                let p: flood::Params = experiment::parse("flood", args)?;
-                flood::run(&e.ctx, &e.lab, &p, seed).await
-            })
-        }
-        let parses = experiment::parses::<flood::Params>;
-        Arm {
-            name,
-            expect,
-            args,
-            run,
-            parses,
-        }
-    }
-
     pub fn breaker(name: &'static str, expect: Expect, args: Args) -> Arm {
         fn run<'a>(e: &'a Env, args: Args, seed: u64) -> BoxFuture<'a, Result<Report>> {
             Box::pin(async move {
@@ -120,23 +103,6 @@ mod legacy {
             })
         }
         let parses = experiment::parses::<breaker::Params>;
-        Arm {
-            name,
-            expect,
-            args,
-            run,
-            parses,
-        }
-    }
-
-    pub fn rotate(name: &'static str, expect: Expect, args: Args) -> Arm {
-        fn run<'a>(e: &'a Env, args: Args, seed: u64) -> BoxFuture<'a, Result<Report>> {
-            Box::pin(async move {
-                let p: rotate::Params = experiment::parse("rotate", args)?;
-                rotate::run(&e.lab, &p, seed).await
-            })
-        }
-        let parses = experiment::parses::<rotate::Params>;
         Arm {
             name,
             expect,
