@@ -10,7 +10,9 @@
 //! only deserializes and its views only serialize, and depending on the BFF
 //! crate would build its whole server into the CLI. The client side is a
 //! tolerant reader (unknown fields ignored), so a field the BFF adds breaks
-//! nothing; one it renames fails here with the field's name.
+//! nothing; one it renames fails here with the field's name. The
+//! `contract_tests` compile the BFF's own chaos, breaker and retry sources
+//! and hold the mirrors to them both ways.
 
 use std::time::Duration;
 

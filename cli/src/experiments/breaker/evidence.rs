@@ -70,29 +70,6 @@ pub fn served(page: &Page) -> f64 {
     page.counter("http_requests_total", |l| !l.is("route", "/metrics"))
 }
 
-/// The hand parser breaker used before [`crate::clients::metrics`];
-/// kept only for flood, which still imports it through breaker.
-/// Sums `name`'s samples in a Prometheus text page over the label sets
-/// `keep` accepts (it gets the `{...}` part, or "" when unlabelled).
-#[allow(dead_code)]
-pub fn sum_counter(page: &str, name: &str, keep: impl Fn(&str) -> bool) -> f64 {
-    page.lines()
-        .filter_map(|line| {
-            let rest = line.strip_prefix(name)?;
-            let (labels, value) = if rest.starts_with('{') {
-                // The last brace: label values may hold braces (`/products/{id}`).
-                let end = rest.rfind('}')?;
-                (&rest[..=end], rest[end + 1..].trim())
-            } else if rest.starts_with(' ') {
-                ("", rest.trim())
-            } else {
-                return None;
-            };
-            keep(labels).then(|| value.parse::<f64>().ok())?
-        })
-        .sum()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -110,19 +87,6 @@ mod tests {
         .unwrap();
         assert_eq!(served(&page), 9.0);
         assert_eq!(served(&Page::default()), 0.0);
-    }
-
-    #[test]
-    fn prometheus_counters_are_summed_over_the_kept_label_sets() {
-        let page = "# TYPE http_requests_total counter\n\
-            http_requests_total{method=\"GET\",route=\"/products/{id}\",status=\"200\"} 7\n\
-            http_requests_total{method=\"GET\",route=\"/metrics\",status=\"200\"} 3\n\
-            http_requests_total_other 100\n";
-        assert_eq!(sum_counter(page, "http_requests_total", |_| true), 10.0);
-        assert_eq!(
-            sum_counter(page, "http_requests_total", |l| !l.contains("/metrics")),
-            7.0
-        );
     }
 
     #[test]

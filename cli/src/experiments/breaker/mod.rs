@@ -23,14 +23,10 @@ use crate::run::{Invariant, Lab, Report};
 use evidence::Evidence;
 use plan::Plan;
 
-// The BFF admin client moved to `crate::clients::bff_admin` and the scrape
-// to `crate::clients::metrics`; these keep the old paths compiling until
-// flood, rotate, hostile and the dashboard import from there (the allow:
-// each goes unused as its last importer switches).
-#[allow(unused_imports)]
-pub use crate::clients::bff_admin::{ADMIN_TOKEN_VAR, AdminRefused, BffAdmin as Gateway};
-#[allow(unused_imports)]
-pub use evidence::sum_counter;
+// The BFF admin client moved to `crate::clients::bff_admin`; these keep
+// the old paths compiling until hostile and the dashboard import it from
+// there.
+pub use crate::clients::bff_admin::{AdminRefused, BffAdmin as Gateway};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct Params {
