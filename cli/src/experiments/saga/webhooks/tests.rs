@@ -1,0 +1,59 @@
+//! The webhook chaos's pure parts: forged bodies that keep the CRC, labels, intents.
+
+use super::*;
+
+#[test]
+fn the_intent_is_found_in_both_shapes() {
+    assert_eq!(
+        intent_of(r#"{"data":{"object":{"id":"pi_1"}}}"#).as_deref(),
+        Some("pi_1")
+    );
+    assert_eq!(
+        intent_of(r#"{"resource":{"id":"PAYID-1"}}"#).as_deref(),
+        Some("PAYID-1")
+    );
+    assert_eq!(intent_of("{}"), None);
+}
+
+#[test]
+fn the_crc_arm_forges_a_valid_json_body_with_the_genuine_crc() {
+    for provider in ["stripe", "paypal"] {
+        let genuine = damaging_body(provider, "genuine", "pi_genuine");
+        let forged = crc::with_crc32(
+            &padded_body(provider, "forged", "pi_victim"),
+            crc::crc32(genuine.as_bytes()),
+        )
+        .unwrap();
+        assert_eq!(
+            crc::crc32(forged.as_bytes()),
+            crc::crc32(genuine.as_bytes())
+        );
+        let value: Value = serde_json::from_str(&forged).unwrap();
+        assert_eq!(intent_of(&forged).as_deref(), Some("pi_victim"), "{value}");
+    }
+}
+
+#[test]
+fn the_signed_claim_names_its_victim_and_a_wrong_amount_in_both_shapes() {
+    for provider in ["stripe", "paypal"] {
+        let body = authorization_claim(provider, "e", "pi_victim");
+        assert_eq!(intent_of(&body).as_deref(), Some("pi_victim"));
+        let v: Value = serde_json::from_str(&body).unwrap();
+        let amount = v
+            .pointer("/data/object/amount")
+            .or_else(|| v.pointer("/resource/amount/value"))
+            .unwrap();
+        assert!(amount == 1 || amount == "0.01", "{provider}: {amount}");
+    }
+}
+
+#[test]
+fn tampering_changes_the_bytes_of_both_shapes() {
+    for provider in ["stripe", "paypal"] {
+        let body = damaging_body(provider, "e", "i");
+        let tampered = body
+            .replace("0.01", "9999.00")
+            .replace("\"amount\":1", "\"amount\":999900");
+        assert_ne!(body, tampered, "{provider}");
+    }
+}
