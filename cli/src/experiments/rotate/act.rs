@@ -180,7 +180,7 @@ pub async fn run(lab: &Lab, admin: &str, p: &Params, seed: u64, urls: &[String])
     let swaps: Vec<u64> = histories
         .iter()
         .flatten()
-        .filter_map(|r| r["swapped_in_at_ms"].as_u64())
+        .map(|r| r.swapped_in_at_ms)
         .filter(|t| during(*t))
         .collect();
     let mut events = swaps.clone();
@@ -192,12 +192,7 @@ pub async fn run(lab: &Lab, admin: &str, p: &Params, seed: u64, urls: &[String])
         .filter(|(first, last)| *last >= load_start_ms && *first <= load_end_ms)
         .count();
     let mut seen: BTreeSet<String> = sampled.into_keys().collect();
-    seen.extend(
-        histories
-            .iter()
-            .flatten()
-            .filter_map(|r| r["username"].as_str().map(str::to_owned)),
-    );
+    seen.extend(histories.iter().flatten().map(|r| r.username.clone()));
     let samples = std::mem::take(&mut *fx.samples.lock().expect("not poisoned"));
     Ok(Acted {
         observed: Observed {

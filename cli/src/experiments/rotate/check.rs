@@ -3,13 +3,12 @@
 
 use std::time::Duration;
 
-use serde_json::Value;
-
 use super::evidence::{
     Answer, Evidence, ExpirySeen, JtiSeen, Observed, Probe, ReuseSeen, Revoked, Rotation, Sample,
     Superseded,
 };
 use super::plan::SAMPLE_EVERY;
+use crate::clients::contract::identity::Record;
 use crate::run::{Invariant, Latencies, Outcomes};
 
 pub const LABEL_ROTATION: &str = "all requests, rotation windows (±1 s of a swap or the revoke)";
@@ -93,17 +92,14 @@ pub fn logins_rotated(r: &Rotation) -> Invariant {
 }
 
 /// The revoked login must be succeeded in identity's history, soon.
-pub fn replaced(revoked: &Revoked, history: &[Value]) -> Invariant {
+pub fn replaced(revoked: &Revoked, history: &[Record]) -> Invariant {
     let expected = "a newer generation swapped in within 5 s of the revoke";
-    let next = history
-        .iter()
-        .find(|r| r["generation"].as_u64() > Some(revoked.generation));
+    let next = history.iter().find(|r| r.generation > revoked.generation);
     let observed = next.map(|r| {
-        let at = r["swapped_in_at_ms"].as_u64().unwrap_or_default();
         (
-            at.saturating_sub(revoked.at_ms),
-            r["generation"].as_u64().unwrap_or_default(),
-            r["reason"].as_str().unwrap_or("?").to_owned(),
+            r.swapped_in_at_ms.saturating_sub(revoked.at_ms),
+            r.generation,
+            r.reason.as_str(),
         )
     });
     Invariant::check(

@@ -8,6 +8,7 @@ use serde_json::Value;
 use sqlx::PgPool;
 
 use super::plan::{SAMPLE_EVERY, SERVICE};
+use crate::clients::contract::identity::Record;
 use crate::load::open::OpenRun;
 
 /// Now, Unix ms: the clock the swap history and the samples share.
@@ -109,7 +110,7 @@ pub struct Observed {
     /// The mid-run revoke, or why it failed.
     pub revoked: Result<Revoked, String>,
     /// The first instance's swap history (the revoked one's).
-    pub history: Vec<Value>,
+    pub history: Vec<Record>,
     pub rules: Rules,
 }
 

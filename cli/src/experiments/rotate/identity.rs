@@ -1,13 +1,17 @@
-//! The calls rotate makes besides the load: identity's token endpoints and
-//! its lab-only `/lab/…` routes, and Vault's role and lease API.
+//! The calls rotate makes besides the load: identity's token endpoints (raw:
+//! the load and the probes judge every status and body), its lab-only
+//! `/lab/…` routes (through the typed client), and Vault's role and lease API.
 
-use anyhow::{Context, Result, bail};
-use reqwest::Method;
+use anyhow::{Context, Result};
+use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 use super::evidence::{Revoked, unix_ms};
 use super::plan::{RoleTtls, SERVICE};
 use crate::clients::bff_admin::ADMIN_TOKEN_VAR;
+use crate::clients::call::HttpError;
+use crate::clients::contract::identity::{Lease, Record};
+use crate::clients::identity::Identity;
 use crate::exit::{self, Exit};
 use crate::fleet::profile::FleetProfile;
 use crate::fleet::vault::Vault;
@@ -109,78 +113,63 @@ pub fn admin_token(lab: &Lab) -> Result<String> {
         })
 }
 
-/// `GET /lab/lease` of one instance.
-pub async fn lease(lab: &Lab, admin: &str, base: &str) -> Result<Value> {
-    let r = lab
-        .http
-        .get(format!("{base}/lab/lease"))
-        .bearer_auth(admin)
-        .send()
-        .await?;
-    match r.status() {
-        reqwest::StatusCode::NOT_FOUND => Err(Exit::error(
+/// One instance's typed client, its lab routes unlocked with `admin`.
+fn instance(lab: &Lab, admin: &str, base: &str) -> Identity {
+    Identity::new(lab.http.clone(), base).with_lab_token(admin)
+}
+
+/// `GET /lab/lease` of one instance; a 404 or 401 says how to fix the fleet.
+pub async fn lease(lab: &Lab, admin: &str, base: &str) -> Result<Lease> {
+    let r = instance(lab, admin, base).lease().await;
+    let status = r
+        .as_ref()
+        .err()
+        .and_then(|e| e.downcast_ref::<HttpError>())
+        .map(|h| h.status);
+    match status {
+        Some(StatusCode::NOT_FOUND) => Err(Exit::error(
             exit::ERROR,
             "identity's lab endpoints are off: set `lab_endpoints = true` in the fleet profile",
         )),
-        reqwest::StatusCode::UNAUTHORIZED => Err(Exit::error(
+        Some(StatusCode::UNAUTHORIZED) => Err(Exit::error(
             exit::ERROR,
             format!(
                 "identity refused the lab admin token (401): is the fleet's LAB_ADMIN_TOKEN the profile's bff {ADMIN_TOKEN_VAR}? Restart the fleet after changing it"
             ),
         )),
-        _ => Ok(r.error_for_status()?.json().await?),
+        _ => r,
     }
 }
 
-/// The login an instance uses now (`GET /lab/lease`'s `username`).
+/// The login an instance uses now.
 pub async fn current_login(lab: &Lab, admin: &str, base: &str) -> Result<String> {
-    Ok(lease(lab, admin, base).await?["username"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned())
+    Ok(lease(lab, admin, base).await?.username)
 }
 
-/// An instance's swap history (`GET /lab/lease`'s `history`).
-pub async fn history(lab: &Lab, admin: &str, base: &str) -> Result<Vec<Value>> {
-    Ok(lease(lab, admin, base).await?["history"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default())
+/// An instance's generations, oldest first.
+pub async fn history(lab: &Lab, admin: &str, base: &str) -> Result<Vec<Record>> {
+    Ok(lease(lab, admin, base).await?.history)
 }
 
+/// `POST /lab/rotate`: answers once a new generation is current.
 pub async fn rotate_now(lab: &Lab, admin: &str, base: &str) -> Result<()> {
-    let r = lab
-        .http
-        .post(format!("{base}/lab/rotate"))
-        .bearer_auth(admin)
-        .send()
-        .await?;
-    if !r.status().is_success() {
-        bail!(
-            "POST {base}/lab/rotate answered {}: {}",
-            r.status(),
-            r.text().await.unwrap_or_default()
-        );
-    }
-    Ok(())
+    instance(lab, admin, base).rotate().await.map(drop)
 }
 
+/// `PUT /lab/rotation-mode`: the naive control arm on or off.
 pub async fn set_naive(lab: &Lab, admin: &str, base: &str, naive: bool) -> Result<()> {
-    lab.http
-        .put(format!("{base}/lab/rotation-mode"))
-        .bearer_auth(admin)
-        .json(&json!({ "naive": naive }))
-        .send()
-        .await?
-        .error_for_status()?;
-    Ok(())
+    instance(lab, admin, base)
+        .set_rotation_mode(naive)
+        .await
+        .map(drop)
 }
 
 /// Revokes the instance's current lease through Vault's API.
 pub async fn revoke_current(lab: &Lab, admin: &str, base: &str) -> Result<Revoked> {
     let current = lease(lab, admin, base).await?;
-    let lease_id = current["lease_id"]
-        .as_str()
+    let lease_id = current
+        .lease_id
+        .as_deref()
         .context("identity reports no lease")?;
     let at_ms = unix_ms();
     vault(lab)
@@ -192,7 +181,7 @@ pub async fn revoke_current(lab: &Lab, admin: &str, base: &str) -> Result<Revoke
         .await?;
     Ok(Revoked {
         at_ms,
-        username: current["username"].as_str().unwrap_or_default().to_owned(),
-        generation: current["generation"].as_u64().unwrap_or_default(),
+        username: current.username,
+        generation: current.generation,
     })
 }

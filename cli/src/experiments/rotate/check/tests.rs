@@ -3,6 +3,7 @@ use std::time::Duration;
 use serde_json::json;
 
 use super::*;
+use crate::clients::contract::identity::Reason;
 use crate::experiments::rotate::evidence::Rules;
 use crate::load::open::OpenRun;
 use crate::run::{Outcomes, Verdict};
@@ -80,16 +81,37 @@ fn revoked() -> Revoked {
     }
 }
 
+/// Generation `generation`, swapped in at `at_ms` for `reason`.
+fn record(generation: u64, at_ms: u64, reason: Reason) -> Record {
+    Record {
+        generation,
+        username: format!("v-token-identity-{generation}"),
+        lease_id: Some(format!("database/creds/identity/{generation}")),
+        reason,
+        lease_ttl_secs: Some(4),
+        requested_at_ms: at_ms.saturating_sub(20),
+        swapped_in_at_ms: at_ms,
+        swapped_out_at_ms: None,
+        drained_at_ms: None,
+        revoked_at_ms: None,
+        renewals: 0,
+    }
+}
+
 #[test]
 fn a_revoked_generation_never_replaced_or_replaced_late_fails() {
     let history = vec![
-        json!({"generation": 3, "swapped_in_at_ms": 5_000, "reason": "max_ttl"}),
-        json!({"generation": 4, "swapped_in_at_ms": 10_120, "reason": "connection_failed"}),
+        record(3, 5_000, Reason::MaxTtl),
+        record(4, 10_120, Reason::ConnectionFailed),
     ];
-    assert_eq!(replaced(&revoked(), &history).verdict, Verdict::Pass);
+    let inv = replaced(&revoked(), &history);
+    assert_eq!(inv.verdict, Verdict::Pass);
+    assert_eq!(
+        inv.observed,
+        "generation 3 → 4 after 120 ms (connection_failed)"
+    );
     assert_eq!(replaced(&revoked(), &history[..1]).verdict, Verdict::Fail);
-    let late =
-        vec![json!({"generation": 4, "swapped_in_at_ms": 16_000, "reason": "renewal_refused"})];
+    let late = vec![record(4, 16_000, Reason::RenewalRefused)];
     assert_eq!(replaced(&revoked(), &late).verdict, Verdict::Fail);
 }
 
