@@ -3,10 +3,9 @@
 //! line); a load arm is a load profile.
 
 use anyhow::{Context, Result};
-use futures::future::BoxFuture;
 
 use super::judge::Ran;
-use crate::experiments::experiment::{self, Arm, Env, Expect, arm};
+use crate::experiments::experiment::{Arm, Env, Expect, arm};
 use crate::experiments::{breaker, flood, hostile, outbox, race, replay, rotate, saga};
 use crate::load::profile::LoadProfile;
 
@@ -71,7 +70,7 @@ pub fn gate() -> Vec<Check> {
         E(arm::<replay::Replay>("replay --control", Fail, &["--n", "10", "--keys", "5", "--control"])),
         E(arm::<flood::Flood>("flood", Pass, &["--duration", "3s"])),
         E(arm::<flood::Flood>("flood with a wrong expected capacity", Fail, &["--duration", "3s", "--expect-capacity", "20"])),
-        E(legacy::breaker("breaker", Pass, &[])),
+        E(arm::<breaker::Breaker>("breaker", Pass, &[])),
         E(arm::<rotate::Rotate>("rotate", Pass, &["--duration", "10s", "--rps", "30", "--ttl", "4s"])),
         E(arm::<rotate::Rotate>("rotate --control", Fail, &["--duration", "8s", "--rps", "30", "--ttl", "4s", "--control"])),
         E(arm::<saga::Saga>("saga --fail-at mixed", Pass, &["--orders", "20", "--fail-at", "mixed"])),
@@ -85,32 +84,6 @@ pub fn gate() -> Vec<Check> {
         E(arm::<hostile::Hostile>("hostile", Pass, &["--per-class", "20", "--guesses", "100"])),
         E(arm::<hostile::Hostile>("hostile --control", Fail, &["--per-class", "2", "--guesses", "10", "--control"])),
     ]
-}
-
-/// Arms for the experiments whose own `run` the gate still calls (until
-/// they implement [`Experiment`](experiment::Experiment)).
-mod legacy {
-    use super::*;
-    use crate::run::Report;
-
-    type Args = &'static [&'static str];
-
-    pub fn breaker(name: &'static str, expect: Expect, args: Args) -> Arm {
-        fn run<'a>(e: &'a Env, args: Args, seed: u64) -> BoxFuture<'a, Result<Report>> {
-            Box::pin(async move {
-                let p: breaker::Params = experiment::parse("breaker", args)?;
-                breaker::run(&e.ctx, &e.lab, &p, seed).await
-            })
-        }
-        let parses = experiment::parses::<breaker::Params>;
-        Arm {
-            name,
-            expect,
-            args,
-            run,
-            parses,
-        }
-    }
 }
 
 /// A load profile as a check; its clean-up runs after the report and is a
@@ -133,6 +106,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+    use crate::experiments::experiment;
 
     #[test]
     fn the_gate_runs_every_experiment_arm_and_the_smoke_load() {

@@ -13,13 +13,10 @@ mod check;
 mod evidence;
 mod plan;
 
-use std::time::Instant;
-
 use anyhow::Result;
 
 use super::experiment::{Env, Experiment};
-use crate::fleet::Ctx;
-use crate::run::{Invariant, Lab, Report};
+use crate::run::{Invariant, Report};
 use evidence::Evidence;
 use plan::Plan;
 
@@ -93,21 +90,6 @@ impl Experiment for Breaker {
     fn record(p: &Params, plan: Plan, ev: Evidence, _: (), report: &mut Report) {
         record(p, &plan, ev, report);
     }
-}
-
-/// The same phases as [`Breaker`], for the gate's hand-written arm until it
-/// lists `arm::<Breaker>` like the others.
-pub async fn run(ctx: &Ctx, lab: &Lab, p: &Params, seed: u64) -> Result<Report> {
-    let started = Instant::now();
-    let plan = plan::arrange(ctx, lab, p, seed).await?;
-    let mut report = Report::new("breaker", seed, serde_json::Value::Null);
-    let ev = act::act(ctx, lab, p, &plan).await?;
-    for inv in check::invariants(p, plan.settings, &ev) {
-        report.push(inv);
-    }
-    record(p, &plan, ev, &mut report);
-    report.conclude(started.elapsed());
-    Ok(report)
 }
 
 /// The report beside the invariants: the parameters with the BFF's
