@@ -2,7 +2,11 @@
 
 mod common;
 
-use storefront_bff::bucket::{Policy, cases};
+use storefront_bff::bucket::Policy;
+
+/// The bucket's test vectors, shared with its unit tests.
+#[path = "../src/bucket_cases.rs"]
+mod cases;
 use storefront_bff::limiter;
 
 async fn redis() -> Option<redis::aio::ConnectionManager> {
