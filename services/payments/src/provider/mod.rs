@@ -17,7 +17,11 @@
 //! webhook only once the provider's own record confirms it
 //! ([`Record::confirms`]).
 
+mod cards;
 pub mod delivery;
+mod record;
+#[cfg(test)]
+mod tests;
 
 use std::sync::Mutex;
 
@@ -28,81 +32,12 @@ use uuid::Uuid;
 
 use crate::config::ProviderConfig;
 use crate::contract::Provider;
-use crate::webhook::{self, Kind, Money};
+use crate::webhook::{self, Kind};
 
-/// Sandbox test card: approved, captured.
-pub const CARD_APPROVE: &str = "4242424242424242";
-/// Sandbox test card: declined at authorization.
-pub const CARD_DECLINE: &str = "4000000000000002";
-/// Sandbox test card: authorized, then the capture fails.
-pub const CARD_FAIL_CAPTURE: &str = "4000000000000341";
-/// Sandbox test card: the provider never answers.
-pub const CARD_NEVER_CONFIRM: &str = "4000000000009995";
-
-/// What the provider does with a card.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Behaviour {
-    /// Authorize and capture.
-    Approve,
-    /// Refuse the authorization.
-    Decline,
-    /// Authorize, then fail the capture.
-    FailCapture,
-    /// Never send anything.
-    NeverConfirm,
-}
-
-impl Behaviour {
-    /// The behaviour a card number selects: the test cards above; any other
-    /// number passing the Luhn check is approved, anything else declined.
-    pub fn of_card(card: &str) -> Self {
-        match card {
-            CARD_DECLINE => Self::Decline,
-            CARD_FAIL_CAPTURE => Self::FailCapture,
-            CARD_NEVER_CONFIRM => Self::NeverConfirm,
-            c if luhn_valid(c) => Self::Approve,
-            _ => Self::Decline,
-        }
-    }
-
-    /// The name stored in the ledger.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Approve => "approve",
-            Self::Decline => "decline",
-            Self::FailCapture => "fail_capture",
-            Self::NeverConfirm => "never_confirm",
-        }
-    }
-
-    fn parse(s: &str) -> Self {
-        match s {
-            "decline" => Self::Decline,
-            "fail_capture" => Self::FailCapture,
-            "never_confirm" => Self::NeverConfirm,
-            _ => Self::Approve,
-        }
-    }
-}
-
-/// The Luhn checksum every card number carries: 12–19 digits.
-pub fn luhn_valid(card: &str) -> bool {
-    let digits: Vec<u32> = card.chars().filter_map(|c| c.to_digit(10)).collect();
-    if digits.len() != card.len() || !(12..=19).contains(&digits.len()) {
-        return false;
-    }
-    let sum: u32 = digits
-        .iter()
-        .rev()
-        .enumerate()
-        .map(|(i, &d)| match (i % 2, d * 2) {
-            (0, _) => d,
-            (_, doubled) if doubled > 9 => doubled - 9,
-            (_, doubled) => doubled,
-        })
-        .sum();
-    sum.is_multiple_of(10)
-}
+pub use cards::{
+    Behaviour, CARD_APPROVE, CARD_DECLINE, CARD_FAIL_CAPTURE, CARD_NEVER_CONFIRM, luhn_valid,
+};
+pub use record::{Record, Unconfirmed};
 
 /// The simulated provider's API.
 pub struct Simulator {
@@ -122,121 +57,6 @@ struct Intent {
     state: String,
     amount_cents: i64,
     currency: String,
-}
-
-/// The provider's record of a session, as its read API returns it.
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
-pub struct Record {
-    /// `processing`, `authorized`, `declined`, `captured`,
-    /// `capture_failed` or `canceled`.
-    pub state: String,
-    /// The amount of the session, in minor units.
-    pub amount_cents: i64,
-    /// Its currency, ISO 4217.
-    pub currency: String,
-    /// How many times money actually moved.
-    pub captures: i32,
-}
-
-/// Why the provider's record does not back a webhook's claim.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum Unconfirmed {
-    /// The provider holds no such session.
-    #[error("the provider has no record of this session")]
-    NoRecord,
-    /// The event states no amount, so it can't be checked against the record.
-    #[error("the event states no amount and currency")]
-    NoAmount,
-    /// The event's amount or currency isn't the provider's.
-    #[error("the event says {claimed:?}, the provider holds {held:?}")]
-    Amount {
-        /// What the event says.
-        claimed: Money,
-        /// What the provider holds.
-        held: Money,
-    },
-    /// The provider's session isn't for the amount this payment asked.
-    #[error("the provider holds {held:?} for a payment of {expected:?}")]
-    NotThisPayment {
-        /// What the provider holds.
-        held: Money,
-        /// What the payment is for.
-        expected: Money,
-    },
-    /// The provider's session is not in a state that the event claims.
-    #[error("the event claims {claimed:?}, the provider's session is {state}")]
-    State {
-        /// What the event claims.
-        claimed: Kind,
-        /// The provider's state.
-        state: String,
-    },
-}
-
-impl Unconfirmed {
-    /// A short label for logs and metrics.
-    pub fn label(&self) -> &'static str {
-        match self {
-            Self::NoRecord => "no_record",
-            Self::NoAmount => "no_amount",
-            Self::Amount { .. } => "amount_mismatch",
-            Self::NotThisPayment { .. } => "not_this_payment",
-            Self::State { .. } => "state_mismatch",
-        }
-    }
-}
-
-impl Record {
-    /// The money the provider holds (or held) for the session.
-    pub fn money(&self) -> Money {
-        Money::new(self.amount_cents, &self.currency)
-    }
-
-    /// Whether this record backs an event claiming `kind` for `claimed`
-    /// about a payment of `expected`: same money all three ways, and the
-    /// provider's state is one that `kind` reports. An authorization is
-    /// backed while the money is held or was moved; a capture only once
-    /// money moved.
-    pub fn confirms(
-        &self,
-        kind: Kind,
-        claimed: Option<&Money>,
-        expected: &Money,
-    ) -> Result<(), Unconfirmed> {
-        let held = self.money();
-        if held != *expected {
-            return Err(Unconfirmed::NotThisPayment {
-                held,
-                expected: expected.clone(),
-            });
-        }
-        let claimed = claimed.ok_or(Unconfirmed::NoAmount)?;
-        if *claimed != held {
-            return Err(Unconfirmed::Amount {
-                claimed: claimed.clone(),
-                held,
-            });
-        }
-        let backed = match kind {
-            Kind::Authorized => {
-                matches!(
-                    self.state.as_str(),
-                    "authorized" | "captured" | "capture_failed"
-                )
-            }
-            Kind::Declined => self.state == "declined",
-            Kind::Captured => self.state == "captured" && self.captures > 0,
-            Kind::CaptureFailed => self.state == "capture_failed",
-            Kind::Voided => self.state == "canceled",
-        };
-        if !backed {
-            return Err(Unconfirmed::State {
-                claimed: kind,
-                state: self.state.clone(),
-            });
-        }
-        Ok(())
-    }
 }
 
 impl Simulator {
@@ -441,143 +261,5 @@ impl Simulator {
         .execute(db)
         .await?;
         Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn test_cards_select_their_behaviour() {
-        assert_eq!(Behaviour::of_card(CARD_APPROVE), Behaviour::Approve);
-        assert_eq!(Behaviour::of_card(CARD_DECLINE), Behaviour::Decline);
-        assert_eq!(
-            Behaviour::of_card(CARD_FAIL_CAPTURE),
-            Behaviour::FailCapture
-        );
-        assert_eq!(
-            Behaviour::of_card(CARD_NEVER_CONFIRM),
-            Behaviour::NeverConfirm
-        );
-        assert_eq!(Behaviour::of_card("5555555555554444"), Behaviour::Approve);
-        assert_eq!(Behaviour::of_card("4242424242424241"), Behaviour::Decline);
-    }
-
-    fn record(state: &str, captures: i32) -> Record {
-        Record {
-            state: state.into(),
-            amount_cents: 2590,
-            currency: "EUR".into(),
-            captures,
-        }
-    }
-
-    #[test]
-    fn a_capture_is_confirmed_only_once_the_provider_moved_the_money() {
-        let eur = Money::new(2590, "EUR");
-        let captured = record("captured", 1);
-        assert_eq!(captured.confirms(Kind::Captured, Some(&eur), &eur), Ok(()));
-        for state in [
-            "processing",
-            "authorized",
-            "capture_failed",
-            "canceled",
-            "declined",
-        ] {
-            assert!(
-                matches!(
-                    record(state, 0).confirms(Kind::Captured, Some(&eur), &eur),
-                    Err(Unconfirmed::State { .. })
-                ),
-                "{state}"
-            );
-        }
-        // A "captured" state with no capture counted is not money moved.
-        assert!(
-            record("captured", 0)
-                .confirms(Kind::Captured, Some(&eur), &eur)
-                .is_err()
-        );
-    }
-
-    #[test]
-    fn each_kind_is_confirmed_by_its_provider_states_only() {
-        let eur = Money::new(2590, "EUR");
-        let cases = [
-            (
-                Kind::Authorized,
-                &["authorized", "captured", "capture_failed"][..],
-            ),
-            (Kind::Declined, &["declined"][..]),
-            (Kind::CaptureFailed, &["capture_failed"][..]),
-            (Kind::Voided, &["canceled"][..]),
-        ];
-        let states = [
-            "processing",
-            "authorized",
-            "declined",
-            "captured",
-            "capture_failed",
-            "canceled",
-        ];
-        for (kind, backing) in cases {
-            for state in states {
-                let confirmed = record(state, 1).confirms(kind, Some(&eur), &eur).is_ok();
-                assert_eq!(confirmed, backing.contains(&state), "{kind:?} in {state}");
-            }
-        }
-    }
-
-    #[test]
-    fn the_amount_and_currency_must_match_the_record_and_the_payment() {
-        let eur = Money::new(2590, "EUR");
-        let rec = record("captured", 1);
-        let cent = Money::new(1, "EUR");
-        assert!(matches!(
-            rec.confirms(Kind::Captured, Some(&cent), &eur),
-            Err(Unconfirmed::Amount { .. })
-        ));
-        let usd = Money::new(2590, "usd");
-        assert!(matches!(
-            rec.confirms(Kind::Captured, Some(&usd), &eur),
-            Err(Unconfirmed::Amount { .. })
-        ));
-        assert_eq!(
-            rec.confirms(Kind::Captured, None, &eur),
-            Err(Unconfirmed::NoAmount)
-        );
-        // A session of the provider for another amount isn't this payment's.
-        let other = Money::new(100, "EUR");
-        assert!(matches!(
-            rec.confirms(Kind::Captured, Some(&other), &other),
-            Err(Unconfirmed::NotThisPayment { .. })
-        ));
-        // Lower-case currencies (Stripe's) compare equal.
-        assert_eq!(
-            rec.confirms(Kind::Captured, Some(&Money::new(2590, "eur")), &eur),
-            Ok(())
-        );
-    }
-
-    #[test]
-    fn every_test_card_passes_luhn_and_junk_does_not() {
-        for card in [
-            CARD_APPROVE,
-            CARD_DECLINE,
-            CARD_FAIL_CAPTURE,
-            CARD_NEVER_CONFIRM,
-        ] {
-            assert!(luhn_valid(card), "{card}");
-        }
-        for junk in [
-            "",
-            "4242",
-            "4242 4242 4242 4242",
-            "424242424242424x",
-            "4242424242424243",
-        ] {
-            assert!(!luhn_valid(junk), "{junk}");
-        }
     }
 }
