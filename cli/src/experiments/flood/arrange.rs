@@ -5,11 +5,11 @@
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use serde_json::{Value, json};
 
 use super::counters;
 use super::plan::{Limits, Params, customers};
 use crate::clients::bff_admin::BffAdmin;
+use crate::clients::identity::Identity;
 use crate::fleet::Ctx;
 use crate::run::Lab;
 use crate::run::accounts::password;
@@ -79,24 +79,16 @@ pub async fn arrange(ctx: &Ctx, lab: &Lab, p: &Params, seed: u64) -> Result<Setu
 
 /// Logs each customer in at identity (password grant).
 pub async fn log_in(lab: &Lab, names: &[&'static str]) -> Result<Vec<User>> {
-    let identity = lab.urls("identity")?[0].clone();
+    let identity = Identity::new(lab.http.clone(), lab.urls("identity")?[0].clone());
     let mut users = Vec::new();
     for &name in names {
-        let r = lab
-            .http
-            .post(format!("{identity}/token"))
-            .json(&json!({"grant_type": "password", "username": name, "password": password(name)}))
-            .send()
+        let token = identity
+            .login(name, &password(name))
             .await
-            .with_context(|| format!("arrange: POST {identity}/token for {name}"))?;
-        let status = r.status();
-        let body: Value = r.json().await.unwrap_or_default();
-        let Some(token) = body["access_token"].as_str() else {
-            bail!("arrange: logging {name} in at {identity}/token answered {status}: {body}");
-        };
+            .with_context(|| format!("arrange: logging {name} in at {}", identity.base))?;
         users.push(User {
             name,
-            token: token.to_owned(),
+            token: token.access_token,
         });
     }
     Ok(users)
