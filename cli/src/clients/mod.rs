@@ -15,3 +15,5 @@ pub mod metrics;
 pub mod catalog;
 #[allow(dead_code)]
 pub mod identity;
+#[allow(dead_code)]
+pub mod payments;

@@ -181,6 +181,49 @@ impl Event {
     }
 }
 
+/// `POST /lab/sign/{provider}` body (lab only).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SignRequest {
+    /// The exact body to sign.
+    pub body: String,
+    /// Unix seconds to sign at (default: now).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at: Option<i64>,
+}
+
+/// `POST /lab/sign/{provider}`'s answer: the headers to send with the body.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Signed {
+    /// Header name → value, as the provider would send them.
+    pub headers: std::collections::BTreeMap<String, String>,
+}
+
+/// `PUT /lab/outbox` body: the outbox experiment's switches (lab only).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutboxSwitches {
+    /// The control arm: publish events directly, before the commit.
+    pub dual_write: bool,
+    /// How long a transaction that wrote an event waits before committing
+    /// (default 0; at most 1.5 s, the lab's `MAX_HOLD`).
+    #[serde(default)]
+    pub hold_ms: u64,
+}
+
+/// What `GET`/`PUT /lab/outbox` answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutboxSettings {
+    /// The control arm's naive dual write is on.
+    pub dual_write: bool,
+    /// The hold before commit, in milliseconds.
+    pub hold_ms: u64,
+    /// Transactions inside the hold right now.
+    pub held: usize,
+    /// Events published directly since the process started.
+    pub published_directly: u64,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

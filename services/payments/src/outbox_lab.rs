@@ -21,7 +21,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use secrecy::SecretString;
-use serde::Serialize;
 use storefront_kit::amqp::{self, Outgoing, Publisher};
 use storefront_kit::outbox::NewMessage;
 use tokio::sync::Mutex;
@@ -54,18 +53,8 @@ struct Inner {
     publisher: Mutex<Option<Publisher>>,
 }
 
-/// What `GET /lab/outbox` shows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub struct Settings {
-    /// The control arm's naive dual write is on.
-    pub dual_write: bool,
-    /// The hold before commit, in milliseconds.
-    pub hold_ms: u64,
-    /// Transactions inside the hold right now.
-    pub held: usize,
-    /// Events published directly since the process started.
-    pub published_directly: u64,
-}
+/// What `GET /lab/outbox` shows (the wire type, in the contract).
+pub use crate::contract::OutboxSettings as Settings;
 
 /// Why a direct publish failed; the store turns it into a failed
 /// transaction (rolled back: the webhook is retried by the provider).

@@ -17,31 +17,19 @@ use axum::Json;
 use axum::extract::rejection::{JsonRejection, PathRejection};
 use axum::extract::{Path, State};
 use secrecy::ExposeSecret;
-use serde::Deserialize;
-use serde_json::{Value, json};
 use std::time::Duration;
 
 use super::{ApiError, AppState};
-use crate::contract::Provider;
+use crate::contract::{OutboxSwitches, Provider, SignRequest, Signed};
 use crate::outbox_lab::{MAX_HOLD, Settings};
 use crate::signature;
-
-/// `POST /lab/sign/{provider}` body.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SignRequest {
-    /// The exact body to sign.
-    body: String,
-    /// Unix seconds to sign at (default: now).
-    at: Option<i64>,
-}
 
 /// The headers to send with `body`.
 pub async fn sign(
     State(state): State<AppState>,
     provider: Result<Path<String>, PathRejection>,
     request: Result<Json<SignRequest>, JsonRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Signed>, ApiError> {
     let Path(provider) = provider?;
     let Json(request) = request.map_err(|e| ApiError::Lab(e.body_text()))?;
     let provider = Provider::parse(&provider)
@@ -49,10 +37,17 @@ pub async fn sign(
     let at = request.at.unwrap_or_else(|| chrono::Utc::now().timestamp());
     let body = request.body.as_bytes();
     let headers = match provider {
-        Provider::Stripe => json!({
-            signature::STRIPE_SIGNATURE: signature::stripe_header(
-                state.webhooks.stripe_secret.expose_secret().as_bytes(), at, body),
-        }),
+        Provider::Stripe => [(
+            signature::STRIPE_SIGNATURE,
+            signature::stripe_header(
+                state.webhooks.stripe_secret.expose_secret().as_bytes(),
+                at,
+                body,
+            ),
+        )]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect(),
         Provider::Paypal => {
             let id = uuid::Uuid::new_v4().to_string();
             let time = chrono::DateTime::from_timestamp(at, 0)
@@ -64,27 +59,17 @@ pub async fn sign(
                 &time,
                 body,
             );
-            json!({
-                signature::PAYPAL_TRANSMISSION_ID: id,
-                signature::PAYPAL_TRANSMISSION_TIME: time,
-                signature::PAYPAL_TRANSMISSION_SIG: sig,
-            })
+            [
+                (signature::PAYPAL_TRANSMISSION_ID, id),
+                (signature::PAYPAL_TRANSMISSION_TIME, time),
+                (signature::PAYPAL_TRANSMISSION_SIG, sig),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v))
+            .collect()
         }
     };
-    Ok(Json(json!({ "headers": headers })))
-}
-
-/// `PUT /lab/outbox` body: the outbox experiment's switches
-/// ([`crate::outbox_lab`]).
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct OutboxSwitches {
-    /// The control arm: publish events directly, before the commit.
-    dual_write: bool,
-    /// How long a transaction that wrote an event waits before committing
-    /// (default 0; at most [`MAX_HOLD`]).
-    #[serde(default)]
-    hold_ms: u64,
+    Ok(Json(Signed { headers }))
 }
 
 /// `GET /lab/outbox`: the switches and how many transactions are held now.
