@@ -5,7 +5,7 @@
 use anyhow::Result;
 
 use super::call::{self, url};
-use super::contract::catalog::{BlindDecrement, BlindOutcome, PatchBody, Product, ProductPage};
+use super::contract::catalog::{BlindDecrement, BlindOutcome, PatchBody, Product};
 
 /// One catalog replica (or the BFF's `/api/catalog` prefix: the same paths).
 #[derive(Debug, Clone)]
@@ -40,13 +40,6 @@ impl Catalog {
     /// `GET /products/{id}` (its ETag is [`etag`] of its `version`).
     pub async fn product(&self, id: i64) -> Result<Product> {
         call::json(self.http.get(url(&self.base, &format!("/products/{id}")))).await
-    }
-
-    /// `GET /products?limit=&after=`: one page, ordered by id.
-    pub async fn products(&self, limit: u32, after: Option<i64>) -> Result<ProductPage> {
-        let mut query = vec![("limit", limit.to_string())];
-        query.extend(after.map(|a| ("after", a.to_string())));
-        call::json(self.http.get(url(&self.base, "/products")).query(&query)).await
     }
 
     /// `PATCH /products/{id}` with `If-Match: if_match`; the product as written.

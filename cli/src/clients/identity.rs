@@ -7,7 +7,6 @@ use anyhow::Result;
 use super::call::{self, url};
 use super::contract::identity::{
     Lease, RevokeRequest, RevokeResponse, Rotated, RotationMode, TokenRequest, TokenResponse,
-    UserInfo,
 };
 
 /// One identity instance.
@@ -57,16 +56,6 @@ impl Identity {
     pub async fn login(&self, username: &str, password: &str) -> Result<TokenResponse> {
         self.token(&TokenRequest::password(username, password))
             .await
-    }
-
-    /// `GET /userinfo` with `access` as the bearer token.
-    pub async fn userinfo(&self, access: &str) -> Result<UserInfo> {
-        call::json(
-            self.http
-                .get(url(&self.base, "/userinfo"))
-                .bearer_auth(access),
-        )
-        .await
     }
 
     /// `POST /revoke` of an access or a refresh token.

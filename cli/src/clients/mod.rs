@@ -5,15 +5,8 @@
 
 pub mod bff_admin;
 pub mod call;
-pub mod contract;
-pub mod metrics;
-
-// The experiments, the fault runner and the load's login move onto these
-// clients from their own `format!`-built URLs (issue 13); until each has,
-// parts of a client are unused.
-#[allow(dead_code)]
 pub mod catalog;
-#[allow(dead_code)]
+pub mod contract;
 pub mod identity;
-#[allow(dead_code)]
+pub mod metrics;
 pub mod payments;

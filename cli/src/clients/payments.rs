@@ -1,11 +1,11 @@
-//! Payments, as the CLI talks to it: the lab's signing oracle (the saga
-//! experiment's webhook replays) and the outbox experiment's switches, both
-//! behind the lab admin token.
+//! Payments, as the CLI talks to it: the outbox experiment's lab switches,
+//! behind the lab admin token. (The saga's webhook replays sign through
+//! their own `experiments/saga/webhooks.rs`.)
 
 use anyhow::Result;
 
 use super::call::{self, url};
-use super::contract::payments::{OutboxSettings, OutboxSwitches, Provider, SignRequest, Signed};
+use super::contract::payments::{OutboxSettings, OutboxSwitches};
 
 /// One payments instance.
 #[derive(Debug, Clone)]
@@ -26,30 +26,11 @@ impl Payments {
         }
     }
 
-    /// The same instance, its lab routes unlocked with `token`.
-    pub fn with_lab_token(mut self, token: impl Into<String>) -> Self {
-        self.lab_token = Some(token.into());
-        self
-    }
-
     fn lab(&self, req: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
         match &self.lab_token {
             Some(t) => req.bearer_auth(t),
             None => req,
         }
-    }
-
-    /// `POST /lab/sign/{provider}`: the headers `provider` would send with
-    /// `body`, signed at `at` (Unix seconds; now if None).
-    pub async fn sign(&self, provider: Provider, body: &str, at: Option<i64>) -> Result<Signed> {
-        let req = self
-            .http
-            .post(url(&self.base, &format!("/lab/sign/{}", provider.as_str())))
-            .json(&SignRequest {
-                body: body.to_owned(),
-                at,
-            });
-        call::json(self.lab(req)).await
     }
 
     /// `GET /lab/outbox`: the switches and the transactions held now.

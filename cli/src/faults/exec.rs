@@ -28,6 +28,9 @@ use super::outcome::{FaultOutcome, SETTLE};
 use super::plan::Planned;
 use super::schedule::{Kind, PgMode};
 use crate::clients::bff_admin::BffAdmin as Gateway;
+use crate::clients::call::HttpError;
+use crate::clients::contract::identity::Lease;
+use crate::clients::identity::Identity;
 use crate::fleet::control::{self, How};
 use crate::fleet::process::{self, Stopped};
 use crate::fleet::{Ctx, FleetState, services, vault::Vault};
@@ -36,7 +39,6 @@ use crate::run::accounts;
 /// How long a service whose lease was revoked may take to serve again on
 /// a new one before the fault counts as failed.
 const LEASE_RECOVERY: Duration = Duration::from_secs(15);
-
 
 /// What the faults act on.
 #[derive(Clone)]
@@ -253,12 +255,13 @@ async fn revoke_lease(env: &Env, name: &str) -> Result<String> {
     let admin = services::lab_admin_token(&env.ctx.profile)
         .context("the fleet profile sets no BFF_ADMIN_TOKEN: the lab endpoints refuse every call")?
         .to_owned();
-    let before = lease(&env.http, &base, &admin).await?;
-    let lease_id = before["lease_id"]
-        .as_str()
-        .with_context(|| format!("`{name}` reports no Vault lease: {before}"))?
-        .to_owned();
-    let generation = before["generation"].as_u64().unwrap_or_default();
+    let identity = Identity::new(env.http.clone(), base).with_lab_token(admin);
+    let before = lease(&identity).await?;
+    let lease_id = before
+        .lease_id
+        .clone()
+        .with_context(|| format!("`{name}` reports no Vault lease: {before:?}"))?;
+    let generation = before.generation;
     let vault = Vault {
         client: &env.http,
         addr: &state.endpoints.vault_addr,
@@ -272,15 +275,12 @@ async fn revoke_lease(env: &Env, name: &str) -> Result<String> {
         )
         .await
         .context("Vault refused the revoke")?;
-    let revoked = format!(
-        "revoked generation {generation} ({})",
-        before["username"].as_str().unwrap_or("?")
-    );
+    let revoked = format!("revoked generation {generation} ({})", before.username);
     let t = Instant::now();
     let mut last = String::from("nothing tried yet");
     while t.elapsed() < LEASE_RECOVERY {
         let used = if name.starts_with("identity") {
-            match grant(&env.http, &base).await {
+            match grant(&identity).await {
                 Ok(()) => true,
                 Err(e) => {
                     last = e;
@@ -291,8 +291,8 @@ async fn revoke_lease(env: &Env, name: &str) -> Result<String> {
             true
         };
         if used {
-            match lease(&env.http, &base, &admin).await {
-                Ok(now) if now["generation"].as_u64().unwrap_or_default() > generation => {
+            match lease(&identity).await {
+                Ok(now) if now.generation > generation => {
                     return Ok(format!(
                         "{revoked}; {} on generation {} {:.2}s later",
                         if name.starts_with("identity") {
@@ -300,11 +300,11 @@ async fn revoke_lease(env: &Env, name: &str) -> Result<String> {
                         } else {
                             "serving"
                         },
-                        now["generation"],
+                        now.generation,
                         t.elapsed().as_secs_f64()
                     ));
                 }
-                Ok(now) => last = format!("still on generation {}", now["generation"]),
+                Ok(now) => last = format!("still on generation {}", now.generation),
                 Err(e) => last = format!("{e:#}"),
             }
         }
@@ -317,33 +317,27 @@ async fn revoke_lease(env: &Env, name: &str) -> Result<String> {
 }
 
 /// `GET /lab/lease` of one instance.
-async fn lease(http: &reqwest::Client, base: &str, admin: &str) -> Result<serde_json::Value> {
-    let r = http
-        .get(format!("{base}/lab/lease"))
-        .bearer_auth(admin)
-        .send()
-        .await?;
-    if r.status() == reqwest::StatusCode::NOT_FOUND {
-        bail!("{base}/lab/lease: 404 (no lab endpoints, or no dynamic credentials)");
-    }
-    Ok(r.error_for_status()?.json().await?)
+async fn lease(identity: &Identity) -> Result<Lease> {
+    identity
+        .lease()
+        .await
+        .map_err(|e| match e.downcast_ref::<HttpError>().map(|h| h.status) {
+            Some(reqwest::StatusCode::NOT_FOUND) => e.context(format!(
+                "{}/lab/lease: 404 (no lab endpoints, or no dynamic credentials)",
+                identity.base
+            )),
+            _ => e,
+        })
 }
 
 /// One password grant as the first seeded customer, straight to identity.
-async fn grant(http: &reqwest::Client, base: &str) -> Result<(), String> {
+async fn grant(identity: &Identity) -> Result<(), String> {
     let name = accounts::CUSTOMERS[0];
-    let r = http
-        .post(format!("{base}/token"))
-        .json(&json!({
-            "grant_type": "password", "username": name, "password": accounts::password(name),
-        }))
-        .send()
+    identity
+        .login(name, &accounts::password(name))
         .await
-        .map_err(|e| format!("POST {base}/token: {e}"))?;
-    match r.status() {
-        s if s.is_success() => Ok(()),
-        s => Err(format!("POST {base}/token as {name}: {s}")),
-    }
+        .map(drop)
+        .map_err(|e| format!("as {name}: {e:#}"))
 }
 
 /// Sets the BFF's chaos for the window, then clears it. Its own TTL is a

@@ -9,6 +9,7 @@ use anyhow::{Context, Result, bail};
 use super::counters;
 use super::plan::{Limits, Params, customers};
 use crate::clients::bff_admin::BffAdmin;
+use crate::clients::catalog::Catalog;
 use crate::clients::identity::Identity;
 use crate::fleet::Ctx;
 use crate::run::Lab;
@@ -57,7 +58,10 @@ pub async fn arrange(ctx: &Ctx, lab: &Lab, p: &Params, seed: u64) -> Result<Setu
     let path = format!("/products/{id}");
     // Warm every replica's cache, so the flood measures the gateway.
     for base in &catalog {
-        lab.http.get(format!("{base}{path}")).send().await?;
+        Catalog::new(lab.http.clone(), base.clone())
+            .product(id)
+            .await
+            .context("arrange: warming a catalog replica")?;
     }
     let users = log_in(lab, names).await?;
     fill_buckets(lab, &bffs[0], &path, &users, live).await?;

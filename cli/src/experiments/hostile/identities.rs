@@ -16,7 +16,9 @@ use serde_json::{Value, json};
 
 use super::plan::{Expect, Probe, Via};
 use super::wire::{self, Raw};
+use crate::clients::identity::Identity;
 use crate::experiments::Lab;
+use crate::run::accounts;
 
 /// What the probes misuse.
 pub struct Stolen {
@@ -29,30 +31,19 @@ pub struct Stolen {
     pub customer: String,
 }
 
-async fn password_grant(lab: &Lab, identity: &str, user: &str) -> Result<String> {
-    let v: Value = lab
-        .http
-        .post(format!("{identity}/token"))
-        .json(&json!({"grant_type": "password", "username": user,
-                      "password": format!("{user}-password")}))
-        .send()
+async fn password_grant(identity: &Identity, user: &str) -> Result<String> {
+    let granted = identity
+        .login(user, &accounts::password(user))
         .await
-        .with_context(|| format!("arrange: sign in as {user}"))?
-        .error_for_status()
-        .with_context(|| format!("arrange: identity refused {user}'s password grant"))?
-        .json()
-        .await?;
-    v["access_token"]
-        .as_str()
-        .map(str::to_owned)
-        .context("arrange: no access_token in identity's answer")
+        .with_context(|| format!("arrange: sign in as {user}"))?;
+    Ok(granted.access_token)
 }
 
 /// Signs carol in through the BFF (a cookie session), and bob and alice in
 /// at identity; revokes bob's token.
 pub async fn arrange(lab: &Lab) -> Result<Stolen> {
     let bff = &lab.urls("bff")?[0];
-    let identity = &lab.urls("identity")?[0];
+    let identity = Identity::new(lab.http.clone(), lab.urls("identity")?[0].clone());
     let r = lab
         .http
         .post(format!("{bff}/api/session"))
@@ -80,15 +71,12 @@ pub async fn arrange(lab: &Lab) -> Result<Stolen> {
         .as_str()
         .map(str::to_owned)
         .context("arrange: no csrf_token")?;
-    let revoked = password_grant(lab, identity, "bob").await?;
-    lab.http
-        .post(format!("{identity}/revoke"))
-        .json(&json!({"token": revoked}))
-        .send()
+    let revoked = password_grant(&identity, "bob").await?;
+    identity
+        .revoke(&revoked)
         .await
-        .context("arrange: revoke bob's token")?
-        .error_for_status()?;
-    let customer = password_grant(lab, identity, "alice").await?;
+        .context("arrange: revoke bob's token")?;
+    let customer = password_grant(&identity, "alice").await?;
     Ok(Stolen {
         cookie,
         csrf,

@@ -11,9 +11,11 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
 use lapin::{BasicProperties, Channel, Confirmation, Connection, ConnectionProperties};
-use serde_json::{Value, json};
 
 use super::plan::Op;
+use crate::clients::call::HttpError;
+use crate::clients::contract::payments::{OutboxSettings, OutboxSwitches};
+use crate::clients::payments::Payments;
 use crate::fleet::Ctx;
 use crate::fleet::control::{self, How};
 
@@ -22,54 +24,46 @@ const COMMANDS_QUEUE: &str = "payments.commands";
 
 /// Payments' lab endpoint for the switches.
 pub struct Switches {
-    pub http: reqwest::Client,
-    pub url: String,
-    pub token: Option<String>,
+    /// With the lab admin token, when the fleet sets one.
+    pub payments: Payments,
 }
 
 impl Switches {
-    fn auth(&self, r: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
-        match &self.token {
-            Some(t) => r.bearer_auth(t),
-            None => r,
-        }
-    }
-
     /// Sets the dual write and the hold; retried until `deadline` (payments
     /// may be starting again).
-    pub async fn set(&self, dual_write: bool, hold_ms: u64, deadline: Instant) -> Result<Value> {
-        let body = json!({"dual_write": dual_write, "hold_ms": hold_ms});
+    pub async fn set(
+        &self,
+        dual_write: bool,
+        hold_ms: u64,
+        deadline: Instant,
+    ) -> Result<OutboxSettings> {
+        let switches = OutboxSwitches {
+            dual_write,
+            hold_ms,
+        };
         loop {
-            let sent = self
-                .auth(self.http.put(format!("{}/lab/outbox", self.url)))
-                .json(&body)
-                .send()
-                .await;
-            match sent {
-                Ok(r) if r.status().is_success() => return Ok(r.json().await?),
-                Ok(r) if r.status().is_client_error() => bail!(
-                    "PUT /lab/outbox answered {}: {} (are payments' lab endpoints on, and is this the lab admin token?)",
-                    r.status(),
-                    r.text().await.unwrap_or_default()
-                ),
-                _ if Instant::now() >= deadline => {
-                    bail!("payments did not take the lab switches before the deadline")
-                }
-                _ => tokio::time::sleep(Duration::from_millis(100)).await,
+            let e = match self.payments.set_outbox(switches).await {
+                Ok(settings) => return Ok(settings),
+                Err(e) => e,
+            };
+            let status = e.downcast_ref::<HttpError>().map(|h| h.status);
+            if status.is_some_and(|s| s.is_client_error()) {
+                return Err(
+                    e.context("are payments' lab endpoints on, and is this the lab admin token?")
+                );
             }
+            if Instant::now() >= deadline {
+                bail!("payments did not take the lab switches before the deadline");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
 
-    /// Transactions holding an uncommitted event now (`None`: no answer).
+    /// Transactions holding an uncommitted event now (`None`: no answer
+    /// within two seconds).
     pub async fn held(&self) -> Option<u64> {
-        let r = self
-            .auth(self.http.get(format!("{}/lab/outbox", self.url)))
-            .timeout(Duration::from_secs(2))
-            .send()
-            .await
-            .ok()?;
-        let v: Value = r.json().await.ok()?;
-        v["held"].as_u64()
+        let asked = tokio::time::timeout(Duration::from_secs(2), self.payments.outbox());
+        u64::try_from(asked.await.ok()?.ok()?.held).ok()
     }
 
     /// Polls until a transaction is held; how many were, or `None` by the deadline.

@@ -29,6 +29,7 @@ use serde_json::json;
 use uuid::Uuid;
 
 use super::experiment::{Env, Experiment};
+use crate::clients::payments::Payments;
 use crate::fleet::Ctx;
 use crate::run::{Invariant, Lab, Report};
 use check::{Arm, Evidence, Faults};
@@ -106,9 +107,10 @@ impl Experiment for Outbox {
             orders: ops.iter().map(|o| o.order_id).collect(),
             ops,
             switches: act::Switches {
-                http: lab.http.clone(),
-                url: lab.urls("payments")?[0].clone(),
-                token: lab_token(lab)?,
+                payments: Payments {
+                    lab_token: lab_token(lab)?,
+                    ..Payments::new(lab.http.clone(), lab.urls("payments")?[0].clone())
+                },
             },
         })
     }

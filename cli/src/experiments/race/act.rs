@@ -7,15 +7,16 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use reqwest::StatusCode;
-use serde_json::json;
 use tokio::sync::Barrier;
 
 use super::Params;
 use super::evidence;
 use super::plan::{Plan, Round};
-use crate::run::record::outcome_of;
+use crate::clients::call::HttpError;
+use crate::clients::catalog::{self, Catalog};
+use crate::clients::contract::catalog::PatchBody;
 use crate::run::{Lab, Latencies, Outcomes};
 
 pub const LABEL_RACE: &str = "phase 1: racing decrement";
@@ -71,19 +72,31 @@ pub struct Acted {
 }
 
 pub async fn act(lab: &Lab, p: &Params, plan: &Plan) -> Result<Acted> {
-    let urls = Arc::new(plan.urls.clone());
-    let token: Option<Arc<str>> = plan.lab_token.as_deref().map(Arc::from);
+    let replicas: Arc<Vec<Catalog>> = Arc::new(
+        plan.urls
+            .iter()
+            .map(|u| {
+                let c = Catalog::new(lab.http.clone(), u.clone());
+                match &plan.lab_token {
+                    Some(t) => c.with_lab_token(t.clone()),
+                    None => c,
+                }
+            })
+            .collect(),
+    );
+    // The control arm is the lab's blind read-modify-write, behind the token.
+    let blind = plan.lab_token.is_some();
     let mut acted = Acted::default();
     for r in &plan.rounds {
         let t_round = Instant::now();
-        let (race, winner_tag) = race(lab, &urls, r, p.n, token.clone(), &mut acted).await?;
+        let (race, winner_tag) = race(&replicas, r, p.n, blind, &mut acted).await?;
         let stock_after_race = evidence::stock(&lab.pg, r.id).await?;
         let convergence = match (p.control, winner_tag.as_deref()) {
             (true, _) => Convergence::NotAwaited,
             (false, None) => Convergence::NoWinner,
             (false, Some(tag)) => {
                 let bound = Duration::from_millis(p.convergence_bound_ms);
-                match convergence(lab, &urls, r.id, tag, bound).await {
+                match convergence(&replicas, r.id, tag, bound).await {
                     Some(d) => {
                         acted.latencies.record(LABEL_CONVERGENCE, d);
                         Convergence::Within(d)
@@ -95,7 +108,7 @@ pub async fn act(lab: &Lab, p: &Params, plan: &Plan) -> Result<Acted> {
         let landed = if p.control {
             None
         } else {
-            Some(retry_phase(lab, &urls, r.id, p.n, &mut acted).await?)
+            Some(retry_phase(&replicas, r.id, p.n, &mut acted).await?)
         };
         acted.latencies.record("round", t_round.elapsed());
         acted.rounds.push(RoundSeen {
@@ -111,29 +124,23 @@ pub async fn act(lab: &Lab, p: &Params, plan: &Plan) -> Result<Acted> {
 /// Phase 1: everyone reads the same version, then fires together. Returns
 /// the round's outcomes and the winner's new ETag.
 async fn race(
-    lab: &Lab,
-    urls: &Arc<Vec<String>>,
+    replicas: &Arc<Vec<Catalog>>,
     r: &Round,
     n: u32,
-    token: Option<Arc<str>>,
+    blind: bool,
     acted: &mut Acted,
 ) -> Result<(Outcomes, Option<String>)> {
     let id = r.id;
     let barrier = Arc::new(Barrier::new(n as usize));
     let mut tasks = Vec::new();
     for i in 0..n as usize {
-        let (http, urls, barrier, token) = (
-            lab.http.clone(),
-            urls.clone(),
-            barrier.clone(),
-            token.clone(),
-        );
+        let (replicas, barrier) = (replicas.clone(), barrier.clone());
         tasks.push(tokio::spawn(async move {
-            let base = &urls[i % urls.len()];
-            let tag = etag(&http, base, id).await;
+            let replica = &replicas[i % replicas.len()];
+            let tag = etag(replica, id).await;
             barrier.wait().await;
             match tag {
-                Ok(tag) => decrement(&http, base, id, &tag, token.as_deref()).await,
+                Ok(tag) => decrement(replica, id, &tag, blind).await,
                 Err(e) => (format!("error: read: {e}"), Duration::ZERO, None),
             }
         }));
@@ -152,60 +159,64 @@ async fn race(
     Ok((round, winner_tag))
 }
 
-async fn etag(http: &reqwest::Client, base: &str, id: i64) -> Result<String> {
-    let r = http.get(format!("{base}/products/{id}")).send().await?;
-    if r.status() != StatusCode::OK {
-        bail!("GET /products/{id} on {base} answered {}", r.status());
-    }
-    r.headers()
-        .get("etag")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned)
-        .context("no ETag header")
+/// The ETag `replica` serves for product `id` now.
+async fn etag(replica: &Catalog, id: i64) -> Result<String> {
+    Ok(catalog::etag(replica.product(id).await?.version))
 }
 
 /// One decrement attempt; returns the outcome, the latency and the new ETag on success.
 async fn decrement(
-    http: &reqwest::Client,
-    base: &str,
+    replica: &Catalog,
     id: i64,
     tag: &str,
-    lab_token: Option<&str>,
+    blind: bool,
 ) -> (String, Duration, Option<String>) {
     let t = Instant::now();
-    // The control arm is the lab's blind read-modify-write, behind the token.
-    let req = if let Some(token) = lab_token {
-        http.post(format!("{base}/lab/products/{id}/blind-decrement"))
-            .bearer_auth(token)
-            .json(&json!({"by": 1}))
+    let r = if blind {
+        // The blind write answers the stocks it saw, not a version.
+        replica.blind_decrement(id, 1).await.map(|_| None)
     } else {
-        http.patch(format!("{base}/products/{id}"))
-            .header("if-match", tag)
-            .json(&json!({"stock_delta": -1}))
+        let body = PatchBody {
+            stock_delta: Some(-1),
+            ..PatchBody::default()
+        };
+        let written = replica.patch(id, tag, &body).await;
+        written.map(|p| Some(catalog::etag(p.version)))
     };
-    let r = req.send().await;
     let took = t.elapsed();
-    let new_tag = r
-        .as_ref()
-        .ok()
-        .and_then(|r| r.headers().get("etag"))
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
-    (outcome_of(&r.map(|r| r.status())), took, new_tag)
+    let outcome = outcome(&r);
+    (outcome, took, r.ok().flatten())
+}
+
+/// The outcome label of a call, as `run::record::outcome_of` labels a raw
+/// one: its status (both routes answer 200 on success), or the kind of
+/// failure to get an answer at all.
+fn outcome<T>(r: &Result<T>) -> String {
+    let e = match r {
+        Ok(_) => return StatusCode::OK.as_u16().to_string(),
+        Err(e) => e,
+    };
+    if let Some(h) = e.downcast_ref::<HttpError>() {
+        return h.status.as_u16().to_string();
+    }
+    match e.downcast_ref::<reqwest::Error>() {
+        Some(re) if re.is_timeout() => "error: timeout".into(),
+        Some(re) if re.is_connect() => "error: connect".into(),
+        _ => "error: other".into(),
+    }
 }
 
 /// Polls every replica until it serves `tag`; returns the slowest time, or None past the bound.
 async fn convergence(
-    lab: &Lab,
-    urls: &[String],
+    replicas: &[Catalog],
     id: i64,
     tag: &str,
     bound: Duration,
 ) -> Option<Duration> {
     let t = Instant::now();
-    for base in urls {
+    for replica in replicas {
         loop {
-            if etag(&lab.http, base, id).await.ok().as_deref() == Some(tag) {
+            if etag(replica, id).await.ok().as_deref() == Some(tag) {
                 break;
             }
             if t.elapsed() > bound {
@@ -221,8 +232,7 @@ async fn convergence(
 /// decrement; on 412 read again. Returns how many landed (bounded
 /// attempts; a stuck client counts as not landed).
 async fn retry_phase(
-    lab: &Lab,
-    urls: &Arc<Vec<String>>,
+    replicas: &Arc<Vec<Catalog>>,
     id: i64,
     n: u32,
     acted: &mut Acted,
@@ -230,18 +240,18 @@ async fn retry_phase(
     let barrier = Arc::new(Barrier::new(n as usize));
     let mut tasks = Vec::new();
     for i in 0..n as usize {
-        let (http, urls, barrier) = (lab.http.clone(), urls.clone(), barrier.clone());
+        let (replicas, barrier) = (replicas.clone(), barrier.clone());
         tasks.push(tokio::spawn(async move {
-            let base = &urls[i % urls.len()];
+            let replica = &replicas[i % replicas.len()];
             let (mut l, mut o) = (Latencies::default(), Outcomes::default());
             barrier.wait().await;
             let max_attempts = 20 * n;
             for _ in 0..max_attempts {
-                let Ok(tag) = etag(&http, base, id).await else {
+                let Ok(tag) = etag(replica, id).await else {
                     o.add(LABEL_RETRY, "error: read");
                     continue;
                 };
-                let (outcome, took, _) = decrement(&http, base, id, &tag, None).await;
+                let (outcome, took, _) = decrement(replica, id, &tag, false).await;
                 l.record(LABEL_RETRY, took);
                 let landed = outcome.starts_with('2');
                 o.add(LABEL_RETRY, outcome);
@@ -260,4 +270,37 @@ async fn retry_phase(
         acted.outcomes.merge(&o);
     }
     Ok(landed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_typed_answer_is_labelled_by_its_status_as_a_raw_one_was() {
+        let refused = |status| -> Result<()> {
+            Err(HttpError {
+                method: reqwest::Method::PATCH,
+                url: "http://127.0.0.1:1/products/1".into(),
+                status,
+                detail: None,
+            }
+            .into())
+        };
+        assert_eq!(outcome(&Ok(())), "200");
+        assert_eq!(outcome(&refused(StatusCode::PRECONDITION_FAILED)), "412");
+        assert_eq!(outcome(&refused(StatusCode::SERVICE_UNAVAILABLE)), "503");
+        assert_eq!(
+            outcome::<()>(&Err(anyhow::anyhow!("not the expected JSON"))),
+            "error: other"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_replica_that_does_not_answer_is_a_connect_error() {
+        // Port 1 on loopback: nothing listens, the connection is refused.
+        let replica = Catalog::new(reqwest::Client::new(), "http://127.0.0.1:1");
+        let (o, _, tag) = decrement(&replica, 1, "\"1\"", false).await;
+        assert_eq!((o.as_str(), tag), ("error: connect", None));
+    }
 }
