@@ -13,6 +13,9 @@
 #[path = "../../../services/catalog/src/contract.rs"]
 pub mod catalog;
 #[allow(dead_code)]
+#[path = "../../../services/claims/src/contract.rs"]
+pub mod claims;
+#[allow(dead_code)]
 #[path = "../../../services/identity/src/contract.rs"]
 pub mod identity;
 // Its message names (`AuthorizePayment`, `PaymentAuthorized`, …) are the

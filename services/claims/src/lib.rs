@@ -12,6 +12,7 @@
 
 pub mod claim;
 pub mod config;
+pub mod contract;
 pub mod fingerprint;
 pub mod idempotency;
 pub mod retention;

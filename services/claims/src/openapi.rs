@@ -4,10 +4,9 @@
 //! Declared inside `routes` (as `routes::openapi`) so it can name the
 //! handlers of the private route modules.
 
-use utoipa::{OpenApi, ToSchema};
+use utoipa::OpenApi;
 
 use super::claims;
-use crate::claim::Reason;
 
 /// The document.
 #[derive(OpenApi)]
@@ -21,29 +20,6 @@ use crate::claim::Reason;
     paths(claims::create, claims::get)
 )]
 pub struct ApiDoc;
-
-/// `POST /claims` body. The handler validates a JSON value field by field
-/// (so every broken rule is listed in one 422); this type only describes
-/// what it accepts. Unknown members are refused.
-#[derive(ToSchema)]
-#[serde(deny_unknown_fields)]
-#[allow(dead_code)] // documentation only: never constructed
-pub struct ClaimRequest {
-    /// The order the claim is about; not blank.
-    #[schema(min_length = 1, max_length = 64)]
-    order_id: String,
-    /// Who is claiming; when the BFF sets X-User-Id it must be that id (or left out).
-    #[schema(min_length = 1, max_length = 64)]
-    customer_id: Option<String>,
-    /// Why.
-    reason: Reason,
-    /// Minor units, never negative.
-    #[schema(minimum = 0)]
-    amount_cents: i64,
-    /// Free text, at most 2000 characters.
-    #[schema(max_length = 2000)]
-    note: Option<String>,
-}
 
 #[cfg(test)]
 mod tests {

@@ -7,12 +7,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use serde_json::Value;
 use tokio::sync::Barrier;
 
 use super::Params;
 use super::evidence::row_of;
 use super::plan::{Key, Plan, mismatched};
+use crate::clients::claims::{Answer, Claims};
+use crate::clients::contract::claims::ClaimRequest;
 use crate::run::{Lab, Latencies, Outcomes};
 
 pub const LABEL: &str = "concurrent identical POSTs";
@@ -46,17 +47,21 @@ pub struct Acted {
 
 /// One response as seen by a client.
 struct Seen {
-    status: u16,
-    replayed: bool,
-    body: Vec<u8>,
+    answer: Answer,
     took: Duration,
+}
+
+impl Seen {
+    fn status(&self) -> u16 {
+        self.answer.status.as_u16()
+    }
 }
 
 fn outcome(s: &Result<Seen, String>) -> String {
     match s {
-        Ok(s) if s.status == 201 && s.replayed => "201 replayed".into(),
-        Ok(s) if s.status == 201 => "201 created".into(),
-        Ok(s) => s.status.to_string(),
+        Ok(s) if s.status() == 201 && s.answer.replayed => "201 replayed".into(),
+        Ok(s) if s.status() == 201 => "201 created".into(),
+        Ok(s) => s.status().to_string(),
         Err(e) => format!("error: {e}"),
     }
 }
@@ -64,15 +69,14 @@ fn outcome(s: &Result<Seen, String>) -> String {
 pub async fn act(lab: &Lab, p: &Params, plan: &Plan) -> Result<Acted> {
     let mut acted = Acted::default();
     for k in &plan.keys {
-        let mut kr = concurrent(lab, p.n, plan, k, &mut acted).await?;
+        let mut kr = concurrent(p.n, plan, k, &mut acted).await?;
         // The same key with a different body must be refused and change nothing.
         let before = row_of(&lab.pg, plan.table, &k.key).await?;
-        let token = plan.lab_token.as_deref();
-        let seen = post(&lab.http, &plan.url, token, &k.key, &mismatched(&k.body)).await;
+        let seen = post(&plan.claims, plan.control, &k.key, &mismatched(&k.body)).await;
         acted.outcomes.add(LABEL_MISMATCH, outcome(&seen));
         if let Ok(s) = &seen {
             acted.latencies.record("mismatch (422)", s.took);
-            kr.mismatch_status = Some(s.status);
+            kr.mismatch_status = Some(s.status());
         }
         kr.row_unchanged = Some(row_of(&lab.pg, plan.table, &k.key).await? == before);
         acted.keys.insert(k.key.clone(), kr);
@@ -81,29 +85,21 @@ pub async fn act(lab: &Lab, p: &Params, plan: &Plan) -> Result<Acted> {
 }
 
 /// N identical POSTs under one key, released together.
-async fn concurrent(
-    lab: &Lab,
-    n: u32,
-    plan: &Plan,
-    k: &Key,
-    acted: &mut Acted,
-) -> Result<KeyResult> {
+async fn concurrent(n: u32, plan: &Plan, k: &Key, acted: &mut Acted) -> Result<KeyResult> {
     let body = Arc::new(k.body.clone());
-    let token: Option<Arc<str>> = plan.lab_token.as_deref().map(Arc::from);
     let barrier = Arc::new(Barrier::new(n as usize));
     let tasks: Vec<_> = (0..n)
         .map(|_| {
-            let (http, url, token, key, body, barrier) = (
-                lab.http.clone(),
-                plan.url.clone(),
-                token.clone(),
+            let (claims, control, key, body, barrier) = (
+                plan.claims.clone(),
+                plan.control,
                 k.key.clone(),
                 body.clone(),
                 barrier.clone(),
             );
             tokio::spawn(async move {
                 barrier.wait().await;
-                post(&http, &url, token.as_deref(), &key, &body).await
+                post(&claims, control, &key, &body).await
             })
         })
         .collect();
@@ -113,19 +109,21 @@ async fn concurrent(
         let label = outcome(&seen);
         acted.outcomes.add(LABEL, label.clone());
         match seen {
-            Ok(s) if s.status == 201 => {
-                if s.replayed {
+            Ok(s) if s.status() == 201 => {
+                if s.answer.replayed {
                     kr.replayed += 1
                 } else {
                     kr.created += 1
                 }
-                let label = if s.replayed { "replay" } else { "first write" };
+                let label = if s.answer.replayed {
+                    "replay"
+                } else {
+                    "first write"
+                };
                 acted.latencies.record(label, s.took);
-                let id = serde_json::from_slice::<Value>(&s.body)
-                    .ok()
-                    .and_then(|v| v["claim_id"].as_str().map(str::to_owned));
+                let id = s.answer.claim().map(|c| c.claim_id.to_string());
                 kr.claim_ids.insert(id.unwrap_or_else(|| "<none>".into()));
-                kr.bodies.insert(s.body);
+                kr.bodies.insert(s.answer.body);
             }
             Ok(s) => {
                 acted.latencies.record("other", s.took);
@@ -138,37 +136,30 @@ async fn concurrent(
     Ok(kr)
 }
 
-/// One POST; `lab_token` (the control arm's lab route needs it) goes as a
-/// bearer token.
+/// One POST, to the lab's check-then-insert in the control arm.
 async fn post(
-    http: &reqwest::Client,
-    url: &str,
-    lab_token: Option<&str>,
+    claims: &Claims,
+    control: bool,
     key: &str,
-    body: &Value,
+    body: &ClaimRequest,
 ) -> Result<Seen, String> {
     let t = Instant::now();
-    let mut request = http.post(url).header("idempotency-key", key).json(body);
-    if let Some(token) = lab_token {
-        request = request.bearer_auth(token);
-    }
-    let r = request.send().await.map_err(|e| {
+    let answer = if control {
+        claims.check_then_insert(key, body).await
+    } else {
+        claims.create(key, body).await
+    };
+    let answer = answer.map_err(|e| {
         if e.is_timeout() {
             "timeout".to_string()
+        } else if e.is_body() || e.is_decode() {
+            "body".to_string()
         } else {
             "transport".to_string()
         }
     })?;
-    let status = r.status().as_u16();
-    let replayed = r
-        .headers()
-        .get("idempotent-replayed")
-        .is_some_and(|v| v == "true");
-    let body = r.bytes().await.map_err(|_| "body".to_string())?.to_vec();
     Ok(Seen {
-        status,
-        replayed,
-        body,
+        answer,
         took: t.elapsed(),
     })
 }
@@ -180,12 +171,14 @@ mod tests {
     #[test]
     fn a_transport_error_is_named_as_an_error_which_the_check_counts() {
         assert_eq!(outcome(&Err("timeout".into())), "error: timeout");
-        let (status, replayed, body, took) = (503, false, Vec::new(), Duration::ZERO);
+        let answer = Answer {
+            status: reqwest::StatusCode::SERVICE_UNAVAILABLE,
+            replayed: false,
+            body: Vec::new(),
+        };
         let seen = Seen {
-            status,
-            replayed,
-            body,
-            took,
+            answer,
+            took: Duration::ZERO,
         };
         assert_eq!(outcome(&Ok(seen)), "503");
     }

@@ -3,44 +3,42 @@
 
 use anyhow::Result;
 use rand::{Rng, SeedableRng};
-use serde_json::{Value, json};
 
 use super::Params;
+use crate::clients::claims::Claims;
+use crate::clients::contract::claims::{ClaimRequest, Reason};
 use crate::run::Lab;
 
 /// One key's round.
 #[derive(Debug, Clone)]
 pub struct Key {
     pub key: String,
-    pub body: Value,
+    pub body: ClaimRequest,
 }
 
 #[derive(Debug, Clone)]
 pub struct Plan {
-    /// Where the POSTs go.
-    pub url: String,
+    /// Where the POSTs go (with the lab token in the control arm).
+    pub claims: Claims,
+    /// The control arm: the lab's check-then-insert instead of `POST /claims`.
+    pub control: bool,
     /// The table the route writes (the ground truth).
     pub table: &'static str,
-    /// The control arm's lab token; `None` in the real arm.
-    pub lab_token: Option<String>,
     pub keys: Vec<Key>,
 }
 
 pub fn plan(lab: &Lab, p: &Params, seed: u64) -> Result<Plan> {
-    let base = &lab.urls("claims")?[0];
-    let (url, table, lab_token) = if p.control {
-        (
-            format!("{base}/lab/claims/check-then-insert"),
-            "claims.lab_claims",
-            Some(crate::experiments::race::lab_admin_token(lab)?),
-        )
+    let claims = Claims::new(lab.http.clone(), lab.urls("claims")?[0].clone());
+    let (claims, table) = if p.control {
+        let token = crate::experiments::race::lab_admin_token(lab)?;
+        (claims.with_lab_token(token), "claims.lab_claims")
     } else {
-        (format!("{base}/claims"), "claims.claims", None)
+        (claims, "claims.claims")
     };
     Ok(Plan {
-        url,
+        claims,
+        control: p.control,
         table,
-        lab_token,
         keys: keys(p.keys, seed),
     })
 }
@@ -57,22 +55,22 @@ pub fn keys(n: u32, seed: u64) -> Vec<Key> {
         .collect()
 }
 
-fn claim_body(rng: &mut impl Rng, k: u32) -> Value {
-    const REASONS: [&str; 4] = ["damaged", "missing", "wrong_item", "other"];
-    json!({
-        "order_id": format!("order-{k}-{}", rng.random_range(10_000..99_999)),
-        "customer_id": format!("customer-{}", rng.random_range(1..500)),
-        "reason": REASONS[rng.random_range(0..REASONS.len())],
-        "amount_cents": rng.random_range(100..50_000),
-        "note": "filed by storefront replay",
-    })
+fn claim_body(rng: &mut impl Rng, k: u32) -> ClaimRequest {
+    ClaimRequest {
+        order_id: format!("order-{k}-{}", rng.random_range(10_000..99_999)),
+        customer_id: Some(format!("customer-{}", rng.random_range(1..500))),
+        reason: Reason::ALL[rng.random_range(0..Reason::ALL.len())],
+        amount_cents: rng.random_range(100..50_000),
+        note: Some("filed by storefront replay".into()),
+    }
 }
 
 /// The same claim with another amount: a different body under a used key.
-pub fn mismatched(body: &Value) -> Value {
-    let mut other = body.clone();
-    other["amount_cents"] = json!(body["amount_cents"].as_i64().unwrap_or(0) + 1);
-    other
+pub fn mismatched(body: &ClaimRequest) -> ClaimRequest {
+    ClaimRequest {
+        amount_cents: body.amount_cents + 1,
+        ..body.clone()
+    }
 }
 
 #[cfg(test)]
@@ -99,10 +97,7 @@ mod tests {
         let k = &keys(1, 1)[0];
         let other = mismatched(&k.body);
         assert_ne!(other, k.body);
-        assert_eq!(other["order_id"], k.body["order_id"]);
-        assert_eq!(
-            other["amount_cents"].as_i64().unwrap(),
-            k.body["amount_cents"].as_i64().unwrap() + 1
-        );
+        assert_eq!(other.order_id, k.body.order_id);
+        assert_eq!(other.amount_cents, k.body.amount_cents + 1);
     }
 }

@@ -21,7 +21,7 @@ use crate::store;
         ("Idempotency-Key" = String, Header, description = "The client's key for this request (1 to 255 visible ASCII characters)"),
         ("X-User-Id" = Option<uuid::Uuid>, Header, description = "The verified customer, set by the BFF"),
     ),
-    request_body = super::openapi::ClaimRequest,
+    request_body = crate::contract::ClaimRequest,
     responses(
         (status = 201, description = "The claim was recorded (or this is a byte-identical replay: Idempotent-Replayed: true)", body = crate::claim::Claim,
             headers(("Location" = String, description = "/claims/{id}"))),
