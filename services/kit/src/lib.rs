@@ -38,6 +38,7 @@ pub mod messaging;
 pub mod openapi;
 #[cfg(feature = "amqp")]
 pub mod outbox;
+pub mod path;
 pub mod shutdown;
 pub mod startup;
 pub mod sync;

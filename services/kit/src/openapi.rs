@@ -15,6 +15,10 @@ use utoipa::openapi::{OpenApi, RefOr};
 
 use crate::Problem;
 
+pub mod problems;
+
+pub use problems::{BodyNotJson, BodyWrongShape, DatabaseUnavailable, IdNotUuid, StoreUnavailable};
+
 /// Where a service serves its own document.
 pub const PATH: &str = "/openapi.json";
 

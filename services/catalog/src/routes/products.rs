@@ -128,7 +128,7 @@ impl PatchBody {
     responses(
         (status = 200, description = "One page, ordered by id", body = ProductPage),
         (status = 400, description = "A parameter is malformed or out of range", body = storefront_kit::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "The database is unavailable", body = storefront_kit::Problem, content_type = "application/problem+json"),
+        storefront_kit::openapi::DatabaseUnavailable,
     ))]
 #[tracing::instrument(skip_all, fields(limit, after, category))]
 pub async fn list(
@@ -158,7 +158,7 @@ pub async fn list(
         (status = 304, description = "The client's copy is current"),
         (status = 400, description = "The id is not an integer", body = storefront_kit::Problem, content_type = "application/problem+json"),
         (status = 404, description = "No product has this id", body = storefront_kit::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "The database is unavailable", body = storefront_kit::Problem, content_type = "application/problem+json"),
+        storefront_kit::openapi::DatabaseUnavailable,
     ))]
 #[tracing::instrument(skip_all, fields(id, cache))]
 pub async fn get(
@@ -203,7 +203,7 @@ pub async fn get(
         (status = 415, description = "The body is not JSON", body = storefront_kit::Problem, content_type = "application/problem+json"),
         (status = 422, description = "Out of bounds, or stock would go negative", body = storefront_kit::Problem, content_type = "application/problem+json"),
         (status = 428, description = "No If-Match header", body = storefront_kit::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "The database is unavailable", body = storefront_kit::Problem, content_type = "application/problem+json"),
+        storefront_kit::openapi::DatabaseUnavailable,
     ))]
 #[tracing::instrument(skip_all, fields(id, expected_version))]
 pub async fn patch(

@@ -87,7 +87,7 @@ pub struct ReservationBody {
         (status = 409, description = "An item is out of stock; nothing was reserved", body = storefront_kit::Problem, content_type = "application/problem+json"),
         (status = 415, description = "The body is not JSON", body = storefront_kit::Problem, content_type = "application/problem+json"),
         (status = 422, description = "Unknown product, out of bounds, or the id is taken", body = storefront_kit::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "The database is unavailable", body = storefront_kit::Problem, content_type = "application/problem+json"),
+        storefront_kit::openapi::DatabaseUnavailable,
     ))]
 #[tracing::instrument(skip_all, fields(reservation_id))]
 pub async fn create(
@@ -135,17 +135,16 @@ pub async fn create(
     params(("id" = uuid::Uuid, Path, description = "The reservation id")),
     responses(
         (status = 200, description = "Released (now or before)", body = ReservationBody),
-        (status = 400, description = "The id is not a UUID", body = storefront_kit::Problem, content_type = "application/problem+json"),
+        storefront_kit::openapi::IdNotUuid,
         (status = 404, description = "No reservation has this id", body = storefront_kit::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "The database is unavailable", body = storefront_kit::Problem, content_type = "application/problem+json"),
+        storefront_kit::openapi::DatabaseUnavailable,
     ))]
 #[tracing::instrument(skip_all, fields(reservation_id))]
 pub async fn release(
     State(state): State<AppState>,
     id: Result<Path<Uuid>, PathRejection>,
 ) -> Result<Json<ReservationBody>, ApiError> {
-    let Path(id) = id?;
-    tracing::Span::current().record("reservation_id", tracing::field::display(id));
+    let id = storefront_kit::path::recorded_uuid(id, "reservation_id")?;
     let items = match store::release_reservation(&state.pool, id).await? {
         ReleaseOutcome::Released(items) => {
             let ids: Vec<i64> = items.iter().map(|i| i.product_id).collect();

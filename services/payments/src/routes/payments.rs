@@ -14,17 +14,16 @@ use super::{ApiError, AppState};
     params(("order_id" = uuid::Uuid, Path, description = "The order the payment is for")),
     responses(
         (status = 200, description = "The payment and its transitions, oldest first", body = super::openapi::PaymentView),
-        (status = 400, description = "The order id is not a UUID", body = storefront_kit::Problem, content_type = "application/problem+json"),
+        storefront_kit::openapi::IdNotUuid,
         (status = 404, description = "No payment for this order", body = storefront_kit::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "The database is unavailable", body = storefront_kit::Problem, content_type = "application/problem+json"),
+        storefront_kit::openapi::DatabaseUnavailable,
     ))]
 #[tracing::instrument(skip_all, fields(order_id))]
 pub async fn get(
     State(state): State<AppState>,
     order_id: Result<Path<Uuid>, PathRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    let Path(order_id) = order_id?;
-    tracing::Span::current().record("order_id", tracing::field::display(order_id));
+    let order_id = storefront_kit::path::recorded_uuid(order_id, "order_id")?;
     let (payment, history) = state
         .store
         .payment_of_order(order_id)

@@ -45,7 +45,7 @@ fn now() -> i64 {
         (status = 200, description = "Handled (including a duplicate or an unconfirmed claim)", body = super::openapi::WebhookAck),
         (status = 400, description = "Signature header missing or unreadable, or the signed body is not an event", body = storefront_kit::Problem, content_type = "application/problem+json"),
         (status = 401, description = "The signature does not verify, or is too old", body = storefront_kit::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "The database is unavailable", body = storefront_kit::Problem, content_type = "application/problem+json"),
+        storefront_kit::openapi::DatabaseUnavailable,
     ))]
 #[tracing::instrument(skip_all, fields(provider = "stripe"))]
 pub async fn stripe(
@@ -76,7 +76,7 @@ pub async fn stripe(
         (status = 400, description = "Signature headers missing or unreadable, or the signed body is not an event", body = storefront_kit::Problem, content_type = "application/problem+json"),
         (status = 401, description = "The signature does not verify, or is too old", body = storefront_kit::Problem, content_type = "application/problem+json"),
         (status = 409, description = "The transmission id was used for another body", body = storefront_kit::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "The database is unavailable", body = storefront_kit::Problem, content_type = "application/problem+json"),
+        storefront_kit::openapi::DatabaseUnavailable,
     ))]
 #[tracing::instrument(skip_all, fields(provider = "paypal"))]
 pub async fn paypal(
