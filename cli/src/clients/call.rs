@@ -26,6 +26,11 @@ pub async fn json<T: DeserializeOwned>(req: RequestBuilder) -> Result<T> {
         .with_context(|| format!("{method} {url}: the answer is not the expected JSON"))
 }
 
+/// Sends `req`; Ok on any 2xx, whatever its body (Vault's writes answer 204).
+pub async fn ok(req: RequestBuilder) -> Result<()> {
+    send(req).await.map(drop)
+}
+
 async fn send(req: RequestBuilder) -> Result<(Method, String, reqwest::Response)> {
     let (client, req) = req.build_split();
     let req = req.context("building the request")?;

@@ -11,3 +11,4 @@ pub mod contract;
 pub mod identity;
 pub mod metrics;
 pub mod payments;
+pub mod vault;

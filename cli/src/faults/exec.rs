@@ -31,9 +31,10 @@ use crate::clients::bff_admin::BffAdmin as Gateway;
 use crate::clients::call::HttpError;
 use crate::clients::contract::identity::Lease;
 use crate::clients::identity::Identity;
+use crate::clients::vault::Vault;
 use crate::fleet::control::{self, How};
 use crate::fleet::process::{self, Stopped};
-use crate::fleet::{Ctx, FleetState, services, vault::Vault};
+use crate::fleet::{Ctx, FleetState, services};
 use crate::run::accounts;
 
 /// How long a service whose lease was revoked may take to serve again on
@@ -262,17 +263,9 @@ async fn revoke_lease(env: &Env, name: &str) -> Result<String> {
         .clone()
         .with_context(|| format!("`{name}` reports no Vault lease: {before:?}"))?;
     let generation = before.generation;
-    let vault = Vault {
-        client: &env.http,
-        addr: &state.endpoints.vault_addr,
-        token: &state.endpoints.vault_token,
-    };
-    vault
-        .call(
-            reqwest::Method::PUT,
-            "sys/leases/revoke",
-            Some(json!({ "lease_id": lease_id })),
-        )
+    let e = &state.endpoints;
+    Vault::new(env.http.clone(), &e.vault_addr, &e.vault_token)
+        .revoke_lease(&lease_id)
         .await
         .context("Vault refused the revoke")?;
     let revoked = format!("revoked generation {generation} ({})", before.username);

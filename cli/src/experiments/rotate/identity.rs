@@ -3,7 +3,7 @@
 //! `/lab/…` routes (through the typed client), and Vault's role and lease API.
 
 use anyhow::{Context, Result};
-use reqwest::{Method, StatusCode};
+use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use super::evidence::{Revoked, unix_ms};
@@ -12,9 +12,10 @@ use crate::clients::bff_admin::ADMIN_TOKEN_VAR;
 use crate::clients::call::HttpError;
 use crate::clients::contract::identity::{Lease, Record};
 use crate::clients::identity::Identity;
+use crate::clients::vault::{self, Vault};
 use crate::exit::{self, Exit};
 use crate::fleet::profile::FleetProfile;
-use crate::fleet::vault::Vault;
+use crate::fleet::vault::MOUNT;
 use crate::run::Lab;
 use crate::run::accounts::password;
 
@@ -57,43 +58,28 @@ pub fn login_body(user: &str) -> Value {
     json!({"grant_type": "password", "username": user, "password": password(user)})
 }
 
-fn vault(lab: &Lab) -> Vault<'_> {
-    Vault {
-        client: &lab.http,
-        addr: &lab.state.endpoints.vault_addr,
-        token: &lab.state.endpoints.vault_token,
-    }
+fn vault(lab: &Lab) -> Vault {
+    let e = &lab.state.endpoints;
+    Vault::new(lab.http.clone(), &e.vault_addr, &e.vault_token)
 }
 
 /// The Vault role's TTLs as they are now.
 pub async fn role_ttls(lab: &Lab) -> Result<RoleTtls> {
-    let role = vault(lab)
-        .call(Method::GET, &format!("database/roles/{SERVICE}"), None)
-        .await
-        .context(
-            "cannot read identity's Vault role (does the profile mark it dynamic_credentials?)",
-        )?;
-    let secs = |k: &str| {
-        role["data"][k]
-            .as_u64()
-            .with_context(|| format!("Vault role without {k}"))
-    };
+    let t = vault(lab).role_ttls(MOUNT, SERVICE).await.context(
+        "cannot read identity's Vault role (does the profile mark it dynamic_credentials?)",
+    )?;
     Ok(RoleTtls {
-        default_ttl: secs("default_ttl")?,
-        max_ttl: secs("max_ttl")?,
+        default_ttl: t.default_ttl,
+        max_ttl: t.max_ttl,
     })
 }
 
 pub async fn set_role_ttls(lab: &Lab, ttls: RoleTtls) -> Result<()> {
-    let body = json!({"default_ttl": ttls.default_ttl, "max_ttl": ttls.max_ttl});
-    vault(lab)
-        .call(
-            Method::POST,
-            &format!("database/roles/{SERVICE}"),
-            Some(body),
-        )
-        .await
-        .map(drop)
+    let ttls = vault::RoleTtls {
+        default_ttl: ttls.default_ttl,
+        max_ttl: ttls.max_ttl,
+    };
+    vault(lab).set_role_ttls(MOUNT, SERVICE, ttls).await
 }
 
 /// The lab admin token: the fleet profile's bff `BFF_ADMIN_TOKEN`, which the
@@ -172,13 +158,7 @@ pub async fn revoke_current(lab: &Lab, admin: &str, base: &str) -> Result<Revoke
         .as_deref()
         .context("identity reports no lease")?;
     let at_ms = unix_ms();
-    vault(lab)
-        .call(
-            Method::PUT,
-            "sys/leases/revoke",
-            Some(json!({ "lease_id": lease_id })),
-        )
-        .await?;
+    vault(lab).revoke_lease(lease_id).await?;
     Ok(Revoked {
         at_ms,
         username: current.username,
