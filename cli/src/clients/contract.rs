@@ -12,6 +12,9 @@
 #[allow(dead_code)]
 #[path = "../../../services/catalog/src/contract.rs"]
 pub mod catalog;
+// Names payments' `Provider` as `super::payments::Provider`: the module below.
+#[path = "../../../services/checkout/src/contract.rs"]
+pub mod checkout;
 #[allow(dead_code)]
 #[path = "../../../services/claims/src/contract.rs"]
 pub mod claims;

@@ -6,6 +6,7 @@
 pub mod bff_admin;
 pub mod call;
 pub mod catalog;
+pub mod checkout;
 pub mod claims;
 pub mod contract;
 pub mod identity;

@@ -9,21 +9,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use reqwest::StatusCode;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::json;
 use uuid::Uuid;
 
-/// One line of an order.
-#[derive(
-    utoipa::ToSchema, Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize,
-)]
-#[serde(deny_unknown_fields)]
-pub struct Item {
-    /// The catalog's product id.
-    pub product_id: i64,
-    /// Units; positive.
-    pub quantity: i32,
-}
+pub use crate::contract::Item;
 
 /// Largest order total, in minor units (100 million EUR). A total is
 /// computed with checked arithmetic and refused beyond this, so a price

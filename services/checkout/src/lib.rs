@@ -10,8 +10,13 @@
 // Outside tests a panic is a bug: errors are returned, never unwrapped.
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
+// The contract names payments' types as `super::payments::…`, a path the
+// CLI (which compiles the same file) satisfies with its own module.
+use storefront_payments::contract as payments;
+
 pub mod catalog;
 pub mod config;
+pub mod contract;
 pub mod events;
 pub mod orchestrator;
 pub mod routes;

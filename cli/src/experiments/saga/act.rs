@@ -11,11 +11,12 @@ use std::time::{Duration, Instant};
 use anyhow::Result;
 use futures::StreamExt;
 use reqwest::StatusCode;
-use serde_json::{Value, json};
 use uuid::Uuid;
 
 use super::check::Placed;
 use super::plan::{Crash, Planned};
+use crate::clients::checkout::Checkout;
+use crate::clients::contract::checkout::{CheckoutBody, Item, eur};
 use crate::experiments::record::{Latencies, Outcomes, outcome_of};
 use crate::fleet::Ctx;
 use crate::fleet::control::{self, How};
@@ -36,19 +37,25 @@ pub struct Placing {
     pub crash: Option<Result<Duration, String>>,
 }
 
-fn body(plan: &Planned) -> Value {
-    let items: Vec<Value> = plan
-        .items
-        .iter()
-        .map(|(p, q)| json!({"product_id": p, "quantity": q}))
-        .collect();
-    json!({"items": items, "card_number": plan.scenario.card(), "provider": plan.provider})
+fn body(plan: &Planned) -> CheckoutBody {
+    CheckoutBody {
+        items: plan
+            .items
+            .iter()
+            .map(|&(product_id, quantity)| Item {
+                product_id,
+                quantity,
+            })
+            .collect(),
+        card_number: plan.scenario.card().to_owned(),
+        provider: plan.provider,
+        currency: eur(),
+    }
 }
 
 /// POSTs until checkout answers 2xx or 4xx, or `deadline`; the order id.
 async fn post(
-    http: &reqwest::Client,
-    url: &str,
+    checkout: &Checkout,
     plan: &Planned,
     label: &str,
     deadline: Instant,
@@ -62,26 +69,18 @@ async fn post(
     let mut pause = Duration::from_millis(50);
     loop {
         let t = Instant::now();
-        let sent = http
-            .post(format!("{url}/checkout"))
-            .header("idempotency-key", &plan.key)
-            .json(&body(plan))
-            .send()
-            .await;
+        let sent = checkout.place(&plan.key, &body(plan)).await;
         lat.record(label, t.elapsed());
-        let (outcome, response) = match sent {
-            Ok(r) => (outcome_of(&Ok(r.status())), Some(r)),
+        let (outcome, placed) = match sent {
+            Ok(p) => (outcome_of(&Ok(p.status)), Some(p)),
             Err(e) => (outcome_of(&Err(e)), None),
         };
         out.add(label, outcome);
-        if let Some(response) = response {
-            let status = response.status();
-            if status.is_success() {
-                let v: Value = response.json().await.ok()?;
-                let id = v["order_id"].as_str().and_then(|s| s.parse().ok())?;
-                return Some((status, id));
+        if let Some(placed) = placed {
+            if placed.status.is_success() {
+                return Some((placed.status, placed.order_id?));
             }
-            if status.is_client_error() {
+            if placed.status.is_client_error() {
                 return None;
             }
         }
@@ -124,27 +123,20 @@ pub async fn place(how: Placement<'_>, plans: Vec<Planned>) -> Placing {
     let done = Arc::new(AtomicUsize::new(0));
     let placing = futures::stream::iter(plans)
         .map(|plan| {
-            let (http, done, accepted) = (http.clone(), done.clone(), accepted.clone());
-            let url = checkout[plan.index % checkout.len()].clone();
+            let (done, accepted) = (done.clone(), accepted.clone());
+            let base = &checkout[plan.index % checkout.len()];
+            let checkout = Checkout::new(http.clone(), base.clone());
             async move {
                 let (mut out, mut lat) = (Outcomes::default(), Latencies::default());
-                let first =
-                    post(&http, &url, &plan, LABEL_POST, deadline, &mut out, &mut lat).await;
+                let first = post(&checkout, &plan, LABEL_POST, deadline, &mut out, &mut lat).await;
                 if let Some((_, id)) = first {
                     accepted.lock().expect("not poisoned").push(id);
                 }
                 let replay_same = match first {
                     Some((_, id)) if plan.index % REPEAT_EVERY == 0 => {
-                        let again = post(
-                            &http,
-                            &url,
-                            &plan,
-                            LABEL_REPEAT,
-                            deadline,
-                            &mut out,
-                            &mut lat,
-                        )
-                        .await;
+                        let again =
+                            post(&checkout, &plan, LABEL_REPEAT, deadline, &mut out, &mut lat)
+                                .await;
                         Some(again == Some((StatusCode::OK, id)))
                     }
                     _ => None,

@@ -8,6 +8,8 @@ use rand::seq::{IndexedRandom, SliceRandom};
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
 
+use crate::clients::contract::payments::Provider;
+
 /// Which failure the orders inject.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
@@ -149,8 +151,8 @@ pub struct Planned {
     pub key: String,
     /// The failure it injects.
     pub scenario: Scenario,
-    /// `stripe` or `paypal`.
-    pub provider: &'static str,
+    /// Stripe or PayPal.
+    pub provider: Provider,
     /// `(product_id, quantity)`, product ids ascending.
     pub items: Vec<(i64, i32)>,
     /// Σ price × quantity, if it completes.
@@ -216,9 +218,9 @@ pub fn orders(
                 key: format!("saga-{seed}-{run}-{index}"),
                 scenario,
                 provider: if rng.random_bool(0.5) {
-                    "stripe"
+                    Provider::Stripe
                 } else {
-                    "paypal"
+                    Provider::Paypal
                 },
                 items,
                 amount_cents,

@@ -16,15 +16,13 @@ use axum::extract::rejection::{JsonRejection, PathRejection};
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde::Deserialize;
 use serde_json::{Value, json};
 use storefront_kit::headers::{IDEMPOTENT_REPLAYED, IdempotencyKey, KeyError, verified_customer};
-use storefront_payments::contract::Provider;
 use storefront_payments::provider::luhn_valid;
 use uuid::Uuid;
 
 use super::{ApiError, AppState};
-use crate::catalog::Item;
+use crate::contract::CheckoutBody;
 use crate::store::{Created, NewSaga, SagaRow, StepRow};
 
 /// Most lines one order may have (catalog takes up to 100 per reservation).
@@ -35,25 +33,6 @@ pub const MAX_QUANTITY: i32 = 1000;
 /// JavaScript can name one above 2^53 − 1 exactly, so anything larger is a
 /// bad id, refused at once rather than looked up during the saga.
 pub const MAX_PRODUCT_ID: i64 = (1 << 53) - 1;
-
-/// `POST /checkout` body.
-#[derive(utoipa::ToSchema, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CheckoutBody {
-    /// What to buy.
-    items: Vec<Item>,
-    /// The card (sandbox test numbers choose the provider's behaviour).
-    card_number: String,
-    /// `stripe` or `paypal`.
-    provider: Provider,
-    /// Only `EUR` is sold.
-    #[serde(default = "eur")]
-    currency: String,
-}
-
-fn eur() -> String {
-    "EUR".into()
-}
 
 fn idempotency_key(headers: &HeaderMap) -> Result<String, ApiError> {
     match IdempotencyKey::from_headers(headers) {

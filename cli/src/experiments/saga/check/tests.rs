@@ -15,7 +15,7 @@ fn planned(index: usize, scenario: Scenario) -> Planned {
         index,
         key: format!("k{index}"),
         scenario,
-        provider: "stripe",
+        provider: crate::clients::contract::payments::Provider::Stripe,
         items: vec![(1, 2)],
         amount_cents: 500,
     }
