@@ -85,8 +85,8 @@ fn sign_in_refused(f: Failure) -> Response {
         (status = 400, description = "The body is not JSON, or identity refused the request", body = storefront_kit::Problem, content_type = "application/problem+json"),
         (status = 401, description = "Wrong username or password", body = storefront_kit::Problem, content_type = "application/problem+json"),
         (status = 403, description = "A cross-site request", body = storefront_kit::Problem, content_type = "application/problem+json"),
-        (status = 415, description = "The body is not declared as JSON", body = storefront_kit::Problem, content_type = "application/problem+json"),
-        (status = 422, description = "The body is JSON of the wrong shape", body = storefront_kit::Problem, content_type = "application/problem+json"),
+        storefront_kit::openapi::BodyNotJson,
+        storefront_kit::openapi::BodyWrongShape,
         (status = 429, description = "Too many attempts (Retry-After says when)", body = storefront_kit::Problem, content_type = "application/problem+json"),
         (status = 503, description = "Identity is unavailable or busy (Retry-After)", body = storefront_kit::Problem, content_type = "application/problem+json"),
     ))]

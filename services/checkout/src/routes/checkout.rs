@@ -147,9 +147,9 @@ fn view(saga: &SagaRow, history: &[StepRow]) -> Value {
         (status = 200, description = "A retry with the same key and body: the order as it is now (Idempotent-Replayed: true)", body = super::openapi::CheckoutView,
             headers(("Location" = String, description = "/checkout/{order_id}"))),
         (status = 400, description = "Idempotency-Key or X-User-Id missing or malformed, or the body is not the JSON this takes", body = storefront_kit::Problem, content_type = "application/problem+json"),
-        (status = 415, description = "The body is not declared as JSON", body = storefront_kit::Problem, content_type = "application/problem+json"),
+        storefront_kit::openapi::BodyNotJson,
         (status = 422, description = "The order is invalid, or the key was used with another body", body = storefront_kit::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "The database is unavailable", body = storefront_kit::Problem, content_type = "application/problem+json"),
+        storefront_kit::openapi::DatabaseUnavailable,
     ))]
 #[tracing::instrument(skip_all, fields(order_id))]
 pub async fn create(
@@ -199,7 +199,7 @@ pub async fn create(
         (status = 200, description = "The order and its saga history", body = super::openapi::CheckoutView),
         (status = 400, description = "The id is not a UUID, or X-User-Id is malformed", body = storefront_kit::Problem, content_type = "application/problem+json"),
         (status = 404, description = "No order with this id (for this customer)", body = storefront_kit::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "The database is unavailable", body = storefront_kit::Problem, content_type = "application/problem+json"),
+        storefront_kit::openapi::DatabaseUnavailable,
     ))]
 #[tracing::instrument(skip_all, fields(order_id))]
 pub async fn get(
@@ -208,8 +208,7 @@ pub async fn get(
     order_id: Result<Path<Uuid>, PathRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let customer = customer(&headers)?;
-    let Path(order_id) = order_id?;
-    tracing::Span::current().record("order_id", tracing::field::display(order_id));
+    let order_id = storefront_kit::path::recorded_uuid(order_id, "order_id")?;
     let store = &state.orchestrator.store;
     let saga = store
         .load(order_id)

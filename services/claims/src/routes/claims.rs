@@ -27,9 +27,9 @@ use crate::store;
             headers(("Location" = String, description = "/claims/{id}"))),
         (status = 400, description = "Idempotency-Key or X-User-Id missing or malformed, or the body is not JSON", body = storefront_kit::Problem, content_type = "application/problem+json"),
         (status = 403, description = "customer_id is not the verified customer", body = storefront_kit::Problem, content_type = "application/problem+json"),
-        (status = 415, description = "The body is not declared as JSON", body = storefront_kit::Problem, content_type = "application/problem+json"),
+        storefront_kit::openapi::BodyNotJson,
         (status = 422, description = "A field rule is broken, or the key was used with another body", body = storefront_kit::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "The database is unavailable", body = storefront_kit::Problem, content_type = "application/problem+json"),
+        storefront_kit::openapi::DatabaseUnavailable,
     ))]
 #[tracing::instrument(skip_all, fields(key))]
 pub async fn create(
@@ -55,7 +55,7 @@ pub async fn create(
         (status = 200, description = "The claim, as the 201 showed it", body = crate::claim::Claim),
         (status = 400, description = "The id is not a UUID, or X-User-Id is malformed", body = storefront_kit::Problem, content_type = "application/problem+json"),
         (status = 404, description = "No claim with this id (for this customer)", body = storefront_kit::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "The database is unavailable", body = storefront_kit::Problem, content_type = "application/problem+json"),
+        storefront_kit::openapi::DatabaseUnavailable,
     ))]
 #[tracing::instrument(skip_all, fields(claim_id))]
 pub async fn get(
@@ -64,8 +64,7 @@ pub async fn get(
     id: Result<Path<Uuid>, PathRejection>,
 ) -> Result<Json<Claim>, ClaimsError> {
     let reader = super::customer(&headers)?;
-    let Path(id) = id?;
-    tracing::Span::current().record("claim_id", tracing::field::display(id));
+    let id = storefront_kit::path::recorded_uuid(id, "claim_id")?;
     store::get_claim(&pool, id, reader)
         .await?
         .map(Json)

@@ -19,9 +19,9 @@ use crate::{denylist, store};
     responses(
         (status = 200, description = "Revoked, or nothing left to revoke (revoked: false)", body = RevokeResponse),
         (status = 400, description = "No token, or the body is not JSON", body = storefront_kit::Problem, content_type = "application/problem+json"),
-        (status = 415, description = "The body is not declared as JSON", body = storefront_kit::Problem, content_type = "application/problem+json"),
-        (status = 422, description = "The body is JSON of the wrong shape", body = storefront_kit::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "A store is unavailable", body = storefront_kit::Problem, content_type = "application/problem+json"),
+        storefront_kit::openapi::BodyNotJson,
+        storefront_kit::openapi::BodyWrongShape,
+        storefront_kit::openapi::StoreUnavailable,
     ))]
 #[tracing::instrument(skip_all, fields(kind))]
 pub async fn revoke(

@@ -43,7 +43,7 @@ pub async fn authenticate(state: &AppState, token: &str) -> Result<Claims, Ident
         (status = 200, description = "Who the token belongs to", body = UserInfo),
         (status = 401, description = "No token, or it is invalid, expired or revoked", body = storefront_kit::Problem, content_type = "application/problem+json",
             headers(("WWW-Authenticate" = String, description = "Bearer challenge"))),
-        (status = 503, description = "A store is unavailable", body = storefront_kit::Problem, content_type = "application/problem+json"),
+        storefront_kit::openapi::StoreUnavailable,
     ))]
 #[tracing::instrument(skip_all, fields(sub))]
 pub async fn userinfo(
