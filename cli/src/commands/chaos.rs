@@ -4,9 +4,9 @@
 use anyhow::Result;
 use serde_json::{Value, json};
 
+use crate::clients::bff_admin::{AdminRefused, BffAdmin as Gateway};
 use crate::commands::Global;
 use crate::exit::{self, Exit};
-use crate::clients::bff_admin::{AdminRefused, BffAdmin as Gateway};
 
 #[derive(Debug, clap::Args)]
 #[command(after_help = exit::HELP)]

@@ -18,10 +18,10 @@ pub mod replay;
 pub mod rotate;
 pub mod saga;
 
-pub use crate::run::{Invariant, Lab, Latencies, Outcomes};
 /// Only the experiments' tests still name `experiments::Verdict`.
 #[cfg(test)]
 pub use crate::run::Verdict;
+pub use crate::run::{Invariant, Lab, Latencies, Outcomes};
 
 /// Moved to [`crate::run::record`];
 /// kept so that `super::record::…` paths compile.

@@ -196,7 +196,6 @@ pub async fn exchange(
     (ok, now)
 }
 
-
 /// `201`, or `201 replayed` when the server says it replayed a stored answer
 /// (so `claims.one_row_per_key` counts only the first as a creation).
 pub fn outcome_label(status: u16, replayed: bool) -> String {
