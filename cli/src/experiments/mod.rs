@@ -17,14 +17,3 @@ pub mod race;
 pub mod replay;
 pub mod rotate;
 pub mod saga;
-
-/// Only the experiments' tests still name `experiments::Verdict`.
-#[cfg(test)]
-pub use crate::run::Verdict;
-pub use crate::run::{Invariant, Lab, Latencies, Outcomes};
-
-/// Moved to [`crate::run::record`];
-/// kept so that `super::record::…` paths compile.
-pub mod record {
-    pub use crate::run::record::{Latencies, Outcomes, outcome_of};
-}

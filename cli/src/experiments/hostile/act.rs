@@ -14,7 +14,7 @@ use super::evidence;
 use super::plan::{Expect, Probe, Via};
 use super::wire::{self, Answer, NoAnswer, Raw};
 use crate::experiments::breaker::Gateway;
-use crate::experiments::{Lab, Latencies, Outcomes};
+use crate::run::{Lab, Latencies, Outcomes};
 
 /// One probe's answer must come within this.
 pub const PROBE_TIMEOUT: Duration = Duration::from_secs(15);

@@ -3,7 +3,7 @@
 use super::evidence::BreakerTotals;
 use super::plan::Expect;
 use super::wire::{Answer, NoAnswer};
-use crate::experiments::Invariant;
+use crate::run::Invariant;
 
 /// One probe as it went.
 #[derive(Debug, Clone)]

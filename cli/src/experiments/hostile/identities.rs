@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 use super::plan::{Expect, Probe, Via};
 use super::wire::{self, Raw};
 use crate::clients::identity::Identity;
-use crate::experiments::Lab;
+use crate::run::Lab;
 use crate::run::accounts;
 
 /// What the probes misuse.

@@ -17,7 +17,7 @@ use tokio::net::TcpStream;
 
 use super::plan::{Expect, Probe, Via};
 use super::wire::{self, Raw};
-use crate::experiments::Lab;
+use crate::run::Lab;
 
 /// The servers read headers and bodies within 10 s; this leaves room.
 pub const CUT_OFF_BOUND: Duration = Duration::from_secs(15);

@@ -17,9 +17,9 @@ use super::check::Placed;
 use super::plan::{Crash, Planned};
 use crate::clients::checkout::Checkout;
 use crate::clients::contract::checkout::{CheckoutBody, Item, eur};
-use crate::experiments::record::{Latencies, Outcomes, outcome_of};
 use crate::fleet::Ctx;
 use crate::fleet::control::{self, How};
+use crate::run::record::{Latencies, Outcomes, outcome_of};
 
 /// Label of the POST latencies and outcomes.
 pub const LABEL_POST: &str = "POST /checkout";

@@ -11,7 +11,7 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 use super::check::SagaSeen;
-use crate::experiments::record::Latencies;
+use crate::run::record::Latencies;
 
 /// A saga with its timings.
 pub struct SagaRecord {

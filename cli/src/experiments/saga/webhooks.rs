@@ -140,9 +140,9 @@ impl Target {
         }
         let response = match request.send().await {
             Ok(r) => r,
-            Err(e) => return (crate::experiments::record::outcome_of(&Err(e)), None),
+            Err(e) => return (crate::run::record::outcome_of(&Err(e)), None),
         };
-        let status = crate::experiments::record::outcome_of(&Ok(response.status()));
+        let status = crate::run::record::outcome_of(&Ok(response.status()));
         let outcome = if response.status().is_success() {
             response
                 .json::<Value>()

@@ -70,7 +70,7 @@ fn good() -> Evidence {
 fn failed(e: &Evidence) -> Vec<String> {
     judge(e)
         .into_iter()
-        .filter(|i| i.verdict != crate::experiments::Verdict::Pass)
+        .filter(|i| i.verdict != crate::run::Verdict::Pass)
         .map(|i| i.name)
         .collect()
 }
@@ -188,7 +188,7 @@ fn a_changed_table_fails_and_a_busy_shop_is_unknown() {
         .iter()
         .find(|i| i.name.starts_with("every table"))
         .unwrap();
-    assert_eq!(rows.verdict, crate::experiments::Verdict::Unknown);
+    assert_eq!(rows.verdict, crate::run::Verdict::Unknown);
 }
 
 #[test]
