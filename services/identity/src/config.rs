@@ -32,15 +32,22 @@ pub enum DbSource {
     /// from the database secrets engine; `DATABASE_URL` (credentials, if
     /// any, ignored) says where the server is.
     Vault {
+        /// `VAULT_ADDR`.
         addr: String,
+        /// `VAULT_TOKEN`.
         token: SecretString,
         /// `VAULT_DB_MOUNT` (default `database`).
         mount: String,
+        /// `VAULT_DB_ROLE`.
         role: String,
+        /// `DATABASE_URL`: where the server is.
         server_url: SecretString,
     },
     /// `DATABASE_URL` with a static login (the service's own tests).
-    Static { url: SecretString },
+    Static {
+        /// `DATABASE_URL`.
+        url: SecretString,
+    },
 }
 
 /// The service's configuration; built once in `main`, before anything starts.
@@ -48,6 +55,7 @@ pub enum DbSource {
 pub struct Config {
     /// `SERVICE_NAME`, `BIND_ADDR`, `REDIS_URL`, `LAB_ENDPOINTS`, ….
     pub common: CommonConfig,
+    /// Where the database credentials come from.
     pub db: DbSource,
     /// `REDIS_URL`: required, the denylist lives there.
     pub redis_url: String,

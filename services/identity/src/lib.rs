@@ -9,6 +9,7 @@
 //! A library as well as a binary so `tests/` can build the real
 //! [`startup::Application`] on port 0 against a throwaway schema.
 
+#![warn(missing_docs)]
 // Outside tests a panic is a bug: errors are returned, never unwrapped.
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 

@@ -13,7 +13,9 @@ use crate::refresh::{self, Decision, Refusal, TokenRow};
 /// A user as the password grant needs it.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct Credentials {
+    /// The user's id (`users.id`).
     pub id: Uuid,
+    /// The login name.
     pub username: String,
     /// Argon2id PHC string.
     pub password_hash: String,
@@ -25,13 +27,18 @@ pub struct Credentials {
 #[derive(Debug, Clone, serde::Serialize, sqlx::FromRow)]
 pub struct Profile {
     #[serde(rename = "sub")]
+    /// The user's id, shown as `sub`.
     pub id: Uuid,
+    /// The login name.
     pub username: String,
+    /// The name to show.
     pub display_name: String,
+    /// `customer`, `staff`.
     pub roles: Vec<String>,
 }
 
 #[tracing::instrument(skip_all, fields(username))]
+/// The user `username` with what the password grant checks; `None` when there is none.
 pub async fn credentials(
     db: impl PgExecutor<'_>,
     username: &str,
@@ -43,6 +50,7 @@ pub async fn credentials(
 }
 
 #[tracing::instrument(skip_all, fields(%id))]
+/// The user `id` as `/userinfo` shows it; `None` when there is none.
 pub async fn profile(db: impl PgExecutor<'_>, id: Uuid) -> Result<Option<Profile>, sqlx::Error> {
     sqlx::query_as("SELECT id, username, display_name, roles FROM users WHERE id = $1")
         .bind(id)
@@ -53,13 +61,18 @@ pub async fn profile(db: impl PgExecutor<'_>, id: Uuid) -> Result<Option<Profile
 /// A new refresh family (a login) with its first token.
 #[derive(Debug, Clone)]
 pub struct NewFamily<'a> {
+    /// The family's id (stored in every token of it).
     pub family_id: Uuid,
+    /// The user who logged in.
     pub user_id: Uuid,
+    /// Hash of the first refresh token.
     pub token_hash: &'a [u8],
+    /// When the first token expires.
     pub expires_at: DateTime<Utc>,
 }
 
 #[tracing::instrument(skip_all, fields(family = %family.family_id))]
+/// Stores a new family with its first token in one transaction; storing it again changes nothing.
 pub async fn start_family(pool: &PgPool, family: &NewFamily<'_>) -> Result<(), sqlx::Error> {
     let mut tx = pool.begin().await?;
     sqlx::query(
@@ -106,6 +119,7 @@ pub struct Exchange<'a> {
     pub successor: &'a [u8],
     /// This HTTP request: a retry of it is the same use, not a reuse.
     pub request_id: Uuid,
+    /// The time the exchange happens at.
     pub now: DateTime<Utc>,
     /// When the successor expires.
     pub expires_at: DateTime<Utc>,
@@ -116,15 +130,21 @@ pub struct Exchange<'a> {
 pub enum Exchanged {
     /// The successor is stored (now, or by this request's earlier attempt).
     Rotated {
+        /// The family's user.
         user_id: Uuid,
+        /// The user's login name.
         username: String,
+        /// The user's roles.
         roles: Vec<String>,
+        /// The family the successor joins.
         family_id: Uuid,
     },
     /// The token was used before: its family is now revoked.
     ReuseDetected {
+        /// The family just revoked.
         family_id: Uuid,
     },
+    /// Refused: the token is unknown, expired, or its family was revoked.
     Refused(Refusal),
 }
 

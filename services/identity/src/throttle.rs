@@ -70,11 +70,14 @@ pub struct Window {
 /// Which limit refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Scope {
+    /// Failed logins for one username.
     Account,
+    /// Failed logins from one client address.
     Address,
 }
 
 impl Scope {
+    /// The scope as the problem's `scope` member names it.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Account => "account",
@@ -89,7 +92,12 @@ pub enum Verdict {
     /// Go on to the password check.
     Allow,
     /// Refuse now; the client may retry after `retry_after`.
-    Refuse { scope: Scope, retry_after: Duration },
+    Refuse {
+        /// Which limit refused.
+        scope: Scope,
+        /// When the client may try again.
+        retry_after: Duration,
+    },
 }
 
 /// The decision: refuse when either window already holds its limit of
@@ -125,7 +133,9 @@ fn retry_after(ttl_ms: i64, window: Duration) -> Duration {
 /// The two Redis keys one password grant counts against.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Keys {
+    /// The key counting failures for the username.
     pub account: String,
+    /// The key counting failures from the address.
     pub address: String,
 }
 

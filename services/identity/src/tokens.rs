@@ -43,8 +43,11 @@ pub struct Claims {
 /// Who a token is about.
 #[derive(Debug, Clone, Copy)]
 pub struct Subject<'a> {
+    /// The user's id (`sub`).
     pub id: Uuid,
+    /// The login name.
     pub name: &'a str,
+    /// The user's roles.
     pub roles: &'a [String],
 }
 
@@ -73,6 +76,8 @@ pub struct Minter {
 }
 
 impl Minter {
+    /// A minter signing with `keys` as `issuer` for `audience`; it accepts
+    /// only tokens naming both.
     pub fn new(keys: SigningKeys, issuer: &str, audience: &str) -> Self {
         let mut validation = Validation::new(Algorithm::EdDSA);
         validation.leeway = 0;

@@ -43,6 +43,7 @@ pub use crate::contract::{Reason, Record};
 pub struct Generation {
     /// Counts up from 1; a retry waits for a number above the failed one.
     pub number: u64,
+    /// The pool logging in with this generation's credentials.
     pub pool: PgPool,
     /// The Postgres login.
     pub username: String,
@@ -54,7 +55,9 @@ pub struct Generation {
 /// already replaced: many requests failing at once cause one rotation).
 #[derive(Debug, Clone, Copy)]
 pub struct Trigger {
+    /// The generation that failed.
     pub generation: u64,
+    /// What failed.
     pub reason: Reason,
 }
 
@@ -202,6 +205,7 @@ impl Db {
         self.shared.naive.store(on, Ordering::Relaxed);
     }
 
+    /// Whether the lab control arm (no rotation) is on.
     pub fn is_naive(&self) -> bool {
         self.shared.naive.load(Ordering::Relaxed)
     }

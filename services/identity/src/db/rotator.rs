@@ -44,6 +44,7 @@ const GAUGE_INTERVAL: Duration = Duration::from_secs(1);
 pub struct PoolSpec {
     /// Host, port, database (and TLS mode) from `DATABASE_URL`.
     pub server: PgConnectOptions,
+    /// `PG_MAX_CONNECTIONS`.
     pub max_connections: u32,
 }
 
@@ -67,8 +68,10 @@ impl PoolSpec {
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     #[error("cannot get database credentials from Vault: {0}")]
+    /// Vault did not issue credentials.
     Vault(#[from] VaultError),
     #[error("Vault's credentials do not log in to Postgres: {0}")]
+    /// Postgres refused the issued credentials.
     Postgres(#[from] sqlx::Error),
 }
 

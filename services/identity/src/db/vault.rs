@@ -84,6 +84,7 @@ struct ErrorBody {
 }
 
 impl VaultClient {
+    /// A client of `addr` issuing credentials for `role` of the `mount` secrets engine.
     pub fn new(addr: &str, token: SecretString, mount: &str, role: &str) -> Self {
         Self {
             http: reqwest::Client::builder()

@@ -33,13 +33,18 @@ pub const LAB_TOKEN_TYPE: &str = "/problems/lab-token-required";
 /// Why a bearer token was not accepted; the `reason` member.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Rejected {
+    /// No `Authorization: Bearer` token.
     Missing,
+    /// The token does not verify or is malformed.
     Invalid,
+    /// The token expired.
     Expired,
+    /// The token is on the denylist.
     Revoked,
 }
 
 impl Rejected {
+    /// The `reason` member's value.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Missing => "missing",
@@ -85,7 +90,12 @@ pub enum IdentityError {
     Unauthorized(Rejected),
     /// Too many failed password grants in this window.
     #[error("too many failed logins for this {}; retry after {} s", .scope.as_str(), .retry_after.as_secs())]
-    Throttled { scope: Scope, retry_after: Duration },
+    Throttled {
+        /// Which limit refused.
+        scope: Scope,
+        /// When the client may try again.
+        retry_after: Duration,
+    },
     /// No hashing permit came free within the queue deadline.
     #[error("the service is busy checking passwords; retry after {} s", .0.retry_after.as_secs())]
     Busy(#[from] Busy),
