@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 
 use super::App;
 use super::runs;
-use crate::experiments::breaker::Gateway;
+use crate::clients::bff_admin::BffAdmin as Gateway;
 use crate::fleet::control::{self, How};
 
 const INDEX: &str = include_str!("assets/index.html");
@@ -338,7 +338,7 @@ where
         Ok(v) => Json(v).into_response(),
         Err(e) => {
             let status = e
-                .downcast_ref::<crate::experiments::breaker::AdminRefused>()
+                .downcast_ref::<crate::clients::bff_admin::AdminRefused>()
                 .and_then(|r| StatusCode::from_u16(r.status).ok())
                 .filter(|s| s.is_client_error())
                 .unwrap_or(StatusCode::BAD_GATEWAY);

@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 
 use super::metrics::{self, Scrape};
 use crate::clients;
-use crate::experiments::breaker::Gateway;
+use crate::clients::bff_admin::BffAdmin as Gateway;
 use crate::fleet::state::ComponentKind;
 use crate::fleet::{Ctx, FleetState, InfraMode, observe, process};
 

@@ -20,11 +20,6 @@ use crate::run::{Invariant, Report};
 use evidence::Evidence;
 use plan::Plan;
 
-// The BFF admin client moved to `crate::clients::bff_admin`; these keep
-// the old paths compiling until hostile and the dashboard import it from
-// there.
-pub use crate::clients::bff_admin::{AdminRefused, BffAdmin as Gateway};
-
 #[derive(Debug, Clone, clap::Args)]
 pub struct Params {
     /// The catalog replica to fail, kill and restore.

@@ -13,7 +13,7 @@ use super::check::Seen;
 use super::evidence;
 use super::plan::{Expect, Probe, Via};
 use super::wire::{self, Answer, NoAnswer, Raw};
-use crate::experiments::breaker::Gateway;
+use crate::clients::bff_admin::BffAdmin as Gateway;
 use crate::run::{Lab, Latencies, Outcomes};
 
 /// One probe's answer must come within this.

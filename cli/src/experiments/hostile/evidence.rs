@@ -9,7 +9,7 @@ use serde::Serialize;
 use serde_json::Value;
 use sqlx::PgPool;
 
-use crate::experiments::breaker::Gateway;
+use crate::clients::bff_admin::BffAdmin as Gateway;
 use crate::fleet::FleetState;
 
 /// The schemas the services own.

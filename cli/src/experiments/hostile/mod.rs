@@ -28,8 +28,8 @@ use serde_json::json;
 
 use std::collections::BTreeMap;
 
-use super::breaker::Gateway;
 use super::experiment::{Env, Experiment};
+use crate::clients::bff_admin::BffAdmin as Gateway;
 use crate::fleet::Ctx;
 use crate::run::{Invariant, Lab, Latencies, Outcomes, Report};
 use check::{Evidence, TableEvidence};
