@@ -45,8 +45,11 @@ fn as_millis<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum State {
+    /// Calls pass; failures are counted.
     Closed,
+    /// Calls are refused until the cool-down ends.
     Open,
+    /// A probe is let through to test the upstream.
     HalfOpen,
 }
 
@@ -87,7 +90,9 @@ pub enum Admission {
 /// A state change, for metrics and logs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Transition {
+    /// The state left.
     pub from: State,
+    /// The state entered.
     pub to: State,
 }
 
@@ -118,11 +123,13 @@ pub struct Breaker {
 /// A snapshot for `GET /admin/breakers`.
 #[derive(Debug, Clone, Serialize)]
 pub struct View {
+    /// The current state.
     pub state: State,
     /// Failures in a row so far (closed only).
     pub consecutive_failures: u32,
     /// Calls and failures in the current window (closed only).
     pub window_calls: u32,
+    /// Failures among `window_calls`.
     pub window_failures: u32,
     /// Open: ms until probes are let through.
     pub retry_after_ms: u64,

@@ -57,12 +57,14 @@ pub struct ChaosRequest {
     /// Seed of the draws; random (and reported back) when absent.
     #[serde(default)]
     pub seed: Option<u64>,
+    /// The faults to inject.
     pub faults: Vec<FaultSpec>,
 }
 
 /// What to do to one call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
+    /// Call the upstream as usual.
     Pass,
     /// Answer with this status without calling.
     Error(StatusCode),
@@ -73,7 +75,9 @@ pub enum Action {
 /// The faults drawn for one call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Plan {
+    /// Wait this long before acting.
     pub delay: Duration,
+    /// What to do after the delay.
     pub action: Action,
 }
 
@@ -103,6 +107,7 @@ pub struct Chaos {
 #[derive(Debug, Clone, Serialize)]
 pub struct ActiveView {
     #[serde(flatten)]
+    /// The fault as it was asked for.
     pub spec: FaultSpec,
     /// Seconds left before it lifts.
     pub expires_in_secs: f64,
@@ -111,7 +116,9 @@ pub struct ActiveView {
 /// The whole chaos state, as the admin API shows it.
 #[derive(Debug, Clone, Serialize)]
 pub struct ChaosView {
+    /// The seed of the draws.
     pub seed: u64,
+    /// The faults in force.
     pub faults: Vec<ActiveView>,
 }
 

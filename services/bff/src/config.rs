@@ -68,9 +68,13 @@ impl std::str::FromStr for FailMode {
 /// The rate limiter's settings.
 #[derive(Debug, Clone)]
 pub struct LimitConfig {
+    /// The token-bucket policy.
     pub policy: Policy,
+    /// What to do when Redis cannot be asked.
     pub on_redis_failure: FailMode,
+    /// How long a Redis call may take.
     pub redis_timeout: Duration,
+    /// Prefix of the bucket keys.
     pub key_prefix: String,
 }
 
@@ -88,12 +92,17 @@ pub struct UpstreamConfig {
 /// The BFF's configuration; built once in `main`, before anything starts.
 #[derive(Debug, Clone)]
 pub struct Config {
+    /// The settings every service shares.
     pub common: CommonConfig,
     /// `REDIS_URL`: required; the buckets live there.
     pub redis_url: String,
+    /// The rate limiter.
     pub limit: LimitConfig,
+    /// The upstreams' circuit breakers.
     pub breaker: BreakerConfig,
+    /// Retries of idempotent upstream calls.
     pub retry: RetryConfig,
+    /// The routed services.
     pub upstreams: Vec<UpstreamConfig>,
     /// `BFF_ADMIN_TOKEN`.
     pub admin_token: Option<SecretString>,
@@ -109,8 +118,11 @@ pub struct Config {
 /// `IDENTITY_URLS` instance), with these claims.
 #[derive(Debug, Clone)]
 pub struct JwtConfig {
+    /// The `iss` a token must name.
     pub issuer: String,
+    /// The `aud` a token must name.
     pub audience: String,
+    /// The least time between two JWKS fetches.
     pub min_refetch: Duration,
 }
 

@@ -47,24 +47,34 @@ pub struct Target {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Refusal {
     #[error("no upstream service named {0:?}")]
+    /// The first segment after `/api/` names no upstream.
     UnknownService(String),
     #[error("a path is needed after /api/{0}")]
+    /// Nothing follows `/api/{service}`.
     NoPath(String),
     #[error("an upstream's operational and lab endpoints are not routed")]
+    /// An upstream's operational or lab endpoint.
     Private,
     #[error("empty path segments are not allowed")]
+    /// An empty segment (`//`).
     EmptySegment,
     #[error("a `%` not followed by two hex digits is not a valid escape")]
+    /// A `%` without two hex digits.
     BadEscape,
     #[error("a path segment decodes to bytes that are not UTF-8")]
+    /// A segment decodes to non-UTF-8 bytes.
     NotUtf8,
     #[error("dot segments (`.`, `..`, in any encoding) are not allowed in the path")]
+    /// A `.` or `..` segment, in any encoding.
     DotSegment,
     #[error("backslashes and encoded slashes are not allowed in a path segment")]
+    /// A backslash or an encoded slash in a segment.
     Separator,
     #[error("control characters (NUL included) are not allowed in the path")]
+    /// A control character, NUL included.
     ControlCharacter,
     #[error("a path segment may be percent-encoded once, not twice")]
+    /// A segment percent-encoded twice.
     DoubleEncoded,
 }
 

@@ -29,13 +29,16 @@ pub const STAFF: &str = "staff";
 /// What the policy decided.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Decision {
+    /// Let the request through.
     Allow,
     /// Nobody signed in, and someone must be: 401.
     Unauthenticated {
+        /// The role (or sign-in) the route needs.
         needs: &'static str,
     },
     /// Signed in without the role: 403.
     Forbidden {
+        /// The role the route needs.
         needs: &'static str,
     },
     /// No rule for this service: 403 for everyone.

@@ -34,17 +34,20 @@ pub const DENYLIST_TIMEOUT: Duration = Duration::from_millis(500);
 /// A verified caller.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Identity {
+    /// The user (`sub`).
     pub user: Uuid,
     /// Login name, for logs.
     pub name: String,
     /// `customer`, `staff`, …: what authorization decides on.
     pub roles: Vec<String>,
+    /// The token's id (`jti`), what the denylist holds.
     pub jti: Uuid,
     /// Expiry, seconds since the epoch.
     pub exp: u64,
 }
 
 impl Identity {
+    /// Whether the caller holds `role`.
     pub fn has_role(&self, role: &str) -> bool {
         self.roles.iter().any(|r| r == role)
     }
@@ -69,8 +72,10 @@ pub enum Rejected {
     #[error("the access token is not valid")]
     Invalid,
     #[error("the access token has expired")]
+    /// Past its `exp`.
     Expired,
     #[error("the access token has been revoked")]
+    /// Its `jti` is on identity's denylist.
     Revoked,
     /// Identity's keys or the denylist could not be read: refused, not
     /// waved through (fail closed), and the client may retry.
@@ -129,6 +134,8 @@ pub struct Verifier {
 }
 
 impl Verifier {
+    /// A verifier of tokens signed by a key in `jwks` for `issuer` and
+    /// `audience`; with `redis`, it also checks identity's denylist.
     pub fn new(jwks: Jwks, issuer: &str, audience: &str, redis: Option<ConnectionManager>) -> Self {
         let mut validation = Validation::new(Algorithm::EdDSA);
         validation.leeway = LEEWAY_SECS;

@@ -15,7 +15,9 @@ use tokio::sync::Mutex;
 /// One verification key.
 #[derive(Clone)]
 pub struct Key {
+    /// The key id (`kid`) tokens name.
     pub kid: String,
+    /// The public key.
     pub key: DecodingKey,
 }
 

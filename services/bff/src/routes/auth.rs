@@ -49,6 +49,7 @@ pub struct Caller(pub Identity);
 pub struct CookieSession {
     /// The store key's hash of the id.
     pub hash: String,
+    /// What is stored under it.
     pub session: Session,
 }
 

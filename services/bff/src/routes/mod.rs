@@ -56,6 +56,7 @@ pub struct Gateway {
     pub budget: Mutex<RetryBudget>,
     /// Draws the backoff jitter.
     pub rng: Mutex<StdRng>,
+    /// The retry settings.
     pub retry: RetryConfig,
     /// Reported by `GET /admin/config`.
     pub breaker: BreakerConfig,

@@ -15,7 +15,9 @@ const TIMEOUT: Duration = Duration::from_secs(5);
 /// Tokens identity issued (RFC 6749 §5.1).
 #[derive(Debug, Clone, Deserialize)]
 pub struct Grant {
+    /// The access JWT.
     pub access_token: String,
+    /// The refresh token.
     pub refresh_token: String,
     /// Seconds the refresh token (and so the session) lives.
     pub refresh_expires_in: u64,
@@ -27,8 +29,11 @@ pub enum Failure {
     /// Identity answered with an error: its status, body (problem+json)
     /// and `Retry-After`, to pass on or interpret.
     Refused {
+        /// Identity's status.
         status: StatusCode,
+        /// Identity's problem body.
         body: Value,
+        /// Identity's `Retry-After`, if any.
         retry_after: Option<HeaderValue>,
     },
     /// No usable answer: not reachable, timed out, or not JSON.
@@ -51,6 +56,7 @@ pub struct IdentityClient {
 }
 
 impl IdentityClient {
+    /// A client of identity at `base`, sending with `client`.
     pub fn new(base: impl Into<String>, client: reqwest::Client) -> Self {
         Self {
             base: base.into(),

@@ -48,23 +48,29 @@ pub struct SessionConfig {
 /// Everything cookie sessions need.
 #[derive(Clone)]
 pub struct Sessions {
+    /// Where sessions are kept (Redis).
     pub store: store::SessionStore,
+    /// Identity, for logins, refreshes and logouts.
     pub identity: identity::IdentityClient,
     /// Reads the access tokens identity hands back (their user, roles,
     /// expiry), checking them like any other.
     pub verifier: Verifier,
+    /// Refresh timing and cookie settings.
     pub config: SessionConfig,
 }
 
 /// What the BFF keeps for one signed-in browser.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Session {
+    /// The user (`sub`).
     pub user: Uuid,
     /// Login name, for logs and `GET /api/session`.
     pub name: String,
+    /// The user's roles.
     pub roles: Vec<String>,
     /// Sent upstream as `Authorization: Bearer`.
     pub access_token: String,
+    /// The access token's `jti`.
     pub access_jti: Uuid,
     /// The access token's expiry, seconds since the epoch.
     pub access_exp: u64,

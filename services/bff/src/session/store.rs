@@ -25,10 +25,13 @@ static UNLOCK: LazyLock<redis::Script> = LazyLock::new(|| {
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("session store: {0}")]
+    /// Redis failed.
     Redis(#[from] redis::RedisError),
     #[error("session store: no answer within {TIMEOUT:?}")]
+    /// Redis did not answer in time.
     Timeout,
     #[error("session store: an entry that does not parse: {0}")]
+    /// A stored session does not parse.
     Corrupt(#[from] serde_json::Error),
 }
 
@@ -49,6 +52,7 @@ async fn bounded<T>(
 }
 
 impl SessionStore {
+    /// A store on `redis`, keeping sessions under keys starting with `prefix`.
     pub fn new(redis: ConnectionManager, prefix: impl Into<String>) -> Self {
         Self {
             redis,
