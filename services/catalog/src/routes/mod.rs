@@ -40,5 +40,7 @@ pub fn router(state: AppState, lab_endpoints: bool) -> Router {
             post(lab::blind_decrement),
         );
     }
-    router.with_state(state).merge(storefront_kit::openapi::router::<openapi::ApiDoc>())
+    router
+        .with_state(state)
+        .merge(storefront_kit::openapi::router::<openapi::ApiDoc>())
 }

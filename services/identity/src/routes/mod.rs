@@ -74,5 +74,7 @@ pub fn router(state: AppState) -> Router {
             .route("/lab/rotate", post(lab::rotate))
             .route("/lab/rotation-mode", put(lab::rotation_mode));
     }
-    router.with_state(state).merge(storefront_kit::openapi::router::<openapi::ApiDoc>())
+    router
+        .with_state(state)
+        .merge(storefront_kit::openapi::router::<openapi::ApiDoc>())
 }

@@ -36,5 +36,7 @@ pub fn router(state: AppState, lab_endpoints: bool) -> Router {
             .route("/lab/sign/{provider}", post(lab::sign))
             .route("/lab/outbox", get(lab::outbox).put(lab::set_outbox));
     }
-    router.with_state(state).merge(storefront_kit::openapi::router::<openapi::ApiDoc>())
+    router
+        .with_state(state)
+        .merge(storefront_kit::openapi::router::<openapi::ApiDoc>())
 }
