@@ -14,6 +14,7 @@
 
 // Outside tests a panic is a bug: errors are returned, never unwrapped.
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
+#![warn(missing_docs)]
 
 pub mod auth;
 pub mod breaker;

@@ -15,18 +15,24 @@ use crate::chaos::{Action, Chaos};
 /// A request as forwarded: everything needed to send it again on a retry.
 #[derive(Debug, Clone)]
 pub struct Forward {
+    /// The client's method, sent as it came.
     pub method: Method,
     /// `/products/7?x=1`: the path after `/api/<service>`, with the query.
     pub path_and_query: String,
+    /// The request headers that pass the allowlist.
     pub headers: HeaderMap,
+    /// The whole request body, kept so that a retry can send it again.
     pub body: Bytes,
 }
 
 /// An upstream's answer, whatever its status.
 #[derive(Debug)]
 pub struct Reply {
+    /// The upstream's status (or the injected one).
     pub status: StatusCode,
+    /// The upstream's response headers.
     pub headers: HeaderMap,
+    /// The whole response body.
     pub body: Bytes,
     /// Produced by chaos, not by the upstream.
     pub injected: bool,
@@ -35,7 +41,9 @@ pub struct Reply {
 /// How an attempt ended without a reply.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Transport {
+    /// No connection could be made (refused, unreachable).
     Connect,
+    /// No answer within the per-attempt timeout.
     Timeout,
     /// Reset mid-way, or an injected abort.
     Aborted,
@@ -46,7 +54,9 @@ pub enum Transport {
 /// One attempt's result.
 #[derive(Debug)]
 pub enum Attempt {
+    /// The upstream answered (any status).
     Reply(Reply),
+    /// It did not answer, and why.
     Failed(Transport),
 }
 

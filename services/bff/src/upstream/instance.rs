@@ -60,11 +60,16 @@ pub struct Instance {
 /// An instance as `GET /admin/breakers` shows it.
 #[derive(Debug, Clone, Serialize)]
 pub struct InstanceView {
+    /// The routed service's name (`catalog`).
     pub service: String,
+    /// The instance's name (`catalog-1`).
     pub instance: String,
+    /// Its base URL.
     pub url: String,
+    /// Its breaker's state and figures.
     #[serde(flatten)]
     pub breaker: View,
+    /// Its attempt counters.
     pub counters: CountersView,
 }
 
@@ -114,6 +119,7 @@ impl Instance {
 /// outcome; dropped unsettled (the client went away) it frees its probe slot.
 #[derive(Debug)]
 pub struct Ticket {
+    /// The instance this ticket admits a call to.
     pub instance: Arc<Instance>,
     pub(super) admission: Admission,
     pub(super) settled: bool,

@@ -29,7 +29,9 @@ pub const STATE_METRIC: &str = "bff_breaker_state";
 /// One routed service and its replicas.
 #[derive(Debug)]
 pub struct Service {
+    /// Its name in `/api/<service>/…`.
     pub name: String,
+    /// Its replicas, in the configured order.
     pub instances: Vec<Arc<Instance>>,
     /// Round-robin cursor.
     next: AtomicUsize,
@@ -122,10 +124,12 @@ impl Service {
 /// Every routed service.
 #[derive(Debug, Default)]
 pub struct Upstreams {
+    /// The services with at least one replica.
     pub services: Vec<Service>,
 }
 
 impl Upstreams {
+    /// One service per config with URLs, each replica with a closed breaker.
     pub fn new(configs: &[UpstreamConfig], breaker: BreakerConfig, now: Instant) -> Self {
         Self {
             services: configs
@@ -136,6 +140,7 @@ impl Upstreams {
         }
     }
 
+    /// The routed service of this name, if any.
     pub fn get(&self, service: &str) -> Option<&Service> {
         self.services.iter().find(|s| s.name == service)
     }
