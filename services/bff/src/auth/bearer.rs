@@ -248,6 +248,7 @@ impl Verifier {
     }
 }
 
+/// Test helpers other modules' tests sign tokens with.
 #[cfg(test)]
 pub mod tests {
     use super::*;
@@ -259,12 +260,15 @@ pub mod tests {
     use jsonwebtoken::{DecodingKey, EncodingKey, Header};
     use serde_json::{Value, json};
 
+    /// An Ed25519 key that signs test tokens under one `kid`.
     pub struct Signer {
         kid: String,
         encoding: EncodingKey,
+        /// Its public half, as the JWKS would list it.
         pub key: Key,
     }
 
+    /// A signer from a fixed seed, so that its key is the same every run.
     pub fn signer(seed: u8, kid: &str) -> Signer {
         let sk = SigningKey::from_bytes(&[seed; 32]);
         let der = sk.to_pkcs8_der().unwrap();
@@ -286,6 +290,7 @@ pub mod tests {
             .as_secs()
     }
 
+    /// Alice's claims, expiring `exp_in` seconds from now.
     pub fn claims(exp_in: i64) -> Value {
         json!({"iss": "storefront-identity", "aud": "storefront",
                "sub": "00000000-0000-4000-8000-00000000a11c", "name": "alice",
@@ -294,6 +299,7 @@ pub mod tests {
     }
 
     impl Signer {
+        /// The compact JWS of `claims`, EdDSA under this signer's `kid`.
         pub fn sign(&self, claims: &Value) -> String {
             let mut h = Header::new(Algorithm::EdDSA);
             h.kid = Some(self.kid.clone());
