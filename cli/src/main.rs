@@ -1,5 +1,8 @@
 //! `storefront`: parse, dispatch, map the error to an exit code.
 
+// Outside tests a panic is a bug: errors are returned, never unwrapped.
+#![cfg_attr(not(test), deny(clippy::unwrap_used))]
+
 mod check;
 mod clients;
 mod commands;

@@ -63,18 +63,20 @@ fn cells(line: &str) -> Vec<String> {
     else {
         return Vec::new();
     };
-    let mut out = vec![String::new()];
+    let mut out = Vec::new();
+    let mut cell = String::new();
     let mut chars = inner.chars().peekable();
     while let Some(c) = chars.next() {
         match c {
             '\\' if chars.peek() == Some(&'|') => {
-                out.last_mut().unwrap().push('|');
+                cell.push('|');
                 chars.next();
             }
-            '|' => out.push(String::new()),
-            c => out.last_mut().unwrap().push(c),
+            '|' => out.push(std::mem::take(&mut cell)),
+            c => cell.push(c),
         }
     }
+    out.push(cell);
     out.iter().map(|c| c.trim().to_owned()).collect()
 }
 

@@ -2,8 +2,6 @@
 //! started, and stops it again. `native` runs everything as child processes
 //! on loopback; `compose` and `external` only differ in who runs the infra.
 
-#![cfg_attr(not(test), deny(clippy::unwrap_used))]
-
 pub mod binaries;
 pub mod boot;
 pub mod bootstrap;
