@@ -202,15 +202,21 @@ impl PortPlan {
     }
 }
 
+/// Where a profile named on the command line lives: a path as given
+/// (anything containing a `/` or ending in `.toml`), else
+/// `profiles/<name>.toml` under the project root. Fleet and load profiles alike.
+pub fn profile_path(root: &Path, name_or_path: &str) -> PathBuf {
+    if name_or_path.contains('/') || name_or_path.ends_with(".toml") {
+        PathBuf::from(name_or_path)
+    } else {
+        root.join("profiles").join(format!("{name_or_path}.toml"))
+    }
+}
+
 impl FleetProfile {
-    /// Reads a profile by name (`profiles/<name>.toml` under the project root)
-    /// or by path (anything containing a `/` or ending in `.toml`).
+    /// Reads a profile by name or by path ([`profile_path`]).
     pub fn load(root: &Path, name_or_path: &str) -> Result<(Self, PathBuf)> {
-        let path = if name_or_path.contains('/') || name_or_path.ends_with(".toml") {
-            PathBuf::from(name_or_path)
-        } else {
-            root.join("profiles").join(format!("{name_or_path}.toml"))
-        };
+        let path = profile_path(root, name_or_path);
         let text = std::fs::read_to_string(&path).with_context(|| {
             format!(
                 "cannot read fleet profile {} (profiles live in {}/profiles/; pass --fleet NAME or a path)",

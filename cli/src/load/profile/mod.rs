@@ -227,11 +227,7 @@ impl LoadProfile {
     /// Reads `profiles/<name>.toml` (or a path), refusing a fleet profile
     /// with a hint.
     pub fn load(root: &Path, name_or_path: &str) -> Result<(Self, PathBuf)> {
-        let path = if name_or_path.contains('/') || name_or_path.ends_with(".toml") {
-            PathBuf::from(name_or_path)
-        } else {
-            root.join("profiles").join(format!("{name_or_path}.toml"))
-        };
+        let path = crate::fleet::profile::profile_path(root, name_or_path);
         let text = std::fs::read_to_string(&path).with_context(|| {
             format!(
                 "cannot read load profile {} (load profiles in {}/profiles/: {})",
