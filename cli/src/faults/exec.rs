@@ -20,7 +20,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use serde_json::json;
 use tokio::sync::{Mutex, watch};
 use tokio::task::JoinHandle;
 
@@ -28,6 +27,7 @@ use super::outcome::{FaultOutcome, SETTLE};
 use super::plan::Planned;
 use super::schedule::{Kind, PgMode};
 use crate::clients::bff_admin::BffAdmin as Gateway;
+use crate::clients::bff_admin::{ChaosRequest, FaultSpec};
 use crate::clients::call::HttpError;
 use crate::clients::contract::identity::Lease;
 use crate::clients::identity::Identity;
@@ -339,18 +339,22 @@ async fn chaos(env: &Env, p: &Planned) -> Result<String> {
     let c = p.chaos.clone().unwrap_or_default();
     let window = p.window.unwrap_or_default();
     let gw = Gateway::connect(&env.ctx)?;
-    gw.set_chaos(json!({
-        "faults": [{
-            "target": p.component, "latency_ms": c.latency_ms, "jitter_ms": c.jitter_ms,
-            "error_rate": c.error_rate, "error_status": c.error_status,
-            "abort_rate": c.abort_rate, "ttl_secs": window.as_secs() + 5,
-        }],
-        "seed": env.seed,
-    }))
+    let fault = FaultSpec {
+        latency_ms: c.latency_ms,
+        jitter_ms: c.jitter_ms,
+        error_rate: c.error_rate,
+        error_status: c.error_status,
+        abort_rate: c.abort_rate,
+        ..FaultSpec::on(&p.component, window.as_secs() + 5)
+    };
+    gw.put_chaos(&ChaosRequest {
+        seed: Some(env.seed),
+        faults: vec![fault],
+    })
     .await
     .context("the BFF refused the chaos")?;
     tokio::time::sleep(window).await;
-    gw.clear_chaos()
+    gw.lift_chaos()
         .await
         .context("chaos set, but clearing it failed (it lifts by its TTL)")?;
     Ok(format!(

@@ -14,6 +14,7 @@ use super::evidence;
 use super::plan::{Expect, Probe, Via};
 use super::wire::{self, Answer, NoAnswer, Raw};
 use crate::clients::bff_admin::BffAdmin as Gateway;
+use crate::clients::bff_admin::{ChaosRequest, FaultSpec};
 use crate::run::{Lab, Latencies, Outcomes};
 
 /// One probe's answer must come within this.
@@ -196,10 +197,17 @@ pub async fn control(lab: &Lab, gw: &Gateway, product: i64) -> Result<Vec<Seen>>
         what: format!("bff GET /api/catalog/products/{product} (public, filed as private)"),
         result: r,
     });
-    gw.set_chaos(json!({"faults": [{"target": "catalog", "error_rate": 1.0,
-                                     "error_status": 500, "ttl_secs": 10}]}))
-        .await
-        .context("control: set the BFF's chaos")?;
+    let failing = FaultSpec {
+        error_rate: 1.0,
+        error_status: 500,
+        ..FaultSpec::on("catalog", 10)
+    };
+    gw.put_chaos(&ChaosRequest {
+        seed: None,
+        faults: vec![failing],
+    })
+    .await
+    .context("control: set the BFF's chaos")?;
     for _ in 0..12 {
         let (r, _) = wire::send(&bff, &public, PROBE_TIMEOUT).await;
         seen.push(Seen {
