@@ -51,6 +51,10 @@ pub struct ProviderConfig {
     pub max_delay: Duration,
     /// `PROVIDER_POLL_MS` (default 20): how often due deliveries are sent.
     pub poll_interval: Duration,
+    /// `PROVIDER_WAKE_AT_DUE` (default true): the sender also wakes when a
+    /// delivery it was told of falls due, instead of waiting for its next
+    /// poll; `false` leaves it to the poll alone (tests that hold webhooks).
+    pub wake_at_due: bool,
     /// `PROVIDER_WEBHOOK_BASE_URL` (default: this service's own listener):
     /// where webhooks are sent.
     pub webhook_base_url: Option<String>,
@@ -78,6 +82,7 @@ impl Config {
                 poll_interval: Duration::from_millis(
                     vars.with_default("PROVIDER_POLL_MS", 20)?.max(1),
                 ),
+                wake_at_due: vars.with_default("PROVIDER_WAKE_AT_DUE", true)?,
                 webhook_base_url: vars.optional("PROVIDER_WEBHOOK_BASE_URL")?,
             },
             queues: Queues::with_prefix(&messaging.queue_prefix),

@@ -110,7 +110,11 @@ impl Application {
         );
         tasks.spawn(
             "webhook sender",
-            sender.run(self.config.provider.poll_interval, stop.clone()),
+            sender.run(
+                self.config.provider.poll_interval,
+                self.store.provider.due_times(),
+                stop.clone(),
+            ),
         );
         let served = self.server.serve(signal, tasks).await;
         self.pool.close().await;

@@ -4,12 +4,14 @@
 //! endpoint, and retries with backoff until it gets a 2xx — at least once,
 //! as real providers do.
 
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use secrecy::{ExposeSecret, SecretString};
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
+use super::due::DueTimes;
 use crate::config::WebhookConfig;
 use crate::contract::Provider;
 use crate::signature;
@@ -30,6 +32,14 @@ const LEASE_SECS: f64 = 3.0;
 const MAX_RETRY_SECS: f64 = 5.0;
 /// Counter of webhook deliveries, by provider and outcome.
 pub const DELIVERIES_METRIC: &str = "provider_webhook_deliveries_total";
+
+/// Resolves when `due` notes an earlier moment; never without one.
+async fn noted(due: Option<&DueTimes>) {
+    match due {
+        Some(due) => due.noted().await,
+        None => std::future::pending().await,
+    }
+}
 
 /// Records sent deliveries ($1 ids, $2 HTTP statuses, $3 whether 2xx;
 /// $4 the longest retry wait): a delivered row is done, a failed one is
@@ -88,10 +98,16 @@ impl Sender {
         }
     }
 
-    /// Sends due deliveries every `interval` until `stop` fires.
-    pub async fn run(self, interval: Duration, stop: CancellationToken) {
+    /// Sends due deliveries every `interval`, and as each delivery `due`
+    /// was told of falls due, until `stop` fires.
+    pub async fn run(
+        self,
+        interval: Duration,
+        due: Option<Arc<DueTimes>>,
+        stop: CancellationToken,
+    ) {
         let mut outcomes = Outcomes::default();
-        loop {
+        'passes: loop {
             let sent = match self.pass(&mut outcomes).await {
                 Ok(n) => n,
                 Err(error) => {
@@ -102,9 +118,21 @@ impl Sender {
             if sent as i64 >= BATCH {
                 continue;
             }
-            tokio::select! {
-                () = stop.cancelled() => break,
-                () = tokio::time::sleep(interval) => {}
+            let poll_at = Instant::now() + interval;
+            loop {
+                let pause = match &due {
+                    Some(due) => due.pause(Instant::now(), poll_at),
+                    None => poll_at.saturating_duration_since(Instant::now()),
+                };
+                if pause.is_zero() {
+                    break;
+                }
+                tokio::select! {
+                    () = stop.cancelled() => break 'passes,
+                    () = tokio::time::sleep(pause) => break,
+                    // An earlier delivery was scheduled: sleep less.
+                    () = noted(due.as_deref()) => {}
+                }
             }
         }
         if let Err(error) = self.record(&outcomes).await {

@@ -19,11 +19,13 @@
 
 mod cards;
 pub mod delivery;
+pub mod due;
 mod record;
 #[cfg(test)]
 mod tests;
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -47,6 +49,9 @@ pub struct Simulator {
     duplicate_percent: u8,
     /// Upper bound of a delivery's random delay, in ms.
     max_delay_ms: u64,
+    /// When the deliveries it schedules fall due, for the sender; `None`
+    /// when the sender only polls (`PROVIDER_WAKE_AT_DUE=false`).
+    due: Option<Arc<due::DueTimes>>,
 }
 
 /// A row of the provider's ledger.
@@ -82,7 +87,16 @@ impl Simulator {
             rng: Mutex::new(StdRng::seed_from_u64(config.seed)),
             duplicate_percent: config.duplicate_percent,
             max_delay_ms: config.max_delay.as_millis() as u64,
+            due: config
+                .wake_at_due
+                .then(|| Arc::new(due::DueTimes::default())),
         }
+    }
+
+    /// The due moments of the deliveries it schedules (shared with the
+    /// sender), unless the sender only polls.
+    pub fn due_times(&self) -> Option<Arc<due::DueTimes>> {
+        self.due.clone()
     }
 
     /// Opens and authorizes a session for `payment_id`; returns its id.
@@ -121,7 +135,9 @@ impl Simulator {
         .rows_affected()
             == 1;
         if created && let Some(kind) = answer {
-            self.schedule(db, &intent, kind).await?;
+            // As the ledger gives it back (`char(3)::text` drops trailing blanks).
+            let money = (amount_cents, currency.trim_end_matches(' '));
+            self.schedule(db, provider, &intent, money, kind).await?;
         }
         Ok(intent)
     }
@@ -146,7 +162,7 @@ impl Simulator {
             _ => None,
         };
         if let Some(kind) = answer {
-            self.schedule(db, intent, kind).await?;
+            self.schedule_for(db, intent, &row, kind).await?;
         }
         Ok(())
     }
@@ -173,9 +189,23 @@ impl Simulator {
             _ => None,
         };
         if let Some(kind) = answer {
-            self.schedule(db, intent, kind).await?;
+            self.schedule_for(db, intent, &row, kind).await?;
         }
         Ok(())
+    }
+
+    /// [`Simulator::schedule`] for a locked ledger row (its provider,
+    /// amount and currency are the session's: no need to read them again).
+    async fn schedule_for(
+        &self,
+        db: &mut PgConnection,
+        intent: &str,
+        row: &Intent,
+        kind: Kind,
+    ) -> Result<(), sqlx::Error> {
+        let provider = Provider::parse(&row.provider).unwrap_or(Provider::Stripe);
+        let money = (row.amount_cents, row.currency.as_str());
+        self.schedule(db, provider, intent, money, kind).await
     }
 
     async fn lock(
@@ -211,30 +241,25 @@ impl Simulator {
         Ok(())
     }
 
-    /// Schedules the webhook for `kind`: once, or twice (a duplicate with
-    /// the same event id), each after a random delay.
+    /// Schedules the webhook for `kind` about session `intent` of
+    /// `provider` for `(amount_cents, currency)`: once, or twice (a
+    /// duplicate with the same event id), each after a random delay.
     async fn schedule(
         &self,
         db: &mut PgConnection,
+        provider: Provider,
         intent: &str,
+        (amount_cents, currency): (i64, &str),
         kind: Kind,
     ) -> Result<(), sqlx::Error> {
-        let row: Intent = sqlx::query_as(
-            "SELECT provider, behaviour, state, amount_cents, currency::text AS currency \
-             FROM provider_intents WHERE intent_id = $1",
-        )
-        .bind(intent)
-        .fetch_one(&mut *db)
-        .await?;
-        let provider = Provider::parse(&row.provider).unwrap_or(Provider::Stripe);
         let event_id = webhook::new_event_id(provider);
         let body = webhook::body(
             provider,
             &event_id,
             kind,
             intent,
-            row.amount_cents,
-            &row.currency,
+            amount_cents,
+            currency,
             chrono::Utc::now(),
         );
         let delays: Vec<f64> = {
@@ -260,6 +285,12 @@ impl Simulator {
         .bind(&delays)
         .execute(db)
         .await?;
+        if let Some(due) = &self.due {
+            let now = Instant::now();
+            for delay in &delays {
+                due.note(now + Duration::from_secs_f64(*delay));
+            }
+        }
         Ok(())
     }
 }

@@ -213,10 +213,15 @@ impl Store {
         }
         let payment_id = Uuid::new_v4();
         let provider_ref = webhook::intent_id(provider, payment_id);
+        // The payment and its first history row in one statement.
         let inserted = sqlx::query(
-            "INSERT INTO payments (payment_id, order_id, provider, provider_ref, amount_cents, \
-                 currency, card_last4, status) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending') ON CONFLICT (order_id) DO NOTHING",
+            "WITH opened AS ( \
+                 INSERT INTO payments (payment_id, order_id, provider, provider_ref, amount_cents, \
+                     currency, card_last4, status) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending') ON CONFLICT (order_id) DO NOTHING \
+                 RETURNING payment_id) \
+             INSERT INTO payment_transitions (payment_id, from_status, to_status, cause) \
+             SELECT payment_id, NULL, 'pending', 'authorize_command' FROM opened",
         )
         .bind(payment_id)
         .bind(order_id)
@@ -232,7 +237,6 @@ impl Store {
         if !inserted {
             return Ok(Outcome::Ignored("payment already open for this order"));
         }
-        history(db, payment_id, None, Status::Pending, "authorize_command").await?;
         self.provider
             .authorize(db, provider, payment_id, card, amount_cents, currency)
             .await?;
@@ -278,15 +282,20 @@ impl Store {
             return Ok(Outcome::Ignored("not applicable in this status"));
         };
         if to != from {
+            // The new status and its history row in one statement.
             sqlx::query(
-                "UPDATE payments SET status = $2, version = version + 1, updated_at = now() \
-                 WHERE payment_id = $1",
+                "WITH changed AS ( \
+                     UPDATE payments SET status = $3, version = version + 1, updated_at = now() \
+                     WHERE payment_id = $1 RETURNING payment_id) \
+                 INSERT INTO payment_transitions (payment_id, from_status, to_status, cause) \
+                 SELECT payment_id, $2, $3, $4 FROM changed",
             )
             .bind(payment.payment_id)
+            .bind(from.as_str())
             .bind(to.as_str())
+            .bind(cause)
             .execute(&mut *db)
             .await?;
-            history(db, payment.payment_id, Some(from), to, cause).await?;
         }
         if let Some(announce) = announce {
             let event = event_for(payment, announce);
@@ -362,24 +371,4 @@ fn event_for(payment: &PaymentRow, announce: Announce) -> Event {
             payment_id,
         },
     }
-}
-
-/// Appends a history row.
-async fn history(
-    db: &mut PgConnection,
-    payment_id: Uuid,
-    from: Option<Status>,
-    to: Status,
-    cause: &str,
-) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO payment_transitions (payment_id, from_status, to_status, cause) VALUES ($1, $2, $3, $4)",
-    )
-    .bind(payment_id)
-    .bind(from.map(Status::as_str))
-    .bind(to.as_str())
-    .bind(cause)
-    .execute(db)
-    .await?;
-    Ok(())
 }

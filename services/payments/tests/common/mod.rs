@@ -34,7 +34,10 @@ pub const LAB_TOKEN: &str = "lab-test-token";
 /// Settings that keep the simulated provider from sending any webhook
 /// during a test (its sender's first pass runs before any payment exists):
 /// the provider's record changes, and the test delivers the webhooks.
-pub const HOLD_WEBHOOKS: &[(&str, &str)] = &[("PROVIDER_POLL_MS", "600000")];
+pub const HOLD_WEBHOOKS: &[(&str, &str)] = &[
+    ("PROVIDER_POLL_MS", "600000"),
+    ("PROVIDER_WAKE_AT_DUE", "false"),
+];
 
 storefront_kit::test_service! {
     /// Payments, as the kit's harness boots it.
