@@ -133,19 +133,19 @@ impl Orchestrator {
             State::Reserving => match self.catalog.reserve(reservation_id(id), &saga.items).await {
                 Ok(Reservation::Reserved { amount_cents }) => {
                     self.store
-                        .apply_at(id, version, Input::Reserved, Some(amount_cents))
+                        .apply_at(saga, Input::Reserved, Some(amount_cents))
                         .await?
                 }
                 Ok(Reservation::Refused(detail)) => {
                     tracing::info!(order_id = %id, %detail, "reservation refused");
                     self.store
-                        .apply_at(id, version, Input::ReservationRefused, None)
+                        .apply_at(saga, Input::ReservationRefused, None)
                         .await?
                 }
                 Err(error) if chrono::Utc::now() >= saga.reserve_deadline => {
                     tracing::warn!(order_id = %id, %error, "reservation deadline passed");
                     self.store
-                        .apply_at(id, version, Input::ReserveTimedOut, None)
+                        .apply_at(saga, Input::ReserveTimedOut, None)
                         .await?
                 }
                 Err(error) => {
@@ -159,7 +159,7 @@ impl Orchestrator {
             State::ReleasingStock => match self.catalog.release(reservation_id(id)).await {
                 Ok(()) => {
                     self.store
-                        .apply_at(id, version, Input::StockReleased, None)
+                        .apply_at(saga, Input::StockReleased, None)
                         .await?
                 }
                 Err(error) => {
@@ -194,7 +194,7 @@ impl Orchestrator {
                     }
                     None => {
                         self.store
-                            .apply_at(id, version, Input::DeadlinePassed, None)
+                            .apply_at(saga, Input::DeadlinePassed, None)
                             .await?
                     }
                 }
@@ -202,7 +202,7 @@ impl Orchestrator {
             // Claimed by the sweeper because its deadline passed.
             State::AwaitingCapture | State::VoidingPayment => {
                 self.store
-                    .apply_at(id, version, Input::DeadlinePassed, None)
+                    .apply_at(saga, Input::DeadlinePassed, None)
                     .await?
             }
             State::Completed | State::Failed | State::Rejected => Applied::Ignored,

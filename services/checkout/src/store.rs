@@ -266,10 +266,7 @@ impl Store {
         message: (Uuid, &str),
     ) -> Result<Applied, sqlx::Error> {
         for _ in 0..MAX_OCC_RETRIES {
-            match self
-                .apply(order_id, input, None, Some(message), None)
-                .await?
-            {
+            match self.apply_message(order_id, input, message).await? {
                 Applied::Conflict => continue,
                 other => return Ok(other),
             }
@@ -277,33 +274,46 @@ impl Store {
         Ok(Applied::Conflict)
     }
 
-    /// Applies an input observed at `version` (a step result or a
-    /// deadline): if the saga moved since, it is stale and [`Applied::Conflict`].
+    /// Applies an input observed on `saga` as read (a step result or a
+    /// deadline): if the saga moved since (its version changed), the input
+    /// is stale and [`Applied::Conflict`]. The saga is not read again: the
+    /// version guard on the write says whether it is still as read, and a
+    /// transition depends only on the state and the immutable order.
     pub async fn apply_at(
         &self,
-        order_id: Uuid,
-        version: i32,
+        saga: &SagaRow,
         input: Input,
         amount_cents: Option<i64>,
     ) -> Result<Applied, sqlx::Error> {
-        self.apply(order_id, input, Some(version), None, amount_cents)
-            .await
+        let Some(t) = saga::next(saga.state(), input, &self.timeouts) else {
+            return Ok(Applied::Ignored);
+        };
+        // One statement when nothing is sent (no transaction to open); the
+        // command's outbox row, when there is one, commits with the move.
+        let moved = if t.send.is_some() {
+            let mut tx = self.pool.begin().await?;
+            let moved = self.write(&mut tx, saga, input, &t, amount_cents).await?;
+            if moved {
+                tx.commit().await?;
+            }
+            moved
+        } else {
+            let mut conn = self.pool.acquire().await?;
+            self.write(&mut conn, saga, input, &t, amount_cents).await?
+        };
+        Ok(self.moved(saga, t, moved))
     }
 
-    /// One attempt at one transition.
+    /// One attempt at applying an event: inbox row, read, transition.
     #[tracing::instrument(skip_all, fields(%order_id, input = input.as_str()))]
-    async fn apply(
+    async fn apply_message(
         &self,
         order_id: Uuid,
         input: Input,
-        expected_version: Option<i32>,
-        message: Option<(Uuid, &str)>,
-        amount_cents: Option<i64>,
+        (id, kind): (Uuid, &str),
     ) -> Result<Applied, sqlx::Error> {
         let mut tx = self.pool.begin().await?;
-        if let Some((id, kind)) = message
-            && !inbox::record(&mut *tx, &self.inbox, id, kind).await?
-        {
+        if !inbox::record(&mut *tx, &self.inbox, id, kind).await? {
             tx.commit().await?;
             return Ok(Applied::Duplicate);
         }
@@ -317,56 +327,67 @@ impl Store {
             tx.commit().await?;
             return Ok(Applied::Missing);
         };
-        if expected_version.is_some_and(|v| v != saga.version) {
-            return Ok(Applied::Conflict);
-        }
-        let from = saga.state();
-        let Some(t) = saga::next(from, input, &self.timeouts) else {
+        let Some(t) = saga::next(saga.state(), input, &self.timeouts) else {
             tx.commit().await?;
             return Ok(Applied::Ignored);
         };
+        if !self.write(&mut tx, &saga, input, &t, None).await? {
+            return Ok(Applied::Conflict);
+        }
+        tx.commit().await?;
+        Ok(self.moved(&saga, t, true))
+    }
+
+    /// Writes transition `t` of `saga` (as read) on `db`: the saga's new
+    /// state if its version is still the one read, with its history row in
+    /// the same statement, and the command's outbox row. `false` if the
+    /// saga had moved (nothing written; the caller drops its transaction).
+    #[tracing::instrument(skip_all, fields(order_id = %saga.order_id, input = input.as_str()))]
+    async fn write(
+        &self,
+        db: &mut sqlx::PgConnection,
+        saga: &SagaRow,
+        input: Input,
+        t: &Transition,
+        amount_cents: Option<i64>,
+    ) -> Result<bool, sqlx::Error> {
         let wake_secs: Option<f64> = match t.wake {
             Wake::Now => Some(self.lease_secs),
             Wake::After(d) => Some(d.as_secs_f64()),
             Wake::Never => None,
         };
-        let updated = sqlx::query(
-            "UPDATE sagas SET state = $3, version = version + 1, \
-                 failure = coalesce(failure, $4), amount_cents = coalesce($5, amount_cents), \
-                 attempts = 0, next_attempt_at = now() + make_interval(secs => $6), \
-                 updated_at = clock_timestamp(), \
-                 finished_at = CASE WHEN $7 THEN clock_timestamp() END \
-             WHERE order_id = $1 AND version = $2",
+        let command = t.send.map(|send| command_for(saga, send, amount_cents));
+        let written = sqlx::query(
+            "WITH moved AS ( \
+                 UPDATE sagas SET state = $3, version = version + 1, \
+                     failure = coalesce(failure, $4), amount_cents = coalesce($5, amount_cents), \
+                     attempts = 0, next_attempt_at = now() + make_interval(secs => $6), \
+                     updated_at = clock_timestamp(), \
+                     finished_at = CASE WHEN $7 THEN clock_timestamp() END \
+                 WHERE order_id = $1 AND version = $2 \
+                 RETURNING order_id, version) \
+             INSERT INTO saga_steps (order_id, version, from_state, to_state, cause, command) \
+             SELECT order_id, version, $8, $3, $9, $10 FROM moved",
         )
-        .bind(order_id)
+        .bind(saga.order_id)
         .bind(saga.version)
         .bind(t.to.as_str())
         .bind(t.failure.map(saga::Failure::as_str))
         .bind(amount_cents)
         .bind(wake_secs)
         .bind(t.to.is_terminal())
-        .execute(&mut *tx)
-        .await?;
-        if updated.rows_affected() == 0 {
-            return Ok(Applied::Conflict);
-        }
-        let command = t.send.map(|send| command_for(&saga, send, amount_cents));
-        sqlx::query(
-            "INSERT INTO saga_steps (order_id, version, from_state, to_state, cause, command) \
-             VALUES ($1, $2, $3, $4, $5, $6)",
-        )
-        .bind(order_id)
-        .bind(saga.version + 1)
-        .bind(from.as_str())
-        .bind(t.to.as_str())
+        .bind(saga.state().as_str())
         .bind(input.as_str())
         .bind(command.as_ref().map(Command::kind))
-        .execute(&mut *tx)
+        .execute(&mut *db)
         .await?;
+        if written.rows_affected() == 0 {
+            return Ok(false);
+        }
         if let Some(command) = command {
             let payload = serde_json::to_value(&command).expect("commands serialize");
             outbox::enqueue(
-                &mut *tx,
+                &mut *db,
                 &self.outbox,
                 &NewMessage {
                     id: Uuid::new_v4(),
@@ -377,7 +398,15 @@ impl Store {
             )
             .await?;
         }
-        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// What a written (or lost) transition of `saga` came to, counted.
+    fn moved(&self, saga: &SagaRow, t: Transition, moved: bool) -> Applied {
+        if !moved {
+            return Applied::Conflict;
+        }
+        let from = saga.state();
         metrics::counter!("checkout_saga_transitions_total", "from" => from.as_str(), "to" => t.to.as_str())
             .increment(1);
         if t.to.is_terminal() {
@@ -388,7 +417,7 @@ impl Store {
                 "failure" => outcome.map_or("none", saga::Failure::as_str))
             .increment(1);
         }
-        Ok(Applied::Moved(t))
+        Applied::Moved(t)
     }
 
     /// Records a failed HTTP step attempt (no transition): the saga is
