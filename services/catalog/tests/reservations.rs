@@ -142,6 +142,55 @@ async fn concurrent_reservations_never_oversell() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_multi_item_reservations_over_shared_products_take_all_or_nothing() {
+    // Three pairs of products, each pair sharing one product with each
+    // other pair: demand is twice the stock, so many are refused; none may
+    // fail (a deadlock would be a 5xx), oversell or take half an order.
+    const PAIRS: [[i64; 2]; 3] = [[20, 21], [21, 22], [20, 22]];
+    const BUYERS: usize = 30;
+    let Some(app) = spawn_app().await else { return };
+    for product in [20, 21, 22] {
+        app.set_stock(product, 10).await;
+    }
+    let app = Arc::new(app);
+    let barrier = Arc::new(Barrier::new(BUYERS));
+    let buyers: Vec<_> = (0..BUYERS)
+        .map(|i| {
+            let (app, barrier) = (app.clone(), barrier.clone());
+            let pair = PAIRS[i % PAIRS.len()];
+            tokio::spawn(async move {
+                barrier.wait().await;
+                let items = [(pair[0], 1), (pair[1], 1)];
+                (pair, reserve(&app, Uuid::new_v4(), &items).await.status)
+            })
+        })
+        .collect();
+    let mut taken = std::collections::HashMap::<i64, i32>::new();
+    let mut statuses = Vec::new();
+    for buyer in buyers {
+        let (pair, status) = buyer.await.unwrap();
+        statuses.push(status);
+        if status == StatusCode::CREATED {
+            for product in pair {
+                *taken.entry(product).or_default() += 1;
+            }
+        }
+    }
+    assert!(
+        statuses
+            .iter()
+            .all(|s| *s == StatusCode::CREATED || *s == StatusCode::CONFLICT),
+        "{statuses:?}"
+    );
+    for product in [20, 21, 22] {
+        let sold = taken.get(&product).copied().unwrap_or(0);
+        assert!(sold <= 10, "product {product} oversold: {sold}");
+        assert_eq!(app.stock(product).await, 10 - sold, "product {product}");
+    }
+    Arc::into_inner(app).unwrap().cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_retries_of_one_reservation_take_stock_once() {
     const RETRIES: usize = 10;
     let Some(app) = spawn_app().await else { return };

@@ -93,24 +93,69 @@ pub async fn reserve(
         // Read-only from here; dropping `tx` rolls it back.
         return existing(&mut tx, id, items).await;
     }
-    for item in items {
-        if let Some(refused) = take(&mut tx, item).await? {
-            return Ok(refused);
-        }
-    }
     let (product_ids, quantities): (Vec<i64>, Vec<i32>) =
         items.iter().map(|i| (i.product_id, i.quantity)).unzip();
-    sqlx::query(
-        "INSERT INTO reservation_items (reservation_id, product_id, quantity) \
-         SELECT $1, * FROM unnest($2::bigint[], $3::integer[])",
-    )
-    .bind(id)
-    .bind(&product_ids)
-    .bind(&quantities)
-    .execute(&mut *tx)
-    .await?;
+    // One statement locks the products in id order, takes every item's
+    // stock if every item has enough, and records the items; the row locks
+    // are then held only until the COMMIT. Taking each item in a statement
+    // of its own held the first lock across every later round trip, and
+    // concurrent checkouts of the same products queued behind it (issue 15:
+    // this UPDATE was most of the saga's Postgres time, waiting).
+    let on_hand: Vec<(i64, i32, Option<i32>)> = sqlx::query_as(TAKE_ALL)
+        .bind(id)
+        .bind(&product_ids)
+        .bind(&quantities)
+        .fetch_all(&mut *tx)
+        .await?;
+    if let Some(refused) = refusal(&on_hand) {
+        // Nothing was taken; dropping `tx` also undoes the reservation row.
+        return Ok(refused);
+    }
     tx.commit().await?;
     Ok(ReserveOutcome::Created)
+}
+
+/// Takes stock for all of a reservation's items or for none ($1 the
+/// reservation id, $2 product ids ascending, $3 quantities): locks the
+/// products in id order (`locked`, materialised before anything is
+/// written), then, only if each item names a product with enough stock,
+/// takes it and records the items. Under READ COMMITTED a lock that waited
+/// returns the committed row, and the `UPDATE` re-reads that same row, so
+/// nothing is oversold. Returns each item with the stock found (NULL: no
+/// such product), in id order, for [`refusal`].
+const TAKE_ALL: &str = "WITH want AS ( \
+         SELECT * FROM unnest($2::bigint[], $3::integer[]) AS w(product_id, quantity)), \
+     locked AS ( \
+         SELECT id, stock FROM products WHERE id = ANY($2) ORDER BY id FOR UPDATE), \
+     enough AS ( \
+         SELECT count(*) = cardinality($2::bigint[]) AS all_items FROM want \
+         JOIN locked ON locked.id = want.product_id AND locked.stock >= want.quantity), \
+     taken AS ( \
+         UPDATE products p SET stock = p.stock - want.quantity, updated_at = now() \
+         FROM want, enough WHERE enough.all_items AND p.id = want.product_id \
+         RETURNING p.id), \
+     recorded AS ( \
+         INSERT INTO reservation_items (reservation_id, product_id, quantity) \
+         SELECT $1, want.product_id, want.quantity FROM want, enough WHERE enough.all_items \
+         RETURNING product_id) \
+     SELECT want.product_id, want.quantity, locked.stock FROM want \
+     LEFT JOIN locked ON locked.id = want.product_id ORDER BY want.product_id";
+
+/// Why a reservation was refused, from each item's `(product, quantity,
+/// stock found)` in id order: the first item that names no product or is
+/// short decides, as if the items were taken one by one.
+fn refusal(on_hand: &[(i64, i32, Option<i32>)]) -> Option<ReserveOutcome> {
+    on_hand
+        .iter()
+        .find_map(|&(product_id, requested, stock)| match stock {
+            None => Some(ReserveOutcome::UnknownProduct(product_id)),
+            Some(available) if available < requested => Some(ReserveOutcome::OutOfStock {
+                product_id,
+                requested,
+                available,
+            }),
+            Some(_) => None,
+        })
 }
 
 /// Compares a reservation that already exists with the one requested.
@@ -133,36 +178,6 @@ async fn existing(
     } else {
         ReserveOutcome::Mismatch
     })
-}
-
-/// Takes one item's stock; `Some` says why it couldn't (the caller then
-/// drops the transaction, undoing the items taken before).
-async fn take(
-    db: &mut PgConnection,
-    item: &ReservationItem,
-) -> Result<Option<ReserveOutcome>, sqlx::Error> {
-    let taken = sqlx::query(
-        "UPDATE products SET stock = stock - $2, updated_at = now() WHERE id = $1 AND stock >= $2",
-    )
-    .bind(item.product_id)
-    .bind(item.quantity)
-    .execute(&mut *db)
-    .await?;
-    if taken.rows_affected() == 1 {
-        return Ok(None);
-    }
-    let available: Option<i32> = sqlx::query_scalar("SELECT stock FROM products WHERE id = $1")
-        .bind(item.product_id)
-        .fetch_optional(&mut *db)
-        .await?;
-    Ok(Some(match available {
-        None => ReserveOutcome::UnknownProduct(item.product_id),
-        Some(available) => ReserveOutcome::OutOfStock {
-            product_id: item.product_id,
-            requested: item.quantity,
-            available,
-        },
-    }))
 }
 
 /// Gives a reservation's stock back, exactly once: the status flips from
@@ -224,4 +239,26 @@ async fn items_of(db: &mut PgConnection, id: Uuid) -> Result<Vec<ReservationItem
     .bind(id)
     .fetch_all(db)
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_first_item_that_is_unknown_or_short_decides_the_refusal() {
+        assert_eq!(refusal(&[(1, 2, Some(2)), (2, 5, Some(9))]), None);
+        assert_eq!(
+            refusal(&[(1, 2, Some(2)), (2, 5, Some(4)), (3, 1, None)]),
+            Some(ReserveOutcome::OutOfStock {
+                product_id: 2,
+                requested: 5,
+                available: 4
+            })
+        );
+        assert_eq!(
+            refusal(&[(1, 2, None), (2, 5, Some(0))]),
+            Some(ReserveOutcome::UnknownProduct(1))
+        );
+    }
 }
