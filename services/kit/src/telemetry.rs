@@ -25,7 +25,7 @@ use tracing::Subscriber;
 use tracing_opentelemetry::{OpenTelemetrySpanExt, OtelData};
 use tracing_subscriber::fmt::format::{FormatEvent, FormatFields, Writer};
 use tracing_subscriber::fmt::{FmtContext, MakeWriter};
-use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::layer::{Layer as _, SubscriberExt};
 use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Registry};
@@ -54,7 +54,7 @@ pub fn init(service_name: &str) {
         },
         false => plain_provider(service_name),
     };
-    let installed = subscriber(&provider, service_name, std::io::stdout)
+    let installed = build(&provider, service_name, std::io::stdout, exporting)
         .try_init()
         .is_ok();
     if installed {
@@ -102,8 +102,8 @@ fn resource(service_name: &str) -> opentelemetry_sdk::Resource {
         .build()
 }
 
-/// The subscriber [`init`] installs, writing to `writer`; tests give it a
-/// buffer and install it for their thread only.
+/// The subscriber [`init`] installs when nothing exports spans, writing to
+/// `writer`; tests give it a buffer and install it for their thread only.
 pub fn subscriber<W>(
     provider: &SdkTracerProvider,
     service_name: &str,
@@ -112,8 +112,38 @@ pub fn subscriber<W>(
 where
     W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
 {
+    build(provider, service_name, writer, false)
+}
+
+/// The subscriber; `exporting` says whether spans leave the process.
+///
+/// When they don't, the OpenTelemetry layer keeps only what the ids need
+/// (a span's trace and span id, its parent, its context started on first
+/// enter so log lines carry the ids): no busy/idle timings (two clock
+/// reads on every poll of an instrumented future), no thread, file or
+/// level attributes, and no log event copied into the span as a span event
+/// (dropped with the span anyway). Under load these were a large part of a
+/// request's tracing cost (scripts/bench.sh, BENCH_PERF=1).
+fn build<W>(
+    provider: &SdkTracerProvider,
+    service_name: &str,
+    writer: W,
+    exporting: bool,
+) -> impl Subscriber + Send + Sync + 'static
+where
+    W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
+{
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let tracer = provider.tracer(service_name.to_owned());
+    let otel = tracing_opentelemetry::layer()
+        .with_tracer(tracer)
+        .with_tracked_inactivity(exporting)
+        .with_threads(exporting)
+        .with_location(exporting)
+        .with_level(exporting)
+        .with_filter(tracing_subscriber::filter::filter_fn(move |meta| {
+            exporting || meta.is_span()
+        }));
     let json = tracing_subscriber::fmt::layer()
         .json()
         .with_current_span(true)
@@ -122,10 +152,7 @@ where
         .with_writer(writer);
     // `map_event_format` wraps the JSON formatter `json()` configured.
     let json = json.map_event_format(WithTraceIds);
-    Registry::default()
-        .with(filter)
-        .with(tracing_opentelemetry::layer().with_tracer(tracer))
-        .with(json)
+    Registry::default().with(filter).with(otel).with(json)
 }
 
 /// A JSON event formatter that puts the current span's `trace_id` and
