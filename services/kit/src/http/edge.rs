@@ -19,11 +19,10 @@
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
-use axum::extract::{Request, State};
-use axum::http::StatusCode;
-use axum::middleware::Next;
+use axum::extract::Request;
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use http_body_util::{BodyExt, LengthLimitError};
+use http_body_util::{BodyExt, LengthLimitError, Limited};
 use serde::de::{Deserializer, MapAccess, SeqAccess, Visitor};
 
 use crate::Problem;
@@ -31,29 +30,38 @@ use crate::Problem;
 /// The problem type of a refused NUL byte.
 pub const NUL_PROBLEM_TYPE: &str = "/problems/nul-byte";
 
-/// The middleware: `State` is the deadline for reading the whole body.
-pub(super) async fn guard(
-    State(body_read): State<Duration>,
+/// The request with its body read in full (at most `limit` bytes, within
+/// `body_read`) and checked for NUL bytes, or the problem to answer
+/// instead (400, 408, 413).
+pub(super) async fn admit(
     request: Request,
-    next: Next,
-) -> Response {
+    limit: usize,
+    body_read: Duration,
+) -> Result<Request, Response> {
     if let Some(part) = nul_in_uri(request.uri()) {
-        return nul_problem(part);
+        return Err(nul_problem(part));
+    }
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(too_large(limit).into_response());
     }
     let (parts, body) = request.into_parts();
-    let bytes = match read_body(body, body_read).await {
+    let bytes = match read_body(Limited::new(body, limit), limit, body_read).await {
         Ok(bytes) => bytes,
-        Err(problem) => return problem.into_response(),
+        Err(problem) => return Err(problem.into_response()),
     };
     // Every body that parses as JSON is scanned, whatever its declared
     // type: a handler taking raw bytes (payments' webhooks) parses JSON
     // without looking at Content-Type. Anything else fails to parse at
     // once and passes.
     if json_has_nul(&bytes) {
-        return nul_problem("JSON body");
+        return Err(nul_problem("JSON body"));
     }
-    next.run(Request::from_parts(parts, Body::from(bytes)))
-        .await
+    Ok(Request::from_parts(parts, Body::from(bytes)))
 }
 
 /// Which part of the URI carries a NUL once percent-decoded. Decoding
@@ -79,18 +87,16 @@ fn nul_problem(part: &str) -> Response {
 }
 
 /// The whole body, or the problem to answer instead: 408 when it did not
-/// arrive within `deadline`, 413 over the body limit (the limit layer
-/// outside makes the body fail), 400 when the client broke it off.
-async fn read_body(body: Body, deadline: Duration) -> Result<Bytes, Problem> {
+/// arrive within `deadline`, 413 over `limit`, 400 when the client broke
+/// it off.
+async fn read_body(
+    body: Limited<Body>,
+    limit: usize,
+    deadline: Duration,
+) -> Result<Bytes, Problem> {
     match tokio::time::timeout(deadline, body.collect()).await {
         Ok(Ok(collected)) => Ok(collected.to_bytes()),
-        Ok(Err(error)) if caused_by_length_limit(&error) => Err(Problem::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-        )
-        .with_detail(format!(
-            "the body is larger than {} bytes",
-            super::BODY_LIMIT_BYTES
-        ))),
+        Ok(Err(error)) if caused_by_length_limit(&*error) => Err(too_large(limit)),
         Ok(Err(_)) => Err(Problem::bad_request("the request body could not be read")),
         Err(_) => Err(
             Problem::new(StatusCode::REQUEST_TIMEOUT).with_detail(format!(
@@ -99,6 +105,11 @@ async fn read_body(body: Body, deadline: Duration) -> Result<Bytes, Problem> {
             )),
         ),
     }
+}
+
+fn too_large(limit: usize) -> Problem {
+    Problem::new(StatusCode::PAYLOAD_TOO_LARGE)
+        .with_detail(format!("the body is larger than {limit} bytes"))
 }
 
 /// Whether the body failed because the limit layer cut it off; the error

@@ -7,9 +7,8 @@
 
 use std::sync::Arc;
 
-use axum::extract::{MatchedPath, Request, State};
+use axum::extract::{MatchedPath, Request};
 use axum::http::{HeaderValue, StatusCode, header};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use secrecy::{ExposeSecret, SecretString};
 use subtle::ConstantTimeEq;
@@ -38,17 +37,20 @@ fn is_lab_path(path: &str) -> bool {
     path == "/lab" || path.starts_with("/lab/")
 }
 
-/// The middleware.
+/// The answer to a lab request without the right token, or `None` to let
+/// the request through.
 ///
 /// A lab path that matches no route (no [`MatchedPath`]: lab endpoints are
 /// off) passes through to the ordinary 404; there is nothing to guard.
-pub(super) async fn guard(State(gate): State<LabGate>, request: Request, next: Next) -> Response {
+pub(super) fn refusal(gate: &LabGate, request: &Request) -> Option<Response> {
     let routed = request.extensions().get::<MatchedPath>().is_some();
     if !routed || !is_lab_path(request.uri().path()) {
-        return next.run(request).await;
+        return None;
     }
     let Some(expected) = gate.token.as_deref() else {
-        return unauthorized("lab endpoints are closed: no LAB_ADMIN_TOKEN is configured");
+        return Some(unauthorized(
+            "lab endpoints are closed: no LAB_ADMIN_TOKEN is configured",
+        ));
     };
     let presented = request
         .headers()
@@ -56,9 +58,11 @@ pub(super) async fn guard(State(gate): State<LabGate>, request: Request, next: N
         .and_then(|v| v.to_str().ok())
         .and_then(bearer);
     match presented {
-        Some(token) if tokens_match(token, expected.expose_secret()) => next.run(request).await,
-        Some(_) => unauthorized("the bearer token is not the lab admin token"),
-        None => unauthorized("lab endpoints need Authorization: Bearer <lab admin token>"),
+        Some(token) if tokens_match(token, expected.expose_secret()) => None,
+        Some(_) => Some(unauthorized("the bearer token is not the lab admin token")),
+        None => Some(unauthorized(
+            "lab endpoints need Authorization: Bearer <lab admin token>",
+        )),
     }
 }
 

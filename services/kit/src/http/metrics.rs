@@ -1,13 +1,15 @@
 //! Prometheus metrics for every request: a counter and a latency histogram,
 //! labelled by method, matched route and status.
 
-use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::sync::{LazyLock, OnceLock, PoisonError, RwLock};
+use std::time::Duration;
 
 use axum::extract::{MatchedPath, Request};
-use axum::http::{Method, header};
-use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
+use axum::http::{Method, StatusCode, header};
+use axum::response::IntoResponse;
+use metrics::{Counter, Histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 /// Histogram buckets in seconds: fine below 100 ms where the lab's services
@@ -66,27 +68,85 @@ pub(super) async fn render(handle: PrometheusHandle) -> impl IntoResponse {
     )
 }
 
-/// Middleware recording `http_requests_total` and
-/// `http_request_duration_seconds` once the response is ready.
-pub(super) async fn track(request: Request, next: Next) -> Response {
-    let started = Instant::now();
-    let method = method_label(request.method());
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+/// A request's method and matched route, read before the handler takes
+/// the request.
+pub(super) struct Labels {
+    method: &'static str,
+    route: Option<MatchedPath>,
+}
 
-    let response = next.run(request).await;
+impl Labels {
+    /// The labels of `request` (`unmatched` when no route matched).
+    pub(super) fn of(request: &Request) -> Self {
+        Self {
+            method: method_label(request.method()),
+            route: request.extensions().get::<MatchedPath>().cloned(),
+        }
+    }
+}
 
+/// One label set's series.
+struct Series {
+    method: &'static str,
+    route: Box<str>,
+    status: u16,
+    count: Counter,
+    duration: Histogram,
+}
+
+/// The series seen so far, by a hash of their labels: looking a handle up
+/// here costs a hash and a read lock, where `counter!` with owned labels
+/// allocated them and hashed them into the registry on every request.
+/// Bounded: methods collapse to a few, routes are matched routes, statuses
+/// are three digits.
+static SERIES: LazyLock<RwLock<HashMap<u64, Vec<Series>>>> =
+    LazyLock::new(|| RwLock::new(HashMap::new()));
+
+/// Records `http_requests_total` and `http_request_duration_seconds` for
+/// one response.
+pub(super) fn record(labels: &Labels, status: StatusCode, took: Duration) {
+    let method = labels.method;
+    let route = labels
+        .route
+        .as_ref()
+        .map_or("unmatched", MatchedPath::as_str);
+    let status = status.as_u16();
+    let key = {
+        let mut h = std::hash::DefaultHasher::new();
+        (method, route, status).hash(&mut h);
+        h.finish()
+    };
+    let seconds = took.as_secs_f64();
+    let same = |s: &&Series| s.method == method && &*s.route == route && s.status == status;
+    if let Some(s) = SERIES
+        .read()
+        .unwrap_or_else(PoisonError::into_inner)
+        .get(&key)
+        .and_then(|v| v.iter().find(same))
+    {
+        s.count.increment(1);
+        s.duration.record(seconds);
+        return;
+    }
     let labels = [
         ("method", method.to_owned()),
-        ("route", route),
-        ("status", response.status().as_u16().to_string()),
+        ("route", route.to_owned()),
+        ("status", status.to_string()),
     ];
-    metrics::counter!("http_requests_total", &labels).increment(1);
-    metrics::histogram!("http_request_duration_seconds", &labels)
-        .record(started.elapsed().as_secs_f64());
-    response
+    let series = Series {
+        method,
+        route: route.into(),
+        status,
+        count: metrics::counter!("http_requests_total", &labels),
+        duration: metrics::histogram!("http_request_duration_seconds", &labels),
+    };
+    series.count.increment(1);
+    series.duration.record(seconds);
+    let mut all = SERIES.write().unwrap_or_else(PoisonError::into_inner);
+    let bucket = all.entry(key).or_default();
+    if !bucket.iter().any(|s| same(&s)) {
+        bucket.push(series);
+    }
 }
 
 /// Standard methods as-is; anything else collapses to `OTHER` so a client

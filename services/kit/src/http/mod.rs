@@ -5,6 +5,7 @@ mod bare;
 mod edge;
 mod lab;
 mod metrics;
+mod pipeline;
 mod probes;
 pub(crate) mod server;
 
@@ -13,14 +14,8 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::{MatchedPath, Request};
-use axum::http::{HeaderName, StatusCode};
+use axum::http::HeaderName;
 use axum::routing::get;
-use tower_http::LatencyUnit;
-use tower_http::limit::RequestBodyLimitLayer;
-use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
-use tower_http::timeout::TimeoutLayer;
-use tower_http::trace::{DefaultOnResponse, TraceLayer};
-use tracing::Level;
 
 use crate::CommonConfig;
 use crate::checks::Check;
@@ -99,36 +94,20 @@ fn app_with(
         .with_state(Arc::new(probes))
         .route("/metrics", get(move || metrics::render(handle.clone())));
 
-    // Each `Router::layer` wraps the previous ones, so read bottom-up for the
-    // request's path: the id is set first, so the span and every response
-    // (including 401/408/413/503 from inner layers) carry it; the lab gate
-    // answers before a body is read; the edge reads the (limited) body
-    // within its deadline and refuses NUL bytes before any handler runs.
+    // One layer, added after routing so that [`MatchedPath`] is known to
+    // the metrics and the span; see [`pipeline`] for what it does, in order.
+    let pipeline = Arc::new(pipeline::Pipeline {
+        service,
+        lab_gate,
+        deadlines,
+        body_limit: BODY_LIMIT_BYTES,
+    });
     routes
         .merge(operational)
         .layer(axum::middleware::from_fn_with_state(
-            deadlines.body_read,
-            edge::guard,
+            pipeline,
+            pipeline::run,
         ))
-        .layer(RequestBodyLimitLayer::new(BODY_LIMIT_BYTES))
-        .layer(axum::middleware::from_fn_with_state(lab_gate, lab::guard))
-        .layer(TimeoutLayer::with_status_code(
-            StatusCode::SERVICE_UNAVAILABLE,
-            deadlines.request,
-        ))
-        .layer(axum::middleware::from_fn(metrics::track))
-        .layer(axum::middleware::map_response(problem_bodies))
-        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
-        .layer(
-            TraceLayer::new_for_http()
-                .make_span_with(move |request: &Request| request_span(&service, request))
-                .on_response(
-                    DefaultOnResponse::new()
-                        .level(Level::INFO)
-                        .latency_unit(LatencyUnit::Micros),
-                ),
-        )
-        .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
 }
 
 /// The span every log line of a request is recorded in: a child of the

@@ -1,0 +1,129 @@
+//! Everything [`super::app`] does around a service's own handler, as one
+//! middleware instead of a stack of nine tower layers: each layer boxed
+//! its future and cloned its inner service per request, and on a proxy
+//! doing little else (the BFF) the stack was a large part of a request's
+//! CPU (scripts/bench.sh, BENCH_PERF=1). In the request's order:
+//!
+//! 1. the request id: the client's `X-Request-Id`, else a new UUID v4, set
+//!    on the request (handlers forward it) and on the response;
+//! 2. the span every log line of the request is written in
+//!    ([`super::request_span`]), continuing the caller's W3C trace;
+//! 3. the deadline ([`Deadlines::request`]): past it, 503;
+//! 4. the lab gate ([`super::lab`]): `/lab/…` needs the lab admin token,
+//!    checked before any body is read;
+//! 5. the body ([`super::edge`]): over [`super::BODY_LIMIT_BYTES`] 413, not
+//!    in within [`Deadlines::body_read`] 408, a NUL byte 400;
+//! 6. the handler;
+//!
+//! and on the way out: `http_requests_total` and
+//! `http_request_duration_seconds` ([`super::metrics`]), a problem+json
+//! body for any bare framework error ([`super::problem_bodies`]), and one
+//! log line, `finished processing request` with its status and latency
+//! (and `response failed` at ERROR for a 5xx), as tower-http's trace layer
+//! wrote them.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use tracing::Instrument;
+
+use super::{Deadlines, REQUEST_ID, bare, edge, lab, metrics};
+
+/// What the middleware needs, shared by every request.
+pub(super) struct Pipeline {
+    /// The service's name, in every request's span.
+    pub service: Arc<str>,
+    /// The lab admin token.
+    pub lab_gate: lab::LabGate,
+    /// Body-read and whole-request deadlines.
+    pub deadlines: Deadlines,
+    /// Largest body accepted.
+    pub body_limit: usize,
+}
+
+/// The middleware.
+pub(super) async fn run(
+    State(p): State<Arc<Pipeline>>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let started = Instant::now();
+    let request_id = match request.headers().get(REQUEST_ID) {
+        Some(id) => id.clone(),
+        None => {
+            let id = new_request_id();
+            request.headers_mut().insert(REQUEST_ID, id.clone());
+            id
+        }
+    };
+    let labels = metrics::Labels::of(&request);
+    let span = super::request_span(&p.service, &request);
+    let handled = async {
+        match tokio::time::timeout(p.deadlines.request, inner(&p, request, next)).await {
+            Ok(response) => response,
+            Err(_) => StatusCode::SERVICE_UNAVAILABLE.into_response(),
+        }
+    }
+    .instrument(span.clone())
+    .await;
+    metrics::record(&labels, handled.status(), started.elapsed());
+    let mut response = bare::problem_bodies(handled).await;
+    let latency = started.elapsed();
+    span.in_scope(|| log_response(response.status(), latency));
+    if !response.headers().contains_key(REQUEST_ID) {
+        response.headers_mut().insert(REQUEST_ID, request_id);
+    }
+    response
+}
+
+/// Steps 4 to 6.
+async fn inner(p: &Pipeline, request: Request, next: Next) -> Response {
+    if let Some(refused) = lab::refusal(&p.lab_gate, &request) {
+        return refused;
+    }
+    match edge::admit(request, p.body_limit, p.deadlines.body_read).await {
+        Ok(request) => next.run(request).await,
+        Err(refused) => refused,
+    }
+}
+
+/// A fresh request id: a UUID v4, hyphenated.
+fn new_request_id() -> HeaderValue {
+    let mut buf = uuid::Uuid::encode_buffer();
+    let text = uuid::Uuid::new_v4().hyphenated().encode_lower(&mut buf);
+    HeaderValue::from_str(text).unwrap_or_else(|_| HeaderValue::from_static("-"))
+}
+
+/// The request's closing log line, in its span.
+fn log_response(status: StatusCode, latency: Duration) {
+    let micros = latency.as_micros();
+    tracing::info!(
+        latency = %format_args!("{micros} μs"),
+        status = status.as_u16(),
+        "finished processing request"
+    );
+    if status.is_server_error() {
+        tracing::error!(
+            classification = %format_args!("Status code: {status}"),
+            latency = %format_args!("{micros} μs"),
+            "response failed"
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_new_request_id_is_a_hyphenated_uuid_v4() {
+        let id = new_request_id();
+        let parsed = uuid::Uuid::parse_str(id.to_str().unwrap()).unwrap();
+        assert_eq!(parsed.get_version_num(), 4);
+        assert_eq!(id.len(), 36);
+    }
+}
