@@ -7,6 +7,12 @@ use std::process::ExitCode;
 use storefront_bff::config::Config;
 use storefront_bff::startup::Application;
 
+/// mimalloc: the proxy path allocates and frees many small buffers per
+/// request (headers, bodies, futures); glibc's malloc was a fifth of the
+/// BFF's CPU under load (scripts/bench.sh with BENCH_PERF=1).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// One thread: a request's hops between tasks (the server connection, the
 /// Redis connection's driver, the upstream connection) stay on it instead of
 /// waking another worker, which on a loaded machine waits for a CPU slot

@@ -99,6 +99,7 @@ impl Application {
             verifier,
             upstreams: Upstreams::new(&config.upstreams, config.breaker, now),
             client,
+            proxy: crate::upstream::Client::new(POOL_IDLE_PER_HOST, CONNECT_TIMEOUT),
             limiter: Limiter::new(redis.clone(), config.limit.clone()),
             chaos: Mutex::new(Chaos::default()),
             budget: Mutex::new(RetryBudget::new(

@@ -46,8 +46,10 @@ pub struct Gateway {
     pub verifier: Option<crate::auth::Verifier>,
     /// The routed services and their replicas' breakers.
     pub upstreams: Upstreams,
-    /// Pooled, no proxy; timeouts are per attempt.
+    /// Pooled, no proxy: identity's JWKS and token calls, the OpenAPI fetch.
     pub client: reqwest::Client,
+    /// Pooled: the proxied requests; timeouts are per attempt.
+    pub proxy: crate::upstream::Client,
     /// The per-session token buckets.
     pub limiter: Limiter,
     /// Active faults.

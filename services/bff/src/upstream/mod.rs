@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use crate::breaker::{Admission, Breaker, BreakerConfig};
 use crate::config::UpstreamConfig;
 
-pub use attempt::{Attempt, Forward, Reply, Transport, Verdict, send};
+pub use attempt::{Attempt, Client, Forward, Reply, Transport, Verdict, send};
 use instance::Counters;
 pub use instance::{CountersView, Instance, InstanceView, Ticket};
 
