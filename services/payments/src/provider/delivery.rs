@@ -28,6 +28,9 @@ const SEND_TIMEOUT: Duration = Duration::from_secs(2);
 /// timeout, so `saga --crash payments` failed orders that had been
 /// authorized (issue 12, defect c).
 const LEASE_SECS: f64 = 3.0;
+/// The shortest time from one pass's start to the next's when a pass
+/// found less than a batch: deliveries due within it are sent together.
+const MIN_PASS_GAP: Duration = Duration::from_millis(10);
 /// Longest wait between retries of one delivery.
 const MAX_RETRY_SECS: f64 = 5.0;
 /// Counter of webhook deliveries, by provider and outcome.
@@ -108,6 +111,7 @@ impl Sender {
     ) {
         let mut outcomes = Outcomes::default();
         'passes: loop {
+            let started = Instant::now();
             let sent = match self.pass(&mut outcomes).await {
                 Ok(n) => n,
                 Err(error) => {
@@ -119,11 +123,16 @@ impl Sender {
                 continue;
             }
             let poll_at = Instant::now() + interval;
+            // Deliveries falling due close together share a pass (each
+            // pass is a commit).
+            let not_before = started + MIN_PASS_GAP;
             loop {
+                let now = Instant::now();
                 let pause = match &due {
-                    Some(due) => due.pause(Instant::now(), poll_at),
-                    None => poll_at.saturating_duration_since(Instant::now()),
-                };
+                    Some(due) => due.pause(now, poll_at),
+                    None => poll_at.saturating_duration_since(now),
+                }
+                .max(not_before.saturating_duration_since(now));
                 if pause.is_zero() {
                     break;
                 }
