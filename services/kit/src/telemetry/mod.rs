@@ -22,13 +22,14 @@ use opentelemetry::trace::{TraceContextExt, TracerProvider as _};
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use tracing::Subscriber;
-use tracing_opentelemetry::{OpenTelemetrySpanExt, OtelData};
-use tracing_subscriber::fmt::format::{FormatEvent, FormatFields, Writer};
-use tracing_subscriber::fmt::{FmtContext, MakeWriter};
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::fmt::format::JsonFields;
 use tracing_subscriber::layer::{Layer as _, SubscriberExt};
-use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Registry};
+
+mod line;
 
 /// The W3C header (and AMQP header) carrying trace context.
 pub const TRACEPARENT: &str = "traceparent";
@@ -145,49 +146,10 @@ where
             exporting || meta.is_span()
         }));
     let json = tracing_subscriber::fmt::layer()
-        .json()
-        .with_current_span(true)
-        .with_span_list(false)
-        .with_target(true)
+        .fmt_fields(JsonFields::new())
+        .event_format(line::JsonLine)
         .with_writer(writer);
-    // `map_event_format` wraps the JSON formatter `json()` configured.
-    let json = json.map_event_format(WithTraceIds);
     Registry::default().with(filter).with(otel).with(json)
-}
-
-/// A JSON event formatter that puts the current span's `trace_id` and
-/// `span_id` first in the object (none outside any span).
-struct WithTraceIds<F>(F);
-
-impl<S, N, F> FormatEvent<S, N> for WithTraceIds<F>
-where
-    S: Subscriber + for<'a> LookupSpan<'a>,
-    N: for<'a> FormatFields<'a> + 'static,
-    F: FormatEvent<S, N>,
-{
-    fn format_event(
-        &self,
-        ctx: &FmtContext<'_, S, N>,
-        mut writer: Writer<'_>,
-        event: &tracing::Event<'_>,
-    ) -> std::fmt::Result {
-        let ids = ctx.lookup_current().and_then(|span| {
-            let extensions = span.extensions();
-            let data = extensions.get::<OtelData>()?;
-            Some((data.trace_id()?, data.span_id()?))
-        });
-        let mut line = String::new();
-        self.0.format_event(ctx, Writer::new(&mut line), event)?;
-        match (ids, line.strip_prefix('{')) {
-            (Some((trace, span)), Some(rest)) => {
-                write!(
-                    writer,
-                    "{{\"trace_id\":\"{trace}\",\"span_id\":\"{span}\",{rest}"
-                )
-            }
-            _ => writer.write_str(&line),
-        }
-    }
 }
 
 /// `traceparent` of the current span, if it belongs to a valid trace: what

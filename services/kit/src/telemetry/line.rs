@@ -1,0 +1,283 @@
+//! The JSON log line, written directly: the same object tracing-subscriber's
+//! JSON formatter writes (`timestamp`, `level`, `fields`, `target`, the
+//! current `span`'s fields and `name`), with the span's `trace_id` and
+//! `span_id` first.
+//!
+//! tracing-subscriber's formatter parses the span's stored fields back
+//! into a `serde_json::Value` for every line and serializes them again,
+//! and the ids had to be spliced in front of the finished line; one line a
+//! request made that a tenth of the BFF's CPU under load (scripts/bench.sh
+//! with BENCH_PERF=1). Here the stored fields (already a JSON object,
+//! written by `JsonFields`) are copied as they are.
+
+use std::fmt::{self, Write as _};
+
+use tracing::field::{Field, Visit};
+use tracing::{Event, Subscriber};
+use tracing_log::NormalizeEvent;
+use tracing_opentelemetry::OtelData;
+use tracing_subscriber::fmt::format::{FormatEvent, FormatFields, Writer};
+use tracing_subscriber::fmt::time::{FormatTime, SystemTime};
+use tracing_subscriber::fmt::{FmtContext, FormattedFields};
+use tracing_subscriber::registry::LookupSpan;
+
+/// The event formatter.
+pub(super) struct JsonLine;
+
+impl<S, N> FormatEvent<S, N> for JsonLine
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        ctx: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &Event<'_>,
+    ) -> fmt::Result {
+        let normalized = event.normalized_metadata();
+        let meta = normalized.as_ref().unwrap_or_else(|| event.metadata());
+        let span = event
+            .parent()
+            .and_then(|id| ctx.span(id))
+            .or_else(|| ctx.lookup_current());
+        writer.write_char('{')?;
+        if let Some(span) = &span {
+            let extensions = span.extensions();
+            let ids = extensions
+                .get::<OtelData>()
+                .and_then(|data| Some((data.trace_id()?, data.span_id()?)));
+            if let Some((trace, span)) = ids {
+                write!(writer, "\"trace_id\":\"{trace}\",\"span_id\":\"{span}\",")?;
+            }
+        }
+        writer.write_str("\"timestamp\":\"")?;
+        SystemTime.format_time(&mut writer)?;
+        write!(writer, "\",\"level\":\"{}\",\"fields\":{{", meta.level())?;
+        let mut fields = Fields {
+            out: &mut writer,
+            first: true,
+            result: Ok(()),
+        };
+        event.record(&mut fields);
+        fields.result?;
+        writer.write_str("},\"target\":")?;
+        string(&mut writer, meta.target())?;
+        if let Some(span) = &span {
+            writer.write_str(",\"span\":")?;
+            let extensions = span.extensions();
+            let stored = extensions
+                .get::<FormattedFields<N>>()
+                .map(|f| f.fields.as_str())
+                .and_then(|f| f.strip_prefix('{')?.strip_suffix('}'))
+                .filter(|inner| !inner.trim().is_empty());
+            writer.write_char('{')?;
+            if let Some(inner) = stored {
+                writer.write_str(inner)?;
+                writer.write_char(',')?;
+            }
+            writer.write_str("\"name\":")?;
+            string(&mut writer, span.name())?;
+            writer.write_char('}')?;
+        }
+        writer.write_str("}\n")
+    }
+}
+
+/// An event's fields as JSON members: numbers and booleans as such, text
+/// and anything else as a string (its `Debug`, which for `%x` is its
+/// `Display`), as `tracing-serde` writes them.
+struct Fields<'a, 'w> {
+    out: &'a mut Writer<'w>,
+    first: bool,
+    result: fmt::Result,
+}
+
+impl Fields<'_, '_> {
+    fn member(&mut self, field: &Field, value: impl FnOnce(&mut Writer<'_>) -> fmt::Result) {
+        if self.result.is_err() {
+            return;
+        }
+        let out = &mut *self.out;
+        let write = || {
+            if !std::mem::take(&mut self.first) {
+                out.write_char(',')?;
+            }
+            string(out, field.name())?;
+            out.write_char(':')?;
+            value(out)
+        };
+        self.result = write();
+    }
+}
+
+impl Visit for Fields<'_, '_> {
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        // JSON has no NaN or infinity: serde_json writes them as null.
+        self.member(field, |w| match value.is_finite() {
+            true => write!(w, "{value:?}"),
+            false => w.write_str("null"),
+        });
+    }
+
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.member(field, |w| write!(w, "{value}"));
+    }
+
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        self.member(field, |w| write!(w, "{value}"));
+    }
+
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        self.member(field, |w| write!(w, "{value}"));
+    }
+
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.member(field, |w| string(w, value));
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        self.member(field, |w| {
+            w.write_char('"')?;
+            write!(Escaped(w), "{value:?}")?;
+            w.write_char('"')
+        });
+    }
+}
+
+/// `s` as a JSON string.
+fn string(w: &mut Writer<'_>, s: &str) -> fmt::Result {
+    w.write_char('"')?;
+    Escaped(w).write_str(s)?;
+    w.write_char('"')
+}
+
+/// Escapes what it is given for the inside of a JSON string, as serde_json
+/// does: `"` and `\`, and control characters (`\n`, `\t`… or `\u00XX`).
+struct Escaped<'a, 'w>(&'a mut Writer<'w>);
+
+impl fmt::Write for Escaped<'_, '_> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        let mut start = 0;
+        for (i, b) in s.bytes().enumerate() {
+            let escape = match b {
+                b'"' => "\\\"",
+                b'\\' => "\\\\",
+                b'\n' => "\\n",
+                b'\r' => "\\r",
+                b'\t' => "\\t",
+                0x08 => "\\b",
+                0x0c => "\\f",
+                0..=0x1f => "",
+                _ => continue,
+            };
+            self.0.write_str(&s[start..i])?;
+            if escape.is_empty() {
+                write!(self.0, "\\u{b:04x}")?;
+            } else {
+                self.0.write_str(escape)?;
+            }
+            start = i + 1;
+        }
+        self.0.write_str(&s[start..])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use serde_json::Value;
+    use tracing_subscriber::fmt::MakeWriter;
+    use tracing_subscriber::layer::SubscriberExt;
+
+    use super::*;
+
+    #[derive(Clone, Default)]
+    struct Buf(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Buf {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl<'a> MakeWriter<'a> for Buf {
+        type Writer = Buf;
+        fn make_writer(&'a self) -> Buf {
+            self.clone()
+        }
+    }
+
+    fn events() {
+        let span = tracing::info_span!("request", method = "GET", uri = %"/a?b=\"c\"", n = 3);
+        let _e = span.enter();
+        tracing::info!(
+            latency = %format_args!("{} μs", 12),
+            status = 200u16,
+            ok = true,
+            neg = -4i64,
+            ratio = 0.5f64,
+            text = "tab\there \"quoted\" back\\slash \u{1} bell",
+            debug = ?Some("x"),
+            "finished processing request"
+        );
+        tracing::warn!(nan = f64::NAN, "odd \n message");
+        drop(_e);
+        tracing::error!(outside = 1, "no span");
+    }
+
+    /// The lines a subscriber with `format` writes for [`events`].
+    fn lines<E>(format: E) -> Vec<Value>
+    where
+        E: for<'w> FormatEvent<
+                tracing_subscriber::Registry,
+                tracing_subscriber::fmt::format::JsonFields,
+            > + Send
+            + Sync
+            + 'static,
+    {
+        let buf = Buf::default();
+        let layer = tracing_subscriber::fmt::layer()
+            .fmt_fields(tracing_subscriber::fmt::format::JsonFields::new())
+            .event_format(format)
+            .with_writer(buf.clone());
+        tracing::subscriber::with_default(
+            tracing_subscriber::Registry::default().with(layer),
+            events,
+        );
+        let text = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+        assert!(text.ends_with('\n'), "one line per event: {text:?}");
+        text.lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+            .collect()
+    }
+
+    #[test]
+    fn lines_are_the_objects_tracing_subscribers_json_format_writes() {
+        let standard = tracing_subscriber::fmt::format()
+            .json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .with_target(true);
+        let mut ours = lines(JsonLine);
+        let mut theirs = lines(standard);
+        // Timestamps differ by the time between the two runs.
+        for line in ours.iter_mut().chain(theirs.iter_mut()) {
+            let ts = line.as_object_mut().unwrap().remove("timestamp").unwrap();
+            assert!(ts.as_str().unwrap().ends_with('Z'), "{ts}");
+        }
+        assert_eq!(ours.len(), 3);
+        assert_eq!(ours, theirs);
+        assert_eq!(ours[0]["span"]["uri"], "/a?b=\"c\"");
+        assert_eq!(
+            ours[0]["fields"]["text"],
+            "tab\there \"quoted\" back\\slash \u{1} bell"
+        );
+        assert_eq!(ours[1]["fields"]["nan"], Value::Null);
+    }
+}
