@@ -95,20 +95,26 @@ struct Fields<'a, 'w> {
 
 impl Fields<'_, '_> {
     fn member(&mut self, field: &Field, value: impl FnOnce(&mut Writer<'_>) -> fmt::Result) {
-        if self.result.is_err() {
-            return;
+        if self.result.is_ok() {
+            let first = std::mem::take(&mut self.first);
+            self.result = write_member(self.out, first, field, value);
         }
-        let out = &mut *self.out;
-        let write = || {
-            if !std::mem::take(&mut self.first) {
-                out.write_char(',')?;
-            }
-            string(out, field.name())?;
-            out.write_char(':')?;
-            value(out)
-        };
-        self.result = write();
     }
+}
+
+/// `"name":value`, after a comma unless it is the `first`.
+fn write_member(
+    out: &mut Writer<'_>,
+    first: bool,
+    field: &Field,
+    value: impl FnOnce(&mut Writer<'_>) -> fmt::Result,
+) -> fmt::Result {
+    if !first {
+        out.write_char(',')?;
+    }
+    string(out, field.name())?;
+    out.write_char(':')?;
+    value(out)
 }
 
 impl Visit for Fields<'_, '_> {
