@@ -49,9 +49,10 @@ pub struct ProviderConfig {
     /// `PROVIDER_MAX_DELAY_MS` (default 150): deliveries wait up to this,
     /// so events (and their duplicates) arrive out of order.
     pub max_delay: Duration,
-    /// `PROVIDER_POLL_MS` (default 100): how often the sender looks for
-    /// due deliveries it was not told of (scheduled before a restart,
-    /// retries, lapsed leases); those it was told of wake it when due.
+    /// `PROVIDER_POLL_MS` (default 20): how often due deliveries are sent
+    /// at the latest; those the sender was told of wake it when due (a
+    /// delivery whose transaction had not committed by then waits for the
+    /// poll, so the poll stays short).
     pub poll_interval: Duration,
     /// `PROVIDER_WAKE_AT_DUE` (default true): the sender also wakes when a
     /// delivery it was told of falls due, instead of waiting for its next
@@ -82,7 +83,7 @@ impl Config {
                     .min(100),
                 max_delay: Duration::from_millis(vars.with_default("PROVIDER_MAX_DELAY_MS", 150)?),
                 poll_interval: Duration::from_millis(
-                    vars.with_default("PROVIDER_POLL_MS", 100)?.max(1),
+                    vars.with_default("PROVIDER_POLL_MS", 20)?.max(1),
                 ),
                 wake_at_due: vars.with_default("PROVIDER_WAKE_AT_DUE", true)?,
                 webhook_base_url: vars.optional("PROVIDER_WEBHOOK_BASE_URL")?,
