@@ -26,10 +26,59 @@ const ARRIVALS: u64 = 1 << 32;
 /// pool of at most [`OPEN_CONNECTIONS`] and gives them back once answered
 /// (see `target::ConnPool`). `_http` is no longer used: the passes send on
 /// connections of their own (see `target::Conns`).
+///
+/// The arrivals are shared out over one thread per core, each with its own
+/// single-threaded runtime, pool and part of the in-flight bound, all on
+/// one schedule (arrival `i` goes to thread `i mod threads`): on the CLI's
+/// work-stealing runtime the wake-ups hopped between worker threads and
+/// the generator fell behind its schedule near 27k arrivals/s.
 pub async fn run(shared: Arc<Shared>, model: OpenModel, _http: reqwest::Client) -> OpenRun {
-    let mut pick = StdRng::seed_from_u64(shared.seed);
-    let pool = Arc::new(ConnPool::new(OPEN_CONNECTIONS));
+    let threads = std::thread::available_parallelism().map_or(1, |c| c.get()) as u64;
     let t0 = Instant::now();
+    let mut parts = Vec::new();
+    for index in 0..threads {
+        let share = open::Share { index, of: threads };
+        let shared = shared.clone();
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let spawned = std::thread::Builder::new()
+            .name(format!("load-arrivals-{index}"))
+            .spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build();
+                match runtime {
+                    Ok(rt) => {
+                        let _ = tx.send(rt.block_on(run_share(shared, model, share, t0)));
+                    }
+                    Err(e) => tracing::error!(error = %e, "no runtime for a load thread"),
+                }
+            });
+        match spawned {
+            Ok(_) => parts.push(rx),
+            Err(e) => tracing::error!(error = %e, "load thread not started"),
+        }
+    }
+    let mut whole = OpenRun::default();
+    for rx in parts {
+        if let Ok(part) = rx.await {
+            whole.merge(&part);
+        }
+    }
+    whole
+}
+
+/// One thread's share of the arrivals.
+async fn run_share(
+    shared: Arc<Shared>,
+    model: OpenModel,
+    share: open::Share,
+    t0: Instant,
+) -> OpenRun {
+    // Every share draws the scenario of every arrival in order (and uses
+    // its own), so arrival i gets the same scenario however many share.
+    let mut pick = StdRng::seed_from_u64(shared.seed);
+    let mut drawn = 0u64;
+    let pool = Arc::new(ConnPool::new(share.in_flight(OPEN_CONNECTIONS)));
     let labels: Arc<Vec<String>> = Arc::new(
         shared
             .plan
@@ -38,8 +87,13 @@ pub async fn run(shared: Arc<Shared>, model: OpenModel, _http: reqwest::Client) 
             .map(|s| format!("pass: {}", s.name))
             .collect(),
     );
-    open::drive(model, move |i| {
-        let s = shared.plan.pick_scenario(&mut pick);
+    open::drive_share(model, share, t0, move |i| {
+        let mut s = shared.plan.pick_scenario(&mut pick);
+        drawn += 1;
+        while drawn <= i {
+            s = shared.plan.pick_scenario(&mut pick);
+            drawn += 1;
+        }
         let intended = t0 + model.due(i);
         let (shared, pool, labels) = (shared.clone(), pool.clone(), labels.clone());
         async move {

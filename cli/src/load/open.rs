@@ -71,18 +71,46 @@ struct Finished {
 /// A collector task folds each answer into the histograms as it comes, so
 /// memory holds what is in flight, not the whole run (the answers used to
 /// wait in a channel until the last arrival was sent).
-pub async fn drive<F, Fut>(model: OpenModel, mut make: F) -> OpenRun
+pub async fn drive<F, Fut>(model: OpenModel, make: F) -> OpenRun
 where
     F: FnMut(u64) -> Fut,
     Fut: Future<Output = Done> + Send + 'static,
 {
-    let start = Instant::now();
-    let permits = Arc::new(Semaphore::new(model.max_in_flight));
+    drive_share(model, Share { index: 0, of: 1 }, Instant::now(), make).await
+}
+
+/// Which of the arrivals one driver sends: those with `i % of == index`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Share {
+    pub index: u64,
+    pub of: u64,
+}
+
+impl Share {
+    /// The in-flight bound of one share: its part of the whole, at least 1.
+    pub fn in_flight(&self, total: usize) -> usize {
+        total.div_ceil(self.of.max(1) as usize).max(1)
+    }
+}
+
+/// [`drive`] for one share of the arrivals, timed from `start` (the same
+/// for every share, so together they keep the model's schedule).
+pub async fn drive_share<F, Fut>(
+    model: OpenModel,
+    share: Share,
+    start: Instant,
+    mut make: F,
+) -> OpenRun
+where
+    F: FnMut(u64) -> Fut,
+    Fut: Future<Output = Done> + Send + 'static,
+{
+    let permits = Arc::new(Semaphore::new(share.in_flight(model.max_in_flight)));
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<Finished>();
     let collector = tokio::spawn(collect(rx));
     let (mut sent, mut dropped, mut max_send_lag) = (0u64, 0u64, Duration::ZERO);
     let mut drops = Outcomes::default();
-    for i in 0..model.arrivals() {
+    for i in (share.index..model.arrivals()).step_by(share.of.max(1) as usize) {
         let due = start + model.due(i);
         tokio::time::sleep_until(due).await;
         let lag = Instant::now().saturating_duration_since(due);
@@ -120,6 +148,18 @@ where
         dropped,
         max_send_lag,
         took: start.elapsed(),
+    }
+}
+
+impl OpenRun {
+    /// Adds another share's run to this one.
+    pub fn merge(&mut self, other: &OpenRun) {
+        self.outcomes.merge(&other.outcomes);
+        self.latencies.merge(&other.latencies);
+        self.sent += other.sent;
+        self.dropped += other.dropped;
+        self.max_send_lag = self.max_send_lag.max(other.max_send_lag);
+        self.took = self.took.max(other.took);
     }
 }
 
@@ -179,6 +219,34 @@ mod tests {
             "latency from intended send includes the 300 ms service time (3 significant digits): min {} us",
             h.min()
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn shares_split_the_arrivals_between_them_and_merge_to_the_whole() {
+        let m = OpenModel {
+            rate: 100.0,
+            duration: Duration::from_secs(1),
+            max_in_flight: 1000,
+        };
+        let start = Instant::now();
+        let mut whole = OpenRun::default();
+        for index in 0..3 {
+            let share = Share { index, of: 3 };
+            let run = drive_share(m, share, start, move |i| async move {
+                assert_eq!(i % 3, index, "a share sends only its own arrivals");
+                Done {
+                    label: "get".into(),
+                    outcome: "200".into(),
+                }
+            })
+            .await;
+            assert_eq!(run.sent, [34, 33, 33][index as usize]);
+            whole.merge(&run);
+        }
+        assert_eq!(whole.sent, 100);
+        assert_eq!(whole.outcomes.count("get", "200"), 100);
+        assert_eq!(Share { index: 0, of: 2 }.in_flight(64), 32);
+        assert_eq!(Share { index: 0, of: 3 }.in_flight(1), 1);
     }
 
     #[tokio::test(start_paused = true)]
