@@ -228,6 +228,23 @@ wrk_json() { # file threads conns secs url
   grep '^WRKJSON ' "$1.txt" | sed 's/^WRKJSON //' >"$1" || true
 }
 
+# CPU ticks (user + system) of the given pids and their threads.
+cpu_ticks() { local s=0 p; for p in "$@"; do s=$((s + $(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0))); done; echo "$s"; }
+# The proxy's own CPU per request during a wrk run: cpu_per_req file pids... -- wrk args
+cpu_per_req() {
+  local file=$1; shift; local pids=(); while [ "$1" != "--" ]; do pids+=("$1"); shift; done; shift
+  local a b
+  a=$(cpu_ticks "${pids[@]}")
+  wrk_json "$@"
+  b=$(cpu_ticks "${pids[@]}")
+  python3 - "$1" "$a" "$b" "$(getconf CLK_TCK)" >"$file" <<'PY2'
+import json, sys
+w = json.load(open(sys.argv[1])) if open(sys.argv[1]).read().strip() else None
+a, b, hz = int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+print(json.dumps({"us_per_request": (b - a) * 1e6 / hz / w["requests"] if w and w["requests"] else None}))
+PY2
+}
+
 peak_rss_reset() { for p in "$@"; do echo 5 >"/proc/$p/clear_refs" 2>/dev/null || true; done; }
 
 xact_commits() { psql "$pg_admin" -Atc "SELECT sum(xact_commit) FROM pg_stat_database"; }
@@ -265,7 +282,10 @@ PY
     done
     say "run $i: wrk -t2 -c64, ${http_secs}s each: direct, nginx, bff"
     wrk_json "$r/wrk-direct.json" 2 64 "$http_secs" "$direct"
-    wrk_json "$r/wrk-nginx.json" 2 64 "$http_secs" "$via_nginx"
+    local nginx_pids
+    nginx_pids=$(pgrep -P "$nginx_pid" | tr '\n' ' ')
+    # shellcheck disable=SC2086
+    cpu_per_req "$r/cpu-nginx.json" "$nginx_pid" $nginx_pids -- "$r/wrk-nginx.json" 2 64 "$http_secs" "$via_nginx"
     if [ "${BENCH_PERF:-0}" = 1 ]; then
       # The BFF's profile under the same load: perf report -i $r/perf-bff.data
       local bff_pid=${service_pids##*bff=}; bff_pid=${bff_pid%% *}
@@ -273,7 +293,8 @@ PY
         >"$r/perf-record.log" 2>&1 &
       local perf_pid=$!
     fi
-    wrk_json "$r/wrk-bff.json" 2 64 "$http_secs" "$via_bff"
+    local bff_only=${service_pids##*bff=}; bff_only=${bff_only%% *}
+    cpu_per_req "$r/cpu-bff.json" "$bff_only" -- "$r/wrk-bff.json" 2 64 "$http_secs" "$via_bff"
     if [ "${BENCH_PERF:-0}" = 1 ]; then
       kill -INT "$perf_pid" 2>/dev/null || true
       wait "$perf_pid" || true
@@ -372,6 +393,9 @@ def figures(r):
         f[f"errors_{k}"] = w and w["non2xx"] + w["socket_errors"]
     for k, w in lat.items():
         f[f"p50_{k}"] = w and w["p50_us"]
+    for k in ("nginx", "bff"):
+        c = load(f"{d}/cpu-{k}.json")
+        f[f"cpu_{k}"] = c and c.get("us_per_request")
     if f["rps_bff"] and f["rps_nginx"]:
         f["bff_vs_nginx"] = f["rps_bff"] / f["rps_nginx"]
     if all(f[f"p50_{k}"] is not None for k in ("direct", "nginx", "bff")):
@@ -477,6 +501,8 @@ row("http", "nginx (2 workers, keepalive)", "rps_nginx", "{:,.0f} req/s")
 row("http", "BFF (Redis bucket each request)", "rps_bff", "{:,.0f} req/s")
 row("http", "non-2xx + socket errors via BFF", "errors_bff", "{:.0f}", "0", lambda v: v == 0)
 row("http", "BFF / nginx throughput", "bff_vs_nginx", "{:.2f}x", ">= 0.80x", lambda v: v >= 0.8)
+row("http", "nginx's own CPU per request", "cpu_nginx", "{:.1f} us")
+row("http", "BFF's own CPU per request", "cpu_bff", "{:.1f} us")
 row("http", "p50 direct, 1 connection", "p50_direct", "{:.0f} us")
 row("http", "p50 added by nginx", "added_nginx", "{:.0f} us")
 row("http", "p50 added by BFF", "added_bff", "{:.0f} us")
