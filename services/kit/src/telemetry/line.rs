@@ -191,33 +191,11 @@ impl fmt::Write for Escaped<'_, '_> {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::{Arc, Mutex};
-
     use serde_json::Value;
-    use tracing_subscriber::fmt::MakeWriter;
     use tracing_subscriber::layer::SubscriberExt;
 
+    use super::super::tests::Lines;
     use super::*;
-
-    #[derive(Clone, Default)]
-    struct Buf(Arc<Mutex<Vec<u8>>>);
-
-    impl std::io::Write for Buf {
-        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(b);
-            Ok(b.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-
-    impl<'a> MakeWriter<'a> for Buf {
-        type Writer = Buf;
-        fn make_writer(&'a self) -> Buf {
-            self.clone()
-        }
-    }
 
     fn events() {
         let span = tracing::info_span!("request", method = "GET", uri = %"/a?b=\"c\"", n = 3);
@@ -247,20 +225,16 @@ mod tests {
             + Sync
             + 'static,
     {
-        let buf = Buf::default();
+        let lines = Lines::default();
         let layer = tracing_subscriber::fmt::layer()
             .fmt_fields(tracing_subscriber::fmt::format::JsonFields::new())
             .event_format(format)
-            .with_writer(buf.clone());
+            .with_writer(lines.clone());
         tracing::subscriber::with_default(
             tracing_subscriber::Registry::default().with(layer),
             events,
         );
-        let text = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
-        assert!(text.ends_with('\n'), "one line per event: {text:?}");
-        text.lines()
-            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
-            .collect()
+        lines.json()
     }
 
     #[test]
