@@ -180,7 +180,9 @@ pub async fn consume<H, Fut>(
             }
         }
         connected.set(false);
-        connection.close(200, "OK".into()).await.ok();
+        super::bounded("closing", connection.close(200, "OK".into()))
+            .await
+            .ok();
         if stop.is_cancelled() {
             break;
         }
@@ -205,12 +207,15 @@ where
     H: Fn(Incoming) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Handled> + Send,
 {
-    let channel = connection.create_channel().await?;
+    let channel = super::bounded("opening a channel", connection.create_channel()).await?;
     channel
         .basic_qos(config.prefetch, BasicQosOptions::default())
         .await?;
     declare_queue(&channel, &config.queue).await?;
-    connected.attach_probe(connection.create_channel().await?, &config.queue);
+    connected.attach_probe(
+        super::bounded("opening a channel", connection.create_channel()).await?,
+        &config.queue,
+    );
     let consumer = channel
         .basic_consume(
             config.queue.as_str().into(),

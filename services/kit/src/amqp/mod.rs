@@ -36,10 +36,38 @@ pub fn dead_letter_queue(queue: &str) -> String {
     format!("{queue}.dlq")
 }
 
-/// Opens a connection named `name` (shown in the broker's connection list).
+/// Longest one connection attempt, or one broker round trip a relay or
+/// consumer waits on (a channel opened, a connection closed), may take. A
+/// broker mid-restart can accept the TCP connection and never finish the
+/// AMQP handshake; without a bound the attempt waited forever, and the
+/// outbox behind it stayed unpublished for the rest of the run (seen once
+/// in a CI fault run: checkout's outbox 315 rows pending minutes later).
+pub const BROKER_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// `operation`, or a timed-out I/O error after [`BROKER_TIMEOUT`].
+pub async fn bounded<T>(
+    what: &str,
+    operation: impl std::future::Future<Output = Result<T, lapin::Error>>,
+) -> Result<T, lapin::Error> {
+    match tokio::time::timeout(BROKER_TIMEOUT, operation).await {
+        Ok(result) => result,
+        Err(_) => Err(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            format!("{what}: RabbitMQ did not answer within {BROKER_TIMEOUT:?}"),
+        )
+        .into()),
+    }
+}
+
+/// Opens a connection named `name` (shown in the broker's connection list),
+/// within [`BROKER_TIMEOUT`].
 pub async fn connect(url: &SecretString, name: &str) -> Result<Connection, lapin::Error> {
     let properties = ConnectionProperties::default().with_connection_name(name.into());
-    Connection::connect(url.expose_secret(), properties).await
+    bounded(
+        "connecting",
+        Connection::connect(url.expose_secret(), properties),
+    )
+    .await
 }
 
 /// Connects, retrying with exponential backoff and jitter (100 ms to 5 s)

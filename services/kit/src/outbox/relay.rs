@@ -181,14 +181,15 @@ async fn relay_loop(
     stop: &CancellationToken,
 ) {
     'connect: while let Some(connection) = amqp::connect_with_retry(amqp_url, name, stop).await {
-        let mut publisher = match Publisher::open(&connection).await {
-            Ok(p) => p,
-            Err(error) => {
-                tracing::warn!(%error, "cannot open a confirm channel");
-                pause(stop, config.poll_interval).await;
-                continue;
-            }
-        };
+        let mut publisher =
+            match amqp::bounded("opening a confirm channel", Publisher::open(&connection)).await {
+                Ok(p) => p,
+                Err(error) => {
+                    tracing::warn!(%error, "cannot open a confirm channel");
+                    pause(stop, config.poll_interval).await;
+                    continue;
+                }
+            };
         tracing::info!(outbox = %table.table, "outbox relay connected");
         let mut last_stats: Option<Instant> = None;
         loop {
@@ -199,7 +200,9 @@ async fn relay_loop(
                 Ok(pass) => (pass.claimed as i64) < config.batch_size,
                 Err(error @ (RelayError::Broker(_) | RelayError::Timeout(_))) => {
                     tracing::warn!(%error, "broker failed mid-batch; reconnecting");
-                    connection.close(200, "OK".into()).await.ok();
+                    amqp::bounded("closing", connection.close(200, "OK".into()))
+                        .await
+                        .ok();
                     pause(stop, config.poll_interval).await;
                     continue 'connect;
                 }
