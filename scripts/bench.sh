@@ -16,7 +16,8 @@
 #          background rate measured just before / completed sagas; also
 #          write transactions, by transaction ids), vs
 #          pgbench TPC-B TPS on the same Postgres; p50 end to end at
-#          concurrency 16 vs the simulated provider's own delays.
+#          concurrency 16 (16 sagas in flight: `--in-flight 16`) vs the
+#          simulated provider's own delays.
 #   memory every service's peak RSS (VmHWM, reset first) through a checkout
 #          load, and the load generator's peak RSS at --rate 20000.
 #
@@ -349,8 +350,8 @@ PY
     sleep "$STATS_SETTLE"
     c1=$(xact_commits); x1=$(next_xid); t1=$(date +%s.%N)
     echo "{\"quiet_before\": $q0, \"before\": $c0, \"after\": $c1, \"settle_s\": $STATS_SETTLE, \"t0\": $t0, \"t1\": $t1, \"xid_before\": $x0, \"xid_after\": $x1}" >"$r/commits.json"
-    say "run $i: saga, $saga_p50_orders orders at concurrency 16"
-    sf saga --orders "$saga_p50_orders" --concurrency 16 --forged 0 --json \
+    say "run $i: saga, $saga_p50_orders orders, 16 sagas in flight"
+    sf saga --orders "$saga_p50_orders" --concurrency 16 --in-flight 16 --forged 0 --json \
       >"$r/saga-16.json" 2>"$r/saga-16.err" || true
   fi
 

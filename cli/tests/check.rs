@@ -34,33 +34,6 @@ fn observed<'a>(report: &'a Value, name: &str) -> &'a str {
     inv["observed"].as_str().unwrap()
 }
 
-/// Runs `sql` on the fleet's Postgres as superuser: the rows it touched,
-/// and its first row's first column as text (if it returned any).
-fn sql(fleet: &Fleet, sql: &str) -> (u64, Option<String>) {
-    let state: Value =
-        serde_json::from_slice(&std::fs::read(fleet.dir().join("fleet.json")).unwrap()).unwrap();
-    let url = state["endpoints"]["postgres_admin_url"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let sql = sql.to_owned();
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(async move {
-            use sqlx::{Connection, Row};
-            let mut c = sqlx::PgConnection::connect(&url).await.unwrap();
-            if sql.starts_with("SELECT") {
-                let row = sqlx::query(&sql).fetch_optional(&mut c).await.unwrap();
-                (0, row.map(|r| r.get::<String, _>(0)))
-            } else {
-                let done = sqlx::query(&sql).execute(&mut c).await.unwrap();
-                (done.rows_affected(), None)
-            }
-        })
-}
-
 /// Publishes a message payments can never handle (no message id, not
 /// JSON) to its command queue: payments dead-letters it.
 fn publish_poison(fleet: &Fleet) {
@@ -120,8 +93,7 @@ fn check_passes_a_consistent_shop_and_fails_a_double_capture_or_a_new_dead_lette
     assert_eq!(verdict_of(&report, "one claim per Idempotency-Key"), "pass");
 
     // One completed order's provider captures it twice.
-    let (_, order) = sql(
-        &fleet,
+    let (_, order) = fleet.sql(
         "SELECT order_id::text FROM checkout.sagas WHERE state = 'completed' \
          ORDER BY order_id LIMIT 1",
     );
@@ -130,7 +102,7 @@ fn check_passes_a_consistent_shop_and_fails_a_double_capture_or_a_new_dead_lette
         "UPDATE payments.provider_intents SET captures = 2 WHERE payment_id = \
          (SELECT payment_id FROM payments.payments WHERE order_id = '{order}')"
     );
-    assert_eq!(sql(&fleet, &corrupt).0, 1);
+    assert_eq!(fleet.sql(&corrupt).0, 1);
     let report = fleet.json(&["check", "--since", "10m", "--json"], 1);
     assert_eq!(report["verdict"], "fail");
     assert_eq!(verdict_of(&report, COMPLETED), "fail");
@@ -143,7 +115,9 @@ fn check_passes_a_consistent_shop_and_fails_a_double_capture_or_a_new_dead_lette
 
     // Put back, it passes again: the check judged the data, not the clock.
     assert_eq!(
-        sql(&fleet, &corrupt.replace("captures = 2", "captures = 1")).0,
+        fleet
+            .sql(&corrupt.replace("captures = 2", "captures = 1"))
+            .0,
         1
     );
     let report = fleet.json(&["check", "--since", "10m", "--json"], 0);

@@ -88,4 +88,22 @@ fn every_failure_path_compensates_and_a_crash_mid_saga_resumes_every_saga() {
             16
         );
     }
+
+    // A closed loop: with --in-flight 2, no more than 2 of the run's sagas
+    // were ever unfinished at once (each saga's [created_at, finished_at)
+    // read back from checkout's table), though 8 POSTs may run at once.
+    let (_, since) = fleet.sql("SELECT now()::text");
+    let since = since.unwrap();
+    run(
+        &fleet,
+        &["--orders", "8", "--concurrency", "8", "--in-flight", "2"],
+    );
+    let (_, overlap) = fleet.sql(&format!(
+        "SELECT coalesce(max((SELECT count(*) FROM checkout.sagas b \
+             WHERE b.created_at >= '{since}' AND b.created_at <= a.created_at \
+             AND (b.finished_at IS NULL OR b.finished_at > a.created_at))), 0)::text \
+         FROM checkout.sagas a WHERE a.created_at >= '{since}'"
+    ));
+    let overlap: u32 = overlap.unwrap().parse().unwrap();
+    assert!((1..=2).contains(&overlap), "{overlap} sagas ran at once");
 }

@@ -48,9 +48,15 @@ pub struct Params {
     /// Kill (SIGKILL) and restart this service once half the orders are placed.
     #[arg(long, value_enum)]
     pub crash: Option<Crash>,
-    /// Orders placed concurrently.
+    /// Orders POSTed concurrently (a POST returns once the saga is
+    /// accepted, so this does not bound the sagas running: see --in-flight).
     #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=512))]
     pub concurrency: u32,
+    /// Sagas running at once, at most: an order is POSTed only when fewer
+    /// than this many of the run's sagas are unfinished (a closed loop, for
+    /// end-to-end latency at a known concurrency) [default: no bound].
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=512))]
+    pub in_flight: Option<u32>,
     /// Forged webhooks to send, the kinds in turn [default: a tenth of the
     /// orders, at least one of each of the 5 kinds].
     #[arg(long)]
@@ -108,7 +114,7 @@ impl Experiment for Saga {
 
     fn params(p: &Params) -> serde_json::Value {
         json!({"orders": p.orders, "fail_at": p.fail_at, "crash": p.crash,
-               "concurrency": p.concurrency, "forged": forged(p), "bound_secs": p.bound_secs})
+               "concurrency": p.concurrency, "in_flight": p.in_flight, "forged": forged(p), "bound_secs": p.bound_secs})
     }
 
     async fn arrange(env: &Env, p: &Params, seed: u64) -> Result<Plan> {
@@ -163,6 +169,8 @@ impl Experiment for Saga {
             http: &lab.http,
             checkout: &plan.checkout,
             concurrency: p.concurrency as usize,
+            in_flight: p.in_flight.map(|k| k as usize),
+            pg: &lab.pg,
             crash: p.crash,
             deadline,
             accepted: accepted.clone(),

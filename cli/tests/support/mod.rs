@@ -153,6 +153,33 @@ impl Fleet {
             std::thread::sleep(Duration::from_millis(50));
         }
     }
+
+    /// Runs `sql` on the fleet's Postgres as superuser: the rows it touched,
+    /// and its first row's first column as text (if it returned any).
+    pub fn sql(&self, sql: &str) -> (u64, Option<String>) {
+        let state: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(self.dir().join("fleet.json")).unwrap()).unwrap();
+        let url = state["endpoints"]["postgres_admin_url"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let sql = sql.to_owned();
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(async move {
+                use sqlx::{Connection, Row};
+                let mut c = sqlx::PgConnection::connect(&url).await.unwrap();
+                if sql.starts_with("SELECT") {
+                    let row = sqlx::query(&sql).fetch_optional(&mut c).await.unwrap();
+                    (0, row.map(|r| r.get::<String, _>(0)))
+                } else {
+                    let done = sqlx::query(&sql).execute(&mut c).await.unwrap();
+                    (done.rows_affected(), None)
+                }
+            })
+    }
 }
 
 impl Drop for Fleet {

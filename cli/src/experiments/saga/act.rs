@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use anyhow::Result;
 use futures::StreamExt;
 use reqwest::StatusCode;
+use tokio::sync::Semaphore;
 use uuid::Uuid;
 
 use super::check::Placed;
@@ -98,8 +99,14 @@ pub struct Placement<'a> {
     pub http: &'a reqwest::Client,
     /// checkout's base URLs.
     pub checkout: &'a [String],
-    /// Orders in flight at once.
+    /// POSTs in flight at once.
     pub concurrency: usize,
+    /// Sagas unfinished at once, at most: a slot is taken before an order's
+    /// POST and given back when its saga has finished (read from checkout's
+    /// table). `None`: no bound, every accepted order's saga runs at once.
+    pub in_flight: Option<usize>,
+    /// Where the sagas' ends are read when `in_flight` is set.
+    pub pg: &'a sqlx::PgPool,
     /// What to kill once half the orders are placed.
     pub crash: Option<Crash>,
     /// Give up retrying a POST after this.
@@ -115,18 +122,27 @@ pub async fn place(how: Placement<'_>, plans: Vec<Planned>) -> Placing {
         http,
         checkout,
         concurrency,
+        in_flight,
+        pg,
         crash,
         deadline,
         accepted,
     } = how;
     let n = plans.len();
     let done = Arc::new(AtomicUsize::new(0));
+    let slots = in_flight.map(|k| Arc::new(Semaphore::new(k.max(1))));
     let placing = futures::stream::iter(plans)
         .map(|plan| {
             let (done, accepted) = (done.clone(), accepted.clone());
             let base = &checkout[plan.index % checkout.len()];
             let checkout = Checkout::new(http.clone(), base.clone());
+            let slots = slots.clone();
             async move {
+                // Closed: the slot is held until this order's saga ends.
+                let _slot = match &slots {
+                    Some(s) => s.clone().acquire_owned().await.ok(),
+                    None => None,
+                };
                 let (mut out, mut lat) = (Outcomes::default(), Latencies::default());
                 let first = post(&checkout, &plan, LABEL_POST, deadline, &mut out, &mut lat).await;
                 if let Some((_, id)) = first {
@@ -142,6 +158,9 @@ pub async fn place(how: Placement<'_>, plans: Vec<Planned>) -> Placing {
                     _ => None,
                 };
                 done.fetch_add(1, Ordering::SeqCst);
+                if let (Some(_), Some((_, id))) = (&slots, first) {
+                    wait_finished(pg, id, deadline).await;
+                }
                 let placed = Placed {
                     order_id: first.map(|(_, id)| id),
                     plan,
@@ -177,6 +196,27 @@ pub async fn place(how: Placement<'_>, plans: Vec<Planned>) -> Placing {
     }
     placing.placed.sort_by_key(|p| p.plan.index);
     placing
+}
+
+/// How often a held slot looks for its saga's end.
+const FINISHED_POLL: Duration = Duration::from_millis(10);
+
+/// Polls checkout's table until saga `id` has finished, or `deadline`.
+async fn wait_finished(pg: &sqlx::PgPool, id: Uuid, deadline: Instant) {
+    while Instant::now() < deadline {
+        let finished: Option<bool> = sqlx::query_scalar(
+            "SELECT finished_at IS NOT NULL FROM checkout.sagas WHERE order_id = $1",
+        )
+        .bind(id)
+        .fetch_optional(pg)
+        .await
+        .ok()
+        .flatten();
+        if finished == Some(true) {
+            return;
+        }
+        tokio::time::sleep(FINISHED_POLL).await;
+    }
 }
 
 /// SIGKILLs the instance and starts it again; the time until it is ready.
