@@ -12,7 +12,8 @@ mod reservations;
 use sqlx::PgExecutor;
 
 pub use reservations::{
-    ReleaseOutcome, ReservationItem, ReserveOutcome, release_reservation, reserve,
+    PricedLine, ReleaseOutcome, ReservationItem, ReserveOutcome, release_reservation, reserve,
+    total_cents,
 };
 
 /// The CHECK on `products.stock` (Postgres's default name for it): its

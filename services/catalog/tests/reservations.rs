@@ -302,3 +302,91 @@ async fn unknown_reservation_release_is_404() {
     assert_eq!(bad.status, StatusCode::BAD_REQUEST);
     app.cleanup().await;
 }
+
+/// Sets a product's price straight in Postgres, arranging a test.
+async fn set_price(app: &TestApp, id: i64, price_cents: i64) {
+    let schema = app.schema();
+    sqlx::query(&schema.sql("UPDATE {schema}.products SET price_cents = $2 WHERE id = $1"))
+        .bind(id)
+        .bind(price_cents)
+        .execute(&schema.admin)
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_reservation_answers_the_prices_its_stock_was_taken_at_and_a_retry_the_same() {
+    let Some(app) = spawn_app().await else { return };
+    app.set_stock(70, 50).await;
+    app.set_stock(71, 50).await;
+    set_price(&app, 70, 1250).await;
+    set_price(&app, 71, 990).await;
+    let id = Uuid::new_v4();
+    let mut body = reservation(id, &[(71, 3), (70, 2)]);
+    body["max_amount_cents"] = json!(5470);
+
+    let first = app.post("/reservations", body.clone()).await;
+    // A price change after the reservation changes neither its answer nor
+    // what a retry (checkout after a crash) is told.
+    set_price(&app, 70, 9999).await;
+    let again = app.post("/reservations", body).await;
+    let released = app.delete(&format!("/reservations/{id}")).await;
+
+    assert_eq!(first.status, StatusCode::CREATED, "{}", first.body);
+    assert_eq!(
+        first.body["items"],
+        json!([
+            {"product_id": 70, "quantity": 2, "price_cents": 1250},
+            {"product_id": 71, "quantity": 3, "price_cents": 990},
+        ])
+    );
+    assert_eq!(first.body["amount_cents"], 5470);
+    assert_eq!((again.status, &again.body), (StatusCode::OK, &first.body));
+    assert_eq!(released.status, StatusCode::OK, "{}", released.body);
+    assert_eq!(released.body["items"], first.body["items"]);
+    assert_eq!(released.body["amount_cents"], 5470);
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_total_above_max_amount_cents_is_422_and_takes_nothing() {
+    let Some(app) = spawn_app().await else { return };
+    app.set_stock(72, 10).await;
+    set_price(&app, 72, 1000).await;
+    let id = Uuid::new_v4();
+    let with_max = |max: i64| {
+        let mut body = reservation(id, &[(72, 3)]);
+        body["max_amount_cents"] = json!(max);
+        body
+    };
+
+    let refused = app.post("/reservations", with_max(2999)).await;
+
+    assert_eq!(
+        refused.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        refused.body
+    );
+    assert!(
+        refused.body["type"]
+            .as_str()
+            .unwrap()
+            .ends_with("/total-above-max"),
+        "{}",
+        refused.body
+    );
+    assert_eq!(refused.body["max_amount_cents"], 2999);
+    assert_eq!(app.stock(72).await, 10);
+    // Nothing was recorded: the same id within the limit reserves.
+    let taken = app.post("/reservations", with_max(3000)).await;
+    assert_eq!(taken.status, StatusCode::CREATED, "{}", taken.body);
+    assert_eq!(app.stock(72).await, 7);
+    // A short item is reported before the total.
+    let short = reservation(Uuid::new_v4(), &[(72, 8)]);
+    let mut short_and_dear = short.clone();
+    short_and_dear["max_amount_cents"] = json!(1);
+    let reply = app.post("/reservations", short_and_dear).await;
+    assert_eq!(reply.status, StatusCode::CONFLICT, "{}", reply.body);
+    app.cleanup().await;
+}

@@ -1,8 +1,17 @@
-//! The catalog as the saga calls it, over HTTP: price the items, reserve
-//! them under a reservation id derived from the order (so a retry is the
-//! same reservation), release them as the compensation. Replicas are tried
-//! in turn, starting from a rotating one; a replica that doesn't answer or
-//! answers 5xx is a reason to try the next, an answer is final.
+//! The catalog as the saga calls it, over HTTP: reserve the items under a
+//! reservation id derived from the order (so a retry is the same
+//! reservation) — catalog answers with the price each line was taken at,
+//! and refuses, taking nothing, a total above [`MAX_AMOUNT_CENTS`] — and
+//! release them as the compensation. Replicas are tried in turn, starting
+//! from a rotating one; a replica that doesn't answer or answers 5xx is a
+//! reason to try the next, an answer is final.
+//!
+//! Pricing comes with the reservation (one request, one catalog
+//! statement) rather than from a `GET /products/{id}` per line beforehand:
+//! those were one request and one database read each per saga, and the
+//! reservation's own invalidation made every one a cache miss (issue 15).
+//! The prices are those of the rows whose stock was taken, under the same
+//! lock.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -57,9 +66,47 @@ pub fn reservation_id(order_id: Uuid) -> Uuid {
     order_id
 }
 
+/// One line of catalog's answer to a reservation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub struct PricedLine {
+    /// The product.
+    pub product_id: i64,
+    /// Units held.
+    pub quantity: i32,
+    /// The price per unit the stock was taken at, in minor units.
+    pub price_cents: i64,
+}
+
+/// Catalog's answer to a reservation (201, or 200 for a retry).
 #[derive(Deserialize)]
-struct Product {
-    price_cents: i64,
+struct Reserved {
+    items: Vec<PricedLine>,
+}
+
+/// The order's total from catalog's priced `lines`, which must be exactly
+/// the ordered `items` (both in product-id order), summed with
+/// [`add_line`]; why not, otherwise. Catalog refuses a total above
+/// [`MAX_AMOUNT_CENTS`] before taking anything, so an error here means an
+/// answer catalog should never give: the stock is held, and the step is
+/// retried until its deadline, whose compensation releases it. Nothing is
+/// charged either way.
+pub fn priced_total(items: &[Item], lines: &[PricedLine]) -> Result<i64, String> {
+    if lines.len() != items.len()
+        || lines
+            .iter()
+            .zip(items)
+            .any(|(l, i)| (l.product_id, l.quantity) != (i.product_id, i.quantity))
+    {
+        return Err("catalog's reservation holds other items than the order's".into());
+    }
+    lines.iter().try_fold(0i64, |total, line| {
+        add_line(total, line.price_cents, line.quantity).ok_or_else(|| {
+            format!(
+                "the order total is out of range at product {} ({} × {} cents; at most {MAX_AMOUNT_CENTS})",
+                line.product_id, line.quantity, line.price_cents
+            )
+        })
+    })
 }
 
 /// A catalog client.
@@ -124,52 +171,29 @@ impl Catalog {
         Err(Unavailable(last))
     }
 
-    /// Prices the items, then reserves them under `reservation_id`.
+    /// Reserves the items under `reservation_id`, priced by catalog: the
+    /// total is Σ price × quantity of its answer.
     #[tracing::instrument(skip_all, fields(%reservation_id))]
     pub async fn reserve(
         &self,
         reservation_id: Uuid,
         items: &[Item],
     ) -> Result<Reservation, Unavailable> {
-        // The prices are asked for at once, not one after the other (issue
-        // 15: a saga waited for each in turn); they are judged in item order.
-        let priced = futures::future::join_all(items.iter().map(|item| {
-            self.call(|http, base| http.get(format!("{base}/products/{}", item.product_id)))
-        }))
-        .await;
-        let mut amount_cents = 0i64;
-        for (item, answer) in items.iter().zip(priced) {
-            let (status, body) = answer?;
-            if status == StatusCode::NOT_FOUND {
-                return Ok(Reservation::Refused(format!(
-                    "no product {}",
-                    item.product_id
-                )));
-            }
-            if !status.is_success() {
-                return Err(Unavailable(format!(
-                    "pricing product {} answered {status}",
-                    item.product_id
-                )));
-            }
-            let product: Product = serde_json::from_str(&body)
-                .map_err(|e| Unavailable(format!("unreadable product {}: {e}", item.product_id)))?;
-            let Some(sum) = add_line(amount_cents, product.price_cents, item.quantity) else {
-                // Refused before anything is reserved: nothing to undo,
-                // nothing charged.
-                return Ok(Reservation::Refused(format!(
-                    "the order total is out of range at product {} ({} × {} cents; at most {MAX_AMOUNT_CENTS})",
-                    item.product_id, item.quantity, product.price_cents
-                )));
-            };
-            amount_cents = sum;
-        }
-        let body = json!({"reservation_id": reservation_id, "items": items});
+        let body = json!({
+            "reservation_id": reservation_id,
+            "items": items,
+            "max_amount_cents": MAX_AMOUNT_CENTS,
+        });
         let (status, text) = self
             .call(|http, base| http.post(format!("{base}/reservations")).json(&body))
             .await?;
         match status {
-            StatusCode::CREATED | StatusCode::OK => Ok(Reservation::Reserved { amount_cents }),
+            StatusCode::CREATED | StatusCode::OK => {
+                let reserved: Reserved = serde_json::from_str(&text)
+                    .map_err(|e| Unavailable(format!("unreadable reservation: {e}")))?;
+                let amount_cents = priced_total(items, &reserved.items).map_err(Unavailable)?;
+                Ok(Reservation::Reserved { amount_cents })
+            }
             StatusCode::CONFLICT | StatusCode::UNPROCESSABLE_ENTITY | StatusCode::BAD_REQUEST => {
                 Ok(Reservation::Refused(detail(&text)))
             }
@@ -211,6 +235,46 @@ mod tests {
         assert_eq!(price.wrapping_mul(4), 4);
         assert_eq!(add_line(0, price, 4), None);
         assert_eq!(add_line(i64::MAX - 1, 1, 2), None);
+    }
+
+    fn line(product_id: i64, quantity: i32, price_cents: i64) -> PricedLine {
+        PricedLine {
+            product_id,
+            quantity,
+            price_cents,
+        }
+    }
+
+    fn item(product_id: i64, quantity: i32) -> Item {
+        Item {
+            product_id,
+            quantity,
+        }
+    }
+
+    #[test]
+    fn an_order_is_priced_from_the_lines_catalog_reserved() {
+        let items = [item(2, 2), item(9, 3)];
+        let lines = [line(2, 2, 1250), line(9, 3, 990)];
+        assert_eq!(priced_total(&items, &lines), Ok(5470));
+    }
+
+    #[test]
+    fn a_reservation_answer_for_other_items_or_a_wrapping_total_prices_nothing() {
+        let items = [item(2, 2), item(9, 3)];
+        for lines in [
+            vec![line(2, 2, 1250)],
+            vec![line(2, 2, 1250), line(9, 4, 990)],
+            vec![line(2, 2, 1250), line(8, 3, 990)],
+            vec![line(2, 2, 1250), line(9, 3, 990), line(10, 1, 1)],
+        ] {
+            assert!(priced_total(&items, &lines).is_err(), "{lines:?}");
+        }
+        // The attack from issue 11, had catalog let the price through.
+        let wrapping = [line(778, 4, (1 << 62) + 1)];
+        let err = priced_total(&[item(778, 4)], &wrapping).unwrap_err();
+        assert!(err.contains("out of range"), "{err}");
+        assert!(priced_total(&[item(1, 1)], &[line(1, 1, -5)]).is_err());
     }
 
     #[test]

@@ -1,13 +1,15 @@
 //! Hostile numbers against a real checkout (issue 11 item 5): bad product
 //! ids and absurd quantities are 422 at once with nothing stored; a price
 //! that would wrap the order total fails the saga before anything is
-//! reserved or charged.
+//! reserved or charged (checkout asks catalog to refuse a total above its
+//! limit); and should catalog reserve such an order anyway, nothing is
+//! charged and the reservation is released.
 
 mod common;
 
 use std::time::Duration;
 
-use common::{WRAPPING_PRICE_PRODUCT, key, path, spawn_shop};
+use common::{UNCHECKED_WRAPPING_PRODUCT, WRAPPING_PRICE_PRODUCT, key, path, spawn_shop};
 use reqwest::StatusCode;
 use serde_json::json;
 use storefront_checkout::saga::{Failure, expected_path};
@@ -83,6 +85,44 @@ async fn a_price_that_would_wrap_the_total_fails_the_saga_before_reserving_or_ch
     assert!(done["amount_cents"].is_null(), "{done}");
     let order: Uuid = order_id.parse().unwrap();
     assert_eq!(shop.catalog.reservation(order), None);
+    let payments: i64 = sqlx::query_scalar(&format!(
+        "SELECT count(*) FROM \"{}\".payments",
+        shop.payments_schema
+    ))
+    .fetch_one(&shop.admin)
+    .await
+    .unwrap();
+    assert_eq!(payments, 0);
+    shop.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_wrapping_total_that_catalog_reserved_anyway_is_released_and_never_charged() {
+    let Some(shop) = spawn_shop(&[("SAGA_RESERVE_TIMEOUT_MS", "1500")]).await else {
+        return;
+    };
+    let body = json!({
+        "items": [{"product_id": UNCHECKED_WRAPPING_PRODUCT, "quantity": 4}],
+        "card_number": CARD_APPROVE,
+        "provider": "stripe",
+    });
+    let (status, saga) = shop.checkout(&key(), &body).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{saga}");
+    let order_id = saga["order_id"].as_str().unwrap().to_owned();
+
+    let done = shop
+        .finished(&order_id, WAIT)
+        .await
+        .expect("the saga did not finish");
+
+    let expected: Vec<String> = expected_path(Some(Failure::ReservationFailed))
+        .iter()
+        .map(|s| s.as_str().to_owned())
+        .collect();
+    assert_eq!(path(&done), expected, "{done}");
+    assert!(done["amount_cents"].is_null(), "{done}");
+    let order: Uuid = order_id.parse().unwrap();
+    assert_eq!(shop.catalog.reservation(order), Some(false), "not released");
     let payments: i64 = sqlx::query_scalar(&format!(
         "SELECT count(*) FROM \"{}\".payments",
         shop.payments_schema

@@ -71,6 +71,15 @@ pub enum ApiError {
     /// A reservation item names no product; nothing was reserved.
     #[error("no product with id {0}")]
     UnknownProduct(i64),
+    /// Every item is in stock but the total is above the caller's
+    /// `max_amount_cents`; nothing was reserved.
+    #[error("the order's total is {total} cents, above max_amount_cents {max}")]
+    TotalAboveMax {
+        /// Σ price × quantity, in minor units.
+        total: i128,
+        /// The caller's limit.
+        max: i64,
+    },
     /// The reservation id is taken by a reservation with other items.
     #[error("reservation {0} already exists with different items")]
     ReservationMismatch(Uuid),
@@ -135,6 +144,9 @@ impl IntoResponse for ApiError {
                 .with_member("available", available),
             Self::UnknownProduct(id) => {
                 unprocessable("unknown-product", detail).with_member("product_id", id)
+            }
+            Self::TotalAboveMax { max, .. } => {
+                unprocessable("total-above-max", detail).with_member("max_amount_cents", max)
             }
             Self::ReservationMismatch(id) => unprocessable("reservation-mismatch", detail)
                 .with_member("reservation_id", id.to_string()),

@@ -1,5 +1,9 @@
 //! `POST /reservations` and `DELETE /reservations/{id}`: stock held for a
 //! checkout, idempotent by the caller's reservation id, all items or none.
+//! A reservation answers with the price each line's units were taken at
+//! and the total, and refuses (nothing taken) a total above the caller's
+//! `max_amount_cents`: checkout prices an order from that answer instead of
+//! asking for each product first (issue 15).
 
 use axum::Json;
 use axum::extract::rejection::{JsonRejection, PathRejection};
@@ -11,7 +15,7 @@ use uuid::Uuid;
 use super::AppState;
 use super::error::ApiError;
 use crate::bounds::MAX_QUANTITY;
-use crate::store::{self, ReleaseOutcome, ReservationItem, ReserveOutcome};
+use crate::store::{self, PricedLine, ReleaseOutcome, ReservationItem, ReserveOutcome};
 
 /// Most lines one reservation may have; bounds one transaction's locks.
 pub const MAX_ITEMS: usize = 100;
@@ -24,12 +28,22 @@ pub struct ReserveBody {
     reservation_id: Uuid,
     /// What to hold.
     items: Vec<ReservationItem>,
+    /// If given, the largest total (Σ price × quantity, in minor units)
+    /// the caller accepts: a larger one is refused with 422 and nothing is
+    /// taken. Not negative.
+    #[serde(default)]
+    max_amount_cents: Option<i64>,
 }
 
 impl ReserveBody {
     /// Validates and sorts the items by product id: the lock order, and the
     /// canonical form two requests are compared in.
     fn into_parts(self) -> Result<(Uuid, Vec<ReservationItem>), ApiError> {
+        if self.max_amount_cents.is_some_and(|max| max < 0) {
+            return Err(ApiError::InvalidBody(
+                "max_amount_cents must not be negative".into(),
+            ));
+        }
         let mut items = self.items;
         if items.is_empty() || items.len() > MAX_ITEMS {
             return Err(ApiError::InvalidBody(format!(
@@ -72,8 +86,23 @@ pub struct ReservationBody {
     reservation_id: Uuid,
     /// `reserved` or `released`.
     status: &'static str,
-    /// What is (or was) held.
-    items: Vec<ReservationItem>,
+    /// What is (or was) held, each line with the price its units were
+    /// taken at.
+    items: Vec<PricedLine>,
+    /// Σ price × quantity of the lines, in minor units (`null` only past
+    /// `i64`, which the catalog's bounds rule out).
+    amount_cents: Option<i64>,
+}
+
+impl ReservationBody {
+    fn new(reservation_id: Uuid, status: &'static str, items: Vec<PricedLine>) -> Self {
+        Self {
+            reservation_id,
+            status,
+            amount_cents: store::total_cents(&items),
+            items,
+        }
+    }
 }
 
 /// `POST /reservations`: 201 when stock was taken now, 200 for a retry of
@@ -86,7 +115,7 @@ pub struct ReservationBody {
         (status = 400, description = "The body is malformed or invalid", body = storefront_kit::Problem, content_type = "application/problem+json"),
         (status = 409, description = "An item is out of stock; nothing was reserved", body = storefront_kit::Problem, content_type = "application/problem+json"),
         (status = 415, description = "The body is not JSON", body = storefront_kit::Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Unknown product, out of bounds, or the id is taken", body = storefront_kit::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Unknown product, out of bounds, the total above max_amount_cents (nothing reserved), or the id is taken", body = storefront_kit::Problem, content_type = "application/problem+json"),
         storefront_kit::openapi::DatabaseUnavailable,
     ))]
 #[tracing::instrument(skip_all, fields(reservation_id))]
@@ -95,15 +124,16 @@ pub async fn create(
     body: Result<Json<ReserveBody>, JsonRejection>,
 ) -> Result<(StatusCode, Json<ReservationBody>), ApiError> {
     let Json(body) = body?;
+    let max_amount_cents = body.max_amount_cents;
     let (id, items) = body.into_parts()?;
     tracing::Span::current().record("reservation_id", tracing::field::display(id));
-    let status = match store::reserve(&state.pool, id, &items).await? {
-        ReserveOutcome::Created => {
+    let (status, lines) = match store::reserve(&state.pool, id, &items, max_amount_cents).await? {
+        ReserveOutcome::Created(lines) => {
             let ids: Vec<i64> = items.iter().map(|i| i.product_id).collect();
             state.cache.invalidate(&ids).await;
-            StatusCode::CREATED
+            (StatusCode::CREATED, lines)
         }
-        ReserveOutcome::Existing => StatusCode::OK,
+        ReserveOutcome::Existing(lines) => (StatusCode::OK, lines),
         ReserveOutcome::Mismatch => return Err(ApiError::ReservationMismatch(id)),
         ReserveOutcome::Released => return Err(ApiError::ReservationReleased(id)),
         ReserveOutcome::UnknownProduct(product_id) => {
@@ -120,13 +150,11 @@ pub async fn create(
                 available,
             });
         }
+        ReserveOutcome::TotalAboveMax { total, max } => {
+            return Err(ApiError::TotalAboveMax { total, max });
+        }
     };
-    let body = ReservationBody {
-        reservation_id: id,
-        status: "reserved",
-        items,
-    };
-    Ok((status, Json(body)))
+    Ok((status, Json(ReservationBody::new(id, "reserved", lines))))
 }
 
 /// `DELETE /reservations/{id}`: gives the stock back once; repeating it
@@ -154,11 +182,7 @@ pub async fn release(
         ReleaseOutcome::AlreadyReleased(items) => items,
         ReleaseOutcome::Missing => return Err(ApiError::ReservationNotFound(id)),
     };
-    Ok(Json(ReservationBody {
-        reservation_id: id,
-        status: "released",
-        items,
-    }))
+    Ok(Json(ReservationBody::new(id, "released", items)))
 }
 
 #[cfg(test)]
@@ -182,6 +206,18 @@ mod tests {
         .unwrap();
         let ids: Vec<i64> = items.iter().map(|i| i.product_id).collect();
         assert_eq!(ids, [2, 9]);
+    }
+
+    #[test]
+    fn a_negative_max_amount_is_refused_and_none_means_no_limit() {
+        let body = |max: &str| {
+            format!(
+                r#"{{"reservation_id": "{ID}", "items": [{{"product_id": 1, "quantity": 1}}]{max}}}"#
+            )
+        };
+        assert!(parts(&body(r#", "max_amount_cents": -1"#)).is_err());
+        assert!(parts(&body(r#", "max_amount_cents": 0"#)).is_ok());
+        assert!(parts(&body("")).is_ok());
     }
 
     #[test]

@@ -16,7 +16,7 @@ use std::time::Duration;
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::{delete, get, post};
+use axum::routing::{delete, post};
 use serde_json::{Value, json};
 use sqlx::PgPool;
 use storefront_kit::amqp;
@@ -34,6 +34,10 @@ pub const PRICE: i64 = 1250;
 pub const WRAPPING_PRICE_PRODUCT: i64 = 778;
 /// Its price.
 pub const WRAPPING_PRICE: i64 = (1 << 62) + 1;
+/// A product with the same wrapping price for which the fake catalog
+/// ignores `max_amount_cents`, as a catalog that let the price through
+/// would: it reserves, and answers the priced lines.
+pub const UNCHECKED_WRAPPING_PRODUCT: i64 = 779;
 
 /// What the fake catalog holds: reservation id → still reserved?
 #[derive(Default)]
@@ -52,45 +56,76 @@ pub struct FakeCatalog {
     pub ledger: Arc<Mutex<Ledger>>,
 }
 
-async fn product(Path(id): Path<i64>) -> Result<Json<Value>, StatusCode> {
-    if id == 404 {
-        return Err(StatusCode::NOT_FOUND);
+/// The fake catalog's price of `id`; `None` for the product it doesn't
+/// have (404).
+fn price_of(id: i64) -> Option<i64> {
+    match id {
+        404 => None,
+        WRAPPING_PRICE_PRODUCT | UNCHECKED_WRAPPING_PRODUCT => Some(WRAPPING_PRICE),
+        _ => Some(PRICE),
     }
-    let price = if id == WRAPPING_PRICE_PRODUCT {
-        WRAPPING_PRICE
-    } else {
-        PRICE
-    };
-    Ok(Json(
-        json!({"id": id, "price_cents": price, "currency": "EUR"}),
-    ))
 }
 
+/// `POST /reservations` as catalog answers it: every line priced, a total
+/// above `max_amount_cents` (summed without overflow) refused with 422
+/// before anything is taken, an unknown product 422, a sold-out one 409.
 async fn reserve(
     State(ledger): State<Arc<Mutex<Ledger>>>,
     Json(body): Json<Value>,
 ) -> (StatusCode, Json<Value>) {
     let id: Uuid = serde_json::from_value(body["reservation_id"].clone()).unwrap();
-    let sold_out = body["items"]
-        .as_array()
-        .unwrap()
+    let items = body["items"].as_array().unwrap();
+    let lines: Vec<(i64, i64, Option<i64>)> = items
         .iter()
-        .any(|i| i["product_id"] == SOLD_OUT);
+        .map(|i| {
+            let product_id = i["product_id"].as_i64().unwrap();
+            let quantity = i["quantity"].as_i64().unwrap();
+            (product_id, quantity, price_of(product_id))
+        })
+        .collect();
+    let priced: Vec<Value> = lines
+        .iter()
+        .map(|(product_id, quantity, price)| {
+            json!({"product_id": product_id, "quantity": quantity, "price_cents": price})
+        })
+        .collect();
+    let total: i128 = lines
+        .iter()
+        .map(|(_, quantity, price)| i128::from(*quantity) * i128::from(price.unwrap_or(0)))
+        .sum();
+    let unchecked = lines
+        .iter()
+        .any(|(product_id, ..)| *product_id == UNCHECKED_WRAPPING_PRODUCT);
+    let too_much = !unchecked
+        && body["max_amount_cents"]
+            .as_i64()
+            .is_some_and(|max| total > i128::from(max));
+    let sold_out = lines.iter().any(|(product_id, ..)| *product_id == SOLD_OUT);
+    let unknown = lines.iter().any(|(_, _, price)| price.is_none());
+    let reserved = json!({"reservation_id": id, "status": "reserved", "items": priced});
     let mut l = ledger.lock().unwrap();
     match l.reservations.get(&id) {
-        Some(true) => (StatusCode::OK, Json(json!({"status": "reserved"}))),
+        Some(true) => (StatusCode::OK, Json(reserved)),
         Some(false) => (
             StatusCode::UNPROCESSABLE_ENTITY,
             Json(json!({"detail": "released"})),
+        ),
+        None if unknown => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Json(json!({"detail": "no such product"})),
         ),
         None if sold_out => (
             StatusCode::CONFLICT,
             Json(json!({"detail": "out of stock"})),
         ),
+        None if too_much => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Json(json!({"detail": "the total is above max_amount_cents"})),
+        ),
         None => {
             l.reservations.insert(id, true);
             l.takes += 1;
-            (StatusCode::CREATED, Json(json!({"status": "reserved"})))
+            (StatusCode::CREATED, Json(reserved))
         }
     }
 }
@@ -110,7 +145,6 @@ impl FakeCatalog {
     pub async fn start() -> Self {
         let ledger = Arc::new(Mutex::new(Ledger::default()));
         let app = axum::Router::new()
-            .route("/products/{id}", get(product))
             .route("/reservations", post(reserve))
             .route("/reservations/{id}", delete(release))
             .with_state(ledger.clone());
