@@ -5,8 +5,8 @@
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use sqlx::PgPool;
 use sqlx::types::Json;
+use sqlx::{FromRow, PgPool, Row};
 use storefront_kit::inbox::{self, InboxTable};
 use storefront_kit::outbox::{self, NewMessage, OutboxTable};
 use storefront_payments::contract::{Command, Provider};
@@ -118,8 +118,8 @@ pub struct NewSaga {
 pub enum Created {
     /// A new saga and its first (only) history row.
     New(SagaRow, StepRow),
-    /// The key's saga, for a repeated identical request.
-    Replay(SagaRow),
+    /// The key's saga and its history, for a repeated identical request.
+    Replay(SagaRow, Vec<StepRow>),
     /// The key is bound to a different request.
     KeyReused,
 }
@@ -209,20 +209,25 @@ impl Store {
         .fetch_optional(&mut *tx)
         .await?;
         let Some(saga) = inserted else {
-            let (order_id, request): (Uuid, serde_json::Value) = sqlx::query_as(
-                "SELECT order_id, request FROM sagas \
-                     WHERE idempotency_key = $1 AND customer_id IS NOT DISTINCT FROM $2",
-            )
+            // The key's saga and its history on the same transaction: a
+            // replay is one commit, not three (issue 15).
+            let row = sqlx::query(&format!(
+                "SELECT {SAGA_COLUMNS}, request FROM sagas \
+                     WHERE idempotency_key = $1 AND customer_id IS NOT DISTINCT FROM $2"
+            ))
             .bind(&new.idempotency_key)
             .bind(new.customer_id)
             .fetch_one(&mut *tx)
             .await?;
-            tx.commit().await?;
+            let request: serde_json::Value = row.try_get("request")?;
             if request != new.request {
+                tx.commit().await?;
                 return Ok(Created::KeyReused);
             }
-            let saga = self.load(order_id).await?.ok_or(sqlx::Error::RowNotFound)?;
-            return Ok(Created::Replay(saga));
+            let saga = SagaRow::from_row(&row)?;
+            let history = Self::history_on(&mut tx, saga.order_id).await?;
+            tx.commit().await?;
+            return Ok(Created::Replay(saga, history));
         };
         let first: StepRow = sqlx::query_as(
             "INSERT INTO saga_steps (order_id, version, from_state, to_state, cause) \
@@ -248,12 +253,21 @@ impl Store {
 
     /// The saga's history, oldest first.
     pub async fn history(&self, order_id: Uuid) -> Result<Vec<StepRow>, sqlx::Error> {
+        let mut conn = self.pool.acquire().await?;
+        Self::history_on(&mut conn, order_id).await
+    }
+
+    /// [`Store::history`] on `db`.
+    async fn history_on(
+        db: &mut sqlx::PgConnection,
+        order_id: Uuid,
+    ) -> Result<Vec<StepRow>, sqlx::Error> {
         sqlx::query_as(
             "SELECT version, from_state, to_state, cause, command, at FROM saga_steps \
              WHERE order_id = $1 ORDER BY version",
         )
         .bind(order_id)
-        .fetch_all(&self.pool)
+        .fetch_all(db)
         .await
     }
 

@@ -109,6 +109,15 @@ async fn the_same_idempotency_key_is_the_same_saga_and_a_reused_key_is_refused()
         .await
         .unwrap();
     assert_eq!(saga["state"], "completed");
+    // A replay once the saga has moved shows it as it is now, history and all.
+    let (again, c) = shop.checkout(&k, &body).await;
+    assert_eq!(again, StatusCode::OK);
+    assert_eq!(
+        (&c["state"], &c["version"]),
+        (&saga["state"], &saga["version"])
+    );
+    assert_eq!(c["history"], saga["history"]);
+    assert_eq!(path(&c).len(), 4, "{c}");
     shop.cleanup().await;
 }
 

@@ -169,10 +169,7 @@ pub async fn create(
             state.orchestrator.kick_saga(saga.clone());
             (StatusCode::ACCEPTED, saga, vec![first])
         }
-        Created::Replay(saga) => {
-            let history = store.history(saga.order_id).await?;
-            (StatusCode::OK, saga, history)
-        }
+        Created::Replay(saga, history) => (StatusCode::OK, saga, history),
         Created::KeyReused => return Err(ApiError::KeyReused),
     };
     tracing::Span::current().record("order_id", tracing::field::display(saga.order_id));
