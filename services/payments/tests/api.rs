@@ -253,6 +253,51 @@ async fn forged_stale_and_malformed_webhooks_are_refused_and_change_nothing() {
 }
 
 #[tokio::test]
+async fn a_stripe_event_seen_committed_is_answered_duplicate_without_the_database() {
+    let Some(app) = spawn_app(HOLD_WEBHOOKS).await else {
+        return;
+    };
+    let (order, intent) = app.open(CARD_APPROVE, Provider::Stripe).await;
+    let body = webhook::body(
+        Provider::Stripe,
+        "evt_seen",
+        Kind::Authorized,
+        &intent,
+        2590,
+        "EUR",
+        chrono::Utc::now(),
+    );
+    let outcome = |response: reqwest::Response| async move {
+        assert_eq!(response.status(), StatusCode::OK);
+        let json: serde_json::Value = response.json().await.unwrap();
+        json["outcome"].as_str().unwrap().to_owned()
+    };
+    assert_eq!(outcome(app.stripe(&body).await).await, "applied");
+    // The event's row removed behind the service's back: a resend that
+    // went to the database would record it (and announce it) again.
+    let removed = app
+        .scalar::<i64>(
+            "WITH gone AS (DELETE FROM {schema}.webhook_events WHERE event_id = 'evt_seen' \
+             RETURNING 1) SELECT count(*) FROM gone WHERE $1::uuid IS NOT NULL",
+            order,
+        )
+        .await;
+    assert_eq!(removed, 1);
+
+    assert_eq!(outcome(app.stripe(&body).await).await, "duplicate");
+
+    let recorded = app
+        .scalar::<i64>(
+            "SELECT count(*) FROM {schema}.webhook_events WHERE event_id = 'evt_seen' \
+             AND $1::uuid IS NOT NULL",
+            order,
+        )
+        .await;
+    assert_eq!(recorded, 0, "the resend reached the database");
+    app.cleanup().await;
+}
+
+#[tokio::test]
 async fn a_valid_webhook_delivered_twice_is_applied_once() {
     let Some(mut app) = spawn_app(HOLD_WEBHOOKS).await else {
         return;

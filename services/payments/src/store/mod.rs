@@ -22,7 +22,10 @@ use crate::payment::{self, Announce, Call, Input, Status, Step};
 use crate::provider::{Simulator, Unconfirmed};
 use crate::webhook;
 
+mod seen;
 mod webhooks;
+
+pub use seen::SeenEvents;
 
 /// The outbox table and its NOTIFY channel.
 pub fn outbox_table() -> OutboxTable {
@@ -132,6 +135,9 @@ pub struct Store {
     events_queue: String,
     /// Lab switches (`storefront outbox`): off unless a lab request sets them.
     pub lab: crate::outbox_lab::OutboxLab,
+    /// Provider events known to be recorded: a duplicate is answered
+    /// without a transaction.
+    seen: Arc<SeenEvents>,
 }
 
 impl Store {
@@ -144,6 +150,7 @@ impl Store {
             outbox: outbox_table(),
             inbox: inbox_table(),
             lab: crate::outbox_lab::OutboxLab::default(),
+            seen: Arc::default(),
         }
     }
 

@@ -2,6 +2,11 @@
 //! once per provider event id, and only what the provider's own record
 //! ([`crate::provider::Simulator::retrieve`]) backs, amount and currency included; one it
 //! doesn't back is recorded as `unconfirmed` and changes nothing.
+//!
+//! An event id this process has seen committed ([`super::SeenEvents`]) is
+//! a duplicate answered at once, with no transaction, unless the delivery
+//! carries a transmission: that is still recorded, so a transmission id is
+//! accepted once whatever it carries.
 
 use sqlx::PgConnection;
 
@@ -23,6 +28,9 @@ impl Store {
         event: &ProviderEvent,
         body: &serde_json::Value,
     ) -> Result<Outcome, sqlx::Error> {
+        if transmission.is_none() && self.seen.contains(provider, &event.event_id) {
+            return Ok(Outcome::Duplicate);
+        }
         let mut tx = self.pool.begin().await?;
         // Transmission first, then the event: a concurrent twin waits on the
         // row's key and then finds it (or, if this one rolls back, takes it).
@@ -49,6 +57,8 @@ impl Store {
             == 1;
         if !first {
             tx.commit().await?;
+            // The insert met the committed row.
+            self.seen.insert(provider, &event.event_id);
             return Ok(Outcome::Duplicate);
         }
         let outcome = match event.kind {
@@ -74,6 +84,7 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
+        self.seen.insert(provider, &event.event_id);
         Ok(outcome)
     }
 
