@@ -17,7 +17,10 @@
 #          write transactions, by transaction ids), vs
 #          pgbench TPC-B TPS on the same Postgres; p50 end to end at
 #          concurrency 16 (16 sagas in flight: `--in-flight 16`) vs the
-#          simulated provider's own delays.
+#          simulated provider's own delays. Beside them, the CPU each
+#          process tree (Postgres with its backends, each service, the
+#          broker) spent per completed saga over the concurrency-64 run
+#          (the experiment's own setup and read-back queries included).
 #   memory every service's peak RSS (VmHWM, reset first) through a checkout
 #          load, and the load generator's peak RSS at --rate 20000.
 #
@@ -233,6 +236,34 @@ wrk_json() { # file threads conns secs url
 
 # CPU ticks (user + system) of the given pids and their threads.
 cpu_ticks() { local s=0 p; for p in "$@"; do s=$((s + $(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0))); done; echo "$s"; }
+# CPU ticks (user + system, children that exited included) of each
+# name=pid given, over its whole process tree (Postgres's backends, the
+# broker's helpers), as one JSON object.
+cpu_by_tree() {
+  python3 - "$@" <<'PY'
+import json, sys
+def tree(pid):
+    out = [pid]
+    try:
+        kids = open(f"/proc/{pid}/task/{pid}/children").read().split()
+    except OSError:
+        return out
+    for k in kids:
+        out += tree(int(k))
+    return out
+def ticks(pid):
+    try:
+        f = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0
+    return sum(int(x) for x in f[11:15])
+got = {}
+for np in sys.argv[1:]:
+    name, pid = np.split("=")
+    got[name] = got.get(name, 0) + sum(ticks(p) for p in tree(int(pid)))
+print(json.dumps(got))
+PY
+}
 # The proxy's own CPU per request during a wrk run: cpu_per_req file pids... -- wrk args
 cpu_per_req() {
   local file=$1; shift; local pids=(); while [ "$1" != "--" ]; do pids+=("$1"); shift; done; shift
@@ -280,6 +311,8 @@ print(f"catalog={shlex.quote(e['services']['catalog'][0])}")
 print(f"bff={shlex.quote(e['services']['bff'][0])}")
 pids = " ".join(f"{c['name']}={c['pid']}" for c in f["components"] if c["kind"] == "service" and c.get("pid"))
 print(f"service_pids={shlex.quote(pids)}")
+every = " ".join(f"{c['name']}={c['pid']}" for c in f["components"] if c.get("pid"))
+print(f"component_pids={shlex.quote(every)}")
 PY
 )"
   local direct="$catalog/products/1" via_bff="$bff/api/catalog/products/1"
@@ -345,8 +378,12 @@ PY
     local q0 c0 c1 x0 x1 t0 t1
     q0=$(xact_commits); sleep "$STATS_SETTLE"; c0=$(xact_commits); x0=$(next_xid)
     t0=$(date +%s.%N)
+    # shellcheck disable=SC2086
+    cpu_by_tree $component_pids >"$r/saga-cpu-before.json"
     sf saga --orders "$saga_orders" --concurrency 64 --forged 0 --json \
       >"$r/saga-64.json" 2>"$r/saga-64.err" || true
+    # shellcheck disable=SC2086
+    cpu_by_tree $component_pids >"$r/saga-cpu-after.json"
     sleep "$STATS_SETTLE"
     c1=$(xact_commits); x1=$(next_xid); t1=$(date +%s.%N)
     echo "{\"quiet_before\": $q0, \"before\": $c0, \"after\": $c1, \"settle_s\": $STATS_SETTLE, \"t0\": $t0, \"t1\": $t1, \"xid_before\": $x0, \"xid_after\": $x1}" >"$r/commits.json"
@@ -456,6 +493,10 @@ def figures(r):
             f["commits_raw_per_saga"] = (c["after"] - c["before"]) / f["saga_completed"]
             f["commits_per_saga"] = (c["after"] - c["before"] - background) / f["saga_completed"]
             f["writes_per_saga"] = (c["xid_after"] - c["xid_before"]) / f["saga_completed"]
+        a, b = load(f"{d}/saga-cpu-before.json"), load(f"{d}/saga-cpu-after.json")
+        if a and b and f["saga_completed"]:
+            hz = os.sysconf("SC_CLK_TCK")
+            f["saga_cpu_ms"] = {n: (b[n] - a[n]) * 1000 / hz / f["saga_completed"] for n in b if n in a}
         if f.get("sagas_per_s") and f["pgbench_tps"]:
             f["saga_vs_pgbench"] = f["sagas_per_s"] / f["pgbench_tps"]
     if s16:
@@ -540,6 +581,17 @@ row("saga", "sagas/s / pgbench TPS", "saga_vs_pgbench", "{:.1%}", ">= 10%", lamb
 row("saga", "commits per saga, background included", "commits_raw_per_saga", "{:.1f}")
 row("saga", "commits per saga (xact_commit delta - background)", "commits_per_saga", "{:.1f}", "<= 10", lambda v: v <= 10)
 row("saga", "write transactions per saga (xid delta)", "writes_per_saga", "{:.1f}")
+cpu_names = sorted({n for r in rows if r.get("saga_cpu_ms") for n in r["saga_cpu_ms"]})
+for r in rows:
+    spent = r.get("saga_cpu_ms") or {}
+    r["saga_cpu_total"] = sum(spent.values()) if spent else None
+    for n in cpu_names:
+        r[f"saga_cpu_{n}"] = spent.get(n)
+# Heaviest first, by the median; what spent under 0.05 ms a saga is left out.
+cpu_names = [n for n in cpu_names if (agg(f"saga_cpu_{n}")[0] or 0) >= 0.05]
+for n in sorted(cpu_names, key=lambda n: -agg(f"saga_cpu_{n}")[0]):
+    row("saga", f"CPU per completed saga: {n}", f"saga_cpu_{n}", "{:.2f} ms")
+row("saga", "CPU per completed saga, whole fleet", "saga_cpu_total", "{:.2f} ms")
 row("saga", "p50 end to end (concurrency 16)", "saga_p50_ms", "{:.0f} ms")
 row("saga", "p50 / provider's delays (mean 2 x max/2)", "saga_p50_vs_provider", "{:.2f}x", "<= 2.00x", lambda v: v <= 2.0)
 names = sorted({n for r in rows if r.get("rss_mb") for n in r["rss_mb"]})
