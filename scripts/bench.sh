@@ -10,7 +10,8 @@
 #   load   `storefront load` on the same target: closed model (64 users, no
 #          think time) vs wrk; open model (--rate at 0.7x wrk's throughput):
 #          drops, corrected vs raw p99.
-#   saga   `storefront saga` (every order approved): completed sagas/s at
+#   saga   `storefront saga` (every order approved, 5 forged webhooks so
+#          every invariant is judged): completed sagas/s at
 #          concurrency 64 and Postgres commits per saga (the fleet
 #          database's xact_commit delta, read after stats settle, less the
 #          background rate measured just before / completed sagas; also
@@ -22,7 +23,9 @@
 #          broker) spent per completed saga over the concurrency-64 run
 #          (the experiment's own setup and read-back queries included).
 #   memory every service's peak RSS (VmHWM, reset first) through a checkout
-#          load, and the load generator's peak RSS at --rate 20000.
+#          load, identity's through a `storefront rotate` run (its Vault
+#          logins rotating under load), and the load generator's peak RSS
+#          at --rate 20000.
 #
 # Prints one table of figures and ratios with their targets and exits 1 if a
 # ratio misses its target (or a figure could not be measured). RUNS=3 runs
@@ -279,6 +282,10 @@ print(json.dumps({"us_per_request": (b - a) * 1e6 / hz / w["requests"] if w and 
 PY2
 }
 
+# identity's pid now (a rotate run may restart it).
+identity_pid() {
+  python3 -c 'import json, sys; f = json.load(open(sys.argv[1])); print(next(c["pid"] for c in f["components"] if c["name"] == "identity"))' "$state/fleet.json"
+}
 peak_rss_reset() { for p in "$@"; do echo 5 >"/proc/$p/clear_refs" 2>/dev/null || true; done; }
 
 # The fleet database's committed transactions, and its next transaction id
@@ -380,7 +387,7 @@ PY
     t0=$(date +%s.%N)
     # shellcheck disable=SC2086
     cpu_by_tree $component_pids >"$r/saga-cpu-before.json"
-    sf saga --orders "$saga_orders" --concurrency 64 --forged 0 --json \
+    sf saga --orders "$saga_orders" --concurrency 64 --forged 5 --json \
       >"$r/saga-64.json" 2>"$r/saga-64.err" || true
     # shellcheck disable=SC2086
     cpu_by_tree $component_pids >"$r/saga-cpu-after.json"
@@ -388,7 +395,7 @@ PY
     c1=$(xact_commits); x1=$(next_xid); t1=$(date +%s.%N)
     echo "{\"quiet_before\": $q0, \"before\": $c0, \"after\": $c1, \"settle_s\": $STATS_SETTLE, \"t0\": $t0, \"t1\": $t1, \"xid_before\": $x0, \"xid_after\": $x1}" >"$r/commits.json"
     say "run $i: saga, $saga_p50_orders orders, 16 sagas in flight"
-    sf saga --orders "$saga_p50_orders" --concurrency 16 --in-flight 16 --forged 0 --json \
+    sf saga --orders "$saga_p50_orders" --concurrency 16 --in-flight 16 --forged 5 --json \
       >"$r/saga-16.json" 2>"$r/saga-16.err" || true
   fi
 
@@ -405,6 +412,10 @@ PY
       kb=$(awk '/^VmHWM:/ {print $2}' "/proc/${np#*=}/status" 2>/dev/null || echo "")
       echo "${np%%=*} ${kb:-gone}" >>"$r/rss.txt"
     done
+    say "run $i: rotate (identity's Vault logins rotating under load; its peak RSS)"
+    peak_rss_reset "$(identity_pid)"
+    sf rotate --json >"$r/rotate.json" 2>"$r/rotate.err" || true
+    awk '/^VmHWM:/ {print $2}' "/proc/$(identity_pid)/status" >"$r/identity-rotate-rss.txt" 2>/dev/null || true
     say "run $i: load generator at --rate $loadgen_rate for ${load_secs}s (its peak RSS)"
     /usr/bin/time -f '%M' -o "$r/loadgen-rss.txt" \
       "$bin" --fleet "$state/bench-fleet.toml" --state-dir "$state" --port-base "$base" \
@@ -515,6 +526,11 @@ def figures(r):
     except OSError:
         f["rss_mb"] = None
     try:
+        f["identity_rotate_rss_mb"] = int(open(f"{d}/identity-rotate-rss.txt").read().split()[0]) / 1024
+    except (OSError, ValueError, IndexError):
+        f["identity_rotate_rss_mb"] = None
+    f["rotate_verdict"] = (load(f"{d}/rotate.json") or {}).get("verdict")
+    try:
         f["loadgen_rss_mb"] = int(open(f"{d}/loadgen-rss.txt").read().split()[-1]) / 1024
     except (OSError, ValueError, IndexError):
         f["loadgen_rss_mb"] = None
@@ -601,6 +617,7 @@ for n in names:
     row("memory", f"peak RSS {n} (checkout load)", f"rss_{n}", "{:.1f} MB", "<= 64 MB", lambda v: v <= 64)
 if not names:
     row("memory", "peak RSS of the services", "rss_max_mb", "{:.1f} MB", "<= 64 MB", lambda v: v <= 64)
+row("memory", "peak RSS identity (rotate run)", "identity_rotate_rss_mb", "{:.1f} MB", "<= 64 MB", lambda v: v <= 64)
 row("memory", "load generator achieved", "loadgen_rps", "{:,.0f} req/s")
 row("memory", "load generator peak RSS", "loadgen_rss_mb", "{:.1f} MB", "<= 200 MB", lambda v: v <= 200)
 
@@ -616,6 +633,8 @@ for i, r in enumerate(rows, 1):
     extra = ""
     if r.get("saga_verdict") not in (None, "pass"):
         extra = f"; saga verdict {r['saga_verdict']}"
+    if r.get("rotate_verdict") not in (None, "pass"):
+        extra += f"; rotate verdict {r['rotate_verdict']}"
     print(f"run {i}: load average {r['loadavg']}{extra}")
 print(f"raw outputs: {out}")
 if failed:
