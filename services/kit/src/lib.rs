@@ -24,6 +24,7 @@
 
 #[cfg(feature = "amqp")]
 pub mod amqp;
+pub mod batch;
 pub mod checks;
 pub mod config;
 pub mod db;

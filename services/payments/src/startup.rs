@@ -91,7 +91,7 @@ impl Application {
     pub async fn run_until(self, signal: Signal) -> Result<(), AppError> {
         let mut tasks = Tasks::new();
         let stop = tasks.token();
-        let store = self.store.clone();
+        let commands = commands::Commands::new(self.store.clone());
         let messaging = Messaging {
             config: self.config.messaging.clone(),
             name: self.config.common.service_name.clone(),
@@ -100,8 +100,8 @@ impl Application {
         };
         let queue = (self.config.queues.commands.clone(), "commands");
         messaging.spawn(&mut tasks, self.pool.clone(), queue, move |message| {
-            let store = store.clone();
-            async move { commands::handle(&store, message).await }
+            let commands = commands.clone();
+            async move { commands::handle(&commands, message).await }
         });
         let sender = Sender::new(
             self.pool.clone(),

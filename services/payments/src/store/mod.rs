@@ -168,11 +168,49 @@ impl Store {
         command: &Command,
     ) -> Result<Outcome, sqlx::Error> {
         let mut tx = self.pool.begin().await?;
+        let outcome = self.command_on(&mut tx, message_id, command).await?;
+        tx.commit().await?;
+        log_ignored(&outcome);
+        Ok(outcome)
+    }
+
+    /// Applies several commands in one transaction, each once per message
+    /// id as [`Store::handle_command`] would, in order; their outcomes in
+    /// that order. One commit for the batch instead of one per command
+    /// (issue 15: the relay publishes commands in bursts, and the consumer
+    /// receives up to its prefetch at once). All or nothing: on an error
+    /// nothing is written, and the caller applies them one by one.
+    /// Each command is applied in its message's `span`, so what it sends
+    /// (outbox rows) carries that message's trace.
+    #[tracing::instrument(skip_all, fields(commands = commands.len()))]
+    pub async fn handle_commands(
+        &self,
+        commands: &[(Uuid, &Command, tracing::Span)],
+    ) -> Result<Vec<Outcome>, sqlx::Error> {
+        use tracing::Instrument as _;
+        let mut tx = self.pool.begin().await?;
+        let mut outcomes = Vec::with_capacity(commands.len());
+        for (message_id, command, span) in commands {
+            let applied = self.command_on(&mut tx, *message_id, command);
+            outcomes.push(applied.instrument(span.clone()).await?);
+        }
+        tx.commit().await?;
+        outcomes.iter().for_each(log_ignored);
+        Ok(outcomes)
+    }
+
+    /// The body of [`Store::handle_command`] on `tx`: the inbox row, then
+    /// the command's effect (nothing for a duplicate).
+    async fn command_on(
+        &self,
+        tx: &mut PgConnection,
+        message_id: Uuid,
+        command: &Command,
+    ) -> Result<Outcome, sqlx::Error> {
         if !inbox::record(&mut *tx, &self.inbox, message_id, command.kind()).await? {
-            tx.commit().await?;
             return Ok(Outcome::Duplicate);
         }
-        let outcome = match command {
+        match command {
             Command::AuthorizePayment {
                 order_id,
                 amount_cents,
@@ -181,27 +219,20 @@ impl Store {
                 provider,
             } => {
                 self.open(
-                    &mut tx,
+                    tx,
                     *order_id,
                     *amount_cents,
                     currency,
                     card_number,
                     *provider,
                 )
-                .await?
+                .await
             }
             Command::CapturePayment { order_id } => {
-                self.by_order(&mut tx, *order_id, Input::Capture).await?
+                self.by_order(tx, *order_id, Input::Capture).await
             }
-            Command::VoidPayment { order_id } => {
-                self.by_order(&mut tx, *order_id, Input::Void).await?
-            }
-        };
-        tx.commit().await?;
-        if let Outcome::Ignored(reason) = &outcome {
-            tracing::warn!(reason, "command ignored");
+            Command::VoidPayment { order_id } => self.by_order(tx, *order_id, Input::Void).await,
         }
-        Ok(outcome)
     }
 
     /// Opens the order's payment session and asks the provider to
@@ -349,6 +380,13 @@ impl Store {
         .fetch_all(&self.pool)
         .await?;
         Ok(Some((payment, history)))
+    }
+}
+
+/// Says so when a command was ignored.
+fn log_ignored(outcome: &Outcome) {
+    if let Outcome::Ignored(reason) = outcome {
+        tracing::warn!(reason, "command ignored");
     }
 }
 
