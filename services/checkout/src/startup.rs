@@ -80,7 +80,7 @@ impl Application {
         let mut tasks = Tasks::new();
         let stop = tasks.token();
         let pool = self.orchestrator.store.pool.clone();
-        let orchestrator = self.orchestrator.clone();
+        let events = events::Events::new(self.orchestrator.clone());
         let messaging = Messaging {
             config: self.config.messaging.clone(),
             name: self.config.common.service_name.clone(),
@@ -89,8 +89,8 @@ impl Application {
         };
         let queue = (self.config.queues.events.clone(), "events");
         messaging.spawn(&mut tasks, pool.clone(), queue, move |message| {
-            let orchestrator = orchestrator.clone();
-            async move { events::handle(&orchestrator, message).await }
+            let events = events.clone();
+            async move { events::handle(&events, message).await }
         });
         tasks.spawn(
             "consumer watch",

@@ -139,6 +139,15 @@ pub enum Applied {
     Missing,
 }
 
+/// What an event came to on its transaction, before the commit.
+enum Step {
+    /// Nothing moved (or, for [`Applied::Conflict`], nothing but the inbox
+    /// row was written).
+    Done(Applied),
+    /// The saga as read moved by the transition.
+    Moved(Box<SagaRow>, Transition),
+}
+
 /// The checkout store.
 #[derive(Clone)]
 pub struct Store {
@@ -324,12 +333,78 @@ impl Store {
         &self,
         order_id: Uuid,
         input: Input,
-        (id, kind): (Uuid, &str),
+        message: (Uuid, &str),
     ) -> Result<Applied, sqlx::Error> {
         let mut tx = self.pool.begin().await?;
+        match self.message_on(&mut tx, order_id, input, message).await? {
+            // Nothing but the inbox row was written: dropped with the
+            // transaction, for the retry against a fresh read.
+            Step::Done(Applied::Conflict) => Ok(Applied::Conflict),
+            step => {
+                tx.commit().await?;
+                Ok(self.finished(step))
+            }
+        }
+    }
+
+    /// Applies several events from payments in one transaction, each once
+    /// per message id as [`Store::apply_event`] would, in order; what each
+    /// came to, in that order. One commit for the batch instead of one per
+    /// event (issue 15: payments' relay publishes events in bursts, and the
+    /// consumer holds up to its prefetch at once). An event that lost an
+    /// OCC race leaves no inbox row in the batch and is applied again on
+    /// its own, against a fresh read, after the batch commits. All or
+    /// nothing: on an error nothing is written (the caller applies them one
+    /// by one). Each is applied in its message's span, so the command it
+    /// sends carries that message's trace.
+    #[tracing::instrument(skip_all, fields(events = events.len()))]
+    pub async fn apply_events(
+        &self,
+        events: &[(Uuid, Input, (Uuid, &str), tracing::Span)],
+    ) -> Result<Vec<Applied>, sqlx::Error> {
+        use tracing::Instrument as _;
+        let mut tx = self.pool.begin().await?;
+        let mut steps = Vec::with_capacity(events.len());
+        for (order_id, input, (id, kind), span) in events {
+            let step = self
+                .message_on(&mut tx, *order_id, *input, (*id, kind))
+                .instrument(span.clone())
+                .await?;
+            if matches!(step, Step::Done(Applied::Conflict)) {
+                // Un-record it: it is applied again after the commit.
+                sqlx::query("DELETE FROM inbox WHERE message_id = $1")
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            steps.push(step);
+        }
+        tx.commit().await?;
+        let mut applied = Vec::with_capacity(steps.len());
+        for ((order_id, input, (id, kind), span), step) in events.iter().zip(steps) {
+            applied.push(match step {
+                Step::Done(Applied::Conflict) => {
+                    self.apply_event(*order_id, *input, (*id, kind))
+                        .instrument(span.clone())
+                        .await?
+                }
+                step => self.finished(step),
+            });
+        }
+        Ok(applied)
+    }
+
+    /// An event on `tx`: its inbox row, the saga as read there, and the
+    /// transition written if the saga is still as read.
+    async fn message_on(
+        &self,
+        tx: &mut sqlx::PgConnection,
+        order_id: Uuid,
+        input: Input,
+        (id, kind): (Uuid, &str),
+    ) -> Result<Step, sqlx::Error> {
         if !inbox::record(&mut *tx, &self.inbox, id, kind).await? {
-            tx.commit().await?;
-            return Ok(Applied::Duplicate);
+            return Ok(Step::Done(Applied::Duplicate));
         }
         let saga: Option<SagaRow> = sqlx::query_as(&format!(
             "SELECT {SAGA_COLUMNS} FROM sagas WHERE order_id = $1"
@@ -338,18 +413,23 @@ impl Store {
         .fetch_optional(&mut *tx)
         .await?;
         let Some(saga) = saga else {
-            tx.commit().await?;
-            return Ok(Applied::Missing);
+            return Ok(Step::Done(Applied::Missing));
         };
         let Some(t) = saga::next(saga.state(), input, &self.timeouts) else {
-            tx.commit().await?;
-            return Ok(Applied::Ignored);
+            return Ok(Step::Done(Applied::Ignored));
         };
-        if !self.write(&mut tx, &saga, input, &t, None).await? {
-            return Ok(Applied::Conflict);
+        if !self.write(tx, &saga, input, &t, None).await? {
+            return Ok(Step::Done(Applied::Conflict));
         }
-        tx.commit().await?;
-        Ok(self.moved(&saga, t, true))
+        Ok(Step::Moved(Box::new(saga), t))
+    }
+
+    /// What a committed step came to, counted.
+    fn finished(&self, step: Step) -> Applied {
+        match step {
+            Step::Done(applied) => applied,
+            Step::Moved(saga, t) => self.moved(&saga, t, true),
+        }
     }
 
     /// Writes transition `t` of `saga` (as read) on `db`: the saga's new
