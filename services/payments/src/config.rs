@@ -49,13 +49,14 @@ pub struct ProviderConfig {
     /// `PROVIDER_MAX_DELAY_MS` (default 150): deliveries wait up to this,
     /// so events (and their duplicates) arrive out of order.
     pub max_delay: Duration,
-    /// `PROVIDER_POLL_MS` (default 20): how often due deliveries are sent
-    /// at the latest; those the sender was told of wake it when due (a
-    /// delivery whose transaction had not committed by then waits for the
-    /// poll, so the poll stays short).
+    /// `PROVIDER_POLL_MS` (default 1000): how often due deliveries are
+    /// looked for at the latest. Deliveries announced on commit wake the
+    /// sender when due, so the poll only finds the others (scheduled
+    /// before a restart or while the listener reconnected, retries, lapsed
+    /// leases); each poll is a commit.
     pub poll_interval: Duration,
     /// `PROVIDER_WAKE_AT_DUE` (default true): the sender also wakes when a
-    /// delivery it was told of falls due, instead of waiting for its next
+    /// delivery announced to it falls due, instead of waiting for its next
     /// poll; `false` leaves it to the poll alone (tests that hold webhooks).
     pub wake_at_due: bool,
     /// `PROVIDER_WEBHOOK_BASE_URL` (default: this service's own listener):
@@ -83,7 +84,7 @@ impl Config {
                     .min(100),
                 max_delay: Duration::from_millis(vars.with_default("PROVIDER_MAX_DELAY_MS", 150)?),
                 poll_interval: Duration::from_millis(
-                    vars.with_default("PROVIDER_POLL_MS", 20)?.max(1),
+                    vars.with_default("PROVIDER_POLL_MS", 1000)?.max(1),
                 ),
                 wake_at_due: vars.with_default("PROVIDER_WAKE_AT_DUE", true)?,
                 webhook_base_url: vars.optional("PROVIDER_WEBHOOK_BASE_URL")?,

@@ -17,6 +17,7 @@ use crate::commands;
 use crate::config::Config;
 use crate::provider::Simulator;
 use crate::provider::delivery::Sender;
+use crate::provider::due::DueTimes;
 use crate::routes::{self, AppState};
 use crate::store::{self, Store};
 
@@ -112,7 +113,10 @@ impl Application {
             "webhook sender",
             sender.run(
                 self.config.provider.poll_interval,
-                self.store.provider.due_times(),
+                self.config
+                    .provider
+                    .wake_at_due
+                    .then(|| Arc::new(DueTimes::default())),
                 stop.clone(),
             ),
         );

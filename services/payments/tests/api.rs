@@ -452,3 +452,18 @@ async fn the_lab_signing_oracle_signs_like_the_provider_and_exists_only_in_the_l
     assert!(app.await_status(order, "authorized", WAIT).await);
     app.cleanup().await;
 }
+
+#[tokio::test]
+async fn a_scheduled_delivery_wakes_the_sender_once_committed_without_a_poll() {
+    // No poll for ten minutes: only the announcement of the authorization's
+    // webhook (NOTIFY on commit) can get it sent.
+    let Some(app) = spawn_app(&[("PROVIDER_POLL_MS", "600000")]).await else {
+        return;
+    };
+    let (order, _) = app.open(CARD_APPROVE, Provider::Stripe).await;
+    assert!(
+        app.await_status(order, "authorized", WAIT).await,
+        "the provider's webhook was never sent"
+    );
+    app.cleanup().await;
+}

@@ -31,6 +31,9 @@ const LEASE_SECS: f64 = 3.0;
 /// The shortest time from one pass's start to the next's when a pass
 /// found less than a batch: deliveries due within it are sent together.
 const MIN_PASS_GAP: Duration = Duration::from_millis(10);
+/// How soon after a pass that sent something the next pass records what
+/// it came to (when nothing else falls due first).
+const RECORD_WITHIN: Duration = Duration::from_millis(20);
 /// Longest wait between retries of one delivery.
 const MAX_RETRY_SECS: f64 = 5.0;
 /// Counter of webhook deliveries, by provider and outcome.
@@ -101,14 +104,18 @@ impl Sender {
         }
     }
 
-    /// Sends due deliveries every `interval`, and as each delivery `due`
-    /// was told of falls due, until `stop` fires.
+    /// Sends due deliveries every `interval`, and, with `due`, as each
+    /// delivery announced on [`super::due::CHANNEL`] falls due (a listener
+    /// task notes them into `due`), until `stop` fires.
     pub async fn run(
         self,
         interval: Duration,
         due: Option<Arc<DueTimes>>,
         stop: CancellationToken,
     ) {
+        let listener = due
+            .clone()
+            .map(|due| tokio::spawn(super::due::listen(self.pool.clone(), due, stop.clone())));
         let mut outcomes = Outcomes::default();
         'passes: loop {
             let started = Instant::now();
@@ -122,7 +129,15 @@ impl Sender {
             if sent as i64 >= BATCH {
                 continue;
             }
-            let poll_at = Instant::now() + interval;
+            // What this pass sent is recorded by the next one: soon, not a
+            // whole (slow) poll later, or the deliveries would look unsent
+            // meanwhile (and be sent again once their leases lapse).
+            let poll_at = Instant::now()
+                + if sent > 0 {
+                    interval.min(RECORD_WITHIN)
+                } else {
+                    interval
+                };
             // Deliveries falling due close together share a pass (each
             // pass is a commit).
             let not_before = started + MIN_PASS_GAP;
@@ -146,6 +161,9 @@ impl Sender {
         }
         if let Err(error) = self.record(&outcomes).await {
             tracing::warn!(%error, "the last deliveries' outcomes were not recorded; they will be sent again");
+        }
+        if let Some(listener) = listener {
+            listener.await.ok();
         }
         tracing::info!("provider webhook sender stopped");
     }

@@ -1,25 +1,33 @@
-//! When the webhook sender should look next. The simulator knows when each
-//! delivery it schedules falls due, so the sender sleeps until the earliest
-//! of those moments instead of finding it by its next poll (issue 15: the
-//! poll added half an interval to each of a saga's two webhooks, and an
-//! idle pass is a commit). Polling stays as the fallback: for deliveries
-//! scheduled before a restart, retries and lapsed leases.
+//! When the webhook sender should look next. The simulator announces each
+//! delivery it schedules on [`CHANNEL`] (`NOTIFY`, delivered when the
+//! scheduling transaction commits) with the moment it falls due, and the
+//! sender's [`listen`] task notes it, so the sender sleeps until the
+//! earliest of those moments instead of finding it by its next poll (issue
+//! 15: the poll added half an interval to each of a saga's two webhooks,
+//! and an idle pass is a commit). Noted only once committed, a delivery is
+//! visible when the sender wakes for it: noted in-process before the
+//! commit, under load many were not yet, waited for the poll, and the poll
+//! had to stay at 20 ms (50 idle commits a second). Polling stays as the
+//! fallback, now slow: for deliveries scheduled before a restart or while
+//! the listener reconnects, retries and lapsed leases.
 //!
-//! Pure: time is a parameter; the sender owns the clock.
+//! [`DueTimes`] is pure: time is a parameter; the sender owns the clock.
 
 use std::collections::BTreeSet;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
 
+use sqlx::PgPool;
+use sqlx::postgres::PgListener;
 use storefront_kit::sync::lock;
 use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
 
-/// Added to a delivery's due moment, which is noted before its transaction
-/// commits: a pass that came exactly on time could find the row not yet
-/// visible (and the next poll would then send it late).
-pub const COMMIT_SLACK: Duration = Duration::from_millis(3);
+/// The channel deliveries are announced on; the payload is the moment the
+/// earliest copy falls due, in milliseconds since the Unix epoch.
+pub const CHANNEL: &str = "provider_deliveries";
 
-/// The moments deliveries fall due, as noted by the simulator.
+/// The moments deliveries fall due, as announced.
 #[derive(Debug, Default)]
 pub struct DueTimes {
     /// Earliest first; moments already passed are dropped by [`DueTimes::pause`].
@@ -31,7 +39,6 @@ pub struct DueTimes {
 impl DueTimes {
     /// Notes that a delivery falls due at `at`.
     pub fn note(&self, at: Instant) {
-        let at = at + COMMIT_SLACK;
         let earlier = {
             let mut set = lock(&self.at);
             let earlier = set.first().is_none_or(|first| at < *first);
@@ -62,6 +69,51 @@ impl DueTimes {
     }
 }
 
+/// The instant of an announcement's payload (`epoch_ms`), read at
+/// (`now`, `now_system`): a moment already passed is `now`; `None` for a
+/// payload that is not a number.
+pub fn instant_of(payload: &str, now: Instant, now_system: SystemTime) -> Option<Instant> {
+    let epoch_ms: u64 = payload.trim().parse().ok()?;
+    let due = SystemTime::UNIX_EPOCH + Duration::from_millis(epoch_ms);
+    Some(match due.duration_since(now_system) {
+        Ok(ahead) => now + ahead,
+        Err(_) => now,
+    })
+}
+
+/// Notes every delivery announced on [`CHANNEL`] into `due` until `stop`;
+/// on a lost connection it waits a second and listens again (the sender
+/// polls meanwhile).
+pub async fn listen(pool: PgPool, due: Arc<DueTimes>, stop: CancellationToken) {
+    while !stop.is_cancelled() {
+        let listening = async {
+            let mut listener = PgListener::connect_with(&pool).await?;
+            listener.listen(CHANNEL).await?;
+            loop {
+                let notification = listener.recv().await?;
+                match instant_of(notification.payload(), Instant::now(), SystemTime::now()) {
+                    Some(at) => due.note(at),
+                    None => tracing::debug!(
+                        payload = notification.payload(),
+                        "unreadable delivery announcement"
+                    ),
+                }
+            }
+        };
+        let result: Result<(), sqlx::Error> = tokio::select! {
+            () = stop.cancelled() => return,
+            r = listening => r,
+        };
+        if let Err(error) = result {
+            tracing::debug!(%error, "delivery listener lost; polling until it is back");
+        }
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -83,9 +135,9 @@ mod tests {
         let now = Instant::now();
         due.note(now + ms(5));
         due.note(now + ms(12));
-        assert_eq!(due.pause(now, now + ms(100)), ms(5) + COMMIT_SLACK);
+        assert_eq!(due.pause(now, now + ms(100)), ms(5));
         // After that pass, the next one.
-        let later = now + ms(5) + COMMIT_SLACK;
+        let later = now + ms(5);
         assert_eq!(due.pause(later, later + ms(100)), ms(7));
     }
 
@@ -105,6 +157,28 @@ mod tests {
         let later = now + ms(50);
         assert_eq!(due.pause(later, later + ms(20)), ms(20));
         assert_eq!(due.pause(later, now), Duration::ZERO);
+    }
+
+    #[test]
+    fn an_announced_moment_becomes_an_instant_and_a_passed_one_now() {
+        let (now, system) = (Instant::now(), SystemTime::now());
+        let epoch_ms = |t: SystemTime| {
+            t.duration_since(SystemTime::UNIX_EPOCH)
+                .unwrap()
+                .as_millis()
+                .to_string()
+        };
+        let ahead = instant_of(&epoch_ms(system + ms(120)), now, system).unwrap();
+        assert!(
+            ahead >= now + ms(119) && ahead <= now + ms(120),
+            "{:?}",
+            ahead - now
+        );
+        assert_eq!(
+            instant_of(&epoch_ms(system - ms(50)), now, system),
+            Some(now)
+        );
+        assert_eq!(instant_of("soon", now, system), None);
     }
 
     #[tokio::test]

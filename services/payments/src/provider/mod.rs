@@ -24,8 +24,7 @@ mod record;
 #[cfg(test)]
 mod tests;
 
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Mutex;
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -49,9 +48,6 @@ pub struct Simulator {
     duplicate_percent: u8,
     /// Upper bound of a delivery's random delay, in ms.
     max_delay_ms: u64,
-    /// When the deliveries it schedules fall due, for the sender; `None`
-    /// when the sender only polls (`PROVIDER_WAKE_AT_DUE=false`).
-    due: Option<Arc<due::DueTimes>>,
 }
 
 /// A row of the provider's ledger.
@@ -87,16 +83,7 @@ impl Simulator {
             rng: Mutex::new(StdRng::seed_from_u64(config.seed)),
             duplicate_percent: config.duplicate_percent,
             max_delay_ms: config.max_delay.as_millis() as u64,
-            due: config
-                .wake_at_due
-                .then(|| Arc::new(due::DueTimes::default())),
         }
-    }
-
-    /// The due moments of the deliveries it schedules (shared with the
-    /// sender), unless the sender only polls.
-    pub fn due_times(&self) -> Option<Arc<due::DueTimes>> {
-        self.due.clone()
     }
 
     /// Opens and authorizes a session for `payment_id`; returns its id.
@@ -273,9 +260,16 @@ impl Simulator {
                 .map(|_| rng.random_range(0..=self.max_delay_ms) as f64 / 1000.0)
                 .collect()
         };
+        // The sender hears when each copy falls due once this commits
+        // (NOTIFY is delivered on commit), so it never wakes for a delivery
+        // it cannot see yet ([`due`]).
         sqlx::query(
-            "INSERT INTO provider_deliveries (provider, event_id, event_type, intent_id, body, deliver_at) \
-             SELECT $1, $2, $3, $4, $5, now() + make_interval(secs => d) FROM unnest($6::float8[]) AS d",
+            "WITH scheduled AS ( \
+                 INSERT INTO provider_deliveries (provider, event_id, event_type, intent_id, body, deliver_at) \
+                 SELECT $1, $2, $3, $4, $5, now() + make_interval(secs => d) FROM unnest($6::float8[]) AS d \
+                 RETURNING deliver_at) \
+             SELECT pg_notify($7, (extract(epoch FROM deliver_at) * 1000)::bigint::text) \
+             FROM scheduled",
         )
         .bind(provider.as_str())
         .bind(&event_id)
@@ -283,14 +277,9 @@ impl Simulator {
         .bind(intent)
         .bind(&body)
         .bind(&delays)
+        .bind(due::CHANNEL)
         .execute(db)
         .await?;
-        if let Some(due) = &self.due {
-            let now = Instant::now();
-            for delay in &delays {
-                due.note(now + Duration::from_secs_f64(*delay));
-            }
-        }
         Ok(())
     }
 }
