@@ -32,13 +32,19 @@ const ARRIVALS: u64 = 1 << 32;
 /// one schedule (arrival `i` goes to thread `i mod threads`): on the CLI's
 /// work-stealing runtime the wake-ups hopped between worker threads and
 /// the generator fell behind its schedule near 27k arrivals/s.
+///
+/// The schedule starts once every thread is up and has opened its pool's
+/// connections: started before, its first arrivals were already late by a
+/// thread's start and the handshakes, and that lag (a few ms, every run)
+/// counted in their latency from the intended send time.
 pub async fn run(shared: Arc<Shared>, model: OpenModel, _http: reqwest::Client) -> OpenRun {
     let threads = std::thread::available_parallelism().map_or(1, |c| c.get()) as u64;
-    let t0 = Instant::now();
+    let (ready_tx, mut ready) = tokio::sync::mpsc::unbounded_channel::<()>();
+    let (start, started) = tokio::sync::watch::channel::<Option<Instant>>(None);
     let mut parts = Vec::new();
     for index in 0..threads {
         let share = open::Share { index, of: threads };
-        let shared = shared.clone();
+        let (shared, ready_tx, mut started) = (shared.clone(), ready_tx.clone(), started.clone());
         let (tx, rx) = tokio::sync::oneshot::channel();
         let spawned = std::thread::Builder::new()
             .name(format!("load-arrivals-{index}"))
@@ -48,7 +54,18 @@ pub async fn run(shared: Arc<Shared>, model: OpenModel, _http: reqwest::Client) 
                     .build();
                 match runtime {
                     Ok(rt) => {
-                        let _ = tx.send(rt.block_on(run_share(shared, model, share, t0)));
+                        let part = rt.block_on(async move {
+                            let pool = Arc::new(ConnPool::new(share.in_flight(OPEN_CONNECTIONS)));
+                            pool.warm(&shared.targets.authorities()).await;
+                            let _ = ready_tx.send(());
+                            drop(ready_tx);
+                            let t0 = match started.wait_for(Option::is_some).await {
+                                Ok(t0) => t0.expect("waited for Some"),
+                                Err(_) => return OpenRun::default(),
+                            };
+                            run_share(shared, model, share, pool, t0).await
+                        });
+                        let _ = tx.send(part);
                     }
                     Err(e) => tracing::error!(error = %e, "no runtime for a load thread"),
                 }
@@ -58,6 +75,14 @@ pub async fn run(shared: Arc<Shared>, model: OpenModel, _http: reqwest::Client) 
             Err(e) => tracing::error!(error = %e, "load thread not started"),
         }
     }
+    drop(ready_tx);
+    // Every thread ready (or gone: its sender dropped with it).
+    for _ in 0..parts.len() {
+        if ready.recv().await.is_none() {
+            break;
+        }
+    }
+    let _ = start.send(Some(Instant::now()));
     let mut whole = OpenRun::default();
     for rx in parts {
         if let Ok(part) = rx.await {
@@ -67,18 +92,18 @@ pub async fn run(shared: Arc<Shared>, model: OpenModel, _http: reqwest::Client) 
     whole
 }
 
-/// One thread's share of the arrivals.
+/// One thread's share of the arrivals, on `pool`.
 async fn run_share(
     shared: Arc<Shared>,
     model: OpenModel,
     share: open::Share,
+    pool: Arc<ConnPool>,
     t0: Instant,
 ) -> OpenRun {
     // Every share draws the scenario of every arrival in order (and uses
     // its own), so arrival i gets the same scenario however many share.
     let mut pick = StdRng::seed_from_u64(shared.seed);
     let mut drawn = 0u64;
-    let pool = Arc::new(ConnPool::new(share.in_flight(OPEN_CONNECTIONS)));
     let labels: Arc<Vec<String>> = Arc::new(
         shared
             .plan

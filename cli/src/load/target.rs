@@ -83,6 +83,23 @@ impl Targets {
         }
     }
 
+    /// Every server a request may go to, as `host:port`, each once.
+    pub fn authorities(&self) -> Vec<String> {
+        let urls: Vec<&String> = match self {
+            Targets::Bff(urls) => urls.iter().collect(),
+            Targets::Direct(m) => m.values().flatten().collect(),
+        };
+        let mut out: Vec<String> = Vec::new();
+        for u in urls {
+            if let Some((a, _)) = split_url(u)
+                && !out.iter().any(|o| o == a)
+            {
+                out.push(a.to_owned());
+            }
+        }
+        out
+    }
+
     /// `bff (1 replica)` or `direct: catalog ×2, claims ×1`.
     pub fn describe(&self) -> String {
         match self {
@@ -288,6 +305,11 @@ pub struct ConnPool {
 /// Connections the open model keeps at most (as `wrk -c64`).
 pub const OPEN_CONNECTIONS: usize = 64;
 
+/// Connections [`ConnPool::warm`] opens at most, across the servers: a
+/// pool of many servers (a direct run of the checkout profile) opens the
+/// rest as the run needs them.
+const WARM_CONNECTIONS: usize = 64;
+
 /// A borrowed [`Conns`]; dropping it gives it back.
 pub struct Lease<'a> {
     pool: &'a ConnPool,
@@ -326,6 +348,40 @@ impl ConnPool {
         }
     }
 
+    /// Opens the pool's connections ahead of the run, one to each of
+    /// `authorities` per slot, as wrk opens its `-c` connections before it
+    /// starts the clock: opened inside the run, the first arrivals wait for
+    /// TCP handshakes the steady state never pays. A server that refuses
+    /// is left for the run to meet (its requests count the failure).
+    pub async fn warm(&self, authorities: &[String]) {
+        let per_slot = authorities.len().max(1);
+        let slots = self
+            .permits
+            .available_permits()
+            .min(WARM_CONNECTIONS / per_slot);
+        let mut warmed = Vec::with_capacity(slots);
+        for _ in 0..slots {
+            let mut c = Conns::default();
+            for a in authorities {
+                if let Ok(sender) = connect(a).await {
+                    c.open.push((a.clone(), sender));
+                }
+            }
+            if !c.open.is_empty() {
+                warmed.push(c);
+            }
+        }
+        if let Ok(mut idle) = self.idle.lock() {
+            idle.extend(warmed);
+        }
+    }
+
+    /// How many connection sets sit idle.
+    #[cfg(test)]
+    fn idle(&self) -> usize {
+        self.idle.lock().map_or(0, |v| v.len())
+    }
+
     /// Waits for a free slot; an idle [`Conns`] if there is one.
     pub async fn take(&self) -> Lease<'_> {
         let permit = self
@@ -345,6 +401,51 @@ impl ConnPool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn authorities_are_every_server_once() {
+        let mut m = BTreeMap::new();
+        m.insert(
+            "catalog".into(),
+            vec!["http://127.0.0.1:1".into(), "http://127.0.0.1:2".into()],
+        );
+        m.insert("claims".into(), vec!["http://127.0.0.1:1".into()]);
+        assert_eq!(
+            Targets::Direct(m).authorities(),
+            ["127.0.0.1:1", "127.0.0.1:2"]
+        );
+        let bff = Targets::Bff(vec!["http://b:9".into()]);
+        assert_eq!(bff.authorities(), ["b:9"]);
+    }
+
+    #[tokio::test]
+    async fn warming_opens_a_connection_per_slot_and_skips_a_server_that_refuses() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let up = listener.local_addr().unwrap().to_string();
+        let accepted = tokio::spawn(async move {
+            let mut held = Vec::new();
+            for _ in 0..3 {
+                held.push(listener.accept().await.unwrap().0);
+            }
+            held.len()
+        });
+        // A port nothing listens on: bound, then closed.
+        let down = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().to_string()
+        };
+        let pool = ConnPool::new(3);
+        pool.warm(&[up.clone(), down.clone()]).await;
+        assert_eq!(pool.idle(), 3);
+        assert_eq!(accepted.await.unwrap(), 3);
+        let lease = pool.take().await;
+        assert_eq!(lease.open.len(), 1);
+        assert_eq!(lease.open[0].0, up);
+
+        let refused = ConnPool::new(2);
+        refused.warm(&[down]).await;
+        assert_eq!(refused.idle(), 0);
+    }
 
     #[test]
     fn the_bff_prefixes_the_service_and_direct_picks_a_replica() {
