@@ -9,7 +9,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{UNCHECKED_WRAPPING_PRODUCT, WRAPPING_PRICE_PRODUCT, key, path, spawn_shop};
+use common::{Shop, UNCHECKED_WRAPPING_PRODUCT, WRAPPING_PRICE_PRODUCT, key, path, spawn_shop};
 use reqwest::StatusCode;
 use serde_json::json;
 use storefront_checkout::saga::{Failure, expected_path};
@@ -58,13 +58,11 @@ async fn bad_product_ids_and_absurd_quantities_are_422_at_once_and_store_nothing
     shop.cleanup().await;
 }
 
-#[tokio::test]
-async fn a_price_that_would_wrap_the_total_fails_the_saga_before_reserving_or_charging() {
-    let Some(shop) = spawn_shop(&[]).await else {
-        return;
-    };
+/// Orders 4 of `product`, waits for the saga's end, and checks it ended in
+/// `failure`'s path with no amount and no payment: the order's id.
+async fn wrapping_order_fails_uncharged(shop: &Shop, product: i64, failure: Failure) -> Uuid {
     let body = json!({
-        "items": [{"product_id": WRAPPING_PRICE_PRODUCT, "quantity": 4}],
+        "items": [{"product_id": product, "quantity": 4}],
         "card_number": CARD_APPROVE,
         "provider": "stripe",
     });
@@ -77,14 +75,12 @@ async fn a_price_that_would_wrap_the_total_fails_the_saga_before_reserving_or_ch
         .await
         .expect("the saga did not finish");
 
-    let expected: Vec<String> = expected_path(Some(Failure::OutOfStock))
+    let expected: Vec<String> = expected_path(Some(failure))
         .iter()
         .map(|s| s.as_str().to_owned())
         .collect();
     assert_eq!(path(&done), expected, "{done}");
     assert!(done["amount_cents"].is_null(), "{done}");
-    let order: Uuid = order_id.parse().unwrap();
-    assert_eq!(shop.catalog.reservation(order), None);
     let payments: i64 = sqlx::query_scalar(&format!(
         "SELECT count(*) FROM \"{}\".payments",
         shop.payments_schema
@@ -93,6 +89,17 @@ async fn a_price_that_would_wrap_the_total_fails_the_saga_before_reserving_or_ch
     .await
     .unwrap();
     assert_eq!(payments, 0);
+    order_id.parse().unwrap()
+}
+
+#[tokio::test]
+async fn a_price_that_would_wrap_the_total_fails_the_saga_before_reserving_or_charging() {
+    let Some(shop) = spawn_shop(&[]).await else {
+        return;
+    };
+    let order =
+        wrapping_order_fails_uncharged(&shop, WRAPPING_PRICE_PRODUCT, Failure::OutOfStock).await;
+    assert_eq!(shop.catalog.reservation(order), None);
     shop.cleanup().await;
 }
 
@@ -101,35 +108,12 @@ async fn a_wrapping_total_that_catalog_reserved_anyway_is_released_and_never_cha
     let Some(shop) = spawn_shop(&[("SAGA_RESERVE_TIMEOUT_MS", "1500")]).await else {
         return;
     };
-    let body = json!({
-        "items": [{"product_id": UNCHECKED_WRAPPING_PRODUCT, "quantity": 4}],
-        "card_number": CARD_APPROVE,
-        "provider": "stripe",
-    });
-    let (status, saga) = shop.checkout(&key(), &body).await;
-    assert_eq!(status, StatusCode::ACCEPTED, "{saga}");
-    let order_id = saga["order_id"].as_str().unwrap().to_owned();
-
-    let done = shop
-        .finished(&order_id, WAIT)
-        .await
-        .expect("the saga did not finish");
-
-    let expected: Vec<String> = expected_path(Some(Failure::ReservationFailed))
-        .iter()
-        .map(|s| s.as_str().to_owned())
-        .collect();
-    assert_eq!(path(&done), expected, "{done}");
-    assert!(done["amount_cents"].is_null(), "{done}");
-    let order: Uuid = order_id.parse().unwrap();
+    let order = wrapping_order_fails_uncharged(
+        &shop,
+        UNCHECKED_WRAPPING_PRODUCT,
+        Failure::ReservationFailed,
+    )
+    .await;
     assert_eq!(shop.catalog.reservation(order), Some(false), "not released");
-    let payments: i64 = sqlx::query_scalar(&format!(
-        "SELECT count(*) FROM \"{}\".payments",
-        shop.payments_schema
-    ))
-    .fetch_one(&shop.admin)
-    .await
-    .unwrap();
-    assert_eq!(payments, 0);
     shop.cleanup().await;
 }
