@@ -231,9 +231,30 @@ fn hand_redis(port: u16, dir: &std::path::Path) -> std::process::Child {
         .expect("redis-server")
 }
 
-fn wait_listening(port: u16) {
+/// Kills the fleet's Redis and waits (deadline 10 s) until its listening
+/// socket has closed. `kill -9` returns before the process is gone: a Redis
+/// started by hand at once could lose the port to the dying one, and a
+/// connect could still reach the dying one's socket.
+fn kill_redis(pid: i64, port: u16) {
+    kill9(pid);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+        assert!(
+            Instant::now() < deadline,
+            "the killed Redis (pid {pid}) still listens on {port}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Waits (deadline 10 s) until `child` listens on `port`; fails at once if
+/// it exited (the port was taken, say).
+fn wait_listening(child: &mut std::process::Child, port: u16) {
     let deadline = Instant::now() + Duration::from_secs(10);
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if let Some(st) = child.try_wait().unwrap() {
+            panic!("the Redis started by hand on {port} exited: {st}");
+        }
         assert!(Instant::now() < deadline, "nothing listens on {port}");
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -244,10 +265,10 @@ fn a_redis_started_by_hand_is_named_by_start_and_up_and_left_alone_by_down() {
     let fleet = Fleet::new("test-infra");
     let up = fleet.json(&["up", "--json"], 0);
     let port = fleet.port_base + 1;
-    kill9(pid(&up, "redis"));
+    kill_redis(pid(&up, "redis"), port);
     let elsewhere = tempfile::tempdir().unwrap();
     let mut theirs = hand_redis(port, elsewhere.path());
-    wait_listening(port);
+    wait_listening(&mut theirs, port);
 
     let out = fleet.run(&["start", "redis"]);
     assert_eq!(out.status.code(), Some(3));
@@ -285,11 +306,11 @@ fn a_redis_of_ours_restarted_by_hand_is_adopted_and_down_finds_it_without_its_ma
         "redis still shows the marker"
     );
 
-    kill9(redis);
+    kill_redis(redis, port);
     // Restarted by hand on the fleet's data directory: ours.
     let ours_dir = fleet.dir().join("redis");
     let mut hand = hand_redis(port, &ours_dir);
-    wait_listening(port);
+    wait_listening(&mut hand, port);
     let again = fleet.json(&["up", "--json"], 0);
     assert_eq!(
         pid(&again, "redis"),
@@ -347,12 +368,12 @@ fn down_finds_an_unrecorded_redis_of_ours_by_its_port_and_stops_it() {
     let fleet = Fleet::new("test-infra");
     let up = fleet.json(&["up", "--json"], 0);
     let port = fleet.port_base + 1;
-    kill9(pid(&up, "redis"));
+    kill_redis(pid(&up, "redis"), port);
     // Started by hand on the fleet's data directory and never recorded: no
     // marker (redis rewrites its environment), not in fleet.json; only its
     // port and working directory say it is ours.
     let mut hand = hand_redis(port, &fleet.dir().join("redis"));
-    wait_listening(port);
+    wait_listening(&mut hand, port);
     assert!(!fleet.processes().contains(&(hand.id() as i32)));
 
     let down = fleet.json(&["down", "--json"], 0);
