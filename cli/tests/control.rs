@@ -94,15 +94,10 @@ fn every_component_stops_starts_pauses_and_restarts_and_a_new_vault_serves_ident
     kill9(beam);
     let st = status_until(&fleet, "rabbitmq dead", |v| state(v, "rabbitmq") == "dead");
     assert_eq!(st["healthy"], false);
-    let amqp = fleet.port_base + 2;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(("127.0.0.1", amqp)).is_ok() {
-        assert!(
-            Instant::now() < deadline,
-            "status says dead, yet AMQP still serves"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    await_closed(
+        fleet.port_base + 2,
+        "status says dead, yet AMQP still serves",
+    );
 
     // `up` on a partly dead fleet starts only what is dead.
     let again = fleet.json(&["up", "--json"], 0);
@@ -237,12 +232,14 @@ fn hand_redis(port: u16, dir: &std::path::Path) -> std::process::Child {
 /// connect could still reach the dying one's socket.
 fn kill_redis(pid: i64, port: u16) {
     kill9(pid);
+    await_closed(port, &format!("the killed Redis (pid {pid}) still listens"));
+}
+
+/// Polls (deadline 10 s) until nothing accepts a connection on `port`.
+fn await_closed(port: u16, why: &str) {
     let deadline = Instant::now() + Duration::from_secs(10);
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-        assert!(
-            Instant::now() < deadline,
-            "the killed Redis (pid {pid}) still listens on {port}"
-        );
+        assert!(Instant::now() < deadline, "{why} on {port}");
         std::thread::sleep(Duration::from_millis(20));
     }
 }
