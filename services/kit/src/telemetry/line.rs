@@ -1,7 +1,8 @@
 //! The JSON log line, written directly: the same object tracing-subscriber's
 //! JSON formatter writes (`timestamp`, `level`, `fields`, `target`, the
 //! current `span`'s fields and `name`), with the span's `trace_id` and
-//! `span_id` first.
+//! `span_id` first (`super::ids`'s, or the OpenTelemetry layer's when spans
+//! are exported).
 //!
 //! tracing-subscriber's formatter parses the span's stored fields back
 //! into a `serde_json::Value` for every line and serializes them again,
@@ -20,6 +21,8 @@ use tracing_subscriber::fmt::format::{FormatEvent, FormatFields, Writer};
 use tracing_subscriber::fmt::time::{FormatTime, SystemTime};
 use tracing_subscriber::fmt::{FmtContext, FormattedFields};
 use tracing_subscriber::registry::LookupSpan;
+
+use super::ids::SpanIds;
 
 /// The event formatter.
 pub(super) struct JsonLine;
@@ -44,10 +47,16 @@ where
         writer.write_char('{')?;
         if let Some(span) = &span {
             let extensions = span.extensions();
-            let ids = extensions
+            if let Some(ids) = extensions.get::<SpanIds>() {
+                write!(
+                    writer,
+                    "\"trace_id\":\"{:032x}\",\"span_id\":\"{:016x}\",",
+                    ids.trace, ids.span
+                )?;
+            } else if let Some((trace, span)) = extensions
                 .get::<OtelData>()
-                .and_then(|data| Some((data.trace_id()?, data.span_id()?)));
-            if let Some((trace, span)) = ids {
+                .and_then(|data| Some((data.trace_id()?, data.span_id()?)))
+            {
                 write!(writer, "\"trace_id\":\"{trace}\",\"span_id\":\"{span}\",")?;
             }
         }

@@ -25,10 +25,11 @@ use tracing::Subscriber;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::fmt::format::JsonFields;
-use tracing_subscriber::layer::{Layer as _, SubscriberExt};
+use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Registry};
 
+mod ids;
 mod line;
 
 /// The W3C header (and AMQP header) carrying trace context.
@@ -118,12 +119,10 @@ where
 
 /// The subscriber; `exporting` says whether spans leave the process.
 ///
-/// When they don't, the OpenTelemetry layer keeps only what the ids need
-/// (a span's trace and span id, its parent, its context started on first
-/// enter so log lines carry the ids): no busy/idle timings (two clock
-/// reads on every poll of an instrumented future), no thread, file or
-/// level attributes, and no log event copied into the span as a span event
-/// (dropped with the span anyway). Under load these were a large part of a
+/// When they do, the OpenTelemetry layer builds, times and exports every
+/// span. When they don't, [`ids::Ids`] keeps only what log lines and
+/// outbound calls need, a span's trace and span id: building and dropping
+/// an OpenTelemetry span for each tracing span was the larger part of a
 /// request's tracing cost (scripts/bench.sh, BENCH_PERF=1).
 fn build<W>(
     provider: &SdkTracerProvider,
@@ -135,28 +134,30 @@ where
     W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
 {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let tracer = provider.tracer(service_name.to_owned());
-    let otel = tracing_opentelemetry::layer()
-        .with_tracer(tracer)
-        .with_tracked_inactivity(exporting)
-        .with_threads(exporting)
-        .with_location(exporting)
-        .with_level(exporting)
-        .with_filter(tracing_subscriber::filter::filter_fn(move |meta| {
-            exporting || meta.is_span()
-        }));
+    let otel = exporting.then(|| {
+        tracing_opentelemetry::layer().with_tracer(provider.tracer(service_name.to_owned()))
+    });
+    let ids = (!exporting).then_some(ids::Ids);
     let json = tracing_subscriber::fmt::layer()
         .fmt_fields(JsonFields::new())
         .event_format(line::JsonLine)
         .with_writer(writer);
-    Registry::default().with(filter).with(otel).with(json)
+    Registry::default()
+        .with(filter)
+        .with(otel)
+        .with(ids)
+        .with(json)
 }
 
 /// `traceparent` of the current span, if it belongs to a valid trace: what
 /// an outbound message or an outbox row carries.
 pub fn current_traceparent() -> Option<String> {
+    let span = tracing::Span::current();
+    if let Some(ids) = ids::of(&span) {
+        return Some(ids.traceparent());
+    }
     let mut carrier = HashMap::new();
-    TraceContextPropagator::new().inject_context(&tracing::Span::current().context(), &mut carrier);
+    TraceContextPropagator::new().inject_context(&span.context(), &mut carrier);
     carrier.remove(TRACEPARENT)
 }
 
@@ -170,12 +171,18 @@ pub fn context_from_traceparent(traceparent: &str) -> opentelemetry::Context {
 /// Makes `span` a child of the trace `traceparent` names; a missing or
 /// malformed one leaves `span` the root of a new trace.
 pub fn continue_trace(span: &tracing::Span, traceparent: Option<&str>) {
-    if let Some(traceparent) = traceparent {
-        let cx = context_from_traceparent(traceparent);
-        if cx.span().span_context().is_valid() {
-            // Fails only without the OpenTelemetry layer (some unit tests).
-            let _ = span.set_parent(cx);
-        }
+    let Some(traceparent) = traceparent else {
+        return;
+    };
+    if let Some(caller) = ids::Caller::parse(traceparent)
+        && ids::continue_from(span, caller)
+    {
+        return;
+    }
+    let cx = context_from_traceparent(traceparent);
+    if cx.span().span_context().is_valid() {
+        // Fails only without the OpenTelemetry layer (some unit tests).
+        let _ = span.set_parent(cx);
     }
 }
 
@@ -184,10 +191,15 @@ pub fn continue_trace(span: &tracing::Span, traceparent: Option<&str>) {
 /// a trace.
 pub fn trace_headers() -> HeaderMap {
     let mut headers = HeaderMap::new();
-    TraceContextPropagator::new().inject_context(
-        &tracing::Span::current().context(),
-        &mut HeaderInjector(&mut headers),
-    );
+    let span = tracing::Span::current();
+    if let Some(ids) = ids::of(&span) {
+        if let Ok(value) = HeaderValue::from_str(&ids.traceparent()) {
+            headers.insert(TRACEPARENT, value);
+        }
+        return headers;
+    }
+    TraceContextPropagator::new()
+        .inject_context(&span.context(), &mut HeaderInjector(&mut headers));
     headers
 }
 
@@ -269,6 +281,16 @@ pub(crate) mod tests {
         (out, lines.json())
     }
 
+    /// Runs `f` under the subscriber spans are exported with (its provider
+    /// has no exporter, so nothing leaves the test).
+    fn traced_exporting<T>(f: impl FnOnce() -> T) -> (T, Vec<serde_json::Value>) {
+        let lines = Lines::default();
+        let provider = plain_provider("test");
+        let subscriber = build(&provider, "test", lines.clone(), true);
+        let out = tracing::subscriber::with_default(subscriber, f);
+        (out, lines.json())
+    }
+
     fn ids(traceparent: &str) -> (String, String) {
         let parts: Vec<&str> = traceparent.split('-').collect();
         assert_eq!(parts.len(), 4, "{traceparent}");
@@ -346,6 +368,33 @@ pub(crate) mod tests {
             .iter()
             .find(|l| l["fields"]["message"] == "querying")
             .unwrap();
+        assert_eq!(line["span_id"], inner_span.as_str());
+    }
+
+    #[test]
+    fn with_spans_exported_the_opentelemetry_layer_carries_the_same_ids() {
+        let ((outer, inner, headers), lines) = traced_exporting(|| {
+            let span = tracing::info_span!("request");
+            continue_trace(&span, Some(CALLER));
+            let _outer = span.enter();
+            let outer = current_traceparent().unwrap();
+            let _inner = tracing::info_span!("store").entered();
+            tracing::info!("querying");
+            (outer, current_traceparent().unwrap(), trace_headers())
+        });
+        let (outer_trace, outer_span) = ids(&outer);
+        let (inner_trace, inner_span) = ids(&inner);
+        assert_eq!(
+            (outer_trace.as_str(), inner_trace.as_str()),
+            (CALLER_TRACE, CALLER_TRACE)
+        );
+        assert_ne!(outer_span, inner_span);
+        assert_eq!(headers[TRACEPARENT].to_str().unwrap(), inner);
+        let line = lines
+            .iter()
+            .find(|l| l["fields"]["message"] == "querying")
+            .unwrap();
+        assert_eq!(line["trace_id"], CALLER_TRACE);
         assert_eq!(line["span_id"], inner_span.as_str());
     }
 }
