@@ -274,19 +274,15 @@ pub(crate) mod tests {
 
     /// Runs `f` under a test subscriber; returns its result and the lines.
     fn traced<T>(f: impl FnOnce() -> T) -> (T, Vec<serde_json::Value>) {
-        let lines = Lines::default();
-        let provider = plain_provider("test");
-        let out =
-            tracing::subscriber::with_default(subscriber(&provider, "test", lines.clone()), f);
-        (out, lines.json())
+        traced_with(false, f)
     }
 
-    /// Runs `f` under the subscriber spans are exported with (its provider
-    /// has no exporter, so nothing leaves the test).
-    fn traced_exporting<T>(f: impl FnOnce() -> T) -> (T, Vec<serde_json::Value>) {
+    /// [`traced`], under the subscriber spans are exported with when
+    /// `exporting` (its provider has no exporter: nothing leaves the test).
+    fn traced_with<T>(exporting: bool, f: impl FnOnce() -> T) -> (T, Vec<serde_json::Value>) {
         let lines = Lines::default();
         let provider = plain_provider("test");
-        let subscriber = build(&provider, "test", lines.clone(), true);
+        let subscriber = build(&provider, "test", lines.clone(), exporting);
         let out = tracing::subscriber::with_default(subscriber, f);
         (out, lines.json())
     }
@@ -346,34 +342,11 @@ pub(crate) mod tests {
         assert!(lines[0].get("trace_id").is_none(), "{}", lines[0]);
     }
 
-    #[test]
-    fn a_nested_span_keeps_the_trace_and_gets_its_own_span_id() {
-        let ((outer, inner), lines) = traced(|| {
-            let span = tracing::info_span!("request");
-            continue_trace(&span, Some(CALLER));
-            let _outer = span.enter();
-            let outer = current_traceparent().unwrap();
-            let _inner = tracing::info_span!("store").entered();
-            tracing::info!("querying");
-            (outer, current_traceparent().unwrap())
-        });
-        let (outer_trace, outer_span) = ids(&outer);
-        let (inner_trace, inner_span) = ids(&inner);
-        assert_eq!(
-            (outer_trace.as_str(), inner_trace.as_str()),
-            (CALLER_TRACE, CALLER_TRACE)
-        );
-        assert_ne!(outer_span, inner_span);
-        let line = lines
-            .iter()
-            .find(|l| l["fields"]["message"] == "querying")
-            .unwrap();
-        assert_eq!(line["span_id"], inner_span.as_str());
-    }
-
-    #[test]
-    fn with_spans_exported_the_opentelemetry_layer_carries_the_same_ids() {
-        let ((outer, inner, headers), lines) = traced_exporting(|| {
+    /// A span continuing [`CALLER`]'s trace, a span inside it and a line
+    /// there: both spans are in the caller's trace, each with its own id,
+    /// and the line and the outbound headers name the inner one.
+    fn a_nested_span_keeps_the_callers_trace(exporting: bool) {
+        let ((outer, inner, headers), lines) = traced_with(exporting, || {
             let span = tracing::info_span!("request");
             continue_trace(&span, Some(CALLER));
             let _outer = span.enter();
@@ -396,5 +369,15 @@ pub(crate) mod tests {
             .unwrap();
         assert_eq!(line["trace_id"], CALLER_TRACE);
         assert_eq!(line["span_id"], inner_span.as_str());
+    }
+
+    #[test]
+    fn a_nested_span_keeps_the_trace_and_gets_its_own_span_id() {
+        a_nested_span_keeps_the_callers_trace(false);
+    }
+
+    #[test]
+    fn with_spans_exported_the_opentelemetry_layer_carries_the_same_ids() {
+        a_nested_span_keeps_the_callers_trace(true);
     }
 }
