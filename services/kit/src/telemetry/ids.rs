@@ -123,33 +123,31 @@ where
     }
 }
 
-/// The ids of `span`, if this layer gave it some.
-pub(super) fn of(span: &tracing::Span) -> Option<SpanIds> {
+/// Runs `f` on the ids this layer gave `span`; None if it gave it none
+/// (the OpenTelemetry layer is in use, or `span` is disabled).
+fn with_ids<R>(span: &tracing::Span, f: impl FnOnce(&mut SpanIds) -> R) -> Option<R> {
     span.with_subscriber(|(id, dispatch)| {
         let registry = dispatch.downcast_ref::<Registry>()?;
         let data = registry.span(id)?;
-        data.extensions().get::<SpanIds>().copied()
+        let mut extensions = data.extensions_mut();
+        extensions.get_mut::<SpanIds>().map(f)
     })
     .flatten()
+}
+
+/// The ids of `span`, if this layer gave it some.
+pub(super) fn of(span: &tracing::Span) -> Option<SpanIds> {
+    with_ids(span, |ids| *ids)
 }
 
 /// Moves `span` into the caller's trace (it keeps its own span id); false
 /// if this layer gave `span` no ids (the OpenTelemetry layer is in use).
 /// Spans made under `span` afterwards inherit the caller's trace.
 pub(super) fn continue_from(span: &tracing::Span, caller: Caller) -> bool {
-    span.with_subscriber(|(id, dispatch)| {
-        let registry = dispatch.downcast_ref::<Registry>()?;
-        let data = registry.span(id)?;
-        let mut extensions = data.extensions_mut();
-        let ids = extensions.get_mut::<SpanIds>()?;
-        *ids = SpanIds {
-            trace: caller.trace,
-            sampled: caller.sampled,
-            ..*ids
-        };
-        Some(())
+    with_ids(span, |ids| {
+        ids.trace = caller.trace;
+        ids.sampled = caller.sampled;
     })
-    .flatten()
     .is_some()
 }
 
