@@ -1,7 +1,8 @@
 //! Webhook chaos, beside the simulated provider's own (which already sends
 //! some events twice and late): every genuine webhook payments accepted for
 //! the run's orders is re-delivered 0–2 more times at random moments (so
-//! 1–3 deliveries, out of order), freshly signed as a provider's resend
+//! 1–3 deliveries, out of order; the first one seen at least once more, so
+//! that a small run still has a re-delivery to check), freshly signed as a provider's resend
 //! would be; and some forged ones are sent, in turn — a random signature, a
 //! valid signature from an hour ago (stale), a valid signature over a
 //! tampered body, a body forced to the CRC-32 of a genuine delivery under
@@ -354,8 +355,8 @@ fn padded_body(provider: &str, event_id: &str, intent: &str) -> String {
     format!("{},\"pad\":\"{{pad}}\"}}", &body[..body.len() - 1])
 }
 
-/// Runs until `stop` turns true: re-delivers the run's accepted webhooks
-/// and sends `forged` forgeries, spread over the run.
+/// Runs until `stop` turns true, then one round more: re-delivers the
+/// run's accepted webhooks and sends `forged` forgeries, spread over the run.
 pub async fn run(
     target: Target,
     orders: Arc<Mutex<Vec<Uuid>>>,
@@ -371,7 +372,11 @@ pub async fn run(
     let mut tasks = JoinSet::new();
     let mut forged_sent = 0;
     let mut signing_error = None;
-    while !*stop.borrow() {
+    let mut redelivered_any = false;
+    loop {
+        // The round after `stop` is the last: webhooks accepted since the
+        // previous poll still get their re-deliveries.
+        let last = *stop.borrow();
         let ids = orders.lock().expect("not poisoned").clone();
         let new: Vec<Accepted> = match accepted(&target.pg, &ids).await {
             Ok(all) => all
@@ -384,7 +389,9 @@ pub async fn run(
             }
         };
         for a in &new {
-            for _ in 0..rng.random_range(0..=2) {
+            let times = resends(&mut rng, redelivered_any);
+            redelivered_any |= times > 0;
+            for _ in 0..times {
                 let delay = Duration::from_millis(rng.random_range(0..=MAX_REPLAY_DELAY_MS));
                 let (target, results) = (target.clone(), results.clone());
                 let (provider, body) = (a.provider.clone(), a.body.clone());
@@ -427,6 +434,9 @@ pub async fn run(
                 }
             }
         }
+        if last {
+            break;
+        }
         tokio::select! {
             _ = stop.changed() => {}
             () = tokio::time::sleep(POLL) => {}
@@ -440,6 +450,13 @@ pub async fn run(
     }
     let chaos = std::mem::take(&mut *results.lock().expect("not poisoned"));
     Ok(chaos)
+}
+
+/// How many more times to deliver a genuine webhook: 0–2, but at least 1
+/// until the run has re-delivered one, since a 2-order run could otherwise
+/// draw none and leave its check without evidence (CI saw it).
+fn resends(rng: &mut impl Rng, redelivered_any: bool) -> u32 {
+    rng.random_range(u32::from(!redelivered_any)..=2)
 }
 
 /// The payment session id a stored webhook body names.

@@ -1,4 +1,5 @@
-//! The webhook chaos's pure parts: forged bodies that keep the CRC, labels, intents.
+//! The webhook chaos's pure parts: forged bodies that keep the CRC, labels,
+//! intents, how many re-deliveries.
 
 use super::*;
 
@@ -56,4 +57,21 @@ fn tampering_changes_the_bytes_of_both_shapes() {
             .replace("\"amount\":1", "\"amount\":999900");
         assert_ne!(body, tampered, "{provider}");
     }
+}
+
+#[test]
+fn the_first_genuine_webhook_is_always_re_delivered_and_none_more_than_twice() {
+    let mut counts = [0u32; 3];
+    for seed in 0..200 {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let first = resends(&mut rng, false);
+        assert!((1..=2).contains(&first), "seed {seed}: {first}");
+        for _ in 0..5 {
+            let later = resends(&mut rng, true);
+            assert!(later <= 2, "seed {seed}: {later}");
+            counts[later as usize] += 1;
+        }
+    }
+    // Once one was re-delivered, a webhook may get none.
+    assert!(counts.iter().all(|&n| n > 0), "{counts:?}");
 }
