@@ -1,15 +1,15 @@
 //! Webhook chaos, beside the simulated provider's own (which already sends
 //! some events twice and late): every genuine webhook payments accepted for
-//! the run's orders is re-delivered 0–2 more times at random moments (so
-//! 1–3 deliveries, out of order; the first one seen at least once more, so
-//! that a small run still has a re-delivery to check), freshly signed as a provider's resend
-//! would be; and some forged ones are sent, in turn — a random signature, a
-//! valid signature from an hour ago (stale), a valid signature over a
-//! tampered body, a body forced to the CRC-32 of a genuine delivery under
-//! that delivery's headers (issue 11's attack), and a correctly signed claim
-//! the provider's record doesn't back — each claiming something that would
-//! change a payment if believed. The first four must be refused (400/401);
-//! the last is answered 200 but must not be applied.
+//! the run's orders is re-delivered 0–2 more times at random moments (so 1–3
+//! deliveries, out of order; the first one seen at least once more, so that a
+//! small run still has a re-delivery to check), freshly signed as a
+//! provider's resend would be; and some forged ones are sent, in turn — a
+//! random signature, a valid signature from an hour ago (stale), a valid
+//! signature over a tampered body, a body forced to the CRC-32 of a genuine
+//! delivery under that delivery's headers (issue 11's attack), and a
+//! correctly signed claim the provider's record doesn't back — each claiming
+//! something that would change a payment if believed. The first four must be
+//! refused (400/401); the last is answered 200 but must not be applied.
 //!
 //! Signatures come from payments' lab-only signing oracle
 //! (`POST /lab/sign/{provider}`, behind the lab admin token), so the CLI
