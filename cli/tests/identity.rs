@@ -1,6 +1,7 @@
 //! The identity service on a real fleet: its Postgres login comes from
 //! OpenBao's database engine, rotates under `storefront rotate`'s load
-//! without a failed request, and the control arm (naive rotation) is caught.
+//! without a failed request, and the control arm (naive rotation) is caught;
+//! a login that stops working on an idle service is replaced.
 //! One fleet for the whole file: the phases run in order on it.
 
 mod support;
@@ -178,7 +179,55 @@ fn vault_logins_rotate_under_load_without_a_failed_request_and_naive_rotation_is
         .unwrap();
     assert_eq!(switch.status().as_u16(), 401);
 
+    // Phase 4: the login stops working while nobody sends identity a
+    // request, as when Postgres crashes before the commit that created the
+    // role reached the WAL (the dev profile runs synchronous_commit = off).
+    // Its readiness probe alone must get it fresh credentials.
+    let lost = dynamic_roles(admin_url);
+    assert_eq!(lost.len(), 1, "one login before the loss: {lost:?}");
+    admin_sql(
+        admin_url,
+        &[
+            format!(r#"ALTER ROLE "{}" PASSWORD 'lost-in-the-crash'"#, lost[0]),
+            format!(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = '{}'",
+                lost[0]
+            ),
+        ],
+    );
+    let ready_url = lease_url.replace("/lab/lease", "/ready");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let last = match http.get(&ready_url).send() {
+            Ok(r) if r.status().is_success() => break,
+            Ok(r) => r.text().unwrap_or_default(),
+            Err(e) => e.to_string(),
+        };
+        assert!(
+            Instant::now() < deadline,
+            "identity never ready again after its login stopped working: {last}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let roles = dynamic_roles(admin_url);
+    assert!(
+        roles.iter().any(|r| r != &lost[0]),
+        "ready again on a new login: {lost:?} → {roles:?}"
+    );
+
     let down = fleet.json(&["down", "--json"], 0);
     assert!(down["stopped"].as_array().is_some(), "{down:#}");
     fleet.assert_nothing_left();
+}
+
+/// Runs `statements` as the Postgres admin, in order.
+fn admin_sql(admin_url: &str, statements: &[String]) {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let pg = sqlx::PgPool::connect(admin_url).await.unwrap();
+        for statement in statements {
+            sqlx::query(statement).execute(&pg).await.unwrap();
+        }
+        pg.close().await;
+    })
 }

@@ -168,10 +168,18 @@ async fn database(config: &Config) -> Result<Database, AppError> {
     }
 }
 
-/// `SELECT 1` on whichever pool is current.
+/// `SELECT 1` run as a request runs its queries ([`Db::run`]): a login that
+/// went stale asks for fresh credentials. Probed on the current pool alone,
+/// a login whose role Postgres lost (created just before a crash, its
+/// commit not yet in the WAL: the dev profile runs `synchronous_commit =
+/// off`) failed every probe for good on an idle service, since only
+/// requests asked for a rotation.
 fn postgres_check(db: Db) -> Check {
     Check::new("postgres", move || {
-        let pool = db.current().pool.clone();
-        async move { sqlx::query("SELECT 1").execute(&pool).await.map(drop) }
+        let db = db.clone();
+        async move {
+            db.run(|pool| async move { sqlx::query("SELECT 1").execute(&pool).await.map(drop) })
+                .await
+        }
     })
 }
