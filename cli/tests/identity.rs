@@ -185,16 +185,14 @@ fn vault_logins_rotate_under_load_without_a_failed_request_and_naive_rotation_is
     // Its readiness probe alone must get it fresh credentials.
     let lost = dynamic_roles(admin_url);
     assert_eq!(lost.len(), 1, "one login before the loss: {lost:?}");
-    admin_sql(
-        admin_url,
-        &[
-            format!(r#"ALTER ROLE "{}" PASSWORD 'lost-in-the-crash'"#, lost[0]),
-            format!(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = '{}'",
-                lost[0]
-            ),
-        ],
-    );
+    fleet.sql(&format!(
+        r#"ALTER ROLE "{}" PASSWORD 'lost-in-the-crash'"#,
+        lost[0]
+    ));
+    fleet.sql(&format!(
+        "SELECT count(pg_terminate_backend(pid))::text FROM pg_stat_activity WHERE usename = '{}'",
+        lost[0]
+    ));
     let ready_url = lease_url.replace("/lab/lease", "/ready");
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
@@ -218,16 +216,4 @@ fn vault_logins_rotate_under_load_without_a_failed_request_and_naive_rotation_is
     let down = fleet.json(&["down", "--json"], 0);
     assert!(down["stopped"].as_array().is_some(), "{down:#}");
     fleet.assert_nothing_left();
-}
-
-/// Runs `statements` as the Postgres admin, in order.
-fn admin_sql(admin_url: &str, statements: &[String]) {
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    rt.block_on(async {
-        let pg = sqlx::PgPool::connect(admin_url).await.unwrap();
-        for statement in statements {
-            sqlx::query(statement).execute(&pg).await.unwrap();
-        }
-        pg.close().await;
-    })
 }
