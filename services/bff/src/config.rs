@@ -9,6 +9,7 @@
 //! | `RATE_LIMIT_REDIS_FAILURE` | `open` | Redis unreachable: `open` lets requests through, `closed` answers 503 |
 //! | `RATE_LIMIT_REDIS_TIMEOUT_MS` | 500 | how long a bucket update may take before Redis counts as unreachable (too short, and an overloaded BFF fails open on a healthy Redis) |
 //! | `RATE_LIMIT_KEY_PREFIX` | `bff:rl` | Redis key prefix of the buckets |
+//! | `RATE_LIMIT_LEASE` | capacity / 20, at most 100 | tokens a request without a bearer token leases ahead for its bucket while the bucket is at least half full, so the next ones skip Redis; 0 turns leasing off; at most half the capacity |
 //! | `BREAKER_CONSECUTIVE_FAILURES` | 5 | failures in a row that open a breaker |
 //! | `BREAKER_WINDOW_MS`, `BREAKER_MIN_CALLS`, `BREAKER_FAILURE_RATIO` | 10000, 20, 0.5 | the failure-ratio rule |
 //! | `BREAKER_OPEN_MS` | 5000 | time open before probing |
@@ -76,6 +77,8 @@ pub struct LimitConfig {
     pub redis_timeout: Duration,
     /// Prefix of the bucket keys.
     pub key_prefix: String,
+    /// Tokens leased ahead per trip to Redis (see [`crate::limiter`]).
+    pub lease: u32,
 }
 
 /// One routed service.
@@ -137,6 +140,28 @@ fn invalid(name: &'static str, value: impl ToString, reason: impl Into<String>) 
         expected: "a value in range".into(),
         reason: reason.into(),
     }
+}
+
+/// Largest default lease: beyond it, a lease saves nothing measurable.
+const MAX_DEFAULT_LEASE: u32 = 100;
+
+/// `RATE_LIMIT_LEASE`: default a twentieth of the capacity (so none below
+/// 20), at most [`MAX_DEFAULT_LEASE`]; never over half the capacity, as
+/// leases come out of the bucket's top half only.
+fn lease(vars: &Vars, policy: Policy) -> Result<u32, ConfigError> {
+    let default = (policy.capacity / 20).min(MAX_DEFAULT_LEASE);
+    let lease: u32 = vars.with_default("RATE_LIMIT_LEASE", default)?;
+    let most = policy.capacity / 2;
+    if lease > most {
+        return Err(invalid(
+            "RATE_LIMIT_LEASE",
+            lease,
+            format!(
+                "at most half of RATE_LIMIT_CAPACITY ({most}): leases come out of the bucket's top half only; 0 turns leasing off"
+            ),
+        ));
+    }
+    Ok(lease)
 }
 
 /// Splits `a,b` into trimmed non-empty URLs.
@@ -205,6 +230,7 @@ impl Config {
                 on_redis_failure: vars.with_default("RATE_LIMIT_REDIS_FAILURE", FailMode::Open)?,
                 redis_timeout: millis(vars, "RATE_LIMIT_REDIS_TIMEOUT_MS", 500)?,
                 key_prefix: vars.with_default("RATE_LIMIT_KEY_PREFIX", "bff:rl".to_owned())?,
+                lease: lease(vars, policy)?,
             },
             breaker,
             retry,
@@ -289,12 +315,33 @@ mod tests {
             ("BREAKER_CONSECUTIVE_FAILURES", "0"),
             ("BREAKER_FAILURE_RATIO", "2"),
             ("RETRY_MAX_ATTEMPTS", "0"),
+            ("RATE_LIMIT_LEASE", "101"),
+            ("RATE_LIMIT_LEASE", "-1"),
         ] {
             let mut vars = base();
             vars.push((name, value));
             let err = Config::from_vars(&Vars::from_pairs(vars)).unwrap_err();
             assert!(err.to_string().contains(name), "{name}: {err}");
         }
+    }
+
+    #[test]
+    fn the_lease_defaults_to_a_twentieth_of_the_capacity_at_most_100() {
+        let lease = |capacity: &'static str, lease: Option<&'static str>| {
+            let mut vars = base();
+            vars.push(("RATE_LIMIT_CAPACITY", capacity));
+            if let Some(l) = lease {
+                vars.push(("RATE_LIMIT_LEASE", l));
+            }
+            Config::from_vars(&Vars::from_pairs(vars)).map(|c| c.limit.lease)
+        };
+        assert_eq!(lease("200", None).unwrap(), 10);
+        assert_eq!(lease("19", None).unwrap(), 0, "small buckets lease nothing");
+        assert_eq!(lease("1000000", None).unwrap(), 100);
+        assert_eq!(lease("200", Some("0")).unwrap(), 0, "0 turns it off");
+        assert_eq!(lease("200", Some("100")).unwrap(), 100, "half is the most");
+        let err = lease("200", Some("101")).unwrap_err().to_string();
+        assert!(err.contains("half of RATE_LIMIT_CAPACITY (100)"), "{err}");
     }
 
     #[test]

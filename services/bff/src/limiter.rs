@@ -3,8 +3,8 @@
 //! several BFF instances share one limit. The clock is Redis's own `TIME`,
 //! so instances with skewed clocks still agree.
 //!
-//! One script call per request is the cost of a shared, exact limit, so
-//! the calls are made as few as that allows:
+//! A script call is the cost of a shared, exact limit, so the calls are
+//! made as few as that allows:
 //! - a bearer token's denylist entry is checked in the same call as its
 //!   bucket ([`Check::denylist`]), not in a round trip of its own;
 //! - requests that arrive while a call is already in flight are batched:
@@ -12,7 +12,19 @@
 //!   (each bucket's requests take their tokens in one step, in arrival
 //!   order, exactly as one call each would at that instant). An idle
 //!   limiter calls Redis at once from the request itself, so a lone request
-//!   never waits for a batch.
+//!   never waits for a batch;
+//! - a request without a bearer token (anonymous, or a cookie session) may
+//!   lease tokens ahead for its bucket ([`LimitConfig::lease`]): the
+//!   script moves them from the bucket to this instance, only while the
+//!   bucket is at least half full, and the bucket's next requests here
+//!   take them without a round trip. Leased tokens have left the bucket,
+//!   so all instances together still admit no more than it holds; below
+//!   half full, every request takes its own token in Redis, so a drained
+//!   bucket refuses exactly as without leases. A lease unused for
+//!   [`LEASE_IDLE`] is given back (`limiter_return.lua`); one held when
+//!   the process stops, or whose answer came after the Redis timeout, is
+//!   lost, which errs strict (the bucket refills it). A bearer token's
+//!   request always goes to Redis: its denylist entry is read there.
 //!
 //! When Redis can't answer within `RATE_LIMIT_REDIS_TIMEOUT_MS`, the
 //! configured [`FailMode`] decides, and the decision is counted in
@@ -23,7 +35,8 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, LazyLock};
+use std::sync::{Arc, LazyLock, Mutex};
+use std::time::{Duration, Instant};
 
 use redis::aio::ConnectionManager;
 use tokio::sync::{mpsc, oneshot};
@@ -41,6 +54,14 @@ const MAX_BATCH: usize = 256;
 /// back to `EVAL` (loading it) when Redis doesn't know it yet.
 pub static SCRIPT: LazyLock<redis::Script> =
     LazyLock::new(|| redis::Script::new(include_str!("limiter.lua")));
+/// The script that gives a lease's unused tokens back.
+pub static RETURN_SCRIPT: LazyLock<redis::Script> =
+    LazyLock::new(|| redis::Script::new(include_str!("limiter_return.lua")));
+/// A lease no request has drawn on for this long goes back to its bucket.
+pub const LEASE_IDLE: Duration = Duration::from_millis(250);
+/// Counter of tokens leased ahead (`event="leased"`), drawn on
+/// (`event="drawn"`) and given back (`event="returned"`).
+pub const LEASE_METRIC: &str = "bff_ratelimit_lease_tokens_total";
 
 /// One request's question to the limiter.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,6 +70,9 @@ pub struct Check {
     pub bucket: String,
     /// The denylist key of the request's bearer token, checked first.
     pub denylist: Option<String>,
+    /// Tokens to lease ahead on the bucket, if it is at least half full
+    /// after this request's token (0: none).
+    pub lease: u32,
 }
 
 /// What the script answered for one request.
@@ -58,6 +82,9 @@ pub enum Answer {
     Revoked,
     /// The bucket's decision.
     Decided(Decision),
+    /// Allowed, and this many tokens more were leased to the caller (the
+    /// first request of its bucket in the batch that asked for a lease).
+    Leased(Decision, u32),
 }
 
 /// What the limiter decided for one request.
@@ -124,11 +151,15 @@ pub async fn take_batch(
     for d in &denylist {
         invocation.arg(*d);
     }
-    for (b, d) in bucket_of.iter().zip(&deny_of) {
-        invocation.arg(b + 1).arg(d.map_or(0, |d| d + 1));
+    for ((b, d), c) in bucket_of.iter().zip(&deny_of).zip(checks) {
+        invocation
+            .arg(b + 1)
+            .arg(d.map_or(0, |d| d + 1))
+            .arg(c.lease);
     }
     let reply: Vec<i64> = invocation.invoke_async(redis).await?;
-    answers(policy, &bucket_of, buckets, &reply).ok_or_else(|| {
+    let wants_lease: Vec<bool> = checks.iter().map(|c| c.lease > 0).collect();
+    answers(policy, &bucket_of, &wants_lease, buckets, &reply).ok_or_else(|| {
         redis::RedisError::from((
             redis::ErrorKind::UnexpectedReturnType,
             "the limiter script answered a batch of the wrong shape",
@@ -137,39 +168,64 @@ pub async fn take_batch(
 }
 
 /// Each request's answer from the script's reply (see `limiter.lua`): the
-/// `j`-th unrevoked request on a bucket gets [`Policy::decision`]`(j)`.
+/// `j`-th unrevoked request on a bucket gets [`Policy::decision`]`(j)`, and
+/// a bucket's lease goes to its first request that asked for one.
 fn answers(
     policy: Policy,
     bucket_of: &[usize],
+    wants_lease: &[bool],
     buckets: usize,
     reply: &[i64],
 ) -> Option<Vec<Answer>> {
-    if reply.len() != 2 * buckets + bucket_of.len() {
+    if reply.len() != 3 * buckets + bucket_of.len() || wants_lease.len() != bucket_of.len() {
         return None;
     }
     let batches: Vec<Batch> = (0..buckets)
         .map(|b| Batch {
-            level: reply[2 * b],
-            granted: u32::try_from(reply[2 * b + 1]).unwrap_or(0),
+            level: reply[3 * b],
+            granted: u32::try_from(reply[3 * b + 1]).unwrap_or(0),
         })
         .collect();
+    let mut leased: Vec<u32> = (0..buckets)
+        .map(|b| u32::try_from(reply[3 * b + 2]).unwrap_or(0))
+        .collect();
     let mut taken = vec![0u32; buckets];
-    let revoked = &reply[2 * buckets..];
+    let revoked = &reply[3 * buckets..];
     Some(
         bucket_of
             .iter()
+            .zip(wants_lease)
             .zip(revoked)
-            .map(|(&b, &r)| {
+            .map(|((&b, &wants), &r)| {
                 if r == 1 {
-                    Answer::Revoked
+                    return Answer::Revoked;
+                }
+                let d = policy.decision(&batches[b], taken[b]);
+                taken[b] += 1;
+                if wants && d.allowed && leased[b] > 0 {
+                    Answer::Leased(d, std::mem::take(&mut leased[b]))
                 } else {
-                    let d = policy.decision(&batches[b], taken[b]);
-                    taken[b] += 1;
                     Answer::Decided(d)
                 }
             })
             .collect(),
     )
+}
+
+/// Gives `tokens` back to `key`'s bucket; its level after, in micro-tokens.
+pub async fn give_back(
+    redis: &mut ConnectionManager,
+    key: &str,
+    policy: Policy,
+    tokens: u32,
+) -> redis::RedisResult<i64> {
+    RETURN_SCRIPT
+        .key(key)
+        .arg(policy.capacity)
+        .arg(policy.refill_per_sec)
+        .arg(tokens)
+        .invoke_async(redis)
+        .await
 }
 
 /// Runs the script on `key` alone at `now_us` (or Redis's clock if `None`).
@@ -182,6 +238,7 @@ pub async fn take(
     let check = Check {
         bucket: key.to_owned(),
         denylist: None,
+        lease: 0,
     };
     match take_batch(redis, policy, now_us, &[check]).await?.first() {
         Some(Answer::Decided(d)) => Ok(*d),
@@ -189,6 +246,110 @@ pub async fn take(
             redis::ErrorKind::UnexpectedReturnType,
             "no decision for a request without a denylist key",
         ))),
+    }
+}
+
+/// Tokens leased ahead by this instance, per bucket key.
+#[derive(Default)]
+struct Leases(Mutex<HashMap<String, Held>>);
+
+/// One bucket's lease.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Held {
+    /// Tokens left to draw.
+    tokens: u32,
+    /// The bucket's level as this instance last saw it (the lease's
+    /// tokens included), in micro-tokens: for the `RateLimit` header.
+    level: i64,
+    /// When a request last drew on it, or it was taken.
+    used: Instant,
+}
+
+impl Leases {
+    /// A token from `key`'s lease, as a decision; `None` if none is held.
+    fn draw(&self, key: &str, policy: Policy, now: Instant) -> Option<Decision> {
+        let mut held = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let lease = held.get_mut(key).filter(|l| l.tokens > 0)?;
+        let d = policy.decision(
+            &Batch {
+                level: lease.level,
+                granted: 1,
+            },
+            0,
+        );
+        lease.tokens -= 1;
+        lease.level = d.level;
+        lease.used = now;
+        Some(d)
+    }
+
+    /// Adds `tokens` leased on `key`, after a request that left the bucket
+    /// at `level` (those tokens included).
+    fn add(&self, key: String, tokens: u32, level: i64, now: Instant) {
+        let mut held = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let lease = held.entry(key).or_insert(Held {
+            tokens: 0,
+            level,
+            used: now,
+        });
+        lease.tokens += tokens;
+        lease.level = level;
+        lease.used = now;
+    }
+
+    /// Removes the leases idle for `idle` or more: their unused tokens.
+    fn take_idle(&self, now: Instant, idle: Duration) -> Vec<(String, u32)> {
+        let mut held = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let mut out = Vec::new();
+        held.retain(|key, lease| {
+            if now.saturating_duration_since(lease.used) < idle {
+                return true;
+            }
+            if lease.tokens > 0 {
+                out.push((key.clone(), lease.tokens));
+            }
+            false
+        });
+        out
+    }
+}
+
+/// Gives idle leases back, every [`LEASE_IDLE`], until the limiter is
+/// dropped.
+async fn return_idle(
+    mut redis: ConnectionManager,
+    policy: Policy,
+    timeout: Duration,
+    leases: std::sync::Weak<Leases>,
+) {
+    let mut tick = tokio::time::interval(LEASE_IDLE);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let Some(leases) = leases.upgrade() else {
+            return;
+        };
+        let idle = leases.take_idle(Instant::now(), LEASE_IDLE);
+        drop(leases);
+        for (key, tokens) in idle {
+            match tokio::time::timeout(timeout, give_back(&mut redis, &key, policy, tokens)).await {
+                Ok(Ok(_)) => {
+                    metrics::counter!(LEASE_METRIC, "event" => "returned")
+                        .increment(u64::from(tokens));
+                }
+                // Lost: the bucket is short of them until it refills, so
+                // the limit errs on the strict side, never the lax one.
+                Ok(Err(e)) => tracing::warn!(
+                    error = %storefront_kit::checks::redact(&e.to_string()),
+                    tokens,
+                    "could not give a lease's unused tokens back"
+                ),
+                Err(_) => tracing::warn!(
+                    tokens,
+                    "could not give a lease's unused tokens back: timed out"
+                ),
+            }
+        }
     }
 }
 
@@ -204,6 +365,8 @@ pub struct Limiter {
     in_flight: Arc<AtomicUsize>,
     /// Requests for the next batch.
     queue: mpsc::UnboundedSender<Job>,
+    /// Tokens leased ahead, per bucket.
+    leases: Arc<Leases>,
 }
 
 /// Counts a call in flight for as long as it lives (a request dropped
@@ -262,11 +425,21 @@ impl Limiter {
             in_flight.clone(),
             jobs,
         ));
+        let leases = Arc::new(Leases::default());
+        if config.lease > 0 {
+            tokio::spawn(return_idle(
+                redis.clone(),
+                config.policy,
+                config.redis_timeout,
+                Arc::downgrade(&leases),
+            ));
+        }
         Self {
             redis,
             config,
             in_flight,
             queue,
+            leases,
         }
     }
 
@@ -276,11 +449,31 @@ impl Limiter {
     }
 
     /// Takes a token from `session`'s bucket, unless `denylist` (the
-    /// request's bearer token's entry) says the token is revoked.
+    /// request's bearer token's entry) says the token is revoked. Without
+    /// a denylist entry to read, a token this instance leased ahead will
+    /// do, and a trip to Redis leases more while the bucket is half full.
     pub async fn check(&self, session: &str, denylist: Option<String>) -> Verdict {
+        let bucket = format!("{}:{session}", self.config.key_prefix);
+        let lease = if denylist.is_none() {
+            self.config.lease
+        } else {
+            0
+        };
+        let drawn = (lease > 0)
+            .then(|| {
+                self.leases
+                    .draw(&bucket, self.config.policy, Instant::now())
+            })
+            .flatten();
+        if let Some(d) = drawn {
+            metrics::counter!(DECISIONS_METRIC, "decision" => "allowed").increment(1);
+            return Verdict::Allowed(d);
+        }
+        let leased_key = (lease > 0).then(|| bucket.clone());
         let check = Check {
-            bucket: format!("{}:{session}", self.config.key_prefix),
+            bucket,
             denylist,
+            lease,
         };
         let denylist = check.denylist.is_some();
         let timeout = if denylist {
@@ -292,6 +485,13 @@ impl Limiter {
         let verdict = match result {
             Ok(Ok(Answer::Revoked)) => return Verdict::Revoked,
             Ok(Ok(Answer::Decided(d))) if d.allowed => Verdict::Allowed(d),
+            Ok(Ok(Answer::Leased(d, tokens))) => {
+                if let Some(key) = leased_key {
+                    self.leases.add(key, tokens, d.level, Instant::now());
+                }
+                metrics::counter!(LEASE_METRIC, "event" => "leased").increment(u64::from(tokens));
+                Verdict::Allowed(d)
+            }
             Ok(Ok(Answer::Decided(d))) => Verdict::Denied(d),
             Ok(Err(error)) => self.failed(&error.to_string(), denylist),
             Err(_) => self.failed("timed out", denylist),
@@ -358,11 +558,11 @@ mod tests {
         // Bucket 0 had 2 whole tokens (3 requests: 2 get one), bucket 1
         // had 5 (its one request is revoked, the other gets one).
         let bucket_of = [0, 1, 0, 1, 0];
-        let reply = [2 * micro + 5, 2, 5 * micro, 1, 0, 1, 0, 0, 0];
-        let got = answers(policy, &bucket_of, 2, &reply).unwrap();
+        let reply = [2 * micro + 5, 2, 0, 5 * micro, 1, 0, 0, 1, 0, 0, 0];
+        let got = answers(policy, &bucket_of, &[false; 5], 2, &reply).unwrap();
         let decided = |a: &Answer| match a {
             Answer::Decided(d) => Some((d.allowed, d.level)),
-            Answer::Revoked => None,
+            Answer::Leased(..) | Answer::Revoked => None,
         };
         assert_eq!(
             got.iter().map(decided).collect::<Vec<_>>(),
@@ -379,6 +579,61 @@ mod tests {
     #[test]
     fn a_reply_of_the_wrong_shape_is_an_error_not_a_guess() {
         let policy = Policy::new(10, 1).unwrap();
-        assert!(answers(policy, &[0, 0], 1, &[5, 1, 0]).is_none());
+        assert!(answers(policy, &[0, 0], &[false; 2], 1, &[5, 1, 0, 0]).is_none());
+        assert!(answers(policy, &[0], &[false; 2], 1, &[5, 1, 0, 0]).is_none());
+    }
+
+    #[test]
+    fn a_bucket_lease_goes_to_its_first_request_that_asked_for_one() {
+        let policy = Policy::new(100, 1).unwrap();
+        let micro = crate::bucket::MICRO;
+        // One bucket, 80 tokens, three requests (the first wants no lease),
+        // all granted, 10 leased.
+        let reply = [80 * micro, 3, 10, 0, 0, 0];
+        let got = answers(policy, &[0, 0, 0], &[false, true, true], 1, &reply).unwrap();
+        assert!(matches!(got[0], Answer::Decided(d) if d.allowed));
+        assert!(
+            matches!(got[1], Answer::Leased(d, 10) if d.allowed && d.level == 78 * micro),
+            "{got:?}"
+        );
+        assert!(matches!(got[2], Answer::Decided(d) if d.allowed));
+    }
+
+    #[test]
+    fn a_lease_is_drawn_token_by_token_then_runs_dry() {
+        let policy = Policy::new(100, 10).unwrap();
+        let micro = crate::bucket::MICRO;
+        let leases = Leases::default();
+        let t0 = Instant::now();
+        assert_eq!(leases.draw("k", policy, t0), None, "nothing leased yet");
+        leases.add("k".into(), 2, 60 * micro, t0);
+        let first = leases.draw("k", policy, t0).unwrap();
+        assert!(first.allowed);
+        assert_eq!(first.remaining(), 59);
+        assert_eq!(leases.draw("k", policy, t0).unwrap().remaining(), 58);
+        assert_eq!(leases.draw("k", policy, t0), None, "two tokens, two draws");
+        assert_eq!(leases.draw("other", policy, t0), None);
+    }
+
+    #[test]
+    fn only_idle_leases_go_back_with_their_unused_tokens() {
+        let micro = crate::bucket::MICRO;
+        let leases = Leases::default();
+        let t0 = Instant::now();
+        let policy = Policy::new(100, 10).unwrap();
+        leases.add("idle".into(), 5, 60 * micro, t0);
+        leases.add("busy".into(), 5, 60 * micro, t0);
+        leases.add("spent".into(), 1, 60 * micro, t0);
+        let later = t0 + LEASE_IDLE;
+        leases.draw("busy", policy, later).unwrap();
+        leases.draw("spent", policy, t0).unwrap();
+        let mut back = leases.take_idle(later, LEASE_IDLE);
+        back.sort();
+        assert_eq!(back, vec![("idle".to_owned(), 5)], "spent: nothing to give");
+        assert_eq!(leases.take_idle(later, LEASE_IDLE), vec![]);
+        assert_eq!(
+            leases.take_idle(later + LEASE_IDLE, LEASE_IDLE),
+            vec![("busy".to_owned(), 4)]
+        );
     }
 }
