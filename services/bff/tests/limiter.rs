@@ -277,6 +277,11 @@ async fn a_user_that_may_only_read_the_denylist_can_run_the_batch() {
     );
 }
 
+/// Deletes a test's bucket.
+async fn del(conn: &mut redis::aio::ConnectionManager, key: &str) {
+    let _: () = redis::cmd("DEL").arg(key).query_async(conn).await.unwrap();
+}
+
 /// The level of `key`'s bucket in whole tokens (no key: full).
 async fn level(conn: &mut redis::aio::ConnectionManager, key: &str, policy: Policy) -> i64 {
     let level: Option<i64> = redis::cmd("HGET")
@@ -314,11 +319,7 @@ async fn leases_come_out_of_the_top_half_of_a_bucket_only() {
         });
     }
     let left = level(&mut conn, &key, policy).await;
-    let _: () = redis::cmd("DEL")
-        .arg(&key)
-        .query_async(&mut conn)
-        .await
-        .unwrap();
+    del(&mut conn, &key).await;
     assert_eq!(
         got,
         [
@@ -377,11 +378,7 @@ async fn a_lease_given_back_refills_its_bucket_up_to_capacity_only() {
         .query_async(&mut conn)
         .await
         .unwrap();
-    let _: () = redis::cmd("DEL")
-        .arg(&key)
-        .query_async(&mut conn)
-        .await
-        .unwrap();
+    del(&mut conn, &key).await;
     assert_eq!(capped, 100 * 1_000_000);
     assert!(!exists);
 }
@@ -427,11 +424,7 @@ async fn two_instances_with_leases_admit_exactly_the_bucket() {
         }
     }
     let secs = started.elapsed().as_secs_f64();
-    let _: () = redis::cmd("DEL")
-        .arg(&key)
-        .query_async(&mut admin)
-        .await
-        .unwrap();
+    del(&mut admin, &key).await;
     let refilled = (secs * f64::from(policy.refill_per_sec)).floor() as u64;
     assert_eq!(after_first, 189, "the first request took 1 and leased 10");
     assert!(
@@ -463,11 +456,7 @@ async fn an_idle_lease_goes_back_to_its_bucket() {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         back = level(&mut admin, &key, policy).await;
     }
-    let _: () = redis::cmd("DEL")
-        .arg(&key)
-        .query_async(&mut admin)
-        .await
-        .unwrap();
+    del(&mut admin, &key).await;
     assert!(
         (948..=950).contains(&leased),
         "one taken, 50 leased: {leased}"
