@@ -59,8 +59,10 @@ pub static RETURN_SCRIPT: LazyLock<redis::Script> =
     LazyLock::new(|| redis::Script::new(include_str!("limiter_return.lua")));
 /// A lease no request has drawn on for this long goes back to its bucket.
 pub const LEASE_IDLE: Duration = Duration::from_millis(250);
-/// Counter of tokens leased ahead (`event="leased"`), drawn on
-/// (`event="drawn"`) and given back (`event="returned"`).
+/// Counter of tokens leased ahead (`event="leased"`) and given back
+/// (`event="returned"`); the difference was drawn or is still held. A draw
+/// is not counted on its own: it is the one path that skips Redis, and it
+/// is already counted in [`DECISIONS_METRIC`] as `allowed`.
 pub const LEASE_METRIC: &str = "bff_ratelimit_lease_tokens_total";
 
 /// One request's question to the limiter.
