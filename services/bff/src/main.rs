@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use storefront_bff::config::Config;
 use storefront_bff::startup::Application;
+use storefront_kit::entry::Flavor;
 
 /// mimalloc: the proxy path allocates and frees many small buffers per
 /// request (headers, bodies, futures); glibc's malloc was a fifth of the
@@ -18,13 +19,14 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// waking another worker, which on a loaded machine waits for a CPU slot
 /// each time. The BFF's work per request is small; one core serves it
 /// (scripts/bench.sh measures it beside nginx).
-#[tokio::main(flavor = "current_thread")]
-async fn main() -> ExitCode {
-    storefront_kit::entry::run(
-        "bff",
-        env!("CARGO_PKG_VERSION"),
-        Config::from_vars,
-        |config, stop| async move { Application::build(config).await?.run_until(stop).await },
+fn main() -> ExitCode {
+    storefront_kit::entry::block_on(
+        Flavor::CurrentThread,
+        storefront_kit::entry::run(
+            "bff",
+            env!("CARGO_PKG_VERSION"),
+            Config::from_vars,
+            |config, stop| async move { Application::build(config).await?.run_until(stop).await },
+        ),
     )
-    .await
 }

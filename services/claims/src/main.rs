@@ -6,14 +6,16 @@ use std::process::ExitCode;
 
 use storefront_claims::config::Config;
 use storefront_claims::startup::Application;
+use storefront_kit::entry::Flavor;
 
-#[tokio::main]
-async fn main() -> ExitCode {
-    storefront_kit::entry::run(
-        "claims",
-        env!("CARGO_PKG_VERSION"),
-        Config::from_vars,
-        |config, stop| async move { Application::build(config).await?.run_until(stop).await },
+fn main() -> ExitCode {
+    storefront_kit::entry::block_on(
+        Flavor::MultiThread,
+        storefront_kit::entry::run(
+            "claims",
+            env!("CARGO_PKG_VERSION"),
+            Config::from_vars,
+            |config, stop| async move { Application::build(config).await?.run_until(stop).await },
+        ),
     )
-    .await
 }

@@ -1,7 +1,8 @@
 //! A service binary's `main`, once: `--version` before any configuration is
 //! read, configuration errors that exit 1 with the reason, telemetry, serve
 //! until SIGTERM/SIGINT, and startup or serving errors that exit 1. Every
-//! service's `main.rs` is a call to [`run`].
+//! service's `main.rs` is a call to [`run`] on the runtime [`block_on`]
+//! builds.
 
 use std::fmt::Display;
 use std::future::Future;
@@ -13,6 +14,42 @@ use crate::{CommonConfig, ConfigError, Vars};
 pub const EXIT_FAILURE: u8 = 1;
 /// Arguments were given that the binary doesn't take.
 pub const EXIT_USAGE: u8 = 2;
+
+/// The runtime a service runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flavor {
+    /// One thread (the BFF: see its `main.rs`).
+    CurrentThread,
+    /// A worker per CPU.
+    MultiThread,
+}
+
+/// Runs `main` (a service's [`run`]) on a new runtime of `flavor` whose
+/// threads write out the waiting log lines before they go idle
+/// ([`crate::telemetry::flush`]), then writes out what is left once the
+/// runtime is gone.
+pub fn block_on(flavor: Flavor, main: impl Future<Output = ExitCode>) -> ExitCode {
+    let mut builder = match flavor {
+        Flavor::CurrentThread => tokio::runtime::Builder::new_current_thread(),
+        Flavor::MultiThread => tokio::runtime::Builder::new_multi_thread(),
+    };
+    let runtime = match builder
+        .enable_all()
+        .on_thread_park(crate::telemetry::flush)
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("cannot start the async runtime: {error}");
+            return ExitCode::from(EXIT_FAILURE);
+        }
+    };
+    let code = runtime.block_on(main);
+    // Tasks still running log as they are dropped.
+    drop(runtime);
+    crate::telemetry::flush();
+    code
+}
 
 /// What the first command-line argument asks for.
 #[derive(Debug, PartialEq, Eq)]

@@ -4,16 +4,18 @@
 
 use std::process::ExitCode;
 
+use storefront_kit::entry::Flavor;
 use storefront_payments::config::Config;
 use storefront_payments::startup::Application;
 
-#[tokio::main]
-async fn main() -> ExitCode {
-    storefront_kit::entry::run(
-        "payments",
-        env!("CARGO_PKG_VERSION"),
-        Config::from_vars,
-        |config, stop| async move { Application::build(config).await?.run_until(stop).await },
+fn main() -> ExitCode {
+    storefront_kit::entry::block_on(
+        Flavor::MultiThread,
+        storefront_kit::entry::run(
+            "payments",
+            env!("CARGO_PKG_VERSION"),
+            Config::from_vars,
+            |config, stop| async move { Application::build(config).await?.run_until(stop).await },
+        ),
     )
-    .await
 }

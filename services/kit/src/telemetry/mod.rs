@@ -1,6 +1,6 @@
 //! Structured logs and distributed traces. Logs: one JSON object per line
-//! on stdout, which the fleet supervisor redirects to the service's log
-//! file, each carrying the `trace_id` and `span_id` of the span it was
+//! on stdout (written in batches: [`out`]), which the fleet supervisor
+//! redirects to the service's log file, each carrying the `trace_id` and `span_id` of the span it was
 //! written in, so one request's lines can be found across every service
 //! with `grep` or `jq`.
 //!
@@ -31,6 +31,9 @@ use tracing_subscriber::{EnvFilter, Registry};
 
 mod ids;
 mod line;
+pub mod out;
+
+pub use out::flush;
 
 /// The W3C header (and AMQP header) carrying trace context.
 pub const TRACEPARENT: &str = "traceparent";
@@ -56,10 +59,11 @@ pub fn init(service_name: &str) {
         },
         false => plain_provider(service_name),
     };
-    let installed = build(&provider, service_name, std::io::stdout, exporting)
+    let installed = build(&provider, service_name, || out::Line, exporting)
         .try_init()
         .is_ok();
     if installed {
+        out::flush_on_panic();
         let _ = PROVIDER.set(provider);
         tracing::info!(
             service = service_name,
@@ -69,14 +73,16 @@ pub fn init(service_name: &str) {
     }
 }
 
-/// Flushes spans not yet exported (a no-op when nothing exports). The
-/// service's `main` calls it after serving.
+/// Flushes spans not yet exported (a no-op when nothing exports) and
+/// writes out the log lines still waiting ([`flush`]). The service's
+/// `main` calls it after serving.
 pub fn shutdown() {
     if let Some(provider) = PROVIDER.get()
         && let Err(error) = provider.shutdown()
     {
         eprintln!("telemetry: flushing spans failed: {error}");
     }
+    flush();
 }
 
 /// Ids and a service name, no exporter: spans cost an id and a few fields.
