@@ -1,8 +1,8 @@
 //! Structured logs and distributed traces. Logs: one JSON object per line
 //! on stdout (written in batches: [`out`]), which the fleet supervisor
-//! redirects to the service's log file, each carrying the `trace_id` and `span_id` of the span it was
-//! written in, so one request's lines can be found across every service
-//! with `grep` or `jq`.
+//! redirects to the service's log file, each carrying the `trace_id` and
+//! `span_id` of the span it was written in, so one request's lines can be
+//! found across every service with `grep` or `jq`.
 //!
 //! Traces: every span is an OpenTelemetry span (tracing-opentelemetry), so
 //! it has W3C ids. The HTTP edge continues the caller's trace from its
