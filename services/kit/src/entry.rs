@@ -25,9 +25,9 @@ pub enum Flavor {
 }
 
 /// Runs `main` (a service's [`run`]) on a new runtime of `flavor` whose
-/// threads write out the waiting log lines before they go idle
-/// ([`crate::telemetry::flush`]), then writes out what is left once the
-/// runtime is gone.
+/// threads hand the waiting log lines to the log writer before they go
+/// idle ([`crate::telemetry::idle`]), then writes out what is left once
+/// the runtime is gone ([`crate::telemetry::flush`]).
 pub fn block_on(flavor: Flavor, main: impl Future<Output = ExitCode>) -> ExitCode {
     let mut builder = match flavor {
         Flavor::CurrentThread => tokio::runtime::Builder::new_current_thread(),
@@ -35,7 +35,7 @@ pub fn block_on(flavor: Flavor, main: impl Future<Output = ExitCode>) -> ExitCod
     };
     let runtime = match builder
         .enable_all()
-        .on_thread_park(crate::telemetry::flush)
+        .on_thread_park(crate::telemetry::idle)
         .build()
     {
         Ok(runtime) => runtime,

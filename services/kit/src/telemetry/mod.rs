@@ -33,7 +33,7 @@ mod ids;
 mod line;
 pub mod out;
 
-pub use out::flush;
+pub use out::{flush, idle};
 
 /// The W3C header (and AMQP header) carrying trace context.
 pub const TRACEPARENT: &str = "traceparent";
@@ -63,6 +63,7 @@ pub fn init(service_name: &str) {
         .try_init()
         .is_ok();
     if installed {
+        out::start();
         out::flush_on_panic();
         let _ = PROVIDER.set(provider);
         tracing::info!(
