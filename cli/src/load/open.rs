@@ -121,7 +121,11 @@ where
             continue;
         };
         sent += 1;
-        let fut = make(i);
+        // Boxed once here: the request future is kilobytes, and unboxed it
+        // was copied into the task, into its cell and over again when the
+        // task finished (memmove was 8.8 % of the generator's samples at
+        // 30,000 arrivals/s, most of it these copies).
+        let fut = Box::pin(make(i));
         let tx = tx.clone();
         tokio::spawn(async move {
             let sent_at = Instant::now();
