@@ -67,6 +67,12 @@ struct State {
     /// Hand-overs so far, and how many of them are written.
     handed: u64,
     written: u64,
+    /// The writer waits on `work`, and how many threads wait on `progress`:
+    /// a condvar is only signalled when somebody waits on it, since each
+    /// signal is a `futex(2)` call (at one connection the BFF made four per
+    /// request, for one batch each).
+    writer_waits: bool,
+    waiting_on_progress: u32,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -83,6 +89,8 @@ impl<W: Write> Batch<W> {
                 due: false,
                 handed: 0,
                 written: 0,
+                writer_waits: false,
+                waiting_on_progress: 0,
             }),
             sink: Mutex::new(sink),
             work: Condvar::new(),
@@ -125,7 +133,9 @@ impl<W: Write> Batch<W> {
         state.handed += 1;
         if !state.due {
             state.due = true;
-            self.work.notify_one();
+            if state.writer_waits {
+                self.work.notify_one();
+            }
         }
         let handed = state.handed;
         (state, handed)
@@ -137,11 +147,13 @@ impl<W: Write> Batch<W> {
         let mut state = lock(&self.state);
         // A stalled writer: wait for it to take the batch.
         while state.writer && state.waiting.len() >= HOLD {
+            state.waiting_on_progress += 1;
             state = self
                 .progress
                 .wait_timeout(state, MAX_WAIT)
                 .unwrap_or_else(PoisonError::into_inner)
                 .0;
+            state.waiting_on_progress -= 1;
         }
         let now = Instant::now();
         let since = *state.since.get_or_insert(now);
@@ -169,11 +181,13 @@ impl<W: Write> Batch<W> {
             if left.is_zero() {
                 return;
             }
+            state.waiting_on_progress += 1;
             state = self
                 .progress
                 .wait_timeout(state, left)
                 .unwrap_or_else(PoisonError::into_inner)
                 .0;
+            state.waiting_on_progress -= 1;
         }
     }
 
@@ -197,18 +211,23 @@ impl<W: Write> Batch<W> {
         let mut state = lock(&self.state);
         loop {
             while !state.due {
+                state.writer_waits = true;
                 state = self
                     .work
                     .wait(state)
                     .unwrap_or_else(PoisonError::into_inner);
+                state.writer_waits = false;
             }
             state.due = false;
             state.since = None;
             let upto = state.handed;
             let lines = std::mem::replace(&mut state.waiting, spare);
+            let held = state.waiting_on_progress > 0;
             drop(state);
-            // Appenders held at HOLD may go on.
-            self.progress.notify_all();
+            if held {
+                // Appenders held at HOLD may go on.
+                self.progress.notify_all();
+            }
             // A sink that panics loses its batch, not the writer: with no
             // writer, appenders would wait at HOLD for good.
             let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.write(&lines)));
@@ -217,7 +236,9 @@ impl<W: Write> Batch<W> {
             spare.shrink_to(LIMIT);
             state = lock(&self.state);
             state.written = upto;
-            self.progress.notify_all();
+            if state.waiting_on_progress > 0 {
+                self.progress.notify_all();
+            }
         }
     }
 }
