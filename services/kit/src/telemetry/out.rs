@@ -147,13 +147,7 @@ impl<W: Write> Batch<W> {
         let mut state = lock(&self.state);
         // A stalled writer: wait for it to take the batch.
         while state.writer && state.waiting.len() >= HOLD {
-            state.waiting_on_progress += 1;
-            state = self
-                .progress
-                .wait_timeout(state, MAX_WAIT)
-                .unwrap_or_else(PoisonError::into_inner)
-                .0;
-            state.waiting_on_progress -= 1;
+            state = self.wait_for_progress(state, MAX_WAIT);
         }
         let now = Instant::now();
         let since = *state.since.get_or_insert(now);
@@ -181,14 +175,25 @@ impl<W: Write> Batch<W> {
             if left.is_zero() {
                 return;
             }
-            state.waiting_on_progress += 1;
-            state = self
-                .progress
-                .wait_timeout(state, left)
-                .unwrap_or_else(PoisonError::into_inner)
-                .0;
-            state.waiting_on_progress -= 1;
+            state = self.wait_for_progress(state, left);
         }
+    }
+
+    /// Waits (at most `timeout`) for the writer to take or write a batch,
+    /// counted among the threads it signals.
+    fn wait_for_progress<'a>(
+        &'a self,
+        mut state: MutexGuard<'a, State>,
+        timeout: Duration,
+    ) -> MutexGuard<'a, State> {
+        state.waiting_on_progress += 1;
+        let mut state = self
+            .progress
+            .wait_timeout(state, timeout)
+            .unwrap_or_else(PoisonError::into_inner)
+            .0;
+        state.waiting_on_progress -= 1;
+        state
     }
 
     /// Writes what waits here and now, unless another thread holds the
