@@ -4,7 +4,7 @@
 //! lock, on the request's path between the handler and the response: on
 //! the BFF under load that call was a twentieth of its CPU per request
 //! (scripts/bench.sh, BENCH_PERF=1). Lines are now appended to a buffer in
-//! memory and handed to a writer thread ([`start`]) together:
+//! memory and handed to a writer thread (`start`) together:
 //!
 //! - when the runtime is about to go idle ([`idle`] is every service
 //!   runtime's park hook, [`crate::entry::block_on`]), so a quiet service's
@@ -18,10 +18,11 @@
 //! No thread that serves requests calls `write(2)`. A log file on disk
 //! makes that call stall now and then: ext4 holds an appending write while
 //! its journal commits (every 5 s). When the batch was written under its
-//! own lock, every thread with a line to log waited out the stall too:
-//! the catalog under an open-model load at 30,000 requests/s stopped for
-//! tens of ms at a time, and the load's p99 from the intended send time
-//! was 117–176 ms against 12–27 ms with the same log on tmpfs. Now a
+//! own lock, every thread with a line to log waited out the stall too.
+//! Under an open-model load of the catalog at 30,000 requests/s, the
+//! load's p99 from the intended send time was 117–176 ms with the
+//! catalog's log file on ext4, against 12–27 ms with the same file on
+//! tmpfs (the stalls themselves were inferred, not traced). Now a
 //! stall holds only the writer; lines keep arriving in memory meanwhile,
 //! up to [`HOLD`] bytes, past which a line waits for the writer to take
 //! the batch (memory stays bounded, and no line is dropped).
