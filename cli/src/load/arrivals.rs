@@ -14,6 +14,7 @@ use tokio::time::Instant;
 
 use super::closed;
 use super::open::{self, Done, OpenModel, OpenRun};
+use super::pace::Pace;
 use super::plan::Shared;
 use super::target::{ConnPool, OPEN_CONNECTIONS};
 use super::template::Bindings;
@@ -112,7 +113,7 @@ async fn run_share(
             .map(|s| format!("pass: {}", s.name))
             .collect(),
     );
-    open::drive_share(model, share, t0, move |i| {
+    open::drive_share(model, share, t0, Pace::precise(), move |i| {
         let mut s = shared.plan.pick_scenario(&mut pick);
         drawn += 1;
         while drawn <= i {

@@ -22,6 +22,7 @@ pub mod history;
 pub mod live;
 pub mod login;
 pub mod open;
+pub mod pace;
 pub mod plan;
 pub mod profile;
 pub mod recorder;

@@ -12,6 +12,7 @@ use tokio::sync::Semaphore;
 // tokio's clock: real time at run time, steppable in tests (no sleeps there).
 use tokio::time::Instant;
 
+use super::pace::Pace;
 use crate::run::{Latencies, Outcomes};
 
 /// The arrival process.
@@ -76,7 +77,8 @@ where
     F: FnMut(u64) -> Fut,
     Fut: Future<Output = Done> + Send + 'static,
 {
-    drive_share(model, Share { index: 0, of: 1 }, Instant::now(), make).await
+    let whole = Share { index: 0, of: 1 };
+    drive_share(model, whole, Instant::now(), Pace::Ticks, make).await
 }
 
 /// Which of the arrivals one driver sends: those with `i % of == index`.
@@ -94,11 +96,13 @@ impl Share {
 }
 
 /// [`drive`] for one share of the arrivals, timed from `start` (the same
-/// for every share, so together they keep the model's schedule).
+/// for every share, so together they keep the model's schedule) and sent
+/// when `pace` says they are due.
 pub async fn drive_share<F, Fut>(
     model: OpenModel,
     share: Share,
     start: Instant,
+    mut pace: Pace,
     mut make: F,
 ) -> OpenRun
 where
@@ -112,7 +116,7 @@ where
     let mut drops = Outcomes::default();
     for i in (share.index..model.arrivals()).step_by(share.of.max(1) as usize) {
         let due = start + model.due(i);
-        tokio::time::sleep_until(due).await;
+        pace.until(due).await;
         let lag = Instant::now().saturating_duration_since(due);
         max_send_lag = max_send_lag.max(lag);
         let Ok(permit) = permits.clone().try_acquire_owned() else {
@@ -236,7 +240,7 @@ mod tests {
         let mut whole = OpenRun::default();
         for index in 0..3 {
             let share = Share { index, of: 3 };
-            let run = drive_share(m, share, start, move |i| async move {
+            let run = drive_share(m, share, start, Pace::Ticks, move |i| async move {
                 assert_eq!(i % 3, index, "a share sends only its own arrivals");
                 Done {
                     label: "get".into(),
