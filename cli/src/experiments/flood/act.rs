@@ -31,6 +31,16 @@ pub struct Bench {
     pub outcomes: Outcomes,
 }
 
+/// One 200 or 429: when it was sent and how long its answer took from
+/// then (its service time), so the checks can compare the two kinds over
+/// the same stretch of the run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timed {
+    pub sent: Instant,
+    pub rejected: bool,
+    pub took: Duration,
+}
+
 /// What the flood's clients saw.
 #[derive(Debug)]
 pub struct Acted {
@@ -39,6 +49,8 @@ pub struct Acted {
     pub counts: Vec<SessionCount>,
     /// Acceptances per user and BFF instance.
     pub spread: Vec<Vec<u64>>,
+    /// Every 200 and 429, in no particular order.
+    pub timed: Vec<Timed>,
 }
 
 pub async fn flood(lab: &Lab, p: &Params, setup: &Setup) -> Acted {
@@ -50,6 +62,9 @@ pub async fn flood(lab: &Lab, p: &Params, setup: &Setup) -> Acted {
     // Acceptances per user and instance, to show each user's requests
     // really were spread.
     let spread = Arc::new(Mutex::new(vec![vec![0u64; bffs.len()]; users.len()]));
+    let timed = Arc::new(Mutex::new(Vec::with_capacity(
+        (u64::from(p.rps) * p.duration) as usize,
+    )));
     let model = OpenModel {
         rate: f64::from(p.rps),
         duration: Duration::from_secs(p.duration),
@@ -64,16 +79,18 @@ pub async fn flood(lab: &Lab, p: &Params, setup: &Setup) -> Acted {
     let (sessions, instances) = (users.len() as u64, bffs.len() as u64);
     let run = open::drive(model, |i| {
         let (http, urls, tallies) = (lab.http.clone(), urls.clone(), tallies.clone());
-        let (bearers, spread) = (bearers.clone(), spread.clone());
+        let (bearers, spread, timed) = (bearers.clone(), spread.clone(), timed.clone());
         let (s, b) = route(i, sessions, instances);
         let session = format!("flood-{}-{s}", setup.nonce);
         async move {
+            let sent = Instant::now();
             let r = http
                 .get(urls[b].as_str())
                 .bearer_auth(&bearers[s])
                 .header("x-session-id", session)
                 .send()
                 .await;
+            let took = sent.elapsed();
             let mut t = SessionCount {
                 sent: 1,
                 ..SessionCount::default()
@@ -103,6 +120,16 @@ pub async fn flood(lab: &Lab, p: &Params, setup: &Setup) -> Acted {
                     OTHER
                 }
             };
+            if label != OTHER {
+                timed
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .push(Timed {
+                        sent,
+                        rejected: label == REJECTED,
+                        took,
+                    });
+            }
             {
                 let mut all = tallies.lock().unwrap_or_else(PoisonError::into_inner);
                 let c = &mut all[s];
@@ -127,10 +154,12 @@ pub async fn flood(lab: &Lab, p: &Params, setup: &Setup) -> Acted {
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
         .clone();
+    let timed = std::mem::take(&mut *timed.lock().unwrap_or_else(PoisonError::into_inner));
     Acted {
         run,
         counts,
         spread,
+        timed,
     }
 }
 

@@ -1,4 +1,4 @@
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::*;
 use crate::load::open::OpenRun;
@@ -124,19 +124,58 @@ fn the_bound_is_judged_on_acceptances_summed_over_instances() {
     );
 }
 
+/// `n` answers of one kind, sent `every` apart from `start` ms into the
+/// run, each taking `ms`.
+fn timed(base: Instant, start: u64, n: u64, rejected: bool, ms: u64) -> Vec<Timed> {
+    (0..n)
+        .map(|i| Timed {
+            sent: base + Duration::from_millis(start + i * 10),
+            rejected,
+            took: Duration::from_millis(ms),
+        })
+        .collect()
+}
+
 #[test]
 fn slow_rejections_fail() {
-    let mut lat = Latencies::default();
-    lat.record("accepted (200) (service time)", Duration::from_millis(2));
-    lat.record("rejected (429) (service time)", Duration::from_millis(1));
-    assert_eq!(rejections_cheaper(&lat).verdict, Verdict::Pass);
-    for _ in 0..3 {
-        lat.record("rejected (429) (service time)", Duration::from_millis(9));
-    }
-    assert_eq!(rejections_cheaper(&lat).verdict, Verdict::Fail);
+    let base = Instant::now();
+    let mut t = timed(base, 0, 5, false, 2);
+    t.extend(timed(base, 1, 5, true, 1));
+    assert_eq!(rejections_cheaper(&t).verdict, Verdict::Pass);
+    t.extend(timed(base, 2, 6, true, 9));
+    let slow = rejections_cheaper(&t);
+    assert_eq!(slow.verdict, Verdict::Fail);
+    assert_eq!(slow.observed, "9.00 ms");
+    assert_eq!(rejections_cheaper(&[]).verdict, Verdict::Unknown);
+    let no_429 = timed(base, 0, 5, false, 2);
+    assert_eq!(rejections_cheaper(&no_429).verdict, Verdict::Unknown);
+    let no_200_after = [timed(base, 0, 5, false, 2), timed(base, 100, 5, true, 1)].concat();
+    assert_eq!(rejections_cheaper(&no_200_after).verdict, Verdict::Unknown);
+}
+
+#[test]
+fn a_stall_after_the_bucket_drains_weighs_on_both_kinds_alike() {
+    // CI's failing run, in small: fast 200s while the bucket is full, then
+    // a stall while 200s and 429s interleave. The whole run's median 200
+    // (the fast ones) is below the median 429, but over the same stretch
+    // the 429s are still the cheaper.
+    let base = Instant::now();
+    let t = [
+        timed(base, 0, 200, false, 2),
+        timed(base, 2000, 100, false, 14),
+        timed(base, 2000, 100, true, 13),
+    ]
+    .concat();
+    let i = rejections_cheaper(&t);
+    assert_eq!(i.verdict, Verdict::Pass, "{i:?}");
     assert_eq!(
-        rejections_cheaper(&Latencies::default()).verdict,
-        Verdict::Unknown
+        (i.expected.as_str(), i.observed.as_str()),
+        ("≤ 14.00 ms", "13.00 ms")
+    );
+    assert!(
+        i.evidence.contains("the 100 429s and the 100 200s"),
+        "{}",
+        i.evidence
     );
 }
 
@@ -183,12 +222,12 @@ fn the_control_arms_wrong_capacity_fails_the_run_in_the_reports_order() {
     };
     run.latencies
         .record("accepted (200) (service time)", Duration::from_millis(2));
-    run.latencies
-        .record("rejected (429) (service time)", Duration::from_millis(1));
+    let base = Instant::now();
     let acted = Acted {
         run,
         counts: vec![session(600, 500), session(600, 500)],
         spread: vec![vec![500], vec![500]],
+        timed: [timed(base, 0, 5, false, 2), timed(base, 1, 5, true, 1)].concat(),
     };
     let ev = Evidence {
         upstream_delta: Some(1000.0),
