@@ -29,6 +29,7 @@ pub mod recorder;
 pub mod summary;
 pub mod target;
 pub mod template;
+pub mod wire;
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;

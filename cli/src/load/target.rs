@@ -4,8 +4,8 @@
 //! the only place that decides.
 //!
 //! And how the requests get there: [`Conns`], a user's own HTTP/1.1
-//! keep-alive connections (one per server it talks to), driven with
-//! hyper's connection API. A shared pooled client (reqwest) cost the
+//! keep-alive connections (one per server it talks to), each spoken by
+//! hand (`load::wire`). A shared pooled client (reqwest) cost the
 //! generator more CPU per request than the catalog spent answering it: a
 //! URL parse, a pool lock and a timer per request, and on this 2-core
 //! machine every microsecond the generator spends is one the server does
@@ -17,13 +17,9 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use anyhow::Result;
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper::client::conn::http1::{self, SendRequest};
-use hyper::header::{CONTENT_TYPE, HOST, HeaderName, HeaderValue};
-use hyper_util::rt::TokioIo;
 
 use super::profile::Method;
+use super::wire::{Invalid, Request, Wire, WireError};
 use crate::run::Lab;
 
 /// The response header an idempotent server sets on a replayed answer.
@@ -148,7 +144,7 @@ impl Failure {
 /// One user's keep-alive connections, by server (`host:port`).
 #[derive(Default)]
 pub struct Conns {
-    open: Vec<(String, SendRequest<Full<Bytes>>)>,
+    open: Vec<(String, Wire)>,
 }
 
 /// `http://host:port/path?q` → (`host:port`, `/path?q`).
@@ -160,13 +156,13 @@ pub fn split_url(url: &str) -> Option<(&str, &str)> {
     })
 }
 
-fn method(m: Method) -> hyper::Method {
+fn method(m: Method) -> &'static str {
     match m {
-        Method::Get => hyper::Method::GET,
-        Method::Post => hyper::Method::POST,
-        Method::Put => hyper::Method::PUT,
-        Method::Patch => hyper::Method::PATCH,
-        Method::Delete => hyper::Method::DELETE,
+        Method::Get => "GET",
+        Method::Post => "POST",
+        Method::Put => "PUT",
+        Method::Patch => "PATCH",
+        Method::Delete => "DELETE",
     }
 }
 
@@ -184,41 +180,33 @@ impl Conns {
         let Some((authority, path)) = split_url(url) else {
             return Err(Failure::Other);
         };
-        let body = body.map(Bytes::from);
-        let build = || -> Result<hyper::Request<Full<Bytes>>, Failure> {
-            let mut req = hyper::Request::builder()
-                .method(method(m))
-                .uri(path)
-                .header(HOST, authority);
-            for (k, v) in headers {
-                let (Ok(k), Ok(v)) = (
-                    HeaderName::from_bytes(k.as_bytes()),
-                    HeaderValue::from_str(v),
-                ) else {
-                    return Err(Failure::Other);
-                };
-                req = req.header(k, v);
-            }
-            if body.is_some() {
-                req = req.header(CONTENT_TYPE, "application/json");
-            }
-            req.body(Full::new(body.clone().unwrap_or_default()))
-                .map_err(|_| Failure::Other)
+        let request = Request {
+            method: method(m),
+            authority,
+            path,
+            headers,
+            body: body.as_deref().map(str::as_bytes),
         };
         let attempt = async {
-            let mut req = build()?;
             for retry in [false, true] {
-                let sender = self.ready(authority, retry).await?;
-                match sender.try_send_request(req).await {
-                    Ok(resp) => return read(resp).await,
-                    Err(mut e) => match e.take_message() {
-                        // Never written: the connection was closing.
-                        Some(unsent) if !retry => req = unsent,
-                        _ => {
+                let wire = self.ready(authority, retry).await?;
+                match wire.exchange(&request, REPLAYED).await {
+                    Err(Invalid) => return Err(Failure::Other),
+                    Ok(Ok((head, keep))) => {
+                        if !keep {
                             self.forget(authority);
-                            return Err(Failure::Other);
                         }
-                    },
+                        return Ok(Answer {
+                            status: head.status,
+                            replayed: head.replayed,
+                        });
+                    }
+                    // Never acted on: the connection was closing.
+                    Ok(Err(WireError::Unsent)) if !retry => {}
+                    Ok(Err(_)) => {
+                        self.forget(authority);
+                        return Err(Failure::Other);
+                    }
                 }
             }
             Err(Failure::Other)
@@ -235,22 +223,18 @@ impl Conns {
 
     /// A connection to `authority` ready for a request: the kept one, or a
     /// new one (always new when `fresh`).
-    async fn ready(
-        &mut self,
-        authority: &str,
-        fresh: bool,
-    ) -> Result<&mut SendRequest<Full<Bytes>>, Failure> {
+    async fn ready(&mut self, authority: &str, fresh: bool) -> Result<&mut Wire, Failure> {
         if fresh {
             self.forget(authority);
         }
-        let i = match self.open.iter().position(|(a, _)| a == authority) {
-            Some(i) if self.open[i].1.ready().await.is_ok() => i,
+        let i = match self.open.iter_mut().position(|(a, _)| a == authority) {
+            Some(i) if !self.open[i].1.is_stale() => i,
             found => {
                 if let Some(i) = found {
                     self.open.swap_remove(i);
                 }
-                let sender = connect(authority).await?;
-                self.open.push((authority.to_owned(), sender));
+                let wire = connect(authority).await?;
+                self.open.push((authority.to_owned(), wire));
                 self.open.len() - 1
             }
         };
@@ -262,32 +246,8 @@ impl Conns {
     }
 }
 
-async fn connect(authority: &str) -> Result<SendRequest<Full<Bytes>>, Failure> {
-    let stream = tokio::net::TcpStream::connect(authority)
-        .await
-        .map_err(|_| Failure::Connect)?;
-    let _ = stream.set_nodelay(true);
-    let (sender, conn) = http1::handshake(TokioIo::new(stream))
-        .await
-        .map_err(|_| Failure::Connect)?;
-    tokio::spawn(async move {
-        // Ends when the server closes or every sender is dropped.
-        let _ = conn.await;
-    });
-    Ok(sender)
-}
-
-async fn read(resp: hyper::Response<hyper::body::Incoming>) -> Result<Answer, Failure> {
-    let status = resp.status().as_u16();
-    let replayed = resp
-        .headers()
-        .get(REPLAYED)
-        .is_some_and(|v| v.as_bytes() == b"true");
-    let mut body = resp.into_body();
-    while let Some(frame) = body.frame().await {
-        frame.map_err(|_| Failure::Other)?;
-    }
-    Ok(Answer { status, replayed })
+async fn connect(authority: &str) -> Result<Wire, Failure> {
+    Wire::connect(authority).await.map_err(|_| Failure::Connect)
 }
 
 /// The open model's connections: at most `limit` [`Conns`] in use at once
