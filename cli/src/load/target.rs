@@ -510,6 +510,32 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_kept_connection_the_server_dropped_while_idle_is_replaced_before_sending() {
+        use tokio::io::AsyncWriteExt;
+        // Answers as if it kept the connection (no `connection: close`),
+        // then drops it and says so.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let (closed_tx, mut closed) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            while let Ok((mut sock, _)) = listener.accept().await {
+                crate::load::wire::tests::read_head(&mut sock).await;
+                let _ = sock.write_all(OK.as_bytes()).await;
+                drop(sock);
+                let _ = closed_tx.send(());
+            }
+        });
+        let mut conns = Conns::default();
+        for _ in 0..3 {
+            let a = conns
+                .send(Method::Get, &format!("http://{addr}/products/1"), &[], None)
+                .await;
+            assert_eq!(a.map(|a| a.status), Ok(200));
+            closed.recv().await.unwrap();
+        }
+    }
+
+    #[tokio::test]
     async fn nobody_listening_is_a_connect_failure() {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();

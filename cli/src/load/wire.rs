@@ -349,7 +349,7 @@ fn parse_head(buf: &[u8], replayed_header: &str) -> Parsed {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     const R: &str = "idempotent-replayed";
@@ -471,6 +471,20 @@ mod tests {
         }
     }
 
+    /// Reads a request's head (test servers ignore what it says); `false`
+    /// if the stream ended first.
+    pub(crate) async fn read_head(sock: &mut TcpStream) -> bool {
+        let mut seen = Vec::new();
+        let mut chunk = [0u8; 1024];
+        while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+            match sock.read(&mut chunk).await {
+                Ok(0) | Err(_) => return false,
+                Ok(n) => seen.extend_from_slice(&chunk[..n]),
+            }
+        }
+        true
+    }
+
     /// A server that reads one request's head, writes `answer` and closes;
     /// returns its address.
     async fn once(answer: Vec<u8>) -> String {
@@ -478,13 +492,8 @@ mod tests {
         let addr = listener.local_addr().unwrap().to_string();
         tokio::spawn(async move {
             let (mut sock, _) = listener.accept().await.unwrap();
-            let mut seen = Vec::new();
-            let mut chunk = [0u8; 1024];
-            while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
-                match sock.read(&mut chunk).await {
-                    Ok(0) | Err(_) => return,
-                    Ok(n) => seen.extend_from_slice(&chunk[..n]),
-                }
+            if !read_head(&mut sock).await {
+                return;
             }
             // Byte by byte: every read boundary is exercised.
             for b in answer {
@@ -498,30 +507,35 @@ mod tests {
         addr
     }
 
-    async fn ask(answer: &str) -> Option<(Head, bool)> {
-        let addr = once(answer.as_bytes().to_vec()).await;
-        let mut w = Wire::connect(&addr).await.unwrap();
-        let r = Request {
+    /// `GET /` on `addr`.
+    fn get(addr: &str) -> Request<'_> {
+        Request {
             method: "GET",
-            authority: &addr,
+            authority: addr,
             path: "/",
             headers: &[],
             body: None,
+        }
+    }
+
+    /// A 2xx/3xx answer with no replay flag, the connection kept or not.
+    fn answered(status: u16, keep: bool) -> Option<(Head, bool)> {
+        let head = Head {
+            status,
+            replayed: false,
         };
-        w.exchange(&r, R).await.unwrap().ok()
+        Some((head, keep))
+    }
+
+    async fn ask(answer: &str) -> Option<(Head, bool)> {
+        let addr = once(answer.as_bytes().to_vec()).await;
+        let mut w = Wire::connect(&addr).await.unwrap();
+        w.exchange(&get(&addr), R).await.unwrap().ok()
     }
 
     #[tokio::test]
     async fn bodies_are_read_to_their_end_however_they_are_framed() {
-        let ok = |status| {
-            Some((
-                Head {
-                    status,
-                    replayed: false,
-                },
-                true,
-            ))
-        };
+        let ok = |status| answered(status, true);
         assert_eq!(
             ask("HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nhello").await,
             ok(200)
@@ -538,13 +552,7 @@ mod tests {
         );
         assert_eq!(
             ask("HTTP/1.1 200 OK\r\n\r\nuntil the end").await,
-            Some((
-                Head {
-                    status: 200,
-                    replayed: false
-                },
-                false
-            )),
+            answered(200, false),
             "a body that ends with the connection leaves nothing to keep"
         );
         assert_eq!(
@@ -558,13 +566,7 @@ mod tests {
         );
         assert_eq!(
             ask("HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\nHTTP/1.1 200 OK\r\n").await,
-            Some((
-                Head {
-                    status: 200,
-                    replayed: false
-                },
-                false
-            )),
+            answered(200, false),
             "bytes past the answer: not kept"
         );
     }
@@ -574,14 +576,7 @@ mod tests {
         let addr = once(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n".to_vec()).await;
         let mut w = Wire::connect(&addr).await.unwrap();
         assert!(!w.is_stale(), "open and quiet");
-        let r = Request {
-            method: "GET",
-            authority: &addr,
-            path: "/",
-            headers: &[],
-            body: None,
-        };
-        assert!(w.exchange(&r, R).await.unwrap().is_ok());
+        assert!(w.exchange(&get(&addr), R).await.unwrap().is_ok());
         // The test server closes once it has answered.
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
         while !w.is_stale() {
