@@ -20,13 +20,12 @@
 //!   sign-in is refused (login CSRF).
 //! - Neither: anonymous.
 
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::http::{HeaderValue, Method, StatusCode, header};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use storefront_kit::Problem;
 
-use super::AppState;
+use super::{Gateway, Rest};
 use crate::auth::{Identity, Rejected};
 use crate::session::refresh::Unusable;
 use crate::session::{self, Session, Sessions, csrf};
@@ -121,12 +120,9 @@ fn bearer(value: &HeaderValue) -> Result<&str, ()> {
     }
 }
 
-/// The middleware.
-pub async fn authenticate(
-    State(gw): State<AppState>,
-    mut request: Request,
-    next: Next,
-) -> Response {
+/// The step: `next` (the rest of the chain) gets the request with its
+/// identity set, or is never called.
+pub async fn authenticate(gw: &Gateway, mut request: Request, next: impl Rest) -> Response {
     let headers = request.headers_mut();
     headers.remove(X_USER_ID);
     headers.remove(X_USER_ROLES);
@@ -168,7 +164,7 @@ pub async fn authenticate(
 }
 
 /// No `Authorization`: sign-in, a cookie session, or anonymous.
-async fn without_bearer(gw: AppState, request: Request, next: Next) -> Response {
+async fn without_bearer(gw: &Gateway, request: Request, next: impl Rest) -> Response {
     let sign_in = request.method() == Method::POST && request.uri().path() == super::session::PATH;
     if sign_in {
         if csrf::cross_site(request.headers()) {
@@ -218,7 +214,7 @@ async fn with_session(
     hash: String,
     s: Session,
     mut request: Request,
-    next: Next,
+    next: impl Rest,
 ) -> Response {
     if csrf::is_unsafe(request.method()) {
         let given = request

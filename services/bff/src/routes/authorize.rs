@@ -1,13 +1,13 @@
-//! Applies [`crate::policy`] to a parsed, authenticated request: inside
+//! Applies [`crate::policy`] to a parsed, authenticated request: after
 //! [`super::proxy::resolve`] (the [`Target`] is in the extensions) and so
-//! inside [`super::auth::authenticate`] (the [`Caller`], if any, too).
+//! after [`super::auth::authenticate`] (the [`Caller`], if any, too).
 
 use axum::extract::Request;
 use axum::http::StatusCode;
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use storefront_kit::Problem;
 
+use super::Rest;
 use super::auth::{Caller, challenge};
 use crate::path::Target;
 use crate::policy::{self, Decision};
@@ -15,8 +15,8 @@ use crate::policy::{self, Decision};
 /// Counter of requests refused by the policy, labelled `decision`.
 pub const REFUSED_METRIC: &str = "bff_authorization_refused_total";
 
-/// The middleware.
-pub async fn authorize(request: Request, next: Next) -> Response {
+/// The step: `next` (the forward) is called only if the policy allows.
+pub async fn authorize(request: Request, next: impl Rest) -> Response {
     let Some(target) = request.extensions().get::<Target>() else {
         // Only reachable if the layers are misordered: refuse, never pass.
         tracing::error!("authorization ran before the path was parsed");

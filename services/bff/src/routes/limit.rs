@@ -13,14 +13,13 @@
 
 use std::net::SocketAddr;
 
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::{ConnectInfo, Request};
 use axum::http::{HeaderValue, StatusCode, header};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use storefront_kit::Problem;
 
-use super::AppState;
 use super::auth::{Caller, DenylistPending, TOKENS_METRIC, refuse};
+use super::{Gateway, Rest};
 use crate::auth::Rejected;
 use crate::bucket::{Decision, Policy, whole_seconds_up};
 use crate::limiter::Verdict;
@@ -61,9 +60,9 @@ fn headers(policy: Policy, d: &Decision) -> [(&'static str, HeaderValue); 2] {
     ]
 }
 
-/// The middleware: takes a token or answers 429 (or 503 if Redis is down
-/// and the limiter fails closed).
-pub async fn rate_limit(State(gw): State<AppState>, mut request: Request, next: Next) -> Response {
+/// The step: takes a token and calls `next` (the rest of the chain), or
+/// answers 429 (or 503 if Redis is down and the limiter fails closed).
+pub async fn rate_limit(gw: &Gateway, mut request: Request, next: impl Rest) -> Response {
     let peer = request
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()

@@ -6,17 +6,14 @@
 
 use std::time::{Duration, Instant};
 
-use axum::Extension;
-use axum::body::{Body, Bytes};
-use axum::extract::rejection::BytesRejection;
-use axum::extract::{Request, State};
-use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
-use axum::middleware::Next;
+use axum::body::Body;
+use axum::extract::Request;
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use storefront_kit::Problem;
 use storefront_kit::sync::lock;
 
-use super::AppState;
+use super::{Gateway, Rest};
 use crate::bucket::whole_seconds_up;
 use crate::path::{self, Target};
 use crate::retry::{full_jitter, is_idempotent};
@@ -66,10 +63,10 @@ pub const RETRIES_METRIC: &str = "bff_retries_total";
 /// Counter of paths refused before routing, labelled `reason`.
 pub const REFUSED_METRIC: &str = "bff_refused_paths_total";
 
-/// The one parse of the path, as middleware: an unroutable path is
-/// answered here with its 4xx; a routable one goes on with its [`Target`]
-/// in the request's extensions.
-pub async fn resolve(State(gw): State<AppState>, mut request: Request, next: Next) -> Response {
+/// The one parse of the path: an unroutable path is answered here with its
+/// 4xx; a routable one goes on to `next` with its [`Target`] in the
+/// request's extensions.
+pub async fn resolve(gw: &Gateway, mut request: Request, next: impl Rest) -> Response {
     let uri = request.uri();
     match path::parse(uri.path(), uri.query(), |s| gw.upstreams.get(s).is_some()) {
         Ok(target) => {
@@ -84,28 +81,33 @@ pub async fn resolve(State(gw): State<AppState>, mut request: Request, next: Nex
     }
 }
 
-/// The forwarding handler. No span of its own: the request's span names
-/// the path, and one span less per request is measurable on the BFF.
-pub async fn forward(
-    State(gw): State<AppState>,
-    Extension(target): Extension<Target>,
-    method: Method,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Response {
+/// The forward, last in the chain, after [`resolve`] put the [`Target`] in
+/// the extensions. No span of its own: the request's span names the path,
+/// and one span less per request is measurable on the BFF.
+pub async fn forward(gw: &Gateway, request: Request) -> Response {
+    let (mut parts, body) = request.into_parts();
+    let Some(target) = parts.extensions.remove::<Target>() else {
+        // Only reachable if the steps are misordered.
+        tracing::error!("the forward ran before the path was parsed");
+        return Problem::new(StatusCode::INTERNAL_SERVER_ERROR)
+            .with_detail("the request could not be routed")
+            .into_response();
+    };
     let Some(svc) = gw.upstreams.get(&target.service) else {
         return Problem::not_found(format!("no upstream service named {:?}", target.service))
             .into_response();
     };
-    let body = match body {
+    // The kit has read the body already, within its size limit and
+    // deadline; this takes the bytes out.
+    let body = match axum::body::to_bytes(body, usize::MAX).await {
         Ok(b) => b,
-        Err(rejection) => {
-            return Problem::new(rejection.status())
-                .with_detail(rejection.body_text())
+        Err(error) => {
+            return Problem::bad_request(format!("the request body could not be read: {error}"))
                 .into_response();
         }
     };
-    let pinned = match pin(&gw, svc, &headers) {
+    let (method, headers) = (parts.method, parts.headers);
+    let pinned = match pin(gw, svc, &headers) {
         Ok(p) => p,
         Err(problem) => return problem.into_response(),
     };
@@ -116,13 +118,13 @@ pub async fn forward(
         body,
     };
     let idempotent = is_idempotent(&method, &headers);
-    relay(&gw, svc, pinned, &forward, idempotent).await
+    relay(gw, svc, pinned, &forward, idempotent).await
 }
 
 /// The instance `X-Lab-Upstream` pins the request to: lab only, and only
 /// with the admin token in `X-Lab-Token` (401 otherwise), so an anonymous
 /// client can't aim traffic at one replica.
-fn pin(gw: &AppState, svc: &Service, headers: &HeaderMap) -> Result<Option<usize>, Problem> {
+fn pin(gw: &Gateway, svc: &Service, headers: &HeaderMap) -> Result<Option<usize>, Problem> {
     let Some(v) = headers.get(X_LAB_UPSTREAM).filter(|_| gw.lab_endpoints) else {
         return Ok(None);
     };
@@ -149,7 +151,7 @@ fn pin(gw: &AppState, svc: &Service, headers: &HeaderMap) -> Result<Option<usize
 
 /// Attempts, retries and the response.
 async fn relay(
-    gw: &AppState,
+    gw: &Gateway,
     svc: &Service,
     pinned: Option<usize>,
     forward: &Forward,
