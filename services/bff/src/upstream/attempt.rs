@@ -9,35 +9,9 @@ use std::time::{Duration, Instant};
 use axum::body::Bytes;
 use axum::http::{HeaderMap, Method, StatusCode};
 
-use axum::http::{Request, Uri};
-use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
-
 use super::Ticket;
+use super::wire::{Client, Outgoing};
 use crate::chaos::{Action, Chaos};
-
-/// The pooled HTTP/1 client requests are forwarded with: hyper's own, since
-/// the proxy path needs none of reqwest's URL parsing or redirect handling
-/// (a proxy passes a 3xx on, it doesn't follow it).
-#[derive(Clone, Debug)]
-pub struct Client {
-    http: hyper_util::client::legacy::Client<HttpConnector, Full<Bytes>>,
-}
-
-impl Client {
-    /// Keeps up to `idle_per_host` idle connections per replica, and gives
-    /// up connecting after `connect_timeout` (a [`Transport::Connect`]).
-    pub fn new(idle_per_host: usize, connect_timeout: Duration) -> Self {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(connect_timeout));
-        let http = hyper_util::client::legacy::Client::builder(TokioExecutor::new())
-            .pool_max_idle_per_host(idle_per_host)
-            .build(connector);
-        Self { http }
-    }
-}
 
 /// A request as forwarded: everything needed to send it again on a retry.
 #[derive(Debug, Clone)]
@@ -181,33 +155,25 @@ pub async fn send(
 }
 
 async fn call(client: &Client, base: &str, forward: &Forward) -> Attempt {
-    let uri = match format!("{base}{}", forward.path_and_query).parse::<Uri>() {
-        Ok(uri) => uri,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot build the upstream request");
-            return Attempt::Failed(Transport::Local);
-        }
-    };
-    let mut request = Request::new(Full::new(forward.body.clone()));
-    *request.method_mut() = forward.method.clone();
-    *request.uri_mut() = uri;
-    let headers = request.headers_mut();
-    headers.clone_from(&forward.headers);
-    headers.extend(storefront_kit::telemetry::trace_headers());
-    let response = match client.http.request(request).await {
-        Ok(r) => r,
-        Err(e) if e.is_connect() => return Attempt::Failed(Transport::Connect),
-        Err(_) => return Attempt::Failed(Transport::Aborted),
-    };
-    let (parts, body) = response.into_parts();
-    match body.collect().await {
-        Ok(body) => Attempt::Reply(Reply {
-            status: parts.status,
-            headers: parts.headers,
-            body: body.to_bytes(),
+    let trace = storefront_kit::telemetry::trace_headers();
+    let sent = client
+        .send(Outgoing {
+            method: &forward.method,
+            base,
+            path_and_query: &forward.path_and_query,
+            headers: &forward.headers,
+            extra: &trace,
+            body: &forward.body,
+        })
+        .await;
+    match sent {
+        Ok(answer) => Attempt::Reply(Reply {
+            status: answer.status,
+            headers: answer.headers,
+            body: answer.body,
             injected: false,
         }),
-        Err(_) => Attempt::Failed(Transport::Aborted),
+        Err(transport) => Attempt::Failed(transport),
     }
 }
 

@@ -4,6 +4,7 @@
 
 mod attempt;
 mod instance;
+mod wire;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -12,9 +13,10 @@ use std::time::{Duration, Instant};
 use crate::breaker::{Admission, Breaker, BreakerConfig};
 use crate::config::UpstreamConfig;
 
-pub use attempt::{Attempt, Client, Forward, Reply, Transport, Verdict, send};
+pub use attempt::{Attempt, Forward, Reply, Transport, Verdict, send};
 use instance::Counters;
 pub use instance::{CountersView, Instance, InstanceView, Ticket};
+pub use wire::Client;
 
 /// Counter of attempts per upstream instance, labelled `outcome`.
 pub const ATTEMPTS_METRIC: &str = "bff_upstream_requests_total";

@@ -1,0 +1,817 @@
+//! The proxy path's upstream client: HTTP/1.1 spoken by hand on pooled
+//! keep-alive connections, each used by the request's own task.
+//!
+//! hyper's pooled client, which this replaces, runs every connection as a
+//! task of its own behind a channel: a forwarded request crossed the
+//! channel, woke the connection's task to write it, and the answer came
+//! back through a oneshot that woke the request's task again, as a body
+//! stream to be collected. The proxy needs none of that: it sends one
+//! whole request and waits for the one whole answer. Here the request's
+//! task takes an idle connection from the pool, writes the request's bytes,
+//! reads the answer's head (parsed with `httparse`, the parser hyper uses)
+//! and its body, and puts the connection back.
+//!
+//! What it speaks: requests with `content-length` bodies; answers framed
+//! by `content-length`, by `transfer-encoding: chunked` (trailers dropped)
+//! or by the connection's close; interim 1xx answers skipped. A connection
+//! goes back to the pool only after an answer it framed itself from an
+//! HTTP/1.1 server that did not say `connection: close`, with nothing left
+//! over. A connection is dropped, never pooled, when its request's future
+//! is (the attempt's timeout), so a half-read answer is never reused.
+
+use std::collections::HashMap;
+use std::io;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
+use bytes::{Buf, BytesMut};
+use storefront_kit::sync::lock;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use super::Transport;
+
+/// Longest answer head accepted (a longer one is a broken answer).
+const MAX_HEAD: usize = 64 * 1024;
+/// Most header lines accepted in an answer head (hyper's own limit).
+const MAX_HEADERS: usize = 100;
+/// Largest answer body collected; a larger one is a broken answer, so one
+/// upstream can't make the BFF hold unbounded memory for one request.
+const MAX_BODY: usize = 64 * 1024 * 1024;
+/// A body up to this size is copied out of the read buffer, which is then
+/// reused; a larger one takes the buffer's bytes without a copy.
+const COPY_BELOW: usize = 16 * 1024;
+
+/// The upstream client: idle connections per `host:port`.
+#[derive(Clone)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    idle: Mutex<HashMap<String, Vec<Conn>>>,
+    idle_per_host: usize,
+    connect_timeout: Duration,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("idle_per_host", &self.inner.idle_per_host)
+            .field("connect_timeout", &self.inner.connect_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+/// An upstream's whole answer.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: StatusCode,
+    /// Every header of the answer, framing headers included.
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+/// A request to send.
+#[derive(Debug, Clone, Copy)]
+pub struct Outgoing<'a> {
+    pub method: &'a Method,
+    /// `http://host:port` or `http://host:port/prefix`, no trailing slash.
+    pub base: &'a str,
+    /// Path and query, starting with `/`.
+    pub path_and_query: &'a str,
+    pub headers: &'a HeaderMap,
+    /// More headers (the trace context), written after `headers`.
+    pub extra: &'a HeaderMap,
+    pub body: &'a [u8],
+}
+
+impl Client {
+    /// Keeps up to `idle_per_host` idle connections per upstream, and gives
+    /// up connecting after `connect_timeout` (a [`Transport::Connect`]).
+    pub fn new(idle_per_host: usize, connect_timeout: Duration) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                idle: Mutex::new(HashMap::new()),
+                idle_per_host,
+                connect_timeout,
+            }),
+        }
+    }
+
+    /// Sends `request` and reads its whole answer.
+    ///
+    /// A pooled connection whose write fails had been closed by the server
+    /// before the request reached it, so the request goes out again on the
+    /// next one (a fresh connection at the latest). Once written, it is
+    /// never sent again here: only the retry policy above decides that.
+    pub async fn send(&self, request: Outgoing<'_>) -> Result<Answer, Transport> {
+        let Some((authority, prefix)) = split_base(request.base) else {
+            tracing::error!(
+                base = request.base,
+                "the upstream URL is not http://host:port"
+            );
+            return Err(Transport::Local);
+        };
+        let mut out = Vec::with_capacity(256 + request.body.len());
+        if render(&request, authority, prefix, &mut out).is_err() {
+            tracing::error!("the upstream request would not be valid HTTP/1.1");
+            return Err(Transport::Local);
+        }
+        let head_only = request.method == Method::HEAD;
+        loop {
+            let (mut conn, pooled) = match self.checkout(authority) {
+                Some(conn) => (conn, true),
+                None => (self.connect(authority).await?, false),
+            };
+            if conn.stream.write_all(&out).await.is_err() {
+                if pooled {
+                    continue;
+                }
+                return Err(Transport::Aborted);
+            }
+            let (answer, keep) = conn.answer(head_only).await.ok_or(Transport::Aborted)?;
+            if keep {
+                self.checkin(authority, conn);
+            }
+            return Ok(answer);
+        }
+    }
+
+    /// A pooled connection that is still open, most recently used first.
+    fn checkout(&self, authority: &str) -> Option<Conn> {
+        let mut idle = lock(&self.inner.idle);
+        let conns = idle.get_mut(authority)?;
+        while let Some(mut conn) = conns.pop() {
+            if !conn.is_stale() {
+                return Some(conn);
+            }
+        }
+        None
+    }
+
+    fn checkin(&self, authority: &str, conn: Conn) {
+        let mut idle = lock(&self.inner.idle);
+        match idle.get_mut(authority) {
+            Some(conns) if conns.len() < self.inner.idle_per_host => conns.push(conn),
+            Some(_) => {}
+            None if self.inner.idle_per_host > 0 => {
+                idle.insert(authority.to_owned(), vec![conn]);
+            }
+            None => {}
+        }
+    }
+
+    async fn connect(&self, authority: &str) -> Result<Conn, Transport> {
+        let addr = with_port(authority);
+        let stream = tokio::time::timeout(self.inner.connect_timeout, TcpStream::connect(&*addr))
+            .await
+            .map_err(|_| Transport::Connect)?
+            .map_err(|_| Transport::Connect)?;
+        let _ = stream.set_nodelay(true);
+        Ok(Conn {
+            stream,
+            buf: BytesMut::with_capacity(8 * 1024),
+        })
+    }
+
+    /// Idle connections pooled for `authority` (for tests).
+    #[cfg(test)]
+    fn idle(&self, authority: &str) -> usize {
+        lock(&self.inner.idle).get(authority).map_or(0, Vec::len)
+    }
+}
+
+/// `http://host:port/prefix` → (`host:port`, `/prefix`).
+fn split_base(base: &str) -> Option<(&str, &str)> {
+    let rest = base
+        .get(..7)
+        .filter(|s| s.eq_ignore_ascii_case("http://"))
+        .map(|_| &base[7..])?;
+    let (authority, prefix) = match rest.find('/') {
+        Some(i) => rest.split_at(i),
+        None => (rest, ""),
+    };
+    let valid = !authority.is_empty()
+        && authority
+            .bytes()
+            .all(|b| b.is_ascii_graphic() && !b"@?#".contains(&b))
+        && prefix
+            .bytes()
+            .all(|b| b.is_ascii_graphic() && !b"?#".contains(&b));
+    valid.then_some((authority, prefix.trim_end_matches('/')))
+}
+
+/// `host` → `host:80`; an authority with its port as it is.
+fn with_port(authority: &str) -> std::borrow::Cow<'_, str> {
+    let has_port = authority.rsplit_once(':').is_some_and(|(host, port)| {
+        !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) && !host.ends_with(':')
+    }) && !authority.ends_with(']');
+    if has_port {
+        authority.into()
+    } else {
+        format!("{authority}:80").into()
+    }
+}
+
+/// Not renderable: a path or header that would split the request.
+#[derive(Debug, PartialEq, Eq)]
+struct Invalid;
+
+/// The request's bytes into `out`.
+fn render(
+    request: &Outgoing<'_>,
+    authority: &str,
+    prefix: &str,
+    out: &mut Vec<u8>,
+) -> Result<(), Invalid> {
+    let path = request.path_and_query;
+    if !path.starts_with('/') || !path.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(Invalid);
+    }
+    out.clear();
+    out.extend_from_slice(request.method.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(prefix.as_bytes());
+    out.extend_from_slice(path.as_bytes());
+    out.extend_from_slice(b" HTTP/1.1\r\nhost: ");
+    out.extend_from_slice(authority.as_bytes());
+    out.extend_from_slice(b"\r\n");
+    for (name, value) in request.headers.iter().chain(request.extra.iter()) {
+        // A HeaderValue can't hold CR, LF or NUL when built by parsing;
+        // checked again since one built unchecked could.
+        if value
+            .as_bytes()
+            .iter()
+            .any(|b| matches!(b, b'\r' | b'\n' | 0))
+        {
+            return Err(Invalid);
+        }
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    let body_method = matches!(*request.method, Method::POST | Method::PUT | Method::PATCH);
+    if !request.body.is_empty() || body_method {
+        out.extend_from_slice(b"content-length: ");
+        out.extend_from_slice(request.body.len().to_string().as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(request.body);
+    Ok(())
+}
+
+/// How an answer's body ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Framing {
+    None,
+    Length(usize),
+    Chunked,
+    UntilClose,
+}
+
+#[derive(Debug)]
+struct Head {
+    status: StatusCode,
+    headers: HeaderMap,
+    framing: Framing,
+    /// The server will take another request on this connection.
+    keep: bool,
+}
+
+#[derive(Debug)]
+enum Parsed {
+    /// The head's length and what it says.
+    Complete(usize, Head),
+    Partial,
+    Invalid,
+}
+
+/// An answer's head from the start of `buf`; `head_only` for the answer to
+/// a HEAD request, which has no body whatever its headers say.
+fn parse_head(buf: &[u8], head_only: bool) -> Parsed {
+    let mut raw = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut resp = httparse::Response::new(&mut raw);
+    let len = match resp.parse(buf) {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) => return Parsed::Partial,
+        Err(_) => return Parsed::Invalid,
+    };
+    let (Some(code), Some(version)) = (resp.code, resp.version) else {
+        return Parsed::Invalid;
+    };
+    let Ok(status) = StatusCode::from_u16(code) else {
+        return Parsed::Invalid;
+    };
+    let (mut length, mut chunked, mut close) = (None, false, false);
+    let mut headers = HeaderMap::with_capacity(resp.headers.len());
+    for h in resp.headers.iter() {
+        let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(h.name.as_bytes()),
+            HeaderValue::from_bytes(h.value),
+        ) else {
+            return Parsed::Invalid;
+        };
+        if name == axum::http::header::CONTENT_LENGTH {
+            let parsed = std::str::from_utf8(h.value)
+                .ok()
+                .and_then(|v| v.trim().parse::<usize>().ok());
+            match (parsed, length) {
+                (Some(n), None) => length = Some(n),
+                (Some(n), Some(m)) if n == m => {}
+                _ => return Parsed::Invalid,
+            }
+        } else if name == axum::http::header::TRANSFER_ENCODING {
+            // Chunked must come last; any other coding has no end we know.
+            let last = h.value.rsplit(|&b| b == b',').next().unwrap_or_default();
+            if !last.trim_ascii().eq_ignore_ascii_case(b"chunked") {
+                return Parsed::Invalid;
+            }
+            chunked = true;
+        } else if name == axum::http::header::CONNECTION {
+            close |= h
+                .value
+                .split(|&b| b == b',')
+                .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"close"));
+        }
+        headers.append(name, value);
+    }
+    let framing = if head_only || matches!(code, 100..=199 | 204 | 304) {
+        Framing::None
+    } else if chunked {
+        Framing::Chunked
+    } else if let Some(n) = length {
+        Framing::Length(n)
+    } else {
+        Framing::UntilClose
+    };
+    let keep = version == 1 && !close && framing != Framing::UntilClose;
+    Parsed::Complete(
+        len,
+        Head {
+            status,
+            headers,
+            framing,
+            keep,
+        },
+    )
+}
+
+/// One connection to one upstream.
+struct Conn {
+    stream: TcpStream,
+    /// Bytes read and not yet consumed.
+    buf: BytesMut,
+}
+
+impl Conn {
+    /// Whether the connection can no longer carry a request: the server
+    /// closed it (or reset it, or wrote something unasked) while it sat in
+    /// the pool. Checked without waiting.
+    fn is_stale(&mut self) -> bool {
+        if !self.buf.is_empty() {
+            return true;
+        }
+        let mut probe = [0u8; 1];
+        !matches!(self.stream.try_read(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+    }
+
+    /// Reads more; `None` at the end of the stream or on an error.
+    async fn fill(&mut self) -> Option<()> {
+        if self.buf.capacity() - self.buf.len() < 1024 {
+            self.buf.reserve(8 * 1024);
+        }
+        match self.stream.read_buf(&mut self.buf).await {
+            Ok(0) | Err(_) => None,
+            Ok(_) => Some(()),
+        }
+    }
+
+    /// The whole answer, and whether the connection may carry another
+    /// request; `None` if no whole answer came.
+    async fn answer(&mut self, head_only: bool) -> Option<(Answer, bool)> {
+        let head = loop {
+            match parse_head(&self.buf, head_only) {
+                Parsed::Complete(len, head) => {
+                    self.buf.advance(len);
+                    match head.status.as_u16() {
+                        101 => return None,    // no upgrade was asked for
+                        100..=199 => continue, // interim: the answer follows
+                        _ => break head,
+                    }
+                }
+                Parsed::Partial if self.buf.len() <= MAX_HEAD => self.fill().await?,
+                Parsed::Partial | Parsed::Invalid => return None,
+            }
+        };
+        let mut keep = head.keep;
+        let body = match head.framing {
+            Framing::None => Bytes::new(),
+            Framing::Length(n) => self.take(n).await?,
+            Framing::Chunked => self.chunks().await?,
+            Framing::UntilClose => {
+                while self.fill().await.is_some() {
+                    if self.buf.len() > MAX_BODY {
+                        return None;
+                    }
+                }
+                keep = false;
+                self.buf.split().freeze()
+            }
+        };
+        let answer = Answer {
+            status: head.status,
+            headers: head.headers,
+            body,
+        };
+        // Bytes past the answer were never asked for.
+        Some((answer, keep && self.buf.is_empty()))
+    }
+
+    /// The next `n` bytes of the stream.
+    async fn take(&mut self, n: usize) -> Option<Bytes> {
+        if n > MAX_BODY {
+            return None;
+        }
+        if self.buf.len() < n {
+            self.buf.reserve(n - self.buf.len());
+        }
+        while self.buf.len() < n {
+            self.fill().await?;
+        }
+        if n < COPY_BELOW {
+            let body = Bytes::copy_from_slice(&self.buf[..n]);
+            self.buf.advance(n);
+            Some(body)
+        } else {
+            Some(self.buf.split_to(n).freeze())
+        }
+    }
+
+    /// A chunked body's data, its trailers dropped.
+    async fn chunks(&mut self) -> Option<Bytes> {
+        let mut body = BytesMut::new();
+        loop {
+            let size = loop {
+                match httparse::parse_chunk_size(&self.buf) {
+                    Ok(httparse::Status::Complete((used, size))) => {
+                        self.buf.advance(used);
+                        break usize::try_from(size).ok()?;
+                    }
+                    Ok(httparse::Status::Partial) if self.buf.len() <= MAX_HEAD => {
+                        self.fill().await?
+                    }
+                    _ => return None,
+                }
+            };
+            if size == 0 {
+                self.trailers().await?;
+                return Some(body.freeze());
+            }
+            if body.len() + size > MAX_BODY {
+                return None;
+            }
+            body.extend_from_slice(&self.take(size).await?);
+            while self.buf.len() < 2 {
+                self.fill().await?;
+            }
+            if &self.buf[..2] != b"\r\n" {
+                return None;
+            }
+            self.buf.advance(2);
+        }
+    }
+
+    /// Trailer lines up to the empty line that ends the body.
+    async fn trailers(&mut self) -> Option<()> {
+        loop {
+            match self.buf.windows(2).position(|w| w == b"\r\n") {
+                Some(0) => {
+                    self.buf.advance(2);
+                    return Some(());
+                }
+                Some(end) => self.buf.advance(end + 2),
+                None if self.buf.len() <= MAX_HEAD => self.fill().await?,
+                None => return None,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use tokio::net::TcpListener;
+
+    use super::*;
+
+    #[test]
+    fn bases_split_into_authority_and_prefix() {
+        assert_eq!(
+            split_base("http://127.0.0.1:80"),
+            Some(("127.0.0.1:80", ""))
+        );
+        assert_eq!(split_base("HTTP://a:1/p/"), Some(("a:1", "/p")));
+        assert_eq!(split_base("http://[::1]:9/x"), Some(("[::1]:9", "/x")));
+        assert_eq!(split_base("https://a:1"), None);
+        assert_eq!(split_base("http://"), None);
+        assert_eq!(split_base("http://u@a:1"), None);
+        assert_eq!(split_base("http://a:1/p?q"), None);
+        assert_eq!(with_port("a:1"), "a:1");
+        assert_eq!(with_port("a"), "a:80");
+        assert_eq!(with_port("[::1]"), "[::1]:80");
+        assert_eq!(with_port("[::1]:8"), "[::1]:8");
+    }
+
+    fn outgoing<'a>(method: &'a Method, path: &'a str, headers: &'a HeaderMap) -> Outgoing<'a> {
+        Outgoing {
+            method,
+            base: "http://h:1",
+            path_and_query: path,
+            headers,
+            extra: headers,
+            body: b"",
+        }
+    }
+
+    #[test]
+    fn requests_render_with_host_and_length_and_refuse_what_would_split_them() {
+        let mut h = HeaderMap::new();
+        h.insert("if-match", HeaderValue::from_static("\"3\""));
+        let extra = HeaderMap::new();
+        let mut out = Vec::new();
+        let post = Outgoing {
+            extra: &extra,
+            body: b"{}",
+            ..outgoing(&Method::POST, "/claims?x=1", &h)
+        };
+        render(&post, "h:1", "/v1", &mut out).unwrap();
+        assert_eq!(
+            String::from_utf8(out.clone()).unwrap(),
+            "POST /v1/claims?x=1 HTTP/1.1\r\nhost: h:1\r\nif-match: \"3\"\r\ncontent-length: 2\r\n\r\n{}"
+        );
+        let get = Outgoing {
+            extra: &extra,
+            ..outgoing(&Method::GET, "/p", &h)
+        };
+        render(&get, "h:1", "", &mut out).unwrap();
+        assert!(
+            String::from_utf8(out.clone())
+                .unwrap()
+                .ends_with("\"3\"\r\n\r\n")
+        );
+        let empty_put = Outgoing {
+            extra: &extra,
+            ..outgoing(&Method::PUT, "/p", &h)
+        };
+        render(&empty_put, "h:1", "", &mut out).unwrap();
+        assert!(
+            String::from_utf8(out.clone())
+                .unwrap()
+                .ends_with("content-length: 0\r\n\r\n")
+        );
+        for bad in ["/a b", "/a\r\nx: y", "no-slash", "/\u{e9}"] {
+            let r = Outgoing {
+                extra: &extra,
+                ..outgoing(&Method::GET, bad, &h)
+            };
+            assert_eq!(render(&r, "h:1", "", &mut out), Err(Invalid), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn heads_say_how_the_body_ends_and_whether_the_connection_stays() {
+        let framing = |raw: &str, head_only: bool| match parse_head(raw.as_bytes(), head_only) {
+            Parsed::Complete(_, h) => Some((h.framing, h.keep)),
+            _ => None,
+        };
+        let ok = "HTTP/1.1 200 OK\r\n";
+        assert_eq!(
+            framing(&format!("{ok}content-length: 5\r\n\r\n"), false),
+            Some((Framing::Length(5), true))
+        );
+        assert_eq!(
+            framing(&format!("{ok}content-length: 5\r\n\r\n"), true),
+            Some((Framing::None, true))
+        );
+        assert_eq!(
+            framing(
+                &format!("{ok}transfer-encoding: gzip, chunked\r\n\r\n"),
+                false
+            ),
+            Some((Framing::Chunked, true))
+        );
+        assert_eq!(
+            framing(&format!("{ok}\r\n"), false),
+            Some((Framing::UntilClose, false))
+        );
+        assert_eq!(
+            framing(
+                "HTTP/1.1 204 No Content\r\ncontent-length: 9\r\n\r\n",
+                false
+            ),
+            Some((Framing::None, true))
+        );
+        assert_eq!(
+            framing(
+                &format!("{ok}connection: keep-alive, close\r\ncontent-length: 0\r\n\r\n"),
+                false
+            ),
+            Some((Framing::Length(0), false))
+        );
+        assert_eq!(
+            framing("HTTP/1.0 200 OK\r\ncontent-length: 0\r\n\r\n", false),
+            Some((Framing::Length(0), false))
+        );
+        // Unframeable or unreadable heads are broken answers.
+        for bad in [
+            format!("{ok}content-length: 5\r\ncontent-length: 6\r\n\r\n"),
+            format!("{ok}content-length: -1\r\n\r\n"),
+            format!("{ok}transfer-encoding: gzip\r\n\r\n"),
+            format!("{ok}bad name: x\r\n\r\n"),
+            "HTTP/1.1 20 OK\r\n\r\n".to_owned(),
+            "SMTP ready\r\n\r\n".to_owned(),
+        ] {
+            assert!(framing(&bad, false).is_none(), "{bad:?}");
+        }
+        assert!(matches!(parse_head(ok.as_bytes(), false), Parsed::Partial));
+    }
+
+    /// A server on loopback that answers each request read on a connection
+    /// with the next of `answers`, byte by byte, counting connections.
+    async fn server(answers: Vec<&'static str>) -> (String, Arc<AtomicUsize>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let conns = Arc::new(AtomicUsize::new(0));
+        let counted = conns.clone();
+        let answers = Arc::new(answers);
+        let next = Arc::new(AtomicUsize::new(0));
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = listener.accept().await {
+                counted.fetch_add(1, Ordering::SeqCst);
+                let (answers, next) = (answers.clone(), next.clone());
+                tokio::spawn(async move {
+                    let mut seen = Vec::new();
+                    let mut chunk = [0u8; 1024];
+                    loop {
+                        while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+                            match s.read(&mut chunk).await {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => seen.extend_from_slice(&chunk[..n]),
+                            }
+                        }
+                        seen.clear();
+                        let Some(answer) = answers.get(next.fetch_add(1, Ordering::SeqCst)) else {
+                            return;
+                        };
+                        for b in answer.as_bytes() {
+                            if s.write_all(&[*b]).await.is_err() {
+                                return;
+                            }
+                        }
+                        if answer.contains("connection: close") || !answer.contains("\r\n\r\n") {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        (base, conns)
+    }
+
+    async fn get(client: &Client, base: &str, method: &Method) -> Result<Answer, Transport> {
+        let none = HeaderMap::new();
+        client
+            .send(Outgoing {
+                base,
+                ..outgoing(method, "/p", &none)
+            })
+            .await
+    }
+
+    #[tokio::test]
+    async fn bodies_are_read_whole_however_they_are_framed_and_kept_connections_reused() {
+        let (base, conns) = server(vec![
+            "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\ncontent-length: 5\r\netag: \"1\"\r\n\r\nhello",
+            "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n3;x=y\r\nabc\r\n2\r\nde\r\n0\r\nt: 1\r\n\r\n",
+            "HTTP/1.1 201 Created\r\ncontent-length: 0\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nconnection: close\r\n\r\nto the end",
+        ])
+        .await;
+        let client = Client::new(8, Duration::from_secs(2));
+        let a = get(&client, &base, &Method::GET).await.unwrap();
+        assert_eq!((a.status, &a.body[..]), (StatusCode::OK, &b"hello"[..]));
+        assert_eq!(a.headers["etag"], "\"1\"");
+        let b = get(&client, &base, &Method::GET).await.unwrap();
+        assert_eq!(&b.body[..], b"abcde");
+        let c = get(&client, &base, &Method::POST).await.unwrap();
+        assert_eq!((c.status, c.body.len()), (StatusCode::CREATED, 0));
+        assert_eq!(client.idle(&base[7..]), 1);
+        let d = get(&client, &base, &Method::GET).await.unwrap();
+        assert_eq!(&d.body[..], b"to the end");
+        assert_eq!(
+            conns.load(Ordering::SeqCst),
+            1,
+            "one kept connection carried all four"
+        );
+        assert_eq!(
+            client.idle(&base[7..]),
+            0,
+            "a connection framed by its close is not kept"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_connection_the_server_dropped_while_idle_is_replaced_before_the_request() {
+        // The server answers once per connection, without connection:
+        // close, then drops it.
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let conns = Arc::new(AtomicUsize::new(0));
+        let counted = conns.clone();
+        let (dropped_tx, mut dropped) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = listener.accept().await {
+                counted.fetch_add(1, Ordering::SeqCst);
+                let mut chunk = [0u8; 1024];
+                let _ = s.read(&mut chunk).await;
+                let _ = s
+                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                    .await;
+                drop(s);
+                let _ = dropped_tx.send(());
+            }
+        });
+        let client = Client::new(8, Duration::from_secs(2));
+        assert_eq!(
+            &get(&client, &base, &Method::GET).await.unwrap().body[..],
+            b"ok"
+        );
+        dropped.recv().await.unwrap();
+        assert_eq!(client.idle(&base[7..]), 1);
+        // The close reaches the client's socket on loopback once the
+        // server has dropped it; poll the probe instead of sleeping.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while client.checkout(&base[7..]).is_some_and(|mut c| {
+            let live = !c.is_stale();
+            if live {
+                client.checkin(&base[7..], c);
+            }
+            live
+        }) {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the close never showed"
+            );
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(
+            &get(&client, &base, &Method::GET).await.unwrap().body[..],
+            b"ok"
+        );
+        assert_eq!(conns.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn failures_are_told_apart() {
+        // Nothing listens: a connect failure.
+        let free = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", free.local_addr().unwrap());
+        drop(free);
+        let client = Client::new(8, Duration::from_secs(2));
+        assert_eq!(
+            get(&client, &base, &Method::GET).await.err(),
+            Some(Transport::Connect)
+        );
+        // A cut-off body, and an answer that is not HTTP: aborted.
+        for answer in [
+            "HTTP/1.1 200 OK\r\ncontent-length: 9\r\nconnection: close\r\n\r\nshort",
+            "nonsense\r\n\r\n",
+        ] {
+            let (base, _) = server(vec![answer]).await;
+            assert_eq!(
+                get(&client, &base, &Method::GET).await.err(),
+                Some(Transport::Aborted)
+            );
+        }
+        // A base the client can't speak to, and a path that would split
+        // the request: the BFF's own fault, nothing sent.
+        assert_eq!(
+            get(&client, "https://127.0.0.1:1", &Method::GET)
+                .await
+                .err(),
+            Some(Transport::Local)
+        );
+        let none = HeaderMap::new();
+        let split = Outgoing {
+            base: &base,
+            ..outgoing(&Method::GET, "/p HTTP/1.1\r\nx:", &none)
+        };
+        assert_eq!(client.send(split).await.err(), Some(Transport::Local));
+    }
+}
