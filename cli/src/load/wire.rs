@@ -22,8 +22,14 @@ use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-/// Longest answer head accepted; a longer one is a broken answer.
-const MAX_HEAD: usize = 64 * 1024;
+/// The framing of answers and the body readers, shared with the BFF's
+/// upstream client: the kit's file, compiled here as well (the CLI does
+/// not link the kit).
+#[path = "../../../services/kit/src/http1.rs"]
+mod http1;
+
+use http1::{Body, MAX_HEAD, Source};
+
 /// Most header lines accepted in an answer head.
 const MAX_HEADERS: usize = 64;
 
@@ -97,15 +103,6 @@ impl Wire {
         Ok(self.answer(replayed_header).await.ok_or(WireError::Broken))
     }
 
-    /// Reads more of the answer; `None` at the end of the stream or on an
-    /// error.
-    async fn fill(&mut self) -> Option<()> {
-        match self.stream.read_buf(&mut self.buf).await {
-            Ok(0) | Err(_) => None,
-            Ok(_) => Some(()),
-        }
-    }
-
     async fn answer(&mut self, replayed_header: &str) -> Option<(Head, bool)> {
         let framing = loop {
             match parse_head(&self.buf, replayed_header) {
@@ -123,8 +120,8 @@ impl Wire {
         let mut keep = framing.keep;
         match framing.body {
             Body::None => {}
-            Body::Length(n) => self.skip(n).await?,
-            Body::Chunked => self.skip_chunks().await?,
+            Body::Length(n) => http1::body_bytes(self, n, &mut |_: &[u8]| Some(())).await?,
+            Body::Chunked => http1::chunked(self, &mut |_: &[u8]| Some(())).await?,
             Body::UntilClose => {
                 while self.fill().await.is_some() {
                     self.buf.clear();
@@ -135,67 +132,17 @@ impl Wire {
         // Bytes past the answer were never asked for.
         Some((framing.head, keep && self.buf.is_empty()))
     }
+}
 
-    /// Discards the next `n` bytes of the stream.
-    async fn skip(&mut self, mut n: u64) -> Option<()> {
-        loop {
-            let take = (self.buf.len() as u64).min(n);
-            self.buf.advance(take as usize);
-            n -= take;
-            if n == 0 {
-                return Some(());
-            }
-            self.fill().await?;
-        }
+impl Source for Wire {
+    fn buf(&mut self) -> &mut BytesMut {
+        &mut self.buf
     }
 
-    /// Discards a chunked body, its trailers included.
-    async fn skip_chunks(&mut self) -> Option<()> {
-        loop {
-            let size = loop {
-                match httparse::parse_chunk_size(&self.buf) {
-                    Ok(httparse::Status::Complete((used, size))) => {
-                        self.buf.advance(used);
-                        break size;
-                    }
-                    Ok(httparse::Status::Partial) if self.buf.len() <= MAX_HEAD => {
-                        self.fill().await?
-                    }
-                    _ => return None,
-                }
-            };
-            if size == 0 {
-                return self.skip_trailers().await;
-            }
-            self.skip(size).await?;
-            self.expect_crlf().await?;
-        }
-    }
-
-    /// The CRLF that ends a chunk's data.
-    async fn expect_crlf(&mut self) -> Option<()> {
-        while self.buf.len() < 2 {
-            self.fill().await?;
-        }
-        if &self.buf[..2] != b"\r\n" {
-            return None;
-        }
-        self.buf.advance(2);
-        Some(())
-    }
-
-    /// Trailer lines up to the empty line that ends the body.
-    async fn skip_trailers(&mut self) -> Option<()> {
-        loop {
-            match self.buf.windows(2).position(|w| w == b"\r\n") {
-                Some(0) => {
-                    self.buf.advance(2);
-                    return Some(());
-                }
-                Some(end) => self.buf.advance(end + 2),
-                None if self.buf.len() <= MAX_HEAD => self.fill().await?,
-                None => return None,
-            }
+    async fn fill(&mut self) -> Option<()> {
+        match self.stream.read_buf(&mut self.buf).await {
+            Ok(0) | Err(_) => None,
+            Ok(_) => Some(()),
         }
     }
 }
@@ -263,15 +210,6 @@ fn is_value(b: u8) -> bool {
     b == b'\t' || (0x20..0x7f).contains(&b)
 }
 
-/// How an answer's body ends.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Body {
-    None,
-    Length(u64),
-    Chunked,
-    UntilClose,
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Framing {
     head: Head,
@@ -300,50 +238,21 @@ fn parse_head(buf: &[u8], replayed_header: &str) -> Parsed {
     let (Some(status), Some(version)) = (resp.code, resp.version) else {
         return Parsed::Invalid;
     };
-    let (mut length, mut chunked, mut close, mut replayed) = (None, false, false, false);
+    let (mut framing, mut replayed) = (http1::Framing::default(), false);
     for h in resp.headers.iter() {
-        let name = h.name;
-        if name.eq_ignore_ascii_case("content-length") {
-            let parsed = std::str::from_utf8(h.value)
-                .ok()
-                .and_then(|v| v.trim().parse::<u64>().ok());
-            match (parsed, length) {
-                (Some(n), None) => length = Some(n),
-                (Some(n), Some(m)) if n == m => {}
-                _ => return Parsed::Invalid,
-            }
-        } else if name.eq_ignore_ascii_case("transfer-encoding") {
-            // Chunked must come last; any other coding has no end we know.
-            let last = h.value.rsplit(|&b| b == b',').next().unwrap_or_default();
-            if last.trim_ascii().eq_ignore_ascii_case(b"chunked") {
-                chunked = true;
-            } else {
-                return Parsed::Invalid;
-            }
-        } else if name.eq_ignore_ascii_case("connection") {
-            close |= h
-                .value
-                .split(|&b| b == b',')
-                .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"close"));
-        } else if name.eq_ignore_ascii_case(replayed_header) {
+        if framing.header(h.name, h.value).is_err() {
+            return Parsed::Invalid;
+        }
+        if h.name.eq_ignore_ascii_case(replayed_header) {
             replayed = h.value == b"true";
         }
     }
-    let body = if (100..200).contains(&status) || status == 204 || status == 304 {
-        Body::None
-    } else if chunked {
-        Body::Chunked
-    } else if let Some(n) = length {
-        Body::Length(n)
-    } else {
-        Body::UntilClose
-    };
     Parsed::Complete(
         len,
         Framing {
             head: Head { status, replayed },
-            body,
-            keep: version == 1 && !close,
+            body: framing.body(status, false),
+            keep: framing.keep(version),
         },
     )
 }

@@ -32,6 +32,7 @@ pub mod entry;
 pub mod error;
 pub mod headers;
 pub mod http;
+pub mod http1;
 #[cfg(feature = "amqp")]
 pub mod inbox;
 #[cfg(feature = "amqp")]

@@ -27,22 +27,18 @@ use std::time::Duration;
 use axum::body::Bytes;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use bytes::{Buf, BytesMut};
+use storefront_kit::http1::{self, Body, Framing, MAX_HEAD, Source};
 use storefront_kit::sync::lock;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::Transport;
 
-/// Longest answer head accepted (a longer one is a broken answer).
-const MAX_HEAD: usize = 64 * 1024;
 /// Most header lines accepted in an answer head (hyper's own limit).
 const MAX_HEADERS: usize = 100;
 /// Largest answer body collected; a larger one is a broken answer, so one
 /// upstream can't make the BFF hold unbounded memory for one request.
 const MAX_BODY: usize = 64 * 1024 * 1024;
-/// A body up to this size is copied out of the read buffer, which is then
-/// reused; a larger one takes the buffer's bytes without a copy.
-const COPY_BELOW: usize = 16 * 1024;
 
 /// The upstream client: idle connections per `host:port`.
 #[derive(Clone)]
@@ -265,20 +261,11 @@ fn render(
     Ok(())
 }
 
-/// How an answer's body ends.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Framing {
-    None,
-    Length(usize),
-    Chunked,
-    UntilClose,
-}
-
 #[derive(Debug)]
 struct Head {
     status: StatusCode,
     headers: HeaderMap,
-    framing: Framing,
+    body: Body,
     /// The server will take another request on this connection.
     keep: bool,
 }
@@ -307,7 +294,7 @@ fn parse_head(buf: &[u8], head_only: bool) -> Parsed {
     let Ok(status) = StatusCode::from_u16(code) else {
         return Parsed::Invalid;
     };
-    let (mut length, mut chunked, mut close) = (None, false, false);
+    let mut framing = Framing::default();
     let mut headers = HeaderMap::with_capacity(resp.headers.len());
     for h in resp.headers.iter() {
         let (Ok(name), Ok(value)) = (
@@ -316,49 +303,38 @@ fn parse_head(buf: &[u8], head_only: bool) -> Parsed {
         ) else {
             return Parsed::Invalid;
         };
-        if name == axum::http::header::CONTENT_LENGTH {
-            let parsed = std::str::from_utf8(h.value)
-                .ok()
-                .and_then(|v| v.trim().parse::<usize>().ok());
-            match (parsed, length) {
-                (Some(n), None) => length = Some(n),
-                (Some(n), Some(m)) if n == m => {}
-                _ => return Parsed::Invalid,
-            }
-        } else if name == axum::http::header::TRANSFER_ENCODING {
-            // Chunked must come last; any other coding has no end we know.
-            let last = h.value.rsplit(|&b| b == b',').next().unwrap_or_default();
-            if !last.trim_ascii().eq_ignore_ascii_case(b"chunked") {
-                return Parsed::Invalid;
-            }
-            chunked = true;
-        } else if name == axum::http::header::CONNECTION {
-            close |= h
-                .value
-                .split(|&b| b == b',')
-                .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"close"));
+        if framing.header(h.name, h.value).is_err() {
+            return Parsed::Invalid;
         }
         headers.append(name, value);
     }
-    let framing = if head_only || matches!(code, 100..=199 | 204 | 304) {
-        Framing::None
-    } else if chunked {
-        Framing::Chunked
-    } else if let Some(n) = length {
-        Framing::Length(n)
-    } else {
-        Framing::UntilClose
-    };
-    let keep = version == 1 && !close && framing != Framing::UntilClose;
+    let body = framing.body(code, head_only);
+    let keep = framing.keep(version) && body != Body::UntilClose;
     Parsed::Complete(
         len,
         Head {
             status,
             headers,
-            framing,
+            body,
             keep,
         },
     )
+}
+
+impl Source for Conn {
+    fn buf(&mut self) -> &mut BytesMut {
+        &mut self.buf
+    }
+
+    async fn fill(&mut self) -> Option<()> {
+        if self.buf.capacity() - self.buf.len() < 1024 {
+            self.buf.reserve(8 * 1024);
+        }
+        match self.stream.read_buf(&mut self.buf).await {
+            Ok(0) | Err(_) => None,
+            Ok(_) => Some(()),
+        }
+    }
 }
 
 /// One connection to one upstream.
@@ -380,17 +356,6 @@ impl Conn {
         !matches!(self.stream.try_read(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
     }
 
-    /// Reads more; `None` at the end of the stream or on an error.
-    async fn fill(&mut self) -> Option<()> {
-        if self.buf.capacity() - self.buf.len() < 1024 {
-            self.buf.reserve(8 * 1024);
-        }
-        match self.stream.read_buf(&mut self.buf).await {
-            Ok(0) | Err(_) => None,
-            Ok(_) => Some(()),
-        }
-    }
-
     /// The whole answer, and whether the connection may carry another
     /// request; `None` if no whole answer came.
     async fn answer(&mut self, head_only: bool) -> Option<(Answer, bool)> {
@@ -409,20 +374,31 @@ impl Conn {
             }
         };
         let mut keep = head.keep;
-        let body = match head.framing {
-            Framing::None => Bytes::new(),
-            Framing::Length(n) => self.take(n).await?,
-            Framing::Chunked => self.chunks().await?,
-            Framing::UntilClose => {
+        let mut body = BytesMut::new();
+        if let Body::Length(n) = head.body {
+            if n > MAX_BODY as u64 {
+                return None;
+            }
+            body.reserve(n as usize);
+        }
+        let mut collect = |data: &[u8]| {
+            (body.len() + data.len() <= MAX_BODY).then(|| body.extend_from_slice(data))
+        };
+        match head.body {
+            Body::None => {}
+            Body::Length(n) => http1::body_bytes(self, n, &mut collect).await?,
+            Body::Chunked => http1::chunked(self, &mut collect).await?,
+            Body::UntilClose => {
                 while self.fill().await.is_some() {
                     if self.buf.len() > MAX_BODY {
                         return None;
                     }
                 }
                 keep = false;
-                self.buf.split().freeze()
+                body = self.buf.split();
             }
-        };
+        }
+        let body = body.freeze();
         let answer = Answer {
             status: head.status,
             headers: head.headers,
@@ -430,75 +406,6 @@ impl Conn {
         };
         // Bytes past the answer were never asked for.
         Some((answer, keep && self.buf.is_empty()))
-    }
-
-    /// The next `n` bytes of the stream.
-    async fn take(&mut self, n: usize) -> Option<Bytes> {
-        if n > MAX_BODY {
-            return None;
-        }
-        if self.buf.len() < n {
-            self.buf.reserve(n - self.buf.len());
-        }
-        while self.buf.len() < n {
-            self.fill().await?;
-        }
-        if n < COPY_BELOW {
-            let body = Bytes::copy_from_slice(&self.buf[..n]);
-            self.buf.advance(n);
-            Some(body)
-        } else {
-            Some(self.buf.split_to(n).freeze())
-        }
-    }
-
-    /// A chunked body's data, its trailers dropped.
-    async fn chunks(&mut self) -> Option<Bytes> {
-        let mut body = BytesMut::new();
-        loop {
-            let size = loop {
-                match httparse::parse_chunk_size(&self.buf) {
-                    Ok(httparse::Status::Complete((used, size))) => {
-                        self.buf.advance(used);
-                        break usize::try_from(size).ok()?;
-                    }
-                    Ok(httparse::Status::Partial) if self.buf.len() <= MAX_HEAD => {
-                        self.fill().await?
-                    }
-                    _ => return None,
-                }
-            };
-            if size == 0 {
-                self.trailers().await?;
-                return Some(body.freeze());
-            }
-            if body.len() + size > MAX_BODY {
-                return None;
-            }
-            body.extend_from_slice(&self.take(size).await?);
-            while self.buf.len() < 2 {
-                self.fill().await?;
-            }
-            if &self.buf[..2] != b"\r\n" {
-                return None;
-            }
-            self.buf.advance(2);
-        }
-    }
-
-    /// Trailer lines up to the empty line that ends the body.
-    async fn trailers(&mut self) -> Option<()> {
-        loop {
-            match self.buf.windows(2).position(|w| w == b"\r\n") {
-                Some(0) => {
-                    self.buf.advance(2);
-                    return Some(());
-                }
-                Some(end) => self.buf.advance(end + 2),
-                None if self.buf.len() <= MAX_HEAD => self.fill().await?,
-                None => return None,
-            }
-        }
     }
 }
 
@@ -587,46 +494,46 @@ mod tests {
     #[test]
     fn heads_say_how_the_body_ends_and_whether_the_connection_stays() {
         let framing = |raw: &str, head_only: bool| match parse_head(raw.as_bytes(), head_only) {
-            Parsed::Complete(_, h) => Some((h.framing, h.keep)),
+            Parsed::Complete(_, h) => Some((h.body, h.keep)),
             _ => None,
         };
         let ok = "HTTP/1.1 200 OK\r\n";
         assert_eq!(
             framing(&format!("{ok}content-length: 5\r\n\r\n"), false),
-            Some((Framing::Length(5), true))
+            Some((Body::Length(5), true))
         );
         assert_eq!(
             framing(&format!("{ok}content-length: 5\r\n\r\n"), true),
-            Some((Framing::None, true))
+            Some((Body::None, true))
         );
         assert_eq!(
             framing(
                 &format!("{ok}transfer-encoding: gzip, chunked\r\n\r\n"),
                 false
             ),
-            Some((Framing::Chunked, true))
+            Some((Body::Chunked, true))
         );
         assert_eq!(
             framing(&format!("{ok}\r\n"), false),
-            Some((Framing::UntilClose, false))
+            Some((Body::UntilClose, false))
         );
         assert_eq!(
             framing(
                 "HTTP/1.1 204 No Content\r\ncontent-length: 9\r\n\r\n",
                 false
             ),
-            Some((Framing::None, true))
+            Some((Body::None, true))
         );
         assert_eq!(
             framing(
                 &format!("{ok}connection: keep-alive, close\r\ncontent-length: 0\r\n\r\n"),
                 false
             ),
-            Some((Framing::Length(0), false))
+            Some((Body::Length(0), false))
         );
         assert_eq!(
             framing("HTTP/1.0 200 OK\r\ncontent-length: 0\r\n\r\n", false),
-            Some((Framing::Length(0), false))
+            Some((Body::Length(0), false))
         );
         // Unframeable or unreadable heads are broken answers.
         for bad in [
