@@ -435,13 +435,14 @@ mod tests {
         assert_eq!(with_port("[::1]:8"), "[::1]:8");
     }
 
-    fn outgoing<'a>(method: &'a Method, path: &'a str, headers: &'a HeaderMap) -> Outgoing<'a> {
+    /// A request with no headers and no body; `none` is an empty map.
+    fn outgoing<'a>(method: &'a Method, path: &'a str, none: &'a HeaderMap) -> Outgoing<'a> {
         Outgoing {
             method,
             base: "http://h:1",
             path_and_query: path,
-            headers,
-            extra: headers,
+            headers: none,
+            extra: none,
             body: b"",
         }
     }
@@ -450,44 +451,30 @@ mod tests {
     fn requests_render_with_host_and_length_and_refuse_what_would_split_them() {
         let mut h = HeaderMap::new();
         h.insert("if-match", HeaderValue::from_static("\"3\""));
-        let extra = HeaderMap::new();
-        let mut out = Vec::new();
-        let post = Outgoing {
-            extra: &extra,
-            body: b"{}",
-            ..outgoing(&Method::POST, "/claims?x=1", &h)
+        let none = HeaderMap::new();
+        let rendered = |method: &Method, path: &str, prefix: &str, body: &[u8]| {
+            let r = Outgoing {
+                headers: &h,
+                body,
+                ..outgoing(method, path, &none)
+            };
+            let mut out = Vec::new();
+            render(&r, "h:1", prefix, &mut out).map(|()| String::from_utf8(out).unwrap())
         };
-        render(&post, "h:1", "/v1", &mut out).unwrap();
         assert_eq!(
-            String::from_utf8(out.clone()).unwrap(),
+            rendered(&Method::POST, "/claims?x=1", "/v1", b"{}").unwrap(),
             "POST /v1/claims?x=1 HTTP/1.1\r\nhost: h:1\r\nif-match: \"3\"\r\ncontent-length: 2\r\n\r\n{}"
         );
-        let get = Outgoing {
-            extra: &extra,
-            ..outgoing(&Method::GET, "/p", &h)
-        };
-        render(&get, "h:1", "", &mut out).unwrap();
-        assert!(
-            String::from_utf8(out.clone())
-                .unwrap()
-                .ends_with("\"3\"\r\n\r\n")
-        );
-        let empty_put = Outgoing {
-            extra: &extra,
-            ..outgoing(&Method::PUT, "/p", &h)
-        };
-        render(&empty_put, "h:1", "", &mut out).unwrap();
-        assert!(
-            String::from_utf8(out.clone())
-                .unwrap()
-                .ends_with("content-length: 0\r\n\r\n")
-        );
+        let get = rendered(&Method::GET, "/p", "", b"").unwrap();
+        assert!(get.ends_with("\"3\"\r\n\r\n"));
+        let empty_put = rendered(&Method::PUT, "/p", "", b"").unwrap();
+        assert!(empty_put.ends_with("content-length: 0\r\n\r\n"));
         for bad in ["/a b", "/a\r\nx: y", "no-slash", "/\u{e9}"] {
-            let r = Outgoing {
-                extra: &extra,
-                ..outgoing(&Method::GET, bad, &h)
-            };
-            assert_eq!(render(&r, "h:1", "", &mut out), Err(Invalid), "{bad:?}");
+            assert_eq!(
+                rendered(&Method::GET, bad, "", b""),
+                Err(Invalid),
+                "{bad:?}"
+            );
         }
     }
 
