@@ -306,12 +306,20 @@ fn the_lab_page_shows_the_fleet_runs_a_race_and_a_load_and_kills_a_replica() {
             .contains("POST /checkout → 20"),
         "{trace:#}"
     );
-    let log = std::fs::read_to_string(fleet.dir().join("logs/checkout.log")).unwrap();
-    assert!(
-        log.lines().any(|l| l.contains(trace_id)
-            && l.contains(r#""route":"/checkout""#)
-            && l.contains(r#""method":"POST""#)),
-        "trace {trace_id} is not on a POST /checkout line of checkout.log"
+    // A service writes its log lines a few milliseconds after them.
+    poll(
+        Duration::from_secs(10),
+        &format!("trace {trace_id} on a POST /checkout line of checkout.log"),
+        || {
+            let log = std::fs::read_to_string(fleet.dir().join("logs/checkout.log")).ok()?;
+            log.lines()
+                .any(|l| {
+                    l.contains(trace_id)
+                        && l.contains(r#""route":"/checkout""#)
+                        && l.contains(r#""method":"POST""#)
+                })
+                .then_some(())
+        },
     );
     b.screenshot("story");
 

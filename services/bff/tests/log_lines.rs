@@ -1,6 +1,6 @@
 //! Log lines leave a real service process while it lives, not only at
-//! exit: the kit writes them to stdout in batches, when the runtime is
-//! about to go idle (`storefront_kit::telemetry::out`). The `bff` binary
+//! exit: the kit writes them to stdout in batches, a few milliseconds
+//! after their first line (`storefront_kit::telemetry::out`). The `bff` binary
 //! runs as a child process, its stdout piped to the test: its startup
 //! line, a request's line and its drain lines must each arrive while the
 //! process is otherwise idle, and nothing may be left behind at exit.

@@ -24,20 +24,15 @@ pub enum Flavor {
     MultiThread,
 }
 
-/// Runs `main` (a service's [`run`]) on a new runtime of `flavor` whose
-/// threads hand the waiting log lines to the log writer before they go
-/// idle ([`crate::telemetry::idle`]), then writes out what is left once
-/// the runtime is gone ([`crate::telemetry::flush`]).
+/// Runs `main` (a service's [`run`]) on a new runtime of `flavor`, then
+/// writes out the log lines still waiting once the runtime is gone
+/// ([`crate::telemetry::flush`]).
 pub fn block_on(flavor: Flavor, main: impl Future<Output = ExitCode>) -> ExitCode {
     let mut builder = match flavor {
         Flavor::CurrentThread => tokio::runtime::Builder::new_current_thread(),
         Flavor::MultiThread => tokio::runtime::Builder::new_multi_thread(),
     };
-    let runtime = match builder
-        .enable_all()
-        .on_thread_park(crate::telemetry::idle)
-        .build()
-    {
+    let runtime = match builder.enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("cannot start the async runtime: {error}");

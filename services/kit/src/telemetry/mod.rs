@@ -33,7 +33,7 @@ mod ids;
 mod line;
 pub mod out;
 
-pub use out::{flush, idle};
+pub use out::flush;
 
 /// The W3C header (and AMQP header) carrying trace context.
 pub const TRACEPARENT: &str = "traceparent";

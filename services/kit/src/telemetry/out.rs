@@ -4,16 +4,20 @@
 //! lock, on the request's path between the handler and the response: on
 //! the BFF under load that call was a twentieth of its CPU per request
 //! (scripts/bench.sh, BENCH_PERF=1). Lines are now appended to a buffer in
-//! memory and handed to a writer thread (`start`) together:
+//! memory, and a writer thread (`start`) writes what waits:
 //!
-//! - when the runtime is about to go idle ([`idle`] is every service
-//!   runtime's park hook, [`crate::entry::block_on`]), so a quiet service's
-//!   lines are in its log file as soon as it has nothing else to do, and a
-//!   request's line is written after its response, not before;
-//! - when [`LIMIT`] bytes wait, or at the first line after the oldest one
-//!   has waited [`MAX_WAIT`], so a busy runtime's lines are not held back;
+//! - [`MAX_WAIT`] after the oldest waiting line came, timed by the writer
+//!   itself, so a quiet service's lines are in its log file within
+//!   [`MAX_WAIT`];
+//! - at once when [`LIMIT`] bytes wait;
 //! - at exit ([`flush`] waits until they are written), and before a
 //!   panic's message.
+//!
+//! The threads that serve requests wake the writer once a batch, with its
+//! first line. They used to hand the batch over each time their runtime
+//! went idle, which at one connection was every request: the writer woke
+//! 1.3 times a request, in the BFF and in the catalog alike, and each wake
+//! is a `futex(2)` call and a context switch beside the request.
 //!
 //! No thread that serves requests calls `write(2)`. A log file on disk
 //! makes that call stall now and then: ext4 holds an appending write while
@@ -31,8 +35,8 @@
 //! writing the file to disk, so its dirty pages never pile up into one
 //! large write-back.
 //!
-//! A process killed by SIGKILL loses the lines still waiting: those since
-//! its runtime last went idle, [`HOLD`] bytes at most.
+//! A process killed by SIGKILL loses the lines still waiting: those of
+//! its last [`MAX_WAIT`], [`HOLD`] bytes at most.
 
 use std::io::{self, Write};
 use std::os::fd::{AsRawFd, RawFd};
@@ -41,8 +45,9 @@ use std::time::{Duration, Instant};
 
 /// Bytes that are handed to the writer as soon as they wait.
 pub const LIMIT: usize = 64 * 1024;
-/// The longest a line waits while others keep coming.
-pub const MAX_WAIT: Duration = Duration::from_millis(100);
+/// The longest a line waits in memory before the writer takes it (unless
+/// the writer is still writing the batch before).
+pub const MAX_WAIT: Duration = Duration::from_millis(10);
 /// Bytes that may wait while the writer is stalled; a line beyond them
 /// waits until the writer takes the batch.
 pub const HOLD: usize = 4 * 1024 * 1024;
@@ -75,8 +80,7 @@ struct State {
     written: u64,
     /// The writer waits on `work`, and how many threads wait on `progress`:
     /// a condvar is only signalled when somebody waits on it, since each
-    /// signal is a `futex(2)` call (at one connection the BFF made four per
-    /// request, for one batch each).
+    /// signal is a `futex(2)` call.
     writer_waits: bool,
     waiting_on_progress: u32,
 }
@@ -148,7 +152,9 @@ impl<W: Write> Batch<W> {
     }
 
     /// Adds `bytes` (one whole line, as the log layer writes them) to what
-    /// waits, and hands everything over if too much or too old waits.
+    /// waits, and hands everything over if too much waits. Without a
+    /// writer thread, also if the oldest line has waited [`MAX_WAIT`]; with
+    /// one, its first line wakes the writer, which times the wait.
     pub(crate) fn append(&self, bytes: &[u8]) {
         let mut state = lock(&self.state);
         // A stalled writer: wait for it to take the batch.
@@ -156,18 +162,14 @@ impl<W: Write> Batch<W> {
             state = self.wait_for_progress(state, MAX_WAIT);
         }
         let now = Instant::now();
+        let first = state.since.is_none();
         let since = *state.since.get_or_insert(now);
         state.waiting.extend_from_slice(bytes);
-        if state.waiting.len() >= LIMIT || now.duration_since(since) >= MAX_WAIT {
+        if state.waiting.len() >= LIMIT || (!state.writer && now.duration_since(since) >= MAX_WAIT)
+        {
             drop(self.hand_over(state));
-        }
-    }
-
-    /// Hands over whatever waits, without waiting for it to be written.
-    pub(crate) fn idle(&self) {
-        let state = lock(&self.state);
-        if !state.waiting.is_empty() && !state.due {
-            drop(self.hand_over(state));
+        } else if first && state.writer_waits {
+            self.work.notify_one();
         }
     }
 
@@ -221,12 +223,28 @@ impl<W: Write> Batch<W> {
         let mut spare = Vec::new();
         let mut state = lock(&self.state);
         loop {
+            // Until a batch is handed over, or the oldest line has waited
+            // MAX_WAIT.
             while !state.due {
+                let left = state
+                    .since
+                    .map(|since| MAX_WAIT.saturating_sub(since.elapsed()));
+                if left.is_some_and(|left| left.is_zero()) {
+                    // Taken for its age: a hand-over of its own.
+                    state.handed += 1;
+                    break;
+                }
                 state.writer_waits = true;
-                state = self
-                    .work
-                    .wait(state)
-                    .unwrap_or_else(PoisonError::into_inner);
+                state = match left {
+                    None => self
+                        .work
+                        .wait(state)
+                        .unwrap_or_else(PoisonError::into_inner),
+                    Some(left) => {
+                        let waited = self.work.wait_timeout(state, left);
+                        waited.unwrap_or_else(PoisonError::into_inner).0
+                    }
+                };
                 state.writer_waits = false;
             }
             state.due = false;
@@ -364,12 +382,6 @@ pub(crate) fn start() {
     if let Err(error) = STDOUT.start() {
         eprintln!("telemetry: no log writer thread ({error}); log lines are written inline");
     }
-}
-
-/// Hands the waiting log lines to the writer without waiting: every
-/// service runtime's park hook.
-pub fn idle() {
-    STDOUT.idle();
 }
 
 /// Writes out the log lines waiting for stdout and returns once they are
@@ -527,24 +539,31 @@ mod tests {
     }
 
     #[test]
-    fn with_a_writer_idle_hands_the_lines_over_and_flush_returns_once_they_are_written() {
+    fn with_a_writer_lines_are_written_after_max_wait_and_flush_returns_once_they_are_written() {
         let writes = Writes::default();
         let batch = started(writes.clone());
+        let appended = Instant::now();
         batch.append(b"a\n");
         batch.append(b"b\n");
-        assert!(writes.0.lock().unwrap().is_empty(), "nothing before idle");
-        batch.idle();
         let mut got = Vec::new();
-        eventually("the idle hand-over written", || {
+        eventually("the waiting lines written", || {
             got.extend(writes.taken());
             !got.is_empty()
         });
-        assert_eq!(got, vec![b"a\nb\n".to_vec()]);
+        assert!(appended.elapsed() >= MAX_WAIT, "not before MAX_WAIT");
+        assert_eq!(got, vec![b"a\nb\n".to_vec()], "in one write");
+        // And again, now that the writer had nothing to wait for.
         batch.append(b"c\n");
+        eventually("the next line written", || {
+            got.extend(writes.taken());
+            got.len() == 2
+        });
+        assert_eq!(got[1], b"c\n".to_vec());
+        batch.append(b"d\n");
         batch.flush();
         assert_eq!(
             writes.taken(),
-            vec![b"c\n".to_vec()],
+            vec![b"d\n".to_vec()],
             "written when flush returns"
         );
         batch.flush();
