@@ -539,6 +539,11 @@ mod tests {
     /// A server on loopback that answers each request read on a connection
     /// with the next of `answers`, byte by byte, counting connections.
     async fn server(answers: Vec<&'static str>) -> (String, Arc<AtomicUsize>) {
+        serve(answers, true).await
+    }
+
+    /// [`server`], writing each answer byte by byte (`split`) or at once.
+    async fn serve(answers: Vec<&'static str>, split: bool) -> (String, Arc<AtomicUsize>) {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let conns = Arc::new(AtomicUsize::new(0));
@@ -550,21 +555,16 @@ mod tests {
                 counted.fetch_add(1, Ordering::SeqCst);
                 let (answers, next) = (answers.clone(), next.clone());
                 tokio::spawn(async move {
-                    let mut seen = Vec::new();
-                    let mut chunk = [0u8; 1024];
-                    loop {
-                        while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
-                            match s.read(&mut chunk).await {
-                                Ok(0) | Err(_) => return,
-                                Ok(n) => seen.extend_from_slice(&chunk[..n]),
-                            }
-                        }
-                        seen.clear();
+                    while read_head(&mut s).await {
                         let Some(answer) = answers.get(next.fetch_add(1, Ordering::SeqCst)) else {
                             return;
                         };
-                        for b in answer.as_bytes() {
-                            if s.write_all(&[*b]).await.is_err() {
+                        let pieces: Vec<&[u8]> = match split {
+                            true => answer.as_bytes().chunks(1).collect(),
+                            false => vec![answer.as_bytes()],
+                        };
+                        for piece in pieces {
+                            if s.write_all(piece).await.is_err() {
                                 return;
                             }
                         }
@@ -669,6 +669,83 @@ mod tests {
             b"ok"
         );
         assert_eq!(conns.load(Ordering::SeqCst), 2);
+    }
+
+    /// Reads one request head from `s`; `false` if the client closed first.
+    async fn read_head(s: &mut TcpStream) -> bool {
+        let mut seen = Vec::new();
+        let mut chunk = [0u8; 1024];
+        while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+            match s.read(&mut chunk).await {
+                Ok(0) | Err(_) => return false,
+                Ok(n) => seen.extend_from_slice(&chunk[..n]),
+            }
+        }
+        true
+    }
+
+    const FORGED: &str = "HTTP/1.1 200 OK\r\ncontent-length: 6\r\n\r\nforged";
+    const REAL: &str = "HTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\nreal";
+
+    #[tokio::test]
+    async fn bytes_read_behind_an_answer_drop_its_connection() {
+        // An upstream that sends a second, unasked-for answer right behind
+        // the first: it is read with it, and the connection is dropped.
+        let smuggling = "HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok".to_owned() + FORGED;
+        let (base, conns) = serve(vec![smuggling.leak(), REAL], false).await;
+        let client = Client::new(8, Duration::from_secs(2));
+        let first = get(&client, &base, &Method::GET).await.unwrap();
+        assert_eq!(&first.body[..], b"ok");
+        assert_eq!(client.idle(&base[7..]), 0, "not kept");
+        let second = get(&client, &base, &Method::GET).await.unwrap();
+        assert_eq!(&second.body[..], b"real");
+        assert_eq!(conns.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn bytes_that_come_after_an_answer_are_found_before_the_connection_is_reused() {
+        // The unasked-for answer comes once the first was read and the
+        // connection pooled: the probe finds it before the next request,
+        // so it never answers that request.
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let (go, late) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(async move {
+            let (mut first, _) = listener.accept().await.unwrap();
+            read_head(&mut first).await;
+            let ok = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+            first.write_all(ok).await.unwrap();
+            late.await.unwrap();
+            first.write_all(FORGED.as_bytes()).await.unwrap();
+            // A request reusing `first` would now be answered "forged".
+            let (mut second, _) = listener.accept().await.unwrap();
+            read_head(&mut second).await;
+            second.write_all(REAL.as_bytes()).await.unwrap();
+            (first, second)
+        });
+        let client = Client::new(8, Duration::from_secs(2));
+        let authority = &base[7..];
+        assert_eq!(
+            &get(&client, &base, &Method::GET).await.unwrap().body[..],
+            b"ok"
+        );
+        assert_eq!(client.idle(authority), 1, "kept: nothing was left over");
+        go.send(()).unwrap();
+        // Poll the probe until the late bytes show (no sleep).
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while let Some(conn) = client.checkout(authority) {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the late bytes never showed"
+            );
+            client.checkin(authority, conn);
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(
+            &get(&client, &base, &Method::GET).await.unwrap().body[..],
+            b"real"
+        );
+        drop(server.await.unwrap());
     }
 
     #[tokio::test]
