@@ -649,26 +649,24 @@ mod tests {
         dropped.recv().await.unwrap();
         assert_eq!(client.idle(&base[7..]), 1);
         // The close reaches the client's socket on loopback once the
-        // server has dropped it; poll the probe instead of sleeping.
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-        while client.checkout(&base[7..]).is_some_and(|mut c| {
-            let live = !c.is_stale();
-            if live {
-                client.checkin(&base[7..], c);
-            }
-            live
-        }) {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "the close never showed"
-            );
-            tokio::task::yield_now().await;
-        }
+        // server has dropped it.
+        until_the_probe_drops(&client, &base[7..], "the close never showed").await;
         assert_eq!(
             &get(&client, &base, &Method::GET).await.unwrap().body[..],
             b"ok"
         );
         assert_eq!(conns.load(Ordering::SeqCst), 2);
+    }
+
+    /// Polls the pool's probe (no sleep, 5 s at most) until it drops the
+    /// connection pooled for `authority`, which the server spoiled.
+    async fn until_the_probe_drops(client: &Client, authority: &str, never: &str) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while let Some(conn) = client.checkout(authority) {
+            assert!(tokio::time::Instant::now() < deadline, "{never}");
+            client.checkin(authority, conn);
+            tokio::task::yield_now().await;
+        }
     }
 
     /// Reads one request head from `s`; `false` if the client closed first.
@@ -684,6 +682,7 @@ mod tests {
         true
     }
 
+    const OK: &str = "HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
     const FORGED: &str = "HTTP/1.1 200 OK\r\ncontent-length: 6\r\n\r\nforged";
     const REAL: &str = "HTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\nreal";
 
@@ -691,7 +690,7 @@ mod tests {
     async fn bytes_read_behind_an_answer_drop_its_connection() {
         // An upstream that sends a second, unasked-for answer right behind
         // the first: it is read with it, and the connection is dropped.
-        let smuggling = "HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok".to_owned() + FORGED;
+        let smuggling = OK.to_owned() + FORGED;
         let (base, conns) = serve(vec![smuggling.leak(), REAL], false).await;
         let client = Client::new(8, Duration::from_secs(2));
         let first = get(&client, &base, &Method::GET).await.unwrap();
@@ -713,8 +712,7 @@ mod tests {
         let server = tokio::spawn(async move {
             let (mut first, _) = listener.accept().await.unwrap();
             read_head(&mut first).await;
-            let ok = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
-            first.write_all(ok).await.unwrap();
+            first.write_all(OK.as_bytes()).await.unwrap();
             late.await.unwrap();
             first.write_all(FORGED.as_bytes()).await.unwrap();
             // A request reusing `first` would now be answered "forged".
@@ -731,16 +729,7 @@ mod tests {
         );
         assert_eq!(client.idle(authority), 1, "kept: nothing was left over");
         go.send(()).unwrap();
-        // Poll the probe until the late bytes show (no sleep).
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-        while let Some(conn) = client.checkout(authority) {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "the late bytes never showed"
-            );
-            client.checkin(authority, conn);
-            tokio::task::yield_now().await;
-        }
+        until_the_probe_drops(&client, authority, "the late bytes never showed").await;
         assert_eq!(
             &get(&client, &base, &Method::GET).await.unwrap().body[..],
             b"real"
