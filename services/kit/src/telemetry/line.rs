@@ -239,10 +239,12 @@ mod tests {
             .fmt_fields(tracing_subscriber::fmt::format::JsonFields::new())
             .event_format(format)
             .with_writer(lines.clone());
-        tracing::subscriber::with_default(
-            tracing_subscriber::Registry::default().with(layer),
-            events,
-        );
+        {
+            let _guard = crate::telemetry::tests::scoped(
+                tracing_subscriber::Registry::default().with(layer),
+            );
+            events();
+        }
         lines.json()
     }
 
