@@ -351,6 +351,24 @@ pub fn tail(log: &Path, n: usize) -> String {
 mod tests {
     use super::*;
 
+    /// The `/proc/PID/stat` line of every process, zombies included, in
+    /// process group `pgid` or carrying `fleet`'s marker: what a failed
+    /// assertion below shows, so a rare failure in CI says what was left.
+    fn left_over(pgid: i32, fleet: &Path) -> Vec<String> {
+        let ours: std::collections::BTreeSet<i32> = marked(fleet).into_iter().collect();
+        std::fs::read_dir("/proc")
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+            .filter_map(|pid| {
+                let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+                let rest = &stat[stat.rfind(')')? + 2..];
+                let pgrp = rest.split_whitespace().nth(2)?.parse::<i32>().ok()?;
+                (pgrp == pgid || ours.contains(&pid)).then(|| stat.trim().to_owned())
+            })
+            .collect()
+    }
+
     #[test]
     fn spawned_process_is_alive_then_stopped_with_its_group() {
         let dir = tempfile::tempdir().unwrap();
@@ -359,30 +377,48 @@ mod tests {
         // A child that forks a grandchild: stop must take both.
         cmd.args(["-c", "sleep 30 & echo started; wait"]);
         let s = spawn(cmd, &log, dir.path()).unwrap();
-        let deadline = Instant::now() + Duration::from_secs(5);
+        // Should an assertion fail, the sleep must not outlive the test.
+        struct KillGroup(i32);
+        impl Drop for KillGroup {
+            fn drop(&mut self) {
+                if group_alive(self.0) {
+                    let _ = killpg(Pid::from_raw(self.0), Signal::SIGKILL);
+                }
+                reap(self.0);
+            }
+        }
+        let _guard = KillGroup(s.pid);
+        let seen = || left_over(s.pid, dir.path());
+        // Generous: a loaded CI machine may take long to run the shell.
+        let deadline = Instant::now() + Duration::from_secs(20);
         while marked(dir.path()).len() < 2 && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(5));
         }
         assert_eq!(
             marked(dir.path()).len(),
             2,
-            "the shell and its sleep carry the marker"
+            "the shell and its sleep carry the marker: {:?}",
+            seen()
         );
-        assert!(alive(s.pid, s.start_ticks));
+        assert!(s.start_ticks.is_some(), "{s:?}");
+        assert!(alive(s.pid, s.start_ticks), "{s:?}: {:?}", seen());
         assert!(
             !alive(s.pid, s.start_ticks.map(|t| t + 1)),
             "a different start time is not ours"
         );
+        let began = Instant::now();
         let r = stop(
             s.pid,
             s.start_ticks,
             Signal::SIGTERM,
             Duration::from_secs(1),
         );
-        assert_ne!(r, Stopped::NotRunning);
-        assert!(!alive(s.pid, s.start_ticks));
-        assert!(!group_alive(s.pid), "grandchild left behind");
-        assert!(marked(dir.path()).is_empty());
+        let took = began.elapsed();
+        assert_ne!(r, Stopped::NotRunning, "{s:?}: {:?}", seen());
+        let after = format!("{r:?} after {took:?}, left over: {:?}", seen());
+        assert!(!alive(s.pid, s.start_ticks), "{after}");
+        assert!(!group_alive(s.pid), "grandchild left behind: {after}");
+        assert!(marked(dir.path()).is_empty(), "{after}");
     }
 
     #[test]

@@ -24,24 +24,40 @@ fn postgres_stops_fast_on_sigint_and_immediate_on_sigquit() {
 #[test]
 fn a_zombie_leader_whose_thread_holds_the_port_is_still_leaving() {
     let dir = tempfile::tempdir().unwrap();
-    let probe = std::net::TcpListener::bind(("127.0.0.1", 0)).unwrap();
-    let port = probe.local_addr().unwrap().port();
-    drop(probe);
-    // The main thread calls the raw exit syscall (not exit_group): the
-    // leader becomes a zombie, the listening thread lives on.
-    let script = format!(
-        "import socket, threading, ctypes, time\n\
-         s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n\
-         s.bind(('127.0.0.1', {port})); s.listen()\n\
+    // Python binds a port of the kernel's choosing and prints it, so no
+    // other test can take the port between a probe and Python's bind.
+    // The main thread then calls the raw exit syscall (not exit_group):
+    // the leader becomes a zombie, the listening thread lives on.
+    let script = "import socket, threading, ctypes, time\n\
+         s = socket.socket(); s.bind(('127.0.0.1', 0)); s.listen()\n\
+         print(s.getsockname()[1], flush=True)\n\
          threading.Thread(target=lambda: time.sleep(30)).start()\n\
-         ctypes.CDLL(None).syscall(60, 0)\n"
-    );
+         ctypes.CDLL(None).syscall(60, 0)\n";
     let mut child = std::process::Command::new("python3")
-        .args(["-c", &script])
+        .args(["-c", script])
+        .stdout(std::process::Stdio::piped())
         .process_group(0)
         .spawn()
         .expect("python3");
     let pid = child.id() as i32;
+    // Should an assertion fail, the sleeping thread must not outlive the test.
+    struct KillGroup(i32);
+    impl Drop for KillGroup {
+        fn drop(&mut self) {
+            let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(self.0), Signal::SIGKILL);
+        }
+    }
+    let guard = KillGroup(pid);
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    let port: u16 = line
+        .trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("python3 printed no port: {line:?}"));
     let deadline = Instant::now() + Duration::from_secs(10);
     while process::alive(pid, None) || ready::port_free(port) {
         assert!(
@@ -58,7 +74,7 @@ fn a_zombie_leader_whose_thread_holds_the_port_is_still_leaving() {
         holder(port, Some(pid), dir.path()),
         Holder::Leaving | Holder::Unseen
     ));
-    let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pid), Signal::SIGKILL);
+    drop(guard);
     child.wait().unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
     while process::lingering(pid) || !ready::port_free(port) {
@@ -79,5 +95,15 @@ fn a_free_port_has_no_holder_and_a_held_one_is_named_as_ours_or_foreign() {
     // Recorded as the component's old pid: it is still letting go.
     assert_eq!(holder(port, Some(me), dir.path()), Holder::Leaving);
     drop(l);
-    assert_eq!(holder(port, None, dir.path()), Holder::Free);
+    // Free once every copy of the socket is closed: a test that spawns a
+    // process at this moment holds one in its child until the child execs.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let h = holder(port, None, dir.path());
+        if h == Holder::Free {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{port} still held: {h:?}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }
