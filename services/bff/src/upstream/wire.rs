@@ -658,6 +658,60 @@ mod tests {
         assert_eq!(conns.load(Ordering::SeqCst), 2);
     }
 
+    #[tokio::test]
+    async fn a_request_whose_write_to_a_pooled_connection_fails_goes_out_once_on_a_fresh_one() {
+        // A server that answers every request and never closes a connection
+        // itself, so a pooled one looks open to the probe. The test shuts
+        // the pooled connection's sending side, as a connection the server
+        // closed just after the probe would fail: the write fails, and the
+        // request must reach the server once, on a new connection.
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let requests = Arc::new(Mutex::new(Vec::<usize>::new()));
+        let seen = requests.clone();
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((mut s, _)) = listener.accept().await {
+                let index = {
+                    let mut seen = lock(&seen);
+                    seen.push(0);
+                    seen.len() - 1
+                };
+                let seen = seen.clone();
+                held.push(tokio::spawn(async move {
+                    while read_head(&mut s).await {
+                        lock(&seen)[index] += 1;
+                        if s.write_all(OK.as_bytes()).await.is_err() {
+                            break;
+                        }
+                    }
+                    // Held open until the test ends.
+                    s
+                }));
+            }
+        });
+        let client = Client::new(8, Duration::from_secs(2));
+        let authority = &base[7..];
+        assert_eq!(
+            &get(&client, &base, &Method::GET).await.unwrap().body[..],
+            b"ok"
+        );
+        let mut pooled = client.checkout(authority).expect("the connection was kept");
+        pooled.stream.shutdown().await.unwrap();
+        assert!(!pooled.is_stale(), "the probe sees nothing wrong");
+        client.checkin(authority, pooled);
+        assert_eq!(
+            &get(&client, &base, &Method::GET).await.unwrap().body[..],
+            b"ok"
+        );
+        assert_eq!(
+            *lock(&requests),
+            vec![1, 1],
+            "requests per connection: the failed write sent nothing"
+        );
+        assert_eq!(client.idle(authority), 1, "the fresh connection is kept");
+    }
+
     /// Polls the pool's probe (no sleep, 5 s at most) until it drops the
     /// connection pooled for `authority`, which the server spoiled.
     async fn until_the_probe_drops(client: &Client, authority: &str, never: &str) {
