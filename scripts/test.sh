@@ -7,7 +7,10 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 
-step() { printf '\n==> %s\n' "$*"; }
+# Each step says how long the one before it took: CI has a time budget.
+step_name='' step_start=$SECONDS
+step_took() { [ -z "$step_name" ] || printf '==> %s: %ds\n' "$step_name" $((SECONDS - step_start)); }
+step() { step_took; step_name=$*; step_start=$SECONDS; printf '\n==> %s\n' "$*"; }
 
 step "setup (installs only what is missing)"
 scripts/setup.sh
@@ -53,3 +56,5 @@ demo_state=$(mktemp -d -t storefront-demo-XXXXXX)
 trap 'STOREFRONT_STATE_DIR="$demo_state" target/debug/storefront down --purge >/dev/null 2>&1 || true; rm -rf "$demo_state"' EXIT
 STOREFRONT_STATE_DIR="$demo_state" STOREFRONT_PORT_BASE="${STOREFRONT_VERIFY_PORT_BASE:-26200}" \
   DEMO_BUILD=debug DEMO_JUNIT="$root/target/verify-junit.xml" scripts/demo.sh
+step_took
+printf '==> every step passed in %dm%02ds\n' $((SECONDS / 60)) $((SECONDS % 60))
