@@ -347,6 +347,21 @@ pub fn tail(log: &Path, n: usize) -> String {
     lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
+/// Test helper: SIGKILLs process group `.0` when dropped, if anything of
+/// it still runs (a zombie leader's live threads included), so a failed
+/// assertion leaves no process of the test behind.
+#[cfg(test)]
+pub(crate) struct KillGroupOnDrop(pub i32);
+
+#[cfg(test)]
+impl Drop for KillGroupOnDrop {
+    fn drop(&mut self) {
+        if lingering(self.0) || group_alive(self.0) {
+            let _ = killpg(Pid::from_raw(self.0), Signal::SIGKILL);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -378,16 +393,7 @@ mod tests {
         cmd.args(["-c", "sleep 30 & echo started; wait"]);
         let s = spawn(cmd, &log, dir.path()).unwrap();
         // Should an assertion fail, the sleep must not outlive the test.
-        struct KillGroup(i32);
-        impl Drop for KillGroup {
-            fn drop(&mut self) {
-                if group_alive(self.0) {
-                    let _ = killpg(Pid::from_raw(self.0), Signal::SIGKILL);
-                }
-                reap(self.0);
-            }
-        }
-        let _guard = KillGroup(s.pid);
+        let _guard = KillGroupOnDrop(s.pid);
         let seen = || left_over(s.pid, dir.path());
         // Generous: a loaded CI machine may take long to run the shell.
         let deadline = Instant::now() + Duration::from_secs(20);

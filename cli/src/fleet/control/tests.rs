@@ -41,13 +41,7 @@ fn a_zombie_leader_whose_thread_holds_the_port_is_still_leaving() {
         .expect("python3");
     let pid = child.id() as i32;
     // Should an assertion fail, the sleeping thread must not outlive the test.
-    struct KillGroup(i32);
-    impl Drop for KillGroup {
-        fn drop(&mut self) {
-            let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(self.0), Signal::SIGKILL);
-        }
-    }
-    let guard = KillGroup(pid);
+    let guard = process::KillGroupOnDrop(pid);
     let mut line = String::new();
     std::io::BufRead::read_line(
         &mut std::io::BufReader::new(child.stdout.take().unwrap()),
