@@ -14,9 +14,11 @@
 use std::fmt::{self, Write as _};
 
 use tracing::field::{Field, Visit};
+use tracing::span::Record;
 use tracing::{Event, Subscriber};
 use tracing_log::NormalizeEvent;
 use tracing_opentelemetry::OtelData;
+use tracing_subscriber::field::RecordFields;
 use tracing_subscriber::fmt::format::{FormatEvent, FormatFields, Writer};
 use tracing_subscriber::fmt::time::{FormatTime, SystemTime};
 use tracing_subscriber::fmt::{FmtContext, FormattedFields};
@@ -90,6 +92,89 @@ where
             writer.write_char('}')?;
         }
         writer.write_str("}\n")
+    }
+}
+
+/// A span's fields as one JSON object, the object `JsonFields` writes:
+/// numbers and booleans as such, everything else as a string. A field
+/// recorded after the span was made is appended to the object; one that is
+/// already in it is replaced, as `JsonFields` replaces it.
+pub(super) struct SpanFields;
+
+impl<'w> FormatFields<'w> for SpanFields {
+    fn format_fields<R: RecordFields>(&self, mut writer: Writer<'w>, fields: R) -> fmt::Result {
+        writer.write_char('{')?;
+        let mut members = Fields {
+            out: &mut writer,
+            first: true,
+            result: Ok(()),
+        };
+        fields.record(&mut members);
+        members.result?;
+        writer.write_char('}')
+    }
+
+    fn add_fields(
+        &self,
+        current: &'w mut FormattedFields<Self>,
+        fields: &Record<'_>,
+    ) -> fmt::Result {
+        if current.fields.is_empty() {
+            return self.format_fields(current.as_writer(), fields);
+        }
+        let mut again = AlreadyIn {
+            object: &current.fields,
+            found: false,
+        };
+        fields.record(&mut again);
+        if again.found {
+            return replace_fields(current, fields);
+        }
+        if current.fields.pop() != Some('}') {
+            return Err(fmt::Error);
+        }
+        let first = current.fields.ends_with('{');
+        let mut writer = current.as_writer();
+        let mut members = Fields {
+            out: &mut writer,
+            first,
+            result: Ok(()),
+        };
+        fields.record(&mut members);
+        let recorded = members.result;
+        current.fields.push('}');
+        recorded
+    }
+}
+
+/// `fields` written over the members of `current` that have their names:
+/// the object is parsed, the members replaced and the object written
+/// again (the slow way, taken only when a field is recorded twice).
+fn replace_fields(current: &mut FormattedFields<SpanFields>, fields: &Record<'_>) -> fmt::Result {
+    let mut object: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_str(&current.fields).map_err(|_| fmt::Error)?;
+    let mut added = String::new();
+    SpanFields.format_fields(Writer::new(&mut added), fields)?;
+    let added: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_str(&added).map_err(|_| fmt::Error)?;
+    object.extend(added);
+    current.fields = serde_json::to_string(&object).map_err(|_| fmt::Error)?;
+    Ok(())
+}
+
+/// Whether any recorded field's name is already a member name in `object`
+/// (a match inside a string value only sends it the slow way).
+struct AlreadyIn<'a> {
+    object: &'a str,
+    found: bool,
+}
+
+impl Visit for AlreadyIn<'_> {
+    fn record_debug(&mut self, field: &Field, _: &dyn fmt::Debug) {
+        let name = field.name();
+        self.found |= self.object.match_indices(name).any(|(at, _)| {
+            self.object[..at].ends_with('"') && self.object[at + name.len()..].starts_with("\":")
+        });
     }
 }
 
@@ -222,21 +307,36 @@ mod tests {
         tracing::warn!(nan = f64::NAN, "odd \n message");
         drop(_e);
         tracing::error!(outside = 1, "no span");
+        // Fields recorded after the span was made: new ones, one made again
+        // (`n`), and a value that looks like a member name.
+        let span = tracing::info_span!(
+            "product",
+            n = 3,
+            id = tracing::field::Empty,
+            cache = tracing::field::Empty,
+            note = tracing::field::Empty,
+        );
+        span.record("id", 42);
+        span.record("note", "\"cache\":");
+        span.record("cache", "l1");
+        span.record("n", 4);
+        span.in_scope(|| tracing::info!("served"));
+        let bare = tracing::info_span!("bare", later = tracing::field::Empty);
+        bare.in_scope(|| tracing::info!("before"));
+        bare.record("later", true);
+        bare.in_scope(|| tracing::info!("after"));
     }
 
-    /// The lines a subscriber with `format` writes for [`events`].
-    fn lines<E>(format: E) -> Vec<Value>
+    /// The lines a subscriber with `format` and `fields` writes for
+    /// [`events`].
+    fn lines<E, N>(format: E, fields: N) -> Lines
     where
-        E: for<'w> FormatEvent<
-                tracing_subscriber::Registry,
-                tracing_subscriber::fmt::format::JsonFields,
-            > + Send
-            + Sync
-            + 'static,
+        E: for<'w> FormatEvent<tracing_subscriber::Registry, N> + Send + Sync + 'static,
+        N: for<'w> FormatFields<'w> + Send + Sync + 'static,
     {
         let lines = Lines::default();
         let layer = tracing_subscriber::fmt::layer()
-            .fmt_fields(tracing_subscriber::fmt::format::JsonFields::new())
+            .fmt_fields(fields)
             .event_format(format)
             .with_writer(lines.clone());
         {
@@ -245,7 +345,7 @@ mod tests {
             );
             events();
         }
-        lines.json()
+        lines
     }
 
     #[test]
@@ -255,15 +355,27 @@ mod tests {
             .with_current_span(true)
             .with_span_list(false)
             .with_target(true);
-        let mut ours = lines(JsonLine);
-        let mut theirs = lines(standard);
+        let written = lines(JsonLine, SpanFields);
+        let mut ours = written.json();
+        let mut theirs = lines(standard, tracing_subscriber::fmt::format::JsonFields::new()).json();
         // Timestamps differ by the time between the two runs.
         for line in ours.iter_mut().chain(theirs.iter_mut()) {
             let ts = line.as_object_mut().unwrap().remove("timestamp").unwrap();
             assert!(ts.as_str().unwrap().ends_with('Z'), "{ts}");
         }
-        assert_eq!(ours.len(), 3);
+        assert_eq!(ours.len(), 6);
         assert_eq!(ours, theirs);
+        assert_eq!(
+            ours[3]["span"],
+            serde_json::json!({"name": "product", "n": 4, "id": 42, "note": "\"cache\":", "cache": "l1"})
+        );
+        let served = written.text().lines().nth(3).unwrap().to_owned();
+        assert_eq!(served.matches("\"n\":").count(), 1, "{served}");
+        assert_eq!(ours[4]["span"], serde_json::json!({"name": "bare"}));
+        assert_eq!(
+            ours[5]["span"],
+            serde_json::json!({"name": "bare", "later": true})
+        );
         assert_eq!(ours[0]["span"]["uri"], "/a?b=\"c\"");
         assert_eq!(
             ours[0]["fields"]["text"],

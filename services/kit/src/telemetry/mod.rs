@@ -24,7 +24,6 @@ use opentelemetry_sdk::trace::SdkTracerProvider;
 use tracing::Subscriber;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 use tracing_subscriber::fmt::MakeWriter;
-use tracing_subscriber::fmt::format::JsonFields;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Registry};
@@ -146,7 +145,7 @@ where
     });
     let ids = (!exporting).then_some(ids::Ids);
     let json = tracing_subscriber::fmt::layer()
-        .fmt_fields(JsonFields::new())
+        .fmt_fields(line::SpanFields)
         .event_format(line::JsonLine)
         .with_writer(writer);
     Registry::default()
@@ -243,10 +242,13 @@ pub(crate) mod tests {
     pub(crate) struct Lines(Arc<Mutex<Vec<u8>>>);
 
     impl Lines {
+        /// What was written, as it was written.
+        pub(crate) fn text(&self) -> String {
+            String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
+        }
+
         pub(crate) fn json(&self) -> Vec<serde_json::Value> {
-            let bytes = self.0.lock().unwrap().clone();
-            String::from_utf8(bytes)
-                .unwrap()
+            self.text()
                 .lines()
                 .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
                 .collect()
