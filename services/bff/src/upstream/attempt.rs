@@ -155,14 +155,14 @@ pub async fn send(
 }
 
 async fn call(client: &Client, base: &str, forward: &Forward) -> Attempt {
-    let trace = storefront_kit::telemetry::trace_headers();
+    let trace = storefront_kit::telemetry::current_traceparent();
     let sent = client
         .send(Outgoing {
             method: &forward.method,
             base,
             path_and_query: &forward.path_and_query,
             headers: &forward.headers,
-            extra: &trace,
+            trace: trace.as_deref(),
             body: &forward.body,
         })
         .await;

@@ -79,8 +79,8 @@ pub struct Outgoing<'a> {
     /// Path and query, starting with `/`.
     pub path_and_query: &'a str,
     pub headers: &'a HeaderMap,
-    /// More headers (the trace context), written after `headers`.
-    pub extra: &'a HeaderMap,
+    /// The caller's trace context, sent as `traceparent` after `headers`.
+    pub trace: Option<&'a str>,
     pub body: &'a [u8],
 }
 
@@ -235,19 +235,23 @@ fn render(
     out.extend_from_slice(b" HTTP/1.1\r\nhost: ");
     out.extend_from_slice(authority.as_bytes());
     out.extend_from_slice(b"\r\n");
-    for (name, value) in request.headers.iter().chain(request.extra.iter()) {
+    let trace = request
+        .trace
+        .map(|value| (storefront_kit::telemetry::TRACEPARENT, value.as_bytes()));
+    let headers = request.headers.iter();
+    for (name, value) in headers
+        .map(|(name, value)| (name.as_str(), value.as_bytes()))
+        .chain(trace)
+    {
         // A HeaderValue can't hold CR, LF or NUL when built by parsing;
-        // checked again since one built unchecked could.
-        if value
-            .as_bytes()
-            .iter()
-            .any(|b| matches!(b, b'\r' | b'\n' | 0))
-        {
+        // checked again since one built unchecked could, and the trace
+        // context is plain text.
+        if value.iter().any(|b| matches!(b, b'\r' | b'\n' | 0)) {
             return Err(Invalid);
         }
-        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(name.as_bytes());
         out.extend_from_slice(b": ");
-        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(value);
         out.extend_from_slice(b"\r\n");
     }
     let body_method = matches!(*request.method, Method::POST | Method::PUT | Method::PATCH);
@@ -442,7 +446,7 @@ mod tests {
             base: "http://h:1",
             path_and_query: path,
             headers: none,
-            extra: none,
+            trace: None,
             body: b"",
         }
     }
@@ -469,6 +473,21 @@ mod tests {
         assert!(get.ends_with("\"3\"\r\n\r\n"));
         let empty_put = rendered(&Method::PUT, "/p", "", b"").unwrap();
         assert!(empty_put.ends_with("content-length: 0\r\n\r\n"));
+        let traced = |trace: &str| {
+            let r = Outgoing {
+                headers: &h,
+                trace: Some(trace),
+                ..outgoing(&Method::GET, "/p", &none)
+            };
+            let mut out = Vec::new();
+            render(&r, "h:1", "", &mut out).map(|()| String::from_utf8(out).unwrap())
+        };
+        let tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        assert_eq!(
+            traced(tp).unwrap(),
+            format!("GET /p HTTP/1.1\r\nhost: h:1\r\nif-match: \"3\"\r\ntraceparent: {tp}\r\n\r\n")
+        );
+        assert_eq!(traced("00-a\r\nx: y"), Err(Invalid));
         for bad in ["/a b", "/a\r\nx: y", "no-slash", "/\u{e9}"] {
             assert_eq!(
                 rendered(&Method::GET, bad, "", b""),

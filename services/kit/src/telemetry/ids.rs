@@ -44,14 +44,37 @@ impl SpanIds {
         }
     }
 
-    /// The `traceparent` a call made in this span carries.
+    /// The `traceparent` a call made in this span carries (one for every
+    /// upstream call of the BFF, so written without `format!`'s padding).
     pub fn traceparent(&self) -> String {
-        format!(
-            "00-{:032x}-{:016x}-{:02x}",
-            self.trace,
-            self.span,
-            u8::from(self.sampled)
-        )
+        let mut out = String::with_capacity(55);
+        out.push_str("00-");
+        out.push_str(lower_hex::<32>(self.trace).as_str());
+        out.push('-');
+        out.push_str(lower_hex::<16>(u128::from(self.span)).as_str());
+        out.push_str(if self.sampled { "-01" } else { "-00" });
+        out
+    }
+}
+
+/// The low `N` hex digits of `value`, lowercase, zero-padded: what
+/// `{:0N$x}` writes for a value that fits.
+pub(super) fn lower_hex<const N: usize>(value: u128) -> Hex<N> {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut digits = [b'0'; N];
+    for (i, digit) in digits.iter_mut().rev().enumerate() {
+        *digit = DIGITS[((value >> (4 * i)) & 0xf) as usize];
+    }
+    Hex(digits)
+}
+
+/// Hex digits, from [`lower_hex`].
+pub(super) struct Hex<const N: usize>([u8; N]);
+
+impl<const N: usize> Hex<N> {
+    pub fn as_str(&self) -> &str {
+        // Only ASCII digits and letters were written.
+        std::str::from_utf8(&self.0).unwrap_or_default()
     }
 }
 
@@ -197,5 +220,19 @@ mod tests {
         );
         let root = SpanIds::root();
         assert!(root.trace != 0 && root.span != 0 && root.sampled);
+        for ids in [
+            root,
+            SpanIds {
+                trace: u128::MAX,
+                span: u64::MAX,
+                sampled: true,
+            },
+        ] {
+            assert_eq!(
+                ids.traceparent(),
+                format!("00-{:032x}-{:016x}-01", ids.trace, ids.span)
+            );
+        }
+        assert_eq!(lower_hex::<4>(0xabcdef).as_str(), "cdef", "the low digits");
     }
 }

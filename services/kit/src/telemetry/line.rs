@@ -24,7 +24,7 @@ use tracing_subscriber::fmt::time::{FormatTime, SystemTime};
 use tracing_subscriber::fmt::{FmtContext, FormattedFields};
 use tracing_subscriber::registry::LookupSpan;
 
-use super::ids::SpanIds;
+use super::ids::{SpanIds, lower_hex};
 
 /// The event formatter.
 pub(super) struct JsonLine;
@@ -50,11 +50,11 @@ where
         if let Some(span) = &span {
             let extensions = span.extensions();
             if let Some(ids) = extensions.get::<SpanIds>() {
-                write!(
-                    writer,
-                    "\"trace_id\":\"{:032x}\",\"span_id\":\"{:016x}\",",
-                    ids.trace, ids.span
-                )?;
+                writer.write_str("\"trace_id\":\"")?;
+                writer.write_str(lower_hex::<32>(ids.trace).as_str())?;
+                writer.write_str("\",\"span_id\":\"")?;
+                writer.write_str(lower_hex::<16>(u128::from(ids.span)).as_str())?;
+                writer.write_str("\",")?;
             } else if let Some((trace, span)) = extensions
                 .get::<OtelData>()
                 .and_then(|data| Some((data.trace_id()?, data.span_id()?)))
@@ -63,7 +63,10 @@ where
             }
         }
         writer.write_str("\"timestamp\":\"")?;
-        SystemTime.format_time(&mut writer)?;
+        match timestamp(std::time::SystemTime::now()) {
+            Some(stamp) => writer.write_str(stamp.as_str())?,
+            None => SystemTime.format_time(&mut writer)?,
+        }
         write!(writer, "\",\"level\":\"{}\",\"fields\":{{", meta.level())?;
         let mut fields = Fields {
             out: &mut writer,
@@ -92,6 +95,60 @@ where
             writer.write_char('}')?;
         }
         writer.write_str("}\n")
+    }
+}
+
+/// `now` in UTC with microseconds, `2026-12-03T01:58:52.607509Z`, as
+/// tracing-subscriber's `SystemTime` writes it, written digit by digit
+/// instead of through seven padded `write!`s; None before 1970 or after
+/// 9999 (the caller falls back to `SystemTime`).
+fn timestamp(now: std::time::SystemTime) -> Option<Stamp> {
+    let since = now.duration_since(std::time::UNIX_EPOCH).ok()?;
+    let secs = since.as_secs();
+    let (year, month, day) = civil_from_days(secs / 86_400);
+    if year > 9999 {
+        return None;
+    }
+    let of_day = secs % 86_400;
+    let mut out = *b"0000-00-00T00:00:00.000000Z";
+    let mut put = |at: usize, width: usize, mut value: u64| {
+        for i in (at..at + width).rev() {
+            out[i] = b'0' + (value % 10) as u8;
+            value /= 10;
+        }
+    };
+    put(0, 4, year);
+    put(5, 2, month);
+    put(8, 2, day);
+    put(11, 2, of_day / 3600);
+    put(14, 2, of_day / 60 % 60);
+    put(17, 2, of_day % 60);
+    put(20, 6, u64::from(since.subsec_micros()));
+    Some(Stamp(out))
+}
+
+/// The date `days` after 1970-01-01 in the proleptic Gregorian calendar
+/// (Howard Hinnant's `civil_from_days`, for days not before 1970).
+fn civil_from_days(days: u64) -> (u64, u64, u64) {
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z % 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + u64::from(month <= 2);
+    (year, month, day)
+}
+
+/// A timestamp's text, from [`timestamp`].
+struct Stamp([u8; 27]);
+
+impl Stamp {
+    fn as_str(&self) -> &str {
+        // Only ASCII digits and punctuation were written.
+        std::str::from_utf8(&self.0).unwrap_or_default()
     }
 }
 
@@ -346,6 +403,49 @@ mod tests {
             events();
         }
         lines
+    }
+
+    #[test]
+    fn timestamps_are_rfc3339_utc_with_microseconds() {
+        let at = |secs: u64, micros: u64| {
+            let t =
+                std::time::UNIX_EPOCH + std::time::Duration::from_micros(secs * 1_000_000 + micros);
+            timestamp(t).map(|s| s.as_str().to_owned())
+        };
+        for (secs, micros, text) in [
+            (0, 0, "1970-01-01T00:00:00.000000Z"),
+            (951_782_400, 7, "2000-02-29T00:00:00.000007Z"),
+            (951_868_799, 999_999, "2000-02-29T23:59:59.999999Z"),
+            (1_709_251_199, 5, "2024-02-29T23:59:59.000005Z"),
+            (1_796_254_732, 607_509, "2026-12-02T23:38:52.607509Z"),
+            (4_107_542_399, 0, "2100-02-28T23:59:59.000000Z"),
+            (4_107_542_400, 0, "2100-03-01T00:00:00.000000Z"),
+            (253_402_300_799, 0, "9999-12-31T23:59:59.000000Z"),
+        ] {
+            assert_eq!(at(secs, micros).as_deref(), Some(text), "{secs}");
+        }
+        assert_eq!(at(253_402_300_800, 0), None, "year 10000");
+        let before = std::time::UNIX_EPOCH - std::time::Duration::from_secs(1);
+        assert!(timestamp(before).is_none());
+    }
+
+    #[test]
+    fn a_timestamp_is_the_one_tracing_subscriber_writes_for_the_same_second() {
+        // Ours and theirs read the clock one after the other; within one
+        // second their texts agree up to the fraction. Tried again if the
+        // second ticked over in between.
+        for _ in 0..100 {
+            let ours = timestamp(std::time::SystemTime::now()).unwrap();
+            let mut theirs = String::new();
+            SystemTime
+                .format_time(&mut Writer::new(&mut theirs))
+                .unwrap();
+            let (ours, theirs) = (&ours.as_str()[..20], &theirs[..20]);
+            if ours == theirs {
+                return;
+            }
+        }
+        panic!("ours and tracing-subscriber's timestamps never agreed to the second");
     }
 
     #[test]
