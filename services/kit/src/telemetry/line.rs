@@ -68,13 +68,7 @@ where
             None => SystemTime.format_time(&mut writer)?,
         }
         write!(writer, "\",\"level\":\"{}\",\"fields\":{{", meta.level())?;
-        let mut fields = Fields {
-            out: &mut writer,
-            first: true,
-            result: Ok(()),
-        };
-        event.record(&mut fields);
-        fields.result?;
+        Fields::write(&mut writer, true, |f| event.record(f))?;
         writer.write_str("},\"target\":")?;
         string(&mut writer, meta.target())?;
         if let Some(span) = &span {
@@ -161,13 +155,7 @@ pub(super) struct SpanFields;
 impl<'w> FormatFields<'w> for SpanFields {
     fn format_fields<R: RecordFields>(&self, mut writer: Writer<'w>, fields: R) -> fmt::Result {
         writer.write_char('{')?;
-        let mut members = Fields {
-            out: &mut writer,
-            first: true,
-            result: Ok(()),
-        };
-        fields.record(&mut members);
-        members.result?;
+        Fields::write(&mut writer, true, |f| fields.record(f))?;
         writer.write_char('}')
     }
 
@@ -191,14 +179,7 @@ impl<'w> FormatFields<'w> for SpanFields {
             return Err(fmt::Error);
         }
         let first = current.fields.ends_with('{');
-        let mut writer = current.as_writer();
-        let mut members = Fields {
-            out: &mut writer,
-            first,
-            result: Ok(()),
-        };
-        fields.record(&mut members);
-        let recorded = members.result;
+        let recorded = Fields::write(&mut current.as_writer(), first, |f| fields.record(f));
         current.fields.push('}');
         recorded
     }
@@ -244,7 +225,19 @@ struct Fields<'a, 'w> {
     result: fmt::Result,
 }
 
-impl Fields<'_, '_> {
+impl<'a, 'w> Fields<'a, 'w> {
+    /// Writes the fields `record` visits as members of the object open in
+    /// `out`; `first` when it has none yet.
+    fn write(out: &'a mut Writer<'w>, first: bool, record: impl FnOnce(&mut Self)) -> fmt::Result {
+        let mut members = Fields {
+            out,
+            first,
+            result: Ok(()),
+        };
+        record(&mut members);
+        members.result
+    }
+
     fn member(&mut self, field: &Field, value: impl FnOnce(&mut Writer<'_>) -> fmt::Result) {
         if self.result.is_ok() {
             let first = std::mem::take(&mut self.first);
