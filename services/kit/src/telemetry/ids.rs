@@ -59,21 +59,22 @@ impl SpanIds {
 
 /// The low `N` hex digits of `value`, lowercase, zero-padded: what
 /// `{:0N$x}` writes for a value that fits.
-pub(super) fn lower_hex<const N: usize>(value: u128) -> Hex<N> {
+pub(super) fn lower_hex<const N: usize>(value: u128) -> Ascii<N> {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut digits = [b'0'; N];
     for (i, digit) in digits.iter_mut().rev().enumerate() {
         *digit = DIGITS[((value >> (4 * i)) & 0xf) as usize];
     }
-    Hex(digits)
+    Ascii(digits)
 }
 
-/// Hex digits, from [`lower_hex`].
-pub(super) struct Hex<const N: usize>([u8; N]);
+/// Text of a fixed length written byte by byte (hex digits from
+/// [`lower_hex`], a log line's timestamp), kept on the stack.
+pub(super) struct Ascii<const N: usize>(pub [u8; N]);
 
-impl<const N: usize> Hex<N> {
+impl<const N: usize> Ascii<N> {
     pub fn as_str(&self) -> &str {
-        // Only ASCII digits and letters were written.
+        // Only ASCII is ever written into one.
         std::str::from_utf8(&self.0).unwrap_or_default()
     }
 }

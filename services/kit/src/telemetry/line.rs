@@ -24,7 +24,7 @@ use tracing_subscriber::fmt::time::{FormatTime, SystemTime};
 use tracing_subscriber::fmt::{FmtContext, FormattedFields};
 use tracing_subscriber::registry::LookupSpan;
 
-use super::ids::{SpanIds, lower_hex};
+use super::ids::{Ascii, SpanIds, lower_hex};
 
 /// The event formatter.
 pub(super) struct JsonLine;
@@ -96,7 +96,7 @@ where
 /// tracing-subscriber's `SystemTime` writes it, written digit by digit
 /// instead of through seven padded `write!`s; None before 1970 or after
 /// 9999 (the caller falls back to `SystemTime`).
-fn timestamp(now: std::time::SystemTime) -> Option<Stamp> {
+fn timestamp(now: std::time::SystemTime) -> Option<Ascii<27>> {
     let since = now.duration_since(std::time::UNIX_EPOCH).ok()?;
     let secs = since.as_secs();
     let (year, month, day) = civil_from_days(secs / 86_400);
@@ -118,7 +118,7 @@ fn timestamp(now: std::time::SystemTime) -> Option<Stamp> {
     put(14, 2, of_day / 60 % 60);
     put(17, 2, of_day % 60);
     put(20, 6, u64::from(since.subsec_micros()));
-    Some(Stamp(out))
+    Some(Ascii(out))
 }
 
 /// The date `days` after 1970-01-01 in the proleptic Gregorian calendar
@@ -134,16 +134,6 @@ fn civil_from_days(days: u64) -> (u64, u64, u64) {
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + u64::from(month <= 2);
     (year, month, day)
-}
-
-/// A timestamp's text, from [`timestamp`].
-struct Stamp([u8; 27]);
-
-impl Stamp {
-    fn as_str(&self) -> &str {
-        // Only ASCII digits and punctuation were written.
-        std::str::from_utf8(&self.0).unwrap_or_default()
-    }
 }
 
 /// A span's fields as one JSON object, the object `JsonFields` writes:
@@ -175,9 +165,10 @@ impl<'w> FormatFields<'w> for SpanFields {
         if again.found {
             return replace_fields(current, fields);
         }
-        if current.fields.pop() != Some('}') {
+        if !current.fields.ends_with('}') {
             return Err(fmt::Error);
         }
+        current.fields.pop();
         let first = current.fields.ends_with('{');
         let recorded = Fields::write(&mut current.as_writer(), first, |f| fields.record(f));
         current.fields.push('}');
