@@ -35,7 +35,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, LazyLock, Mutex};
+use std::sync::{Arc, LazyLock, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use redis::aio::ConnectionManager;
@@ -369,6 +369,9 @@ pub struct Limiter {
     queue: mpsc::UnboundedSender<Job>,
     /// Tokens leased ahead, per bucket.
     leases: Arc<Leases>,
+    /// `decision="allowed"`'s series, looked up on the first request (the
+    /// recorder is installed by then) instead of on every one.
+    allowed: OnceLock<metrics::Counter>,
 }
 
 /// Counts a call in flight for as long as it lives (a request dropped
@@ -442,6 +445,7 @@ impl Limiter {
             in_flight,
             queue,
             leases,
+            allowed: OnceLock::new(),
         }
     }
 
@@ -468,7 +472,9 @@ impl Limiter {
             })
             .flatten();
         if let Some(d) = drawn {
-            metrics::counter!(DECISIONS_METRIC, "decision" => "allowed").increment(1);
+            self.allowed
+                .get_or_init(|| metrics::counter!(DECISIONS_METRIC, "decision" => "allowed"))
+                .increment(1);
             return Verdict::Allowed(d);
         }
         let leased_key = (lease > 0).then(|| bucket.clone());

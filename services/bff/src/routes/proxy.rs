@@ -4,6 +4,7 @@
 //! full-jitter backoff while the retry budget allows, and only when the
 //! upstream was at fault (see [`crate::upstream::Attempt`]).
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
@@ -17,35 +18,35 @@ use super::{Gateway, Rest};
 use crate::bucket::whole_seconds_up;
 use crate::path::{self, Target};
 use crate::retry::{full_jitter, is_idempotent};
-use crate::upstream::{self, Attempt, Forward, Service, Transport};
+use crate::upstream::{self, Attempt, Forward, Instance, Service, Transport};
 
 /// Request headers passed to the upstream; anything else (cookies) stays
 /// at the edge. `Authorization` and the `X-User-*` identity reach here only
 /// as [`super::auth::authenticate`] verified and set them.
-const FORWARDED_REQUEST: [&str; 10] = [
-    "authorization",
-    super::auth::X_USER_ID,
-    super::auth::X_USER_ROLES,
-    "accept",
-    "content-type",
-    "idempotency-key",
-    "if-match",
-    "if-none-match",
-    "etag",
-    "x-request-id",
+const FORWARDED_REQUEST: [HeaderName; 10] = [
+    header::AUTHORIZATION,
+    HeaderName::from_static(super::auth::X_USER_ID),
+    HeaderName::from_static(super::auth::X_USER_ROLES),
+    header::ACCEPT,
+    header::CONTENT_TYPE,
+    HeaderName::from_static("idempotency-key"),
+    header::IF_MATCH,
+    header::IF_NONE_MATCH,
+    header::ETAG,
+    HeaderName::from_static("x-request-id"),
 ];
 
 /// Response headers passed back to the client.
-const FORWARDED_RESPONSE: [&str; 9] = [
-    "content-type",
-    "etag",
-    "location",
-    "idempotent-replayed",
-    "x-cache",
-    "cache-control",
-    "last-modified",
-    "retry-after",
-    "x-chaos",
+const FORWARDED_RESPONSE: [HeaderName; 9] = [
+    header::CONTENT_TYPE,
+    header::ETAG,
+    header::LOCATION,
+    HeaderName::from_static("idempotent-replayed"),
+    HeaderName::from_static("x-cache"),
+    header::CACHE_CONTROL,
+    header::LAST_MODIFIED,
+    header::RETRY_AFTER,
+    HeaderName::from_static("x-chaos"),
 ];
 
 /// Names the instance that answered (or last failed).
@@ -159,7 +160,7 @@ async fn relay(
 ) -> Response {
     lock(&gw.budget).deposit(Instant::now());
     let mut tried = Vec::new();
-    let mut last: Option<(Attempt, String)> = None;
+    let mut last: Option<(Attempt, Arc<Instance>)> = None;
     for n in 0..gw.retry.max_attempts {
         let admitted = match pinned {
             Some(i) => svc.admit_one(i, Instant::now()).map(|t| (i, t)),
@@ -169,18 +170,18 @@ async fn relay(
             Ok(x) => x,
             Err(wait) => {
                 return match last {
-                    Some((attempt, name)) => respond(attempt, &name),
+                    Some((attempt, instance)) => respond(attempt, &instance),
                     None => circuit_open(&svc.name, wait),
                 };
             }
         };
         tried.push(i);
-        let name = ticket.instance.name.clone();
+        let instance = Arc::clone(&ticket.instance);
         let attempt = upstream::send(&gw.proxy, &gw.chaos, &ticket, svc.timeout, forward).await;
         ticket.settle(attempt.verdict());
         let last_try = n + 1 == gw.retry.max_attempts;
         if !attempt.retryable() || !idempotent || last_try {
-            return respond(attempt, &name);
+            return respond(attempt, &instance);
         }
         let granted = lock(&gw.budget).try_withdraw(Instant::now());
         let result = if granted {
@@ -191,39 +192,58 @@ async fn relay(
         metrics::counter!(RETRIES_METRIC, "service" => svc.name.clone(), "result" => result)
             .increment(1);
         if !granted {
-            return respond(attempt, &name);
+            return respond(attempt, &instance);
         }
         let delay = {
             let mut rng = lock(&gw.rng);
             full_jitter(n, gw.retry.base, gw.retry.cap, &mut *rng)
         };
-        last = Some((attempt, name));
+        last = Some((attempt, instance));
         tokio::time::sleep(delay).await;
     }
     match last {
-        Some((attempt, name)) => respond(attempt, &name),
+        Some((attempt, instance)) => respond(attempt, &instance),
         None => Problem::unavailable("no attempt was made").into_response(),
     }
 }
 
-/// The allowed subset of `headers`.
-fn select(headers: &HeaderMap, names: &[&'static str]) -> HeaderMap {
+/// The allowed subset of `headers`: one pass over the headers present,
+/// each name compared with the short list (no lookup by text, which parses
+/// and hashes the name for each entry of the list).
+fn select(headers: &HeaderMap, names: &[HeaderName]) -> HeaderMap {
     let mut out = HeaderMap::new();
-    for name in names {
-        for v in headers.get_all(*name) {
-            out.append(HeaderName::from_static(name), v.clone());
+    for (name, value) in headers {
+        if names.contains(name) {
+            out.append(name.clone(), value.clone());
+        }
+    }
+    out
+}
+
+/// [`select`] for a map that is not needed afterwards: its values move.
+fn keep(headers: HeaderMap, names: &[HeaderName]) -> HeaderMap {
+    let mut out = HeaderMap::with_capacity(headers.len());
+    let mut current: Option<HeaderName> = None;
+    // `into_iter` names a header once, before the first of its values.
+    for (name, value) in headers {
+        if let Some(name) = name {
+            current = names.contains(&name).then_some(name);
+        }
+        if let Some(name) = &current {
+            out.append(name.clone(), value);
         }
     }
     out
 }
 
 /// The client's response for an attempt, tagged with the instance.
-fn respond(attempt: Attempt, instance: &str) -> Response {
+fn respond(attempt: Attempt, upstream: &Instance) -> Response {
+    let instance = upstream.name.as_str();
     let mut response = match attempt {
         Attempt::Reply(reply) => {
             let mut r = Response::new(Body::from(reply.body));
             *r.status_mut() = reply.status;
-            *r.headers_mut() = select(&reply.headers, &FORWARDED_RESPONSE);
+            *r.headers_mut() = keep(reply.headers, &FORWARDED_RESPONSE);
             r
         }
         Attempt::Failed(Transport::Timeout) => Problem::new(StatusCode::GATEWAY_TIMEOUT)
@@ -238,8 +258,8 @@ fn respond(attempt: Attempt, instance: &str) -> Response {
             ))
             .into_response(),
     };
-    if let Ok(v) = HeaderValue::from_str(instance) {
-        response.headers_mut().insert(X_UPSTREAM, v);
+    if let Some(v) = upstream.header_value() {
+        response.headers_mut().insert(X_UPSTREAM, v.clone());
     }
     response
 }
@@ -272,5 +292,42 @@ mod tests {
         let out = select(&h, &FORWARDED_REQUEST);
         assert_eq!(out.len(), 2);
         assert!(out.contains_key("if-match") && !out.contains_key("cookie"));
+    }
+
+    #[test]
+    fn kept_response_headers_keep_every_value_in_order() {
+        let mut h = HeaderMap::new();
+        h.append("set-cookie", "a=1".parse().unwrap());
+        h.append("cache-control", "max-age=5".parse().unwrap());
+        h.append("x-internal", "1".parse().unwrap());
+        h.append("cache-control", "public".parse().unwrap());
+        h.append("x-cache", "HIT".parse().unwrap());
+        h.append("set-cookie", "b=2".parse().unwrap());
+        let out = keep(h.clone(), &FORWARDED_RESPONSE);
+        assert_eq!(out, select(&h, &FORWARDED_RESPONSE));
+        assert_eq!(out.len(), 3);
+        let cache: Vec<_> = out.get_all("cache-control").iter().collect();
+        assert_eq!(cache, ["max-age=5", "public"]);
+        assert_eq!(out["x-cache"], "HIT");
+        assert!(!out.contains_key("set-cookie") && !out.contains_key("x-internal"));
+    }
+
+    #[test]
+    fn custom_names_in_the_lists_match_parsed_headers() {
+        // A name built by `from_static` and one parsed off the wire must be
+        // equal, or a custom header would silently stop passing.
+        for name in [
+            "idempotency-key",
+            "x-request-id",
+            "x-user-id",
+            "x-user-roles",
+        ] {
+            let parsed = HeaderName::from_bytes(name.as_bytes()).unwrap();
+            assert!(FORWARDED_REQUEST.contains(&parsed), "{name}");
+        }
+        for name in ["idempotent-replayed", "x-cache", "x-chaos", "ETag"] {
+            let parsed = HeaderName::from_bytes(name.as_bytes()).unwrap();
+            assert!(FORWARDED_RESPONSE.contains(&parsed), "{name}");
+        }
     }
 }

@@ -2,9 +2,11 @@
 //! holds while it is in flight there.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Instant;
 
+use axum::http::HeaderValue;
+use metrics::Counter;
 use serde::Serialize;
 
 use crate::breaker::{Admission, Breaker, State, Transition, View};
@@ -55,6 +57,19 @@ pub struct Instance {
     pub base: String,
     pub(super) breaker: Mutex<Breaker>,
     pub(super) counters: Counters,
+    pub(super) handles: Handles,
+}
+
+/// The Prometheus series every forwarded request adds to, looked up once,
+/// on first use (the recorder is installed by then): `counter!` with the
+/// instance's name as a label clones the name, hashes the key and looks it
+/// up in the registry on every call.
+#[derive(Debug, Default)]
+pub(super) struct Handles {
+    sent_call: OnceLock<Counter>,
+    attempt_ok: OnceLock<Counter>,
+    /// The name as the `X-Upstream` value of every response.
+    header: OnceLock<Option<HeaderValue>>,
 }
 
 /// An instance as `GET /admin/breakers` shows it.
@@ -74,6 +89,15 @@ pub struct InstanceView {
 }
 
 impl Instance {
+    /// The instance's name as a header value (`X-Upstream`); `None` if the
+    /// name is not a valid one.
+    pub fn header_value(&self) -> Option<&HeaderValue> {
+        self.handles
+            .header
+            .get_or_init(|| HeaderValue::from_str(&self.name).ok())
+            .as_ref()
+    }
+
     pub(super) fn breaker(&self) -> std::sync::MutexGuard<'_, Breaker> {
         self.breaker.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -89,8 +113,11 @@ impl Instance {
     }
 
     pub(super) fn count(&self, outcome: &'static str) {
-        metrics::counter!(ATTEMPTS_METRIC, "upstream" => self.name.clone(), "outcome" => outcome)
-            .increment(1);
+        let series = || metrics::counter!(ATTEMPTS_METRIC, "upstream" => self.name.clone(), "outcome" => outcome);
+        match outcome {
+            "ok" => self.handles.attempt_ok.get_or_init(series).increment(1),
+            _ => series().increment(1),
+        }
     }
 
     /// The snapshot at `now`.
@@ -154,8 +181,16 @@ impl Ticket {
             _ => (&self.instance.counters.sent_calls, "call"),
         };
         counter.fetch_add(1, Ordering::Relaxed);
-        metrics::counter!(SENT_METRIC, "upstream" => self.instance.name.clone(), "admitted_as" => label)
-            .increment(1);
+        let series = || metrics::counter!(SENT_METRIC, "upstream" => self.instance.name.clone(), "admitted_as" => label);
+        match self.admission {
+            Admission::Probe => series().increment(1),
+            _ => self
+                .instance
+                .handles
+                .sent_call
+                .get_or_init(series)
+                .increment(1),
+        }
     }
 }
 

@@ -14,7 +14,7 @@ use crate::breaker::{Admission, Breaker, BreakerConfig};
 use crate::config::UpstreamConfig;
 
 pub use attempt::{Attempt, Forward, Reply, Transport, Verdict, send};
-use instance::Counters;
+use instance::{Counters, Handles};
 pub use instance::{CountersView, Instance, InstanceView, Ticket};
 pub use wire::Client;
 
@@ -63,6 +63,7 @@ impl Service {
                     base: url.clone(),
                     breaker: Mutex::new(Breaker::new(breaker, now)),
                     counters: Counters::default(),
+                    handles: Handles::default(),
                 })
             })
             .collect();
