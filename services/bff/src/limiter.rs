@@ -372,6 +372,8 @@ pub struct Limiter {
     /// `decision="allowed"`'s series, looked up on the first request (the
     /// recorder is installed by then) instead of on every one.
     allowed: OnceLock<metrics::Counter>,
+    /// `RateLimit-Policy`'s value, the same on every response.
+    policy_header: axum::http::HeaderValue,
 }
 
 /// Counts a call in flight for as long as it lives (a request dropped
@@ -419,6 +421,16 @@ async fn batcher(
     }
 }
 
+/// `RateLimit-Policy` for `policy`: the same for every request, so the
+/// [`Limiter`] makes it once.
+pub(crate) fn policy_value(policy: Policy) -> axum::http::HeaderValue {
+    let window = crate::bucket::whole_seconds_up(
+        i64::from(policy.capacity) * crate::bucket::MICRO / i64::from(policy.refill_per_sec),
+    );
+    axum::http::HeaderValue::try_from(format!("\"session\";q={};w={window}", policy.capacity))
+        .expect("ascii")
+}
+
 impl Limiter {
     /// The limiter and its batching task (on the current runtime).
     pub fn new(redis: ConnectionManager, config: LimitConfig) -> Self {
@@ -439,6 +451,7 @@ impl Limiter {
                 Arc::downgrade(&leases),
             ));
         }
+        let policy_header = policy_value(config.policy);
         Self {
             redis,
             config,
@@ -446,6 +459,7 @@ impl Limiter {
             queue,
             leases,
             allowed: OnceLock::new(),
+            policy_header,
         }
     }
 
@@ -454,12 +468,21 @@ impl Limiter {
         self.config.policy
     }
 
+    /// The policy as the `RateLimit-Policy` header states it.
+    pub fn policy_header(&self) -> &axum::http::HeaderValue {
+        &self.policy_header
+    }
+
     /// Takes a token from `session`'s bucket, unless `denylist` (the
     /// request's bearer token's entry) says the token is revoked. Without
     /// a denylist entry to read, a token this instance leased ahead will
     /// do, and a trip to Redis leases more while the bucket is half full.
     pub async fn check(&self, session: &str, denylist: Option<String>) -> Verdict {
-        let bucket = format!("{}:{session}", self.config.key_prefix);
+        let prefix = &self.config.key_prefix;
+        let mut bucket = String::with_capacity(prefix.len() + 1 + session.len());
+        bucket.push_str(prefix);
+        bucket.push(':');
+        bucket.push_str(session);
         let lease = if denylist.is_none() {
             self.config.lease
         } else {

@@ -11,33 +11,35 @@
 //! (draft-ietf-httpapi-ratelimit-headers); an empty bucket answers 429 with
 //! `Retry-After`, in whole seconds, rounded up.
 
+use std::fmt::Write as _;
 use std::net::SocketAddr;
 
 use axum::extract::{ConnectInfo, Request};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use storefront_kit::Problem;
 
 use super::auth::{Caller, DenylistPending, TOKENS_METRIC, refuse};
 use super::{Gateway, Rest};
 use crate::auth::Rejected;
-use crate::bucket::{Decision, Policy, whole_seconds_up};
+use crate::bucket::{Decision, whole_seconds_up};
 use crate::limiter::Verdict;
 
 /// The bucket of a request: its verified user's, else its address's.
+/// Written into one buffer of the right size (`format!` guesses, and grows).
 fn bucket(caller: Option<&Caller>, peer: Option<SocketAddr>) -> String {
-    match (caller, peer) {
-        (Some(c), _) => format!("user:{}", c.0.user.hyphenated()),
-        (None, Some(p)) => format!("addr:{}", p.ip()),
-        (None, None) => "addr:unknown".into(),
-    }
+    let mut key = String::with_capacity(64);
+    // Writing to a String cannot fail.
+    let _ = match (caller, peer) {
+        (Some(c), _) => write!(key, "user:{}", c.0.user.hyphenated()),
+        (None, Some(p)) => write!(key, "addr:{}", p.ip()),
+        (None, None) => key.write_str("addr:unknown"),
+    };
+    key
 }
 
-/// `RateLimit-Policy` and `RateLimit` for a decision.
-fn headers(policy: Policy, d: &Decision) -> [(&'static str, HeaderValue); 2] {
-    let window = whole_seconds_up(
-        i64::from(policy.capacity) * crate::bucket::MICRO / i64::from(policy.refill_per_sec),
-    );
+/// `RateLimit-Policy` (`policy`, made once) and `RateLimit` for a decision.
+fn headers(policy: &HeaderValue, d: &Decision) -> [(HeaderName, HeaderValue); 2] {
     let reset = if d.allowed {
         if d.full_after_us == 0 {
             0
@@ -47,18 +49,20 @@ fn headers(policy: Policy, d: &Decision) -> [(&'static str, HeaderValue); 2] {
     } else {
         whole_seconds_up(d.retry_after_us)
     };
-    let value = |s: String| HeaderValue::from_str(&s).expect("ascii");
+    let mut left = String::with_capacity(40);
+    let _ = write!(left, "\"session\";r={};t={reset}", d.remaining());
     [
+        (RATELIMIT_POLICY, policy.clone()),
         (
-            "ratelimit-policy",
-            value(format!("\"session\";q={};w={window}", policy.capacity)),
-        ),
-        (
-            "ratelimit",
-            value(format!("\"session\";r={};t={reset}", d.remaining())),
+            RATELIMIT,
+            // Moves the text, where `from_str` copies it.
+            HeaderValue::try_from(left).expect("ascii"),
         ),
     ]
 }
+
+const RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
+const RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
 
 /// The step: takes a token and calls `next` (the rest of the chain), or
 /// answers 429 (or 503 if Redis is down and the limiter fails closed).
@@ -88,11 +92,9 @@ pub async fn rate_limit(gw: &Gateway, mut request: Request, next: impl Rest) -> 
         Verdict::Unchecked => refuse(Rejected::Unavailable),
         Verdict::Allowed(d) => {
             let mut response = next.run(request).await;
-            response.headers_mut().extend(
-                headers(policy, &d)
-                    .into_iter()
-                    .map(|(k, v)| (axum::http::HeaderName::from_static(k), v)),
-            );
+            response
+                .headers_mut()
+                .extend(headers(gw.limiter.policy_header(), &d));
             response
         }
         Verdict::Denied(d) => {
@@ -106,7 +108,7 @@ pub async fn rate_limit(gw: &Gateway, mut request: Request, next: impl Rest) -> 
                 .into_response();
             let h = response.headers_mut();
             h.insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
-            for (k, v) in headers(policy, &d) {
+            for (k, v) in headers(gw.limiter.policy_header(), &d) {
                 h.insert(k, v);
             }
             response
@@ -130,6 +132,7 @@ mod tests {
     use super::*;
 
     use crate::auth::Identity;
+    use crate::bucket::Policy;
 
     #[test]
     fn a_verified_user_has_their_own_bucket_else_the_address_decides() {
@@ -151,7 +154,7 @@ mod tests {
     fn headers_state_the_policy_and_what_is_left() {
         let policy = Policy::new(200, 100).unwrap();
         let (_, d) = policy.take(None, 0);
-        let [(_, p), (_, r)] = headers(policy, &d);
+        let [(_, p), (_, r)] = headers(&crate::limiter::policy_value(policy), &d);
         assert_eq!(p, "\"session\";q=200;w=2");
         assert_eq!(r, "\"session\";r=199;t=1");
     }
