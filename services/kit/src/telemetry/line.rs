@@ -303,12 +303,20 @@ impl fmt::Write for Escaped<'_, '_> {
         let (mut start, mut i) = (0, 0);
         while i < bytes.len() {
             // Eight bytes at a time past the common case, nothing to escape.
-            if let Some(chunk) = bytes.get(i..i + 8) {
-                let word = u64::from_le_bytes(chunk.try_into().unwrap_or_default());
-                if !needs_escape(word) {
-                    i += 8;
-                    continue;
+            // The last few bytes are padded with a byte that needs nothing.
+            let word = match bytes.get(i..i + 8) {
+                Some(chunk) => u64::from_le_bytes(chunk.try_into().unwrap_or_default()),
+                None => {
+                    let mut padded = [b'a'; 8];
+                    for (to, from) in padded.iter_mut().zip(&bytes[i..]) {
+                        *to = *from;
+                    }
+                    u64::from_le_bytes(padded)
                 }
+            };
+            if !needs_escape(word) {
+                i = (i + 8).min(bytes.len());
+                continue;
             }
             let b = bytes[i];
             i += 1;
