@@ -4,7 +4,8 @@
 #
 #   http   wrk -t2 -c64 on a cached GET /products/1: the catalog replica
 #          directly, through nginx (2 workers, keepalive upstream to that
-#          replica) and through the BFF (its shared Redis token bucket,
+#          replica) and through the BFF (HTTP_WORKERS at its default, a
+#          thread per CPU as nginx's worker per core; its shared Redis token bucket,
 #          a bucket too big to refuse, so each trip to Redis also leases
 #          tokens ahead: RATE_LIMIT_LEASE, 100 here); then -t1 -c1 for the
 #          p50 each proxy adds to the direct p50.

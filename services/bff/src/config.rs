@@ -25,6 +25,7 @@
 //! | `SESSION_LOCK_MS` | 5000 | how long a session's refresh lock holds if its holder dies |
 //! | `SESSION_KEY_PREFIX` | `bff:session` | Redis key prefix of the sessions |
 //! | `COOKIE_SECURE` | `false` | add `Secure` to the session cookie (set it behind TLS) |
+//! | `HTTP_WORKERS` | the CPUs, at most 8 | threads serving client connections, each with a single-threaded runtime of its own (as nginx's worker processes); 1 serves them all on the main thread |
 
 use std::time::Duration;
 
@@ -115,6 +116,25 @@ pub struct Config {
     pub session: SessionConfig,
     /// `SESSION_KEY_PREFIX`.
     pub session_prefix: String,
+    /// `HTTP_WORKERS`: threads serving client connections.
+    pub http_workers: usize,
+}
+
+/// Most `HTTP_WORKERS` accepted.
+pub const MAX_HTTP_WORKERS: usize = 64;
+
+/// `HTTP_WORKERS`, by default one per CPU (at most 8).
+fn http_workers(vars: &Vars) -> Result<usize, ConfigError> {
+    let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    let workers: usize = vars.with_default("HTTP_WORKERS", cpus.min(8))?;
+    if !(1..=MAX_HTTP_WORKERS).contains(&workers) {
+        return Err(invalid(
+            "HTTP_WORKERS",
+            workers,
+            format!("between 1 and {MAX_HTTP_WORKERS}"),
+        ));
+    }
+    Ok(workers)
 }
 
 /// Bearer-token verification: against identity's JWKS (its first
@@ -250,6 +270,7 @@ impl Config {
                 cookie_secure: vars.with_default("COOKIE_SECURE", false)?,
             },
             session_prefix: vars.with_default("SESSION_KEY_PREFIX", "bff:session".to_owned())?,
+            http_workers: http_workers(vars)?,
             common,
         })
     }
@@ -317,6 +338,9 @@ mod tests {
             ("RETRY_MAX_ATTEMPTS", "0"),
             ("RATE_LIMIT_LEASE", "101"),
             ("RATE_LIMIT_LEASE", "-1"),
+            ("HTTP_WORKERS", "0"),
+            ("HTTP_WORKERS", "65"),
+            ("HTTP_WORKERS", "two"),
         ] {
             let mut vars = base();
             vars.push((name, value));
@@ -342,6 +366,23 @@ mod tests {
         assert_eq!(lease("200", Some("100")).unwrap(), 100, "half is the most");
         let err = lease("200", Some("101")).unwrap_err().to_string();
         assert!(err.contains("half of RATE_LIMIT_CAPACITY (100)"), "{err}");
+    }
+
+    #[test]
+    fn http_workers_default_to_the_cpus_at_most_eight() {
+        let workers = |value: Option<&'static str>| {
+            let mut vars = base();
+            if let Some(v) = value {
+                vars.push(("HTTP_WORKERS", v));
+            }
+            Config::from_vars(&Vars::from_pairs(vars)).map(|c| c.http_workers)
+        };
+        let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+        assert_eq!(workers(None).unwrap(), cpus.min(8));
+        assert_eq!(workers(Some("1")).unwrap(), 1);
+        assert_eq!(workers(Some("64")).unwrap(), 64);
+        let err = workers(Some("0")).unwrap_err().to_string();
+        assert!(err.contains("between 1 and 64"), "{err}");
     }
 
     #[test]

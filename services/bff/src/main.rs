@@ -14,11 +14,14 @@ use storefront_kit::entry::Flavor;
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// One thread: a request's hops between tasks (the server connection, the
-/// Redis connection's driver, the upstream connection) stay on it instead of
-/// waking another worker, which on a loaded machine waits for a CPU slot
-/// each time. The BFF's work per request is small; one core serves it
-/// (scripts/bench.sh measures it beside nginx).
+/// A single-threaded runtime, and client connections spread over
+/// `HTTP_WORKERS` threads like it (the config's table): a connection lives
+/// on one thread, so a request's hops between tasks (the server connection,
+/// the upstream connection) stay on it instead of waking another worker of
+/// a work-stealing runtime, which on a loaded machine waits for a CPU slot
+/// each time (that runtime cost a fifth more CPU per request). One thread
+/// alone capped the BFF at one core while nginx, beside it in
+/// scripts/bench.sh, runs a worker per core.
 fn main() -> ExitCode {
     storefront_kit::entry::block_on(
         Flavor::CurrentThread,

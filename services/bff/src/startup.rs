@@ -123,9 +123,15 @@ impl Application {
             routes::router(Arc::new(gateway)),
             [checks::redis(redis)],
         );
-        tracing::info!(addr = %config.common.bind_addr, port, "bff listening");
-        let server =
-            Server::new(listener, port, router, config.common.shutdown_grace).with_client_addr();
+        tracing::info!(
+            addr = %config.common.bind_addr,
+            port,
+            http_workers = config.http_workers,
+            "bff listening"
+        );
+        let server = Server::new(listener, port, router, config.common.shutdown_grace)
+            .with_client_addr()
+            .with_workers(config.http_workers);
         Ok(Self { server })
     }
 

@@ -85,6 +85,14 @@ impl Server {
         self
     }
 
+    /// Spreads the connections over `workers` threads in all, this
+    /// runtime's included, each with a single-threaded runtime of its own
+    /// (`http/server.rs`); 1 (the default) keeps them all here.
+    pub fn with_workers(mut self, workers: usize) -> Self {
+        self.options.workers = workers.max(1);
+        self
+    }
+
     /// The port the listener is bound to.
     pub fn port(&self) -> u16 {
         self.port

@@ -22,6 +22,7 @@
 use std::collections::HashMap;
 use std::io;
 use std::sync::{Arc, Mutex};
+use std::thread::{self, ThreadId};
 use std::time::Duration;
 
 use axum::body::Bytes;
@@ -40,14 +41,19 @@ const MAX_HEADERS: usize = 100;
 /// upstream can't make the BFF hold unbounded memory for one request.
 const MAX_BODY: usize = 64 * 1024 * 1024;
 
-/// The upstream client: idle connections per `host:port`.
+/// The upstream client: idle connections per `host:port`, kept apart per
+/// thread. A connection is registered with the runtime of the thread that
+/// opened it (the BFF serves clients on several, `HTTP_WORKERS`), so it
+/// goes back to that thread's pool and is taken only from there: a request
+/// never drives a socket through another thread's runtime, nor one whose
+/// runtime has stopped.
 #[derive(Clone)]
 pub struct Client {
     inner: Arc<Inner>,
 }
 
 struct Inner {
-    idle: Mutex<HashMap<String, Vec<Conn>>>,
+    idle: Mutex<HashMap<ThreadId, HashMap<String, Vec<Conn>>>>,
     idle_per_host: usize,
     connect_timeout: Duration,
 }
@@ -139,7 +145,7 @@ impl Client {
     /// A pooled connection that is still open, most recently used first.
     fn checkout(&self, authority: &str) -> Option<Conn> {
         let mut idle = lock(&self.inner.idle);
-        let conns = idle.get_mut(authority)?;
+        let conns = idle.get_mut(&this_thread())?.get_mut(authority)?;
         while let Some(mut conn) = conns.pop() {
             if !conn.is_stale() {
                 return Some(conn);
@@ -149,7 +155,8 @@ impl Client {
     }
 
     fn checkin(&self, authority: &str, conn: Conn) {
-        let mut idle = lock(&self.inner.idle);
+        let mut pools = lock(&self.inner.idle);
+        let idle = pools.entry(this_thread()).or_default();
         match idle.get_mut(authority) {
             Some(conns) if conns.len() < self.inner.idle_per_host => conns.push(conn),
             Some(_) => {}
@@ -176,8 +183,20 @@ impl Client {
     /// Idle connections pooled for `authority` (for tests).
     #[cfg(test)]
     fn idle(&self, authority: &str) -> usize {
-        lock(&self.inner.idle).get(authority).map_or(0, Vec::len)
+        lock(&self.inner.idle)
+            .get(&this_thread())
+            .and_then(|idle| idle.get(authority))
+            .map_or(0, Vec::len)
     }
+}
+
+/// The calling thread's id, the key of its pool (`thread::current()` would
+/// clone the thread's handle on every call).
+fn this_thread() -> ThreadId {
+    thread_local! {
+        static ID: ThreadId = thread::current().id();
+    }
+    ID.with(|id| *id)
 }
 
 /// `http://host:port/prefix` → (`host:port`, `/prefix`).
@@ -605,6 +624,42 @@ mod tests {
                 ..outgoing(method, "/p", &none)
             })
             .await
+    }
+
+    #[tokio::test]
+    async fn a_kept_connection_is_reused_only_on_the_thread_that_opened_it() {
+        let ok = "HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+        let (base, conns) = serve(vec![ok, ok, ok], false).await;
+        let client = Client::new(8, Duration::from_secs(2));
+        assert_eq!(
+            &get(&client, &base, &Method::GET).await.unwrap().body[..],
+            b"ok"
+        );
+        assert_eq!(client.idle(&base[7..]), 1);
+        // Another thread, with a runtime of its own (an HTTP worker's).
+        let (other, at) = (client.clone(), base.clone());
+        // (Its own thread, not this runtime's: the server answers here.)
+        let elsewhere = tokio::task::spawn_blocking(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async {
+                let before = other.idle(&at[7..]);
+                let answer = get(&other, &at, &Method::GET).await.unwrap();
+                (before, answer.body, other.idle(&at[7..]))
+            })
+        })
+        .await
+        .unwrap();
+        assert_eq!(elsewhere, (0, Bytes::from_static(b"ok"), 1));
+        assert_eq!(conns.load(Ordering::SeqCst), 2, "it opened its own");
+        assert_eq!(client.idle(&base[7..]), 1, "this thread's is still here");
+        assert_eq!(
+            &get(&client, &base, &Method::GET).await.unwrap().body[..],
+            b"ok"
+        );
+        assert_eq!(conns.load(Ordering::SeqCst), 2, "and reused here");
     }
 
     #[tokio::test]
