@@ -124,16 +124,40 @@ fn request_span(service: &str, request: &Request) -> tracing::Span {
         .extensions()
         .get::<MatchedPath>()
         .map_or("unmatched", MatchedPath::as_str);
-    let span = tracing::info_span!(
-        "request",
-        service,
-        method = %request.method(),
-        route,
-        uri = %request.uri(),
-        request_id,
-    );
+    // Text where there is text: a `%` (Display) field goes through the
+    // formatting machinery, a `&str` is written as it is.
+    let uri = request.uri();
+    let span = match origin_form(uri) {
+        Some(uri) => tracing::info_span!(
+            "request",
+            service,
+            method = request.method().as_str(),
+            route,
+            uri,
+            request_id,
+        ),
+        None => tracing::info_span!(
+            "request",
+            service,
+            method = request.method().as_str(),
+            route,
+            uri = %uri,
+            request_id,
+        ),
+    };
     crate::telemetry::continue_trace(&span, crate::telemetry::traceparent_of(request.headers()));
     span
+}
+
+/// An origin-form target (`/path?query`, what a client sends a server) as
+/// the text `Uri`'s `Display` writes for it; `None` for any other form.
+fn origin_form(uri: &axum::http::Uri) -> Option<&str> {
+    if uri.scheme().is_some() || uri.authority().is_some() {
+        return None;
+    }
+    uri.path_and_query()
+        .map(axum::http::uri::PathAndQuery::as_str)
+        .filter(|text| text.starts_with('/'))
 }
 
 #[cfg(test)]

@@ -447,3 +447,27 @@ async fn a_request_without_traceparent_starts_a_trace_of_its_own() {
         "each request is its own trace"
     );
 }
+
+#[test]
+fn an_origin_form_target_is_logged_as_uri_display_writes_it() {
+    for target in [
+        "/",
+        "/products/1",
+        "/a?b=c&d",
+        "/?",
+        "/x?",
+        "/%41?q=%20",
+        "/a//b",
+    ] {
+        let uri: axum::http::Uri = target.parse().unwrap();
+        assert_eq!(
+            super::origin_form(&uri),
+            Some(uri.to_string().as_str()),
+            "{target}"
+        );
+    }
+    for other in ["http://h:1/p?q", "h:1", "*", "http://h"] {
+        let uri: axum::http::Uri = other.parse().unwrap();
+        assert_eq!(super::origin_form(&uri), None, "{other}");
+    }
+}
