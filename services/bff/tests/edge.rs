@@ -262,6 +262,17 @@ async fn every_error_the_bff_answers_itself_is_problem_json() {
         bff.raw("GET", "/api/catalog/x", &many, b"").await,
         431,
     );
+    // The session routes and an unknown path refuse them too.
+    check(
+        "many headers, session",
+        bff.raw("GET", "/api/session", &many, b"").await,
+        431,
+    );
+    check(
+        "many headers, no route",
+        bff.raw("GET", "/nowhere", &many, b"").await,
+        431,
+    );
     let big = format!("cookie: c={}\r\n", "a".repeat(40 * 1024));
     check(
         "big headers",
@@ -280,7 +291,7 @@ async fn every_error_the_bff_answers_itself_is_problem_json() {
         429,
     );
     assert_eq!(a.hits(), 0);
-    assert_eq!(seen.len(), 11);
+    assert_eq!(seen.len(), 13);
     let admin = bff
         .admin(Method::GET, "/admin/breakers")
         .send()

@@ -37,12 +37,20 @@ pub fn excess(headers: &HeaderMap) -> Option<String> {
     })
 }
 
-/// The middleware.
-pub async fn limit(request: Request, next: Next) -> Response {
-    match excess(request.headers()) {
-        Some(detail) => Problem::new(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE)
+/// The 431 for a refused header block, if it is refused.
+pub fn refusal(headers: &HeaderMap) -> Option<Response> {
+    excess(headers).map(|detail| {
+        Problem::new(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE)
             .with_detail(detail)
-            .into_response(),
+            .into_response()
+    })
+}
+
+/// The middleware, for every route but the proxied one, which checks
+/// first thing itself ([`refusal`]).
+pub async fn limit(request: Request, next: Next) -> Response {
+    match refusal(request.headers()) {
+        Some(refused) => refused,
         None => next.run(request).await,
     }
 }

@@ -14,7 +14,8 @@
 //! - `/admin/*`: chaos, breakers and the live configuration, behind the
 //!   admin bearer token ([`admin`]).
 //!
-//! Both refuse an oversized header block first, with 431 ([`headers`]).
+//! Every route, and a path none matches, refuses an oversized header
+//! block first, with 431 ([`headers`]).
 //!
 //! Each step is a function given the rest of the chain as `next` (a
 //! [`Rest`]), which it runs at most once and whose response it may add
@@ -108,7 +109,6 @@ pub fn router(state: AppState) -> Router {
             state.clone(),
             authenticated,
         ));
-    let api = proxied.merge(sessions);
     let admin = Router::new()
         .route(
             "/admin/chaos",
@@ -118,10 +118,21 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/admin/breakers", get(admin::breakers))
         .route("/admin/config", get(admin::config));
-    api.merge(admin)
+    // The header limit: as middleware around every route but the proxied
+    // one (and around the fallback, so an unknown path gets it too); the
+    // proxied route checks first thing itself, sparing its requests a
+    // layer's boxing.
+    let others = sessions
+        .merge(admin)
         .merge(openapi::router())
-        .layer(axum::middleware::from_fn(headers::limit))
-        .with_state(state)
+        .fallback(not_found)
+        .layer(axum::middleware::from_fn(headers::limit));
+    proxied.merge(others).with_state(state)
+}
+
+/// What no route matched.
+async fn not_found() -> axum::http::StatusCode {
+    axum::http::StatusCode::NOT_FOUND
 }
 
 /// The rest of a chain after a step: runs once, with the request.
@@ -148,6 +159,9 @@ where
 /// authentication; the policy decides on the parsed target, so
 /// authorization comes after the parse.
 async fn api(State(gw): State<AppState>, request: Request) -> Response {
+    if let Some(refused) = headers::refusal(request.headers()) {
+        return refused;
+    }
     let gw = &*gw;
     auth::authenticate(gw, request, move |r| {
         limit::rate_limit(gw, r, move |r| {
