@@ -36,19 +36,6 @@ const FORWARDED_REQUEST: [HeaderName; 10] = [
     HeaderName::from_static("x-request-id"),
 ];
 
-/// Response headers passed back to the client.
-const FORWARDED_RESPONSE: [HeaderName; 9] = [
-    header::CONTENT_TYPE,
-    header::ETAG,
-    header::LOCATION,
-    HeaderName::from_static("idempotent-replayed"),
-    HeaderName::from_static("x-cache"),
-    header::CACHE_CONTROL,
-    header::LAST_MODIFIED,
-    header::RETRY_AFTER,
-    HeaderName::from_static("x-chaos"),
-];
-
 /// Names the instance that answered (or last failed).
 pub const X_UPSTREAM: HeaderName = HeaderName::from_static("x-upstream");
 /// Lab only: pins a request to one instance (`catalog-2`), so experiments
@@ -220,22 +207,6 @@ fn select(headers: &HeaderMap, names: &[HeaderName]) -> HeaderMap {
     out
 }
 
-/// [`select`] for a map that is not needed afterwards: its values move.
-fn keep(headers: HeaderMap, names: &[HeaderName]) -> HeaderMap {
-    let mut out = HeaderMap::with_capacity(headers.len());
-    let mut current: Option<HeaderName> = None;
-    // `into_iter` names a header once, before the first of its values.
-    for (name, value) in headers {
-        if let Some(name) = name {
-            current = names.contains(&name).then_some(name);
-        }
-        if let Some(name) = &current {
-            out.append(name.clone(), value);
-        }
-    }
-    out
-}
-
 /// The client's response for an attempt, tagged with the instance.
 fn respond(attempt: Attempt, upstream: &Instance) -> Response {
     let instance = upstream.name.as_str();
@@ -243,7 +214,8 @@ fn respond(attempt: Attempt, upstream: &Instance) -> Response {
         Attempt::Reply(reply) => {
             let mut r = Response::new(Body::from(reply.body));
             *r.status_mut() = reply.status;
-            *r.headers_mut() = keep(reply.headers, &FORWARDED_RESPONSE);
+            // Only the forwarded ones ([`upstream::FORWARDED_ANSWER`]).
+            *r.headers_mut() = reply.headers;
             r
         }
         Attempt::Failed(Transport::Timeout) => Problem::new(StatusCode::GATEWAY_TIMEOUT)
@@ -295,24 +267,6 @@ mod tests {
     }
 
     #[test]
-    fn kept_response_headers_keep_every_value_in_order() {
-        let mut h = HeaderMap::new();
-        h.append("set-cookie", "a=1".parse().unwrap());
-        h.append("cache-control", "max-age=5".parse().unwrap());
-        h.append("x-internal", "1".parse().unwrap());
-        h.append("cache-control", "public".parse().unwrap());
-        h.append("x-cache", "HIT".parse().unwrap());
-        h.append("set-cookie", "b=2".parse().unwrap());
-        let out = keep(h.clone(), &FORWARDED_RESPONSE);
-        assert_eq!(out, select(&h, &FORWARDED_RESPONSE));
-        assert_eq!(out.len(), 3);
-        let cache: Vec<_> = out.get_all("cache-control").iter().collect();
-        assert_eq!(cache, ["max-age=5", "public"]);
-        assert_eq!(out["x-cache"], "HIT");
-        assert!(!out.contains_key("set-cookie") && !out.contains_key("x-internal"));
-    }
-
-    #[test]
     fn custom_names_in_the_lists_match_parsed_headers() {
         // A name built by `from_static` and one parsed off the wire must be
         // equal, or a custom header would silently stop passing.
@@ -327,7 +281,7 @@ mod tests {
         }
         for name in ["idempotent-replayed", "x-cache", "x-chaos", "ETag"] {
             let parsed = HeaderName::from_bytes(name.as_bytes()).unwrap();
-            assert!(FORWARDED_RESPONSE.contains(&parsed), "{name}");
+            assert!(upstream::FORWARDED_ANSWER.contains(&parsed), "{name}");
         }
     }
 }

@@ -164,6 +164,7 @@ async fn call(client: &Client, base: &str, forward: &Forward) -> Attempt {
             headers: &forward.headers,
             trace: trace.as_deref(),
             body: &forward.body,
+            keep: &super::FORWARDED_ANSWER,
         })
         .await;
     match sent {
@@ -210,6 +211,15 @@ mod tests {
             body: Bytes::new(),
             injected: false,
         })
+    }
+
+    #[test]
+    fn an_injected_reply_sets_only_forwarded_headers() {
+        let reply = injected_reply(StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(reply.headers.len(), 2);
+        for name in reply.headers.keys() {
+            assert!(super::super::FORWARDED_ANSWER.contains(name), "{name}");
+        }
     }
 
     #[test]

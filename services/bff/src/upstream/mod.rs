@@ -10,6 +10,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use axum::http::{HeaderName, header};
+
 use crate::breaker::{Admission, Breaker, BreakerConfig};
 use crate::config::UpstreamConfig;
 
@@ -17,6 +19,21 @@ pub use attempt::{Attempt, Forward, Reply, Transport, Verdict, send};
 use instance::{Counters, Handles};
 pub use instance::{CountersView, Instance, InstanceView, Ticket};
 pub use wire::Client;
+
+/// An upstream answer's headers passed back to the client; the client
+/// reads only these (`wire.rs` keeps no other), an injected reply sets no
+/// other.
+pub static FORWARDED_ANSWER: [HeaderName; 9] = [
+    header::CONTENT_TYPE,
+    header::ETAG,
+    header::LOCATION,
+    HeaderName::from_static("idempotent-replayed"),
+    HeaderName::from_static("x-cache"),
+    header::CACHE_CONTROL,
+    header::LAST_MODIFIED,
+    header::RETRY_AFTER,
+    HeaderName::from_static("x-chaos"),
+];
 
 /// Counter of attempts per upstream instance, labelled `outcome`.
 pub const ATTEMPTS_METRIC: &str = "bff_upstream_requests_total";

@@ -71,7 +71,8 @@ impl std::fmt::Debug for Client {
 #[derive(Debug)]
 pub struct Answer {
     pub status: StatusCode,
-    /// Every header of the answer, framing headers included.
+    /// The answer's headers named in [`Outgoing::keep`], every value in
+    /// order; the others were checked and dropped.
     pub headers: HeaderMap,
     pub body: Bytes,
 }
@@ -88,6 +89,10 @@ pub struct Outgoing<'a> {
     /// The caller's trace context, sent as `traceparent` after `headers`.
     pub trace: Option<&'a str>,
     pub body: &'a [u8],
+    /// The answer's headers wanted in [`Answer::headers`]: only these are
+    /// made into a `HeaderName` and a `HeaderValue` (the rest of the head
+    /// is still read for its framing, and still refused if malformed).
+    pub keep: &'a [HeaderName],
 }
 
 impl Client {
@@ -123,6 +128,7 @@ impl Client {
             return Err(Transport::Local);
         }
         let head_only = request.method == Method::HEAD;
+        let wanted = request.keep;
         loop {
             let (mut conn, pooled) = match self.checkout(authority) {
                 Some(conn) => (conn, true),
@@ -134,7 +140,10 @@ impl Client {
                 }
                 return Err(Transport::Aborted);
             }
-            let (answer, keep) = conn.answer(head_only).await.ok_or(Transport::Aborted)?;
+            let (answer, keep) = conn
+                .answer(head_only, wanted)
+                .await
+                .ok_or(Transport::Aborted)?;
             if keep {
                 self.checkin(authority, conn);
             }
@@ -301,9 +310,10 @@ enum Parsed {
     Invalid,
 }
 
-/// An answer's head from the start of `buf`; `head_only` for the answer to
-/// a HEAD request, which has no body whatever its headers say.
-fn parse_head(buf: &[u8], head_only: bool) -> Parsed {
+/// An answer's head from the start of `buf`, keeping the headers named in
+/// `wanted`; `head_only` for the answer to a HEAD request, which has no
+/// body whatever its headers say.
+fn parse_head(buf: &[u8], head_only: bool, wanted: &[HeaderName]) -> Parsed {
     let mut raw = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut resp = httparse::Response::new(&mut raw);
     let len = match resp.parse(buf) {
@@ -318,18 +328,23 @@ fn parse_head(buf: &[u8], head_only: bool) -> Parsed {
         return Parsed::Invalid;
     };
     let mut framing = Framing::default();
-    let mut headers = HeaderMap::with_capacity(resp.headers.len());
+    let mut headers = HeaderMap::new();
     for h in resp.headers.iter() {
-        let (Ok(name), Ok(value)) = (
-            HeaderName::from_bytes(h.name.as_bytes()),
-            HeaderValue::from_bytes(h.value),
-        ) else {
-            return Parsed::Invalid;
-        };
+        // httparse has checked every name is a token and every value holds
+        // no byte `HeaderValue` refuses, kept or not.
         if framing.header(h.name, h.value).is_err() {
             return Parsed::Invalid;
         }
-        headers.append(name, value);
+        let Some(name) = wanted
+            .iter()
+            .find(|w| w.as_str().eq_ignore_ascii_case(h.name))
+        else {
+            continue;
+        };
+        let Ok(value) = HeaderValue::from_bytes(h.value) else {
+            return Parsed::Invalid;
+        };
+        headers.append(name.clone(), value);
     }
     let body = framing.body(code, head_only);
     let keep = framing.keep(version) && body != Body::UntilClose;
@@ -381,9 +396,9 @@ impl Conn {
 
     /// The whole answer, and whether the connection may carry another
     /// request; `None` if no whole answer came.
-    async fn answer(&mut self, head_only: bool) -> Option<(Answer, bool)> {
+    async fn answer(&mut self, head_only: bool, wanted: &[HeaderName]) -> Option<(Answer, bool)> {
         let head = loop {
-            match parse_head(&self.buf, head_only) {
+            match parse_head(&self.buf, head_only, wanted) {
                 Parsed::Complete(len, head) => {
                     self.buf.advance(len);
                     match head.status.as_u16() {
@@ -458,6 +473,13 @@ mod tests {
         assert_eq!(with_port("[::1]:8"), "[::1]:8");
     }
 
+    /// The answer headers the tests keep.
+    static KEPT: [HeaderName; 3] = [
+        axum::http::header::ETAG,
+        axum::http::header::CACHE_CONTROL,
+        HeaderName::from_static("x-cache"),
+    ];
+
     /// A request with no headers and no body; `none` is an empty map.
     fn outgoing<'a>(method: &'a Method, path: &'a str, none: &'a HeaderMap) -> Outgoing<'a> {
         Outgoing {
@@ -467,6 +489,48 @@ mod tests {
             headers: none,
             trace: None,
             body: b"",
+            keep: &KEPT,
+        }
+    }
+
+    #[test]
+    fn only_wanted_headers_are_kept_with_every_value_in_order() {
+        let head = "HTTP/1.1 200 OK\r\nSet-Cookie: a=1\r\nCache-Control: max-age=5\r\n\
+            x-internal: 1\r\ncache-control: public\r\nX-Cache: HIT\r\nset-cookie: b=2\r\n\
+            content-length: 0\r\n\r\n";
+        let Parsed::Complete(len, h) = parse_head(head.as_bytes(), false, &KEPT) else {
+            panic!("not parsed");
+        };
+        assert_eq!(len, head.len());
+        assert_eq!(h.headers.len(), 3);
+        let cache: Vec<_> = h.headers.get_all("cache-control").iter().collect();
+        assert_eq!(cache, ["max-age=5", "public"]);
+        assert_eq!(h.headers["x-cache"], "HIT");
+        assert!(!h.headers.contains_key("set-cookie") && !h.headers.contains_key("x-internal"));
+        assert_eq!(
+            h.body,
+            Body::Length(0),
+            "framing is read from dropped headers"
+        );
+        // A header that is dropped is still checked.
+        for bad in ["x-internal: a\x01b", "x-internal: a\x7fb"] {
+            let raw = format!("HTTP/1.1 200 OK\r\n{bad}\r\ncontent-length: 0\r\n\r\n");
+            assert!(
+                matches!(parse_head(raw.as_bytes(), false, &KEPT), Parsed::Invalid),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_value_the_parser_takes_is_one_header_value_takes() {
+        for b in 0..=255u8 {
+            let mut raw = b"HTTP/1.1 200 OK\r\nx-internal: a".to_vec();
+            raw.extend([b, b'z']);
+            raw.extend(b"\r\ncontent-length: 0\r\n\r\n");
+            let parsed = matches!(parse_head(&raw, false, &KEPT), Parsed::Complete(..));
+            let value = HeaderValue::from_bytes(&[b'a', b, b'z']).is_ok();
+            assert!(!parsed || value, "byte {b:#04x}");
         }
     }
 
@@ -518,10 +582,11 @@ mod tests {
 
     #[test]
     fn heads_say_how_the_body_ends_and_whether_the_connection_stays() {
-        let framing = |raw: &str, head_only: bool| match parse_head(raw.as_bytes(), head_only) {
-            Parsed::Complete(_, h) => Some((h.body, h.keep)),
-            _ => None,
-        };
+        let framing =
+            |raw: &str, head_only: bool| match parse_head(raw.as_bytes(), head_only, &KEPT) {
+                Parsed::Complete(_, h) => Some((h.body, h.keep)),
+                _ => None,
+            };
         let ok = "HTTP/1.1 200 OK\r\n";
         assert_eq!(
             framing(&format!("{ok}content-length: 5\r\n\r\n"), false),
@@ -571,7 +636,10 @@ mod tests {
         ] {
             assert!(framing(&bad, false).is_none(), "{bad:?}");
         }
-        assert!(matches!(parse_head(ok.as_bytes(), false), Parsed::Partial));
+        assert!(matches!(
+            parse_head(ok.as_bytes(), false, &KEPT),
+            Parsed::Partial
+        ));
     }
 
     /// A server on loopback that answers each request read on a connection
