@@ -28,6 +28,7 @@ pub mod batch;
 pub mod checks;
 pub mod config;
 pub mod db;
+pub mod decimal;
 pub mod entry;
 pub mod error;
 pub mod headers;

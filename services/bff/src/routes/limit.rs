@@ -53,19 +53,8 @@ fn bucket(caller: Option<&Caller>, peer: Option<SocketAddr>) -> String {
 }
 
 /// `n` in decimal at the end of `out`.
-fn push_decimal(out: &mut String, mut n: u64) {
-    let mut digits = [0u8; 20];
-    let mut at = digits.len();
-    loop {
-        at -= 1;
-        // n % 10 < 10: the cast cannot truncate.
-        digits[at] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    out.extend(digits[at..].iter().map(|&d| char::from(d)));
+fn push_decimal(out: &mut String, n: u64) {
+    out.push_str(storefront_kit::decimal::Decimal::new(n).as_str());
 }
 
 /// `RateLimit-Policy` (`policy`, made once) and `RateLimit` for a decision.

@@ -117,35 +117,29 @@ fn log_response(status: StatusCode, latency: Duration) {
     }
 }
 
-/// `"{micros} μs"`, written digit by digit: the closing line's latency
-/// field, once a request, without the formatting machinery.
+/// `"{micros} μs"`, written digit by digit ([`crate::decimal`]): the
+/// closing line's latency field, once a request.
 struct Micros {
     buf: [u8; 24],
-    start: usize,
+    len: usize,
 }
 
 impl Micros {
     const UNIT: &'static [u8] = " μs".as_bytes();
 
-    fn new(mut micros: u64) -> Self {
+    fn new(micros: u64) -> Self {
+        let digits = crate::decimal::Decimal::new(micros);
+        let digits = digits.as_str().as_bytes();
         let mut buf = [0u8; 24];
-        let digits_end = buf.len() - Self::UNIT.len();
-        buf[digits_end..].copy_from_slice(Self::UNIT);
-        let mut start = digits_end;
-        loop {
-            start -= 1;
-            buf[start] = b'0' + (micros % 10) as u8;
-            micros /= 10;
-            if micros == 0 {
-                break;
-            }
-        }
-        Self { buf, start }
+        let len = digits.len() + Self::UNIT.len();
+        buf[..digits.len()].copy_from_slice(digits);
+        buf[digits.len()..len].copy_from_slice(Self::UNIT);
+        Self { buf, len }
     }
 
     fn as_str(&self) -> &str {
         // ASCII digits and " μs" only.
-        std::str::from_utf8(&self.buf[self.start..]).unwrap_or("? μs")
+        std::str::from_utf8(&self.buf[..self.len]).unwrap_or("? μs")
     }
 }
 
