@@ -12,6 +12,7 @@ pub struct Decimal {
 
 impl Decimal {
     /// `n`'s digits, no sign, no padding (`u64::MAX` has 20).
+    #[inline]
     pub fn new(mut n: u64) -> Self {
         let mut digits = [0u8; 20];
         let mut start = digits.len();
@@ -25,6 +26,12 @@ impl Decimal {
             }
         }
         Self { digits, start }
+    }
+
+    /// The digits, as ASCII bytes (no UTF-8 check to pay).
+    #[inline]
+    pub fn digits(&self) -> &[u8] {
+        &self.digits[self.start..]
     }
 
     /// The digits as text.
@@ -54,6 +61,7 @@ mod tests {
             u64::MAX,
         ] {
             assert_eq!(Decimal::new(n).as_str(), n.to_string());
+            assert_eq!(Decimal::new(n).digits(), n.to_string().as_bytes());
         }
     }
 }

@@ -54,7 +54,8 @@ fn bucket(caller: Option<&Caller>, peer: Option<SocketAddr>) -> String {
 
 /// `n` in decimal at the end of `out`.
 fn push_decimal(out: &mut String, n: u64) {
-    out.push_str(storefront_kit::decimal::Decimal::new(n).as_str());
+    let n = storefront_kit::decimal::Decimal::new(n);
+    out.extend(n.digits().iter().map(|&d| char::from(d)));
 }
 
 /// `RateLimit-Policy` (`policy`, made once) and `RateLimit` for a decision.

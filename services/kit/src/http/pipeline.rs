@@ -129,7 +129,7 @@ impl Micros {
 
     fn new(micros: u64) -> Self {
         let digits = crate::decimal::Decimal::new(micros);
-        let digits = digits.as_str().as_bytes();
+        let digits = digits.digits();
         let mut buf = [0u8; 24];
         let len = digits.len() + Self::UNIT.len();
         buf[..digits.len()].copy_from_slice(digits);
