@@ -7,7 +7,7 @@ use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
-use axum::http::{HeaderMap, Method, StatusCode};
+use axum::http::{HeaderMap, HeaderName, Method, StatusCode};
 
 use super::Ticket;
 use super::wire::{Client, Outgoing};
@@ -20,8 +20,10 @@ pub struct Forward {
     pub method: Method,
     /// `/products/7?x=1`: the path after `/api/<service>`, with the query.
     pub path_and_query: String,
-    /// The request headers that pass the allowlist.
+    /// The client's request headers, as they came.
     pub headers: HeaderMap,
+    /// Those of `headers` that are sent upstream (an allowlist).
+    pub send: &'static [HeaderName],
     /// The whole request body, kept so that a retry can send it again.
     pub body: Bytes,
 }
@@ -162,6 +164,7 @@ async fn call(client: &Client, base: &str, forward: &Forward) -> Attempt {
             base,
             path_and_query: &forward.path_and_query,
             headers: &forward.headers,
+            send: forward.send,
             trace: trace.as_deref(),
             body: &forward.body,
             keep: &super::FORWARDED_ANSWER,
