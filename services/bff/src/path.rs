@@ -35,9 +35,9 @@ pub const PRIVATE_FIRST_SEGMENTS: [&str; 4] = ["health", "ready", "metrics", "la
 pub struct Target {
     /// The routed service, as configured (`catalog`).
     pub service: String,
-    /// The path after `/api/<service>`, each segment decoded once and
-    /// checked: what authorization (later) and the logs reason about.
-    pub segments: Vec<String>,
+    /// The path's first segment after `/api/<service>`, decoded once and
+    /// checked: what authorization reasons about.
+    pub first: String,
     /// What the upstream is sent: `/` + the re-encoded segments, then the
     /// client's query.
     pub path_and_query: String,
@@ -131,18 +131,26 @@ pub fn parse(
     if rest.is_empty() {
         return Err(Refusal::NoPath(service.to_owned()));
     }
-    let segments = rest
-        .split('/')
-        .map(segment)
-        .collect::<Result<Vec<_>, _>>()?;
-    let first = segments[0].to_ascii_lowercase();
-    if PRIVATE_FIRST_SEGMENTS.contains(&first.as_str()) {
-        return Err(Refusal::Private);
-    }
-    let mut path_and_query = String::with_capacity(rest.len() + 1);
-    for s in &segments {
+    // Each segment is checked and re-encoded as it is read; only a segment
+    // with an escape is decoded into a string of its own.
+    let mut path_and_query =
+        String::with_capacity(rest.len() + 1 + query.map_or(0, |q| q.len() + 1));
+    let mut first = None;
+    for raw in rest.split('/') {
+        let decoded = segment(raw)?;
+        if first.is_none() {
+            first = Some(decoded.clone().into_owned());
+        }
         path_and_query.push('/');
-        encode_into(s, &mut path_and_query);
+        encode_into(&decoded, &mut path_and_query);
+    }
+    // After every segment is checked, as a bad segment anywhere is a 400.
+    let first = first.unwrap_or_default();
+    if PRIVATE_FIRST_SEGMENTS
+        .iter()
+        .any(|p| p.eq_ignore_ascii_case(&first))
+    {
+        return Err(Refusal::Private);
     }
     if let Some(q) = query {
         path_and_query.push('?');
@@ -150,17 +158,34 @@ pub fn parse(
     }
     Ok(Target {
         service: service.to_owned(),
-        segments,
+        first,
         path_and_query,
     })
 }
 
-/// One raw segment, decoded once and checked.
-fn segment(raw: &str) -> Result<String, Refusal> {
+impl Target {
+    /// Every segment of the path, decoded: what was checked (the upstream
+    /// path is their re-encoding, so decoding it gives them back).
+    pub fn segments(&self) -> Vec<String> {
+        let path = self.path_and_query.split('?').next().unwrap_or_default();
+        path.split('/')
+            .skip(1)
+            .map(|s| String::from_utf8_lossy(&decode(s).unwrap_or_default()).into_owned())
+            .collect()
+    }
+}
+
+/// One raw segment, decoded once and checked; borrowed when it holds no
+/// escape, so has nothing to decode.
+fn segment(raw: &str) -> Result<std::borrow::Cow<'_, str>, Refusal> {
     if raw.is_empty() {
         return Err(Refusal::EmptySegment);
     }
-    let decoded = String::from_utf8(decode(raw)?).map_err(|_| Refusal::NotUtf8)?;
+    let decoded = if raw.contains('%') {
+        std::borrow::Cow::Owned(String::from_utf8(decode(raw)?).map_err(|_| Refusal::NotUtf8)?)
+    } else {
+        std::borrow::Cow::Borrowed(raw)
+    };
     if decoded == "." || decoded == ".." {
         return Err(Refusal::DotSegment);
     }
@@ -236,7 +261,8 @@ mod tests {
         })
         .unwrap();
         assert_eq!(t.service, "catalog");
-        assert_eq!(t.segments, ["products", "7"]);
+        assert_eq!(t.segments(), ["products", "7"]);
+        assert_eq!(t.first, "products");
         assert_eq!(t.path_and_query, "/products/7?x=1&y=%20");
     }
 
@@ -327,14 +353,18 @@ mod tests {
     #[test]
     fn segments_are_re_encoded_so_the_upstream_decodes_what_was_checked() {
         let t = routed("/api/catalog/products/a%20b:c@d%C3%A9~_-.x").unwrap();
-        assert_eq!(t.segments, ["products", "a b:c@dé~_-.x"]);
         assert_eq!(t.path_and_query, "/products/a%20b%3Ac%40d%C3%A9~_-.x");
         // Decoding what is sent gives back the checked segments.
-        let sent: Vec<String> = t.path_and_query[1..]
-            .split('/')
-            .map(|s| String::from_utf8(decode(s).unwrap()).unwrap())
-            .collect();
-        assert_eq!(sent, t.segments);
+        assert_eq!(t.segments(), ["products", "a b:c@dé~_-.x"]);
+        let t = parse("/api/catalog/pr%6Fducts/x", Some("q=%2F"), |s| {
+            s == "catalog"
+        })
+        .unwrap();
+        assert_eq!(
+            (t.first.as_str(), t.segments()),
+            ("products", vec!["products".to_owned(), "x".to_owned()])
+        );
+        assert_eq!(t.path_and_query, "/products/x?q=%2F");
     }
 
     #[test]

@@ -25,7 +25,7 @@ pub async fn authorize(request: Request, next: impl Rest) -> Response {
             .into_response();
     };
     let caller = request.extensions().get::<Caller>().map(|c| &c.0);
-    let first = target.segments.first().map(String::as_str);
+    let first = Some(target.first.as_str());
     let decision = policy::decide(&target.service, request.method(), first, caller);
     let refused = match decision {
         Decision::Allow => return next.run(request).await,
