@@ -431,18 +431,29 @@ impl Conn {
         };
         let mut keep = head.keep;
         let mut body = BytesMut::new();
-        if let Body::Length(n) = head.body {
-            if n > MAX_BODY as u64 {
-                return None;
-            }
-            body.reserve(n as usize);
+        if let Body::Length(n) = head.body
+            && n > MAX_BODY as u64
+        {
+            return None;
         }
         let mut collect = |data: &[u8]| {
             (body.len() + data.len() <= MAX_BODY).then(|| body.extend_from_slice(data))
         };
         match head.body {
             Body::None => {}
-            Body::Length(n) => http1::body_bytes(self, n, &mut collect).await?,
+            // Read into the connection's buffer and split off: the body
+            // shares its allocation instead of being copied into one of
+            // its own.
+            Body::Length(n) => {
+                let n = n as usize;
+                if self.buf.len() < n {
+                    self.buf.reserve(n - self.buf.len());
+                }
+                while self.buf.len() < n {
+                    self.fill().await?;
+                }
+                body = self.buf.split_to(n);
+            }
             Body::Chunked => http1::chunked(self, &mut collect).await?,
             Body::UntilClose => {
                 while self.fill().await.is_some() {
