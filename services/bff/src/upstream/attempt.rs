@@ -14,7 +14,9 @@ use super::wire::{Client, Outgoing};
 use crate::chaos::{Action, Chaos};
 
 /// A request as forwarded: everything needed to send it again on a retry.
-#[derive(Debug, Clone)]
+/// Its `Debug` shows only the headers that are sent: the others (the
+/// session cookie) never reach a log line through it.
+#[derive(Clone)]
 pub struct Forward {
     /// The client's method, sent as it came.
     pub method: Method,
@@ -26,6 +28,22 @@ pub struct Forward {
     pub send: &'static [HeaderName],
     /// The whole request body, kept so that a retry can send it again.
     pub body: Bytes,
+}
+
+impl std::fmt::Debug for Forward {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let sent: Vec<_> = self
+            .headers
+            .iter()
+            .filter(|(name, _)| self.send.contains(name))
+            .collect();
+        f.debug_struct("Forward")
+            .field("method", &self.method)
+            .field("path_and_query", &self.path_and_query)
+            .field("headers", &sent)
+            .field("body", &self.body.len())
+            .finish()
+    }
 }
 
 /// An upstream's answer, whatever its status.
@@ -206,6 +224,26 @@ fn injected_reply(status: StatusCode) -> Reply {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_forward_shows_only_the_headers_it_sends() {
+        static SEND: [HeaderName; 1] = [axum::http::header::IF_MATCH];
+        let mut headers = HeaderMap::new();
+        headers.insert("cookie", "session=secret".parse().unwrap());
+        headers.insert("if-match", "\"1\"".parse().unwrap());
+        let forward = Forward {
+            method: Method::GET,
+            path_and_query: "/p".into(),
+            headers,
+            send: &SEND,
+            body: Bytes::new(),
+        };
+        let shown = format!("{forward:?}");
+        assert!(
+            shown.contains("if-match") && !shown.contains("secret"),
+            "{shown}"
+        );
+    }
 
     fn reply(status: u16) -> Attempt {
         Attempt::Reply(Reply {
