@@ -163,10 +163,11 @@ pub fn parse(
     })
 }
 
+#[cfg(test)]
 impl Target {
     /// Every segment of the path, decoded: what was checked (the upstream
     /// path is their re-encoding, so decoding it gives them back).
-    pub fn segments(&self) -> Vec<String> {
+    fn segments(&self) -> Vec<String> {
         let path = self.path_and_query.split('?').next().unwrap_or_default();
         path.split('/')
             .skip(1)
