@@ -127,24 +127,18 @@ fn request_span(service: &str, request: &Request) -> tracing::Span {
     // Text where there is text: a `%` (Display) field goes through the
     // formatting machinery, a `&str` is written as it is.
     let uri = request.uri();
-    let span = match origin_form(uri) {
-        Some(uri) => tracing::info_span!(
-            "request",
-            service,
-            method = request.method().as_str(),
-            route,
-            uri,
-            request_id,
-        ),
-        None => tracing::info_span!(
-            "request",
-            service,
-            method = request.method().as_str(),
-            route,
-            uri = %uri,
-            request_id,
-        ),
+    let uri: std::borrow::Cow<'_, str> = match origin_form(uri) {
+        Some(text) => text.into(),
+        None => uri.to_string().into(),
     };
+    let span = tracing::info_span!(
+        "request",
+        service,
+        method = request.method().as_str(),
+        route,
+        uri = &*uri,
+        request_id,
+    );
     crate::telemetry::continue_trace(&span, crate::telemetry::traceparent_of(request.headers()));
     span
 }
