@@ -169,7 +169,20 @@ fn verify_boots_a_fleet_passes_the_gate_writes_junit_and_leaves_nothing() {
     let fleet = Fleet::new("dev");
     let dir = tempfile::tempdir().unwrap();
     let junit = dir.path().join("verify.xml");
-    let out = fleet.json(&["verify", "--json", "--junit", junit.to_str().unwrap()], 0);
+    // A control arm and a load: the whole gate runs in CI's README step
+    // (scripts/demo.sh runs `storefront verify` to its end), so here only
+    // what the gate does around its checks, on two of them.
+    let out = fleet.json(
+        &[
+            "verify",
+            "--json",
+            "--junit",
+            junit.to_str().unwrap(),
+            "--only",
+            "race,load --profile smoke",
+        ],
+        0,
+    );
     assert_eq!(out["verdict"], "pass", "{out:#}");
     assert_eq!(out["booted_a_fleet"], true);
     let checks: Vec<&str> = out["checks"]
@@ -178,8 +191,19 @@ fn verify_boots_a_fleet_passes_the_gate_writes_junit_and_leaves_nothing() {
         .iter()
         .map(|c| c["name"].as_str().unwrap())
         .collect();
-    assert!(checks.contains(&"race --control"), "{checks:?}");
-    assert!(checks.contains(&"load --profile smoke"), "{checks:?}");
+    assert_eq!(
+        checks,
+        ["race", "race --control", "load --profile smoke"],
+        "{out:#}"
+    );
+    let not_run: Vec<&str> = out["not_run"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap())
+        .collect();
+    assert!(not_run.contains(&"saga --fail-at mixed"), "{not_run:?}");
+    assert!(!not_run.contains(&"race"), "{not_run:?}");
     let xml = std::fs::read_to_string(&junit).unwrap();
     assert!(xml.contains(r#"failures="0" errors="0""#), "{xml}");
     assert!(
@@ -191,6 +215,20 @@ fn verify_boots_a_fleet_passes_the_gate_writes_junit_and_leaves_nothing() {
         "{xml}"
     );
     // It stopped the fleet it booted.
+    assert!(!fleet.dir().join("fleet.json").exists());
+    fleet.assert_nothing_left();
+}
+
+#[test]
+fn verify_only_with_an_unknown_check_is_a_usage_error_before_anything_boots() {
+    let fleet = Fleet::new("dev");
+    let out = fleet.run(&["verify", "--only", "race,nope"]);
+    assert_eq!(out.status.code(), Some(64), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("\"nope\"") && err.contains("race, replay, flood"),
+        "{err}"
+    );
     assert!(!fleet.dir().join("fleet.json").exists());
     fleet.assert_nothing_left();
 }

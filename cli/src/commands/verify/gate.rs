@@ -53,6 +53,39 @@ pub fn arguments_parse(gate: &[Check]) -> Result<()> {
     Ok(())
 }
 
+/// The checks `only` names, in the gate's order; every check when `only`
+/// is empty. A name selects the check of that exact name, or every check
+/// whose name starts with it as a word (`race` selects `race` and
+/// `race --control`; `load` both load profiles). A name that selects
+/// nothing is a usage error that lists the names there are.
+pub fn select(gate: Vec<Check>, only: &[String]) -> Result<Vec<Check>> {
+    let picks = |c: &Check, name: &str| {
+        let n = name.trim();
+        c.name() == n || c.name().split_whitespace().next() == Some(n)
+    };
+    if let Some(unknown) = only.iter().find(|o| !gate.iter().any(|c| picks(c, o))) {
+        let mut families: Vec<&str> = gate
+            .iter()
+            .filter_map(|c| c.name().split_whitespace().next())
+            .collect();
+        families.dedup();
+        return Err(crate::exit::Exit::error(
+            crate::exit::USAGE,
+            format!(
+                "--only {unknown:?} names no check of the gate; it has {} (or a check's whole name, as `storefront verify` lists it)",
+                families.join(", ")
+            ),
+        ));
+    }
+    if only.is_empty() {
+        return Ok(gate);
+    }
+    Ok(gate
+        .into_iter()
+        .filter(|c| only.iter().any(|o| picks(c, o)))
+        .collect())
+}
+
 fn load_arm(name: &'static str, profile: &'static str) -> Check {
     Check::Load { name, profile }
 }
@@ -148,6 +181,45 @@ mod tests {
                 "hostile --control"
             ]
         );
+    }
+
+    fn names(checks: &[Check]) -> Vec<&'static str> {
+        checks.iter().map(|c| c.name()).collect()
+    }
+
+    #[test]
+    fn only_selects_by_family_or_whole_name_in_the_gates_order() {
+        assert_eq!(names(&select(gate(), &[]).unwrap()), names(&gate()));
+        let only = ["load --profile smoke".to_string(), "race".to_string()];
+        assert_eq!(
+            names(&select(gate(), &only).unwrap()),
+            ["race", "race --control", "load --profile smoke"]
+        );
+        let load = select(gate(), &["load".to_string()]).unwrap();
+        assert_eq!(
+            names(&load),
+            [
+                "load --profile smoke",
+                "load --profile checkout-faults-short"
+            ]
+        );
+    }
+
+    #[test]
+    fn only_with_a_name_that_selects_nothing_is_a_usage_error_listing_the_names() {
+        for bad in ["rac", "", "race --n 20", "Race"] {
+            let Err(e) = select(gate(), &["race".to_string(), bad.to_string()]) else {
+                panic!("{bad:?} selected a check");
+            };
+            let exit = e.downcast_ref::<crate::exit::Exit>().expect("an Exit");
+            assert_eq!(exit.code, crate::exit::USAGE, "{bad:?}");
+            let msg = e.to_string();
+            assert!(msg.contains(&format!("{bad:?}")), "{msg}");
+            assert!(
+                msg.contains("race, replay, flood, breaker, rotate, saga, outbox, load, hostile"),
+                "{msg}"
+            );
+        }
     }
 
     #[test]

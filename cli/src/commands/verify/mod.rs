@@ -46,6 +46,12 @@ pub struct Args {
     /// Write DIR/index.html and one self-contained HTML page per check (charts inlined, nothing fetched).
     #[arg(long, value_name = "DIR")]
     pub html: Option<PathBuf>,
+    /// Run only these checks (comma-separated or repeated): an experiment's
+    /// name runs its arms (`race` runs `race` and `race --control`, `load`
+    /// both load profiles), or a check's whole name as the summary lists it.
+    /// The gate is every check: a run with --only says which it left out.
+    #[arg(long, value_name = "NAME", value_delimiter = ',')]
+    pub only: Vec<String>,
 }
 
 /// The gate's outcome: every check as judged.
@@ -55,6 +61,8 @@ pub struct Outcome {
     seed: u64,
     booted_a_fleet: bool,
     checks: Vec<Judged>,
+    /// The gate's checks that `--only` left out (none without it).
+    not_run: Vec<&'static str>,
 }
 
 pub async fn run(g: &Global, args: Args) -> Result<u8> {
@@ -65,9 +73,15 @@ pub async fn run(g: &Global, args: Args) -> Result<u8> {
             .with_context(|| format!("--html: cannot create {}", dir.display()))?;
     }
     gate::arguments_parse(&gate::gate())?;
+    let checks = gate::select(gate::gate(), &args.only)?;
+    let not_run: Vec<&'static str> = gate::gate()
+        .iter()
+        .map(|c| c.name())
+        .filter(|n| !checks.iter().any(|c| c.name() == *n))
+        .collect();
     let booted = fleet::ensure(&ctx, args.json).await?;
     let result = tokio::select! {
-        r = run_gate(&ctx, seed, args.json, args.html.as_deref()) => r,
+        r = run_gate(&ctx, checks, seed, args.json, args.html.as_deref()) => r,
         _ = tokio::signal::ctrl_c() => Err(Exit::error(exit::INTERRUPTED, "interrupted")),
     };
     if booted {
@@ -80,6 +94,7 @@ pub async fn run(g: &Global, args: Args) -> Result<u8> {
         seed,
         booted_a_fleet: booted,
         checks,
+        not_run,
     };
     if let Some(path) = &args.junit {
         let suites: Vec<junit::Suite<'_>> = outcome
@@ -111,8 +126,15 @@ pub async fn run(g: &Global, args: Args) -> Result<u8> {
     })
 }
 
-/// Runs every check of the [`gate::gate`] in order against one lab.
-async fn run_gate(ctx: &Ctx, seed: u64, json: bool, html: Option<&Path>) -> Result<Vec<Judged>> {
+/// Runs `checks` (the [`gate::gate`]'s, or those `--only` selected) in
+/// order against one lab.
+async fn run_gate(
+    ctx: &Ctx,
+    checks: Vec<gate::Check>,
+    seed: u64,
+    json: bool,
+    html: Option<&Path>,
+) -> Result<Vec<Judged>> {
     // Progress only as JSON lines (STOREFRONT_PROGRESS=json): the gate's
     // own lines go to stderr.
     let lab = Lab::connect(ctx)
@@ -120,7 +142,7 @@ async fn run_gate(ctx: &Ctx, seed: u64, json: bool, html: Option<&Path>) -> Resu
         .with_progress(Progress::for_output(true));
     let env = Env::new(ctx.clone(), lab);
     let mut out = Vec::new();
-    for c in gate::gate() {
+    for c in checks {
         if !json {
             eprintln!("verify: {} …", c.name());
         }

@@ -92,6 +92,14 @@ pub fn print_summary(o: &Outcome, junit: Option<&Path>) {
     if let Some(p) = junit {
         println!("JUnit report: {}", p.display());
     }
+    if !o.not_run.is_empty() {
+        println!(
+            "not run (--only): {} of the gate's {} checks: {}",
+            o.not_run.len(),
+            o.not_run.len() + o.checks.len(),
+            o.not_run.join(", ")
+        );
+    }
     println!(
         "verify: {}  (seed {})",
         report::load::verdict_label(o.verdict),
@@ -134,6 +142,7 @@ mod tests {
             seed: 5,
             booted_a_fleet: false,
             checks: vec![ran_ok, broke],
+            not_run: vec![],
         };
         write_index(dir.path(), &outcome, "dev").unwrap();
         let index = std::fs::read_to_string(dir.path().join("index.html")).unwrap();
