@@ -68,17 +68,18 @@ pub struct Outcome {
 pub async fn run(g: &Global, args: Args) -> Result<u8> {
     let ctx = g.ctx()?;
     let seed = args.seed.unwrap_or_else(rand::random);
-    if let Some(dir) = &args.html {
-        std::fs::create_dir_all(dir)
-            .with_context(|| format!("--html: cannot create {}", dir.display()))?;
-    }
-    gate::arguments_parse(&gate::gate())?;
+    // A wrong --only is refused before anything is created or booted.
     let checks = gate::select(gate::gate(), &args.only)?;
     let not_run: Vec<&'static str> = gate::gate()
         .iter()
         .map(|c| c.name())
         .filter(|n| !checks.iter().any(|c| c.name() == *n))
         .collect();
+    if let Some(dir) = &args.html {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("--html: cannot create {}", dir.display()))?;
+    }
+    gate::arguments_parse(&gate::gate())?;
     let booted = fleet::ensure(&ctx, args.json).await?;
     let result = tokio::select! {
         r = run_gate(&ctx, checks, seed, args.json, args.html.as_deref()) => r,

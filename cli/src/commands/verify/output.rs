@@ -71,6 +71,7 @@ pub fn write_index(dir: &Path, o: &Outcome, fleet_profile: &str) -> Result<()> {
         o.verdict,
         o.seed,
         &entries,
+        &o.not_run,
         serde_json::to_value(o)?,
         &html::About::now(fleet_profile),
     )?;

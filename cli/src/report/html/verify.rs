@@ -27,6 +27,7 @@ pub fn index(
     verdict: Verdict,
     seed: u64,
     entries: &[Entry<'_>],
+    not_run: &[&str],
     run: Value,
     about: &About,
 ) -> Result<String> {
@@ -63,6 +64,15 @@ pub fn index(
         );
     }
     h.push_str("</table><p class=\"sub\">A control arm (expected FAIL) passes the gate when its checkers catch the broken path: its own page shows FAIL.</p>");
+    if !not_run.is_empty() {
+        let _ = write!(
+            h,
+            "<p class=\"sub\">Not run (<code>--only</code>): {} of the gate's {} checks: {}.</p>",
+            not_run.len(),
+            not_run.len() + entries.len(),
+            esc(&not_run.join(", "))
+        );
+    }
     p.push(&h);
     p.about(about, vec![("seed", seed.to_string())]);
     p.finish()
@@ -109,13 +119,27 @@ mod tests {
             Verdict::Fail,
             9,
             &entries,
+            &[],
             serde_json::json!({}),
             &About::now("dev"),
         )
         .unwrap();
+        assert!(!html.contains("Not run"));
         assert!(html.contains("<a href=\"01-race.html\">"));
         assert!(html.contains("data-json=\"/checks/1/verdict\">FAIL<"));
         assert!(html.contains("1/2 checks as expected"));
+        let part = index(
+            Verdict::Fail,
+            9,
+            &entries,
+            &["saga --fail-at mixed", "hostile"],
+            serde_json::json!({}),
+            &About::now("dev"),
+        )
+        .unwrap();
+        assert!(part.contains(
+            "Not run (<code>--only</code>): 2 of the gate's 4 checks: saga --fail-at mixed, hostile."
+        ));
         let a = annotate(
             "<header>x</header><p>",
             "race --control",
