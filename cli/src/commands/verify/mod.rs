@@ -68,18 +68,14 @@ pub struct Outcome {
 pub async fn run(g: &Global, args: Args) -> Result<u8> {
     let ctx = g.ctx()?;
     let seed = args.seed.unwrap_or_else(rand::random);
-    // A wrong --only is refused before anything is created or booted.
-    let checks = gate::select(gate::gate(), &args.only)?;
-    let not_run: Vec<&'static str> = gate::gate()
-        .iter()
-        .map(|c| c.name())
-        .filter(|n| !checks.iter().any(|c| c.name() == *n))
-        .collect();
+    // A wrong arm or --only is refused before anything is created or booted.
+    let gate = gate::gate();
+    gate::arguments_parse(&gate)?;
+    let (checks, not_run) = gate::select(gate, &args.only)?;
     if let Some(dir) = &args.html {
         std::fs::create_dir_all(dir)
             .with_context(|| format!("--html: cannot create {}", dir.display()))?;
     }
-    gate::arguments_parse(&gate::gate())?;
     let booted = fleet::ensure(&ctx, args.json).await?;
     let result = tokio::select! {
         r = run_gate(&ctx, checks, seed, args.json, args.html.as_deref()) => r,
