@@ -78,6 +78,12 @@ const STATE_ENTRIES: &[&str] = &[
     "tools",
     "supervisor.toml",
     "prometheus",
+    // An experiment's or load's lock, left after it ran, and the
+    // dashboard's run outputs: without them a second `scripts/demo.sh` in
+    // one clone (as root: the Postgres step leaves the directory 0710) was
+    // refused at `up`.
+    crate::run::lab::LOCK_FILE,
+    "dashboard",
 ];
 
 /// Makes the state directory private (0700). Only a directory that is ours
@@ -250,6 +256,14 @@ mod tests {
         std::fs::create_dir_all(&tools).unwrap();
         std::fs::write(sf.join("secrets.json"), "{}").unwrap();
         std::fs::set_permissions(&sf, std::fs::Permissions::from_mode(0o755)).unwrap();
+        secure_state_dir(&sf, &tools).unwrap();
+        assert_eq!(mode(&sf), 0o700);
+
+        // After a run of experiments and `down`, as root: the lab's lock and
+        // the dashboard's outputs are there, and Postgres left it 0710.
+        std::fs::write(sf.join(crate::run::lab::LOCK_FILE), "{}").unwrap();
+        std::fs::create_dir_all(sf.join("dashboard")).unwrap();
+        std::fs::set_permissions(&sf, std::fs::Permissions::from_mode(0o710)).unwrap();
         secure_state_dir(&sf, &tools).unwrap();
         assert_eq!(mode(&sf), 0o700);
     }
