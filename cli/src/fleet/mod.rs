@@ -82,9 +82,13 @@ const STATE_ENTRIES: &[&str] = &[
     // dashboard's run outputs: without them a second `scripts/demo.sh` in
     // one clone (as root: the Postgres step leaves the directory 0710) was
     // refused at `up`.
-    crate::run::lab::LOCK_FILE,
+    LAB_LOCK_FILE,
     "dashboard",
 ];
+
+/// The lab's lock file in the state directory (`run::lab` takes and frees
+/// it; named here, below the run model, so the fleet knows it as its own).
+pub const LAB_LOCK_FILE: &str = "lab.lock";
 
 /// Makes the state directory private (0700). Only a directory that is ours
 /// is chmodded: a new one, or one holding nothing but a fleet's files and
@@ -261,7 +265,7 @@ mod tests {
 
         // After a run of experiments and `down`, as root: the lab's lock and
         // the dashboard's outputs are there, and Postgres left it 0710.
-        std::fs::write(sf.join(crate::run::lab::LOCK_FILE), "{}").unwrap();
+        std::fs::write(sf.join(LAB_LOCK_FILE), "{}").unwrap();
         std::fs::create_dir_all(sf.join("dashboard")).unwrap();
         std::fs::set_permissions(&sf, std::fs::Permissions::from_mode(0o710)).unwrap();
         secure_state_dir(&sf, &tools).unwrap();

@@ -30,7 +30,7 @@ use crate::fleet::{Ctx, FleetState, observe};
 pub const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The lab lock's file in the state dir; it holds the holder's description.
-pub const LOCK_FILE: &str = "lab.lock";
+pub const LOCK_FILE: &str = crate::fleet::LAB_LOCK_FILE;
 /// How long an experiment waits for another to finish before giving up.
 pub const LOCK_WAIT: Duration = Duration::from_secs(30);
 
