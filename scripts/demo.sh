@@ -7,6 +7,8 @@
 # here fails CI. Knobs, all optional:
 #   DEMO_BUILD=debug|release   which build to run (default release)
 #   DEMO_JUNIT=FILE            also write verify's JUnit report there
+#   DEMO_CARGO_FLAGS="..."     more flags for its cargo build (CI passes
+#                              --all-targets: the build its tests already made)
 #   STOREFRONT_STATE_DIR, STOREFRONT_PORT_BASE   where the fleet lives
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -22,6 +24,8 @@ case "$build" in
   debug) build_flags=() ;;
   *) echo "demo.sh: DEMO_BUILD must be debug or release, not '$build'" >&2; exit 64 ;;
 esac
+read -r -a extra_flags <<<"${DEMO_CARGO_FLAGS:-}"
+build_flags+=("${extra_flags[@]}")
 
 say "setup (installs only what is missing)"
 scripts/setup.sh
