@@ -12,6 +12,11 @@ step_name='' step_start=$SECONDS
 step_took() { [ -z "$step_name" ] || printf '==> %s: %ds\n' "$step_name" $((SECONDS - step_start)); }
 step() { step_took; step_name=$*; step_start=$SECONDS; printf '\n==> %s\n' "$*"; }
 
+# CI builds from nothing, once: incremental compilation only writes caches
+# no later build reads. Off, the build below took 442 s against 615 s (from
+# nothing, on one 2-core machine). A developer's rerun keeps it on.
+if [ -n "${CI:-}" ]; then export CARGO_INCREMENTAL=0; fi
+
 step "setup (installs only what is missing)"
 scripts/setup.sh
 
