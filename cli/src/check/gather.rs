@@ -3,7 +3,7 @@
 //! checkout, catalog, payments, the outboxes, the broker's dead-letter
 //! queues and claims. Nothing here judges.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
@@ -110,17 +110,29 @@ impl Baseline {
 }
 
 /// Polls until every order of `ids` is terminal or `deadline`; how many are.
+///
+/// Each poll asks only about the orders not yet seen terminal: a saga in a
+/// terminal state takes no more input (checkout's `saga` tests), so one
+/// seen finished stays finished. Asking about every order of the run each
+/// time was the run's own largest load on Postgres: in a 512-order `saga`
+/// run, 56 polls read 98 buffers per saga, more than any statement of the
+/// saga itself (pg_stat_statements, issue 15); asking only about the open
+/// ones read 21–27k buffers a run against 35–47k.
 pub async fn wait_terminal(pg: &PgPool, ids: &[Uuid], deadline: Instant) -> usize {
+    let mut open: Vec<Uuid> = ids.to_vec();
     loop {
-        let done: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM checkout.sagas WHERE order_id = ANY($1) AND finished_at IS NOT NULL",
+        let finished: Result<Vec<Uuid>, _> = sqlx::query_scalar(
+            "SELECT order_id FROM checkout.sagas WHERE order_id = ANY($1) AND finished_at IS NOT NULL",
         )
-        .bind(ids)
-        .fetch_one(pg)
-        .await
-        .unwrap_or(0);
-        if done as usize >= ids.len() || Instant::now() >= deadline {
-            return done as usize;
+        .bind(&open)
+        .fetch_all(pg)
+        .await;
+        if let Ok(finished) = finished {
+            let finished: HashSet<Uuid> = finished.into_iter().collect();
+            open.retain(|id| !finished.contains(id));
+        }
+        if open.is_empty() || Instant::now() >= deadline {
+            return ids.len() - open.len();
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
