@@ -65,6 +65,9 @@ pub struct Args {
     /// Open model: requests in flight at most; arrivals beyond it are dropped, counted, and fail the run.
     #[arg(long, default_value_t = 10_000, requires = "rate")]
     pub max_in_flight: usize,
+    /// Open model: keep-alive connections at most, shared by the arrivals (as wrk's -c); a request that finds them all busy waits, and the wait counts in its latency.
+    #[arg(long, value_name = "N", requires = "rate", value_parser = clap::value_parser!(u32).range(1..=65_536))]
+    pub connections: Option<u32>,
     /// Run this long instead of the profile's duration (whole seconds: 10s, 1m).
     #[arg(long)]
     pub duration: Option<Dur>,
@@ -125,6 +128,7 @@ pub async fn run(g: &Global, args: Args) -> Result<u8> {
         seed: args.common.seed(),
         rate: args.rate,
         max_in_flight: args.max_in_flight,
+        connections: args.connections.map(|n| n as usize),
         html: args.goose_html,
         hdr_out: args.hdr_out,
         quiet: args.common.json,
@@ -180,5 +184,34 @@ mod tests {
         assert_eq!((fleet.as_str(), load.as_str()), ("dev", "smoke"));
         let (fleet, load) = parse(&["storefront", "--fleet", "ci", "load", "--profile", "smoke"]);
         assert_eq!((fleet.as_str(), load.as_str()), ("ci", "smoke"));
+    }
+
+    #[test]
+    fn connections_are_an_open_model_count_of_at_least_one() {
+        use clap::Parser;
+        let parse =
+            |line: &[&str]| crate::commands::Cli::try_parse_from(line).map(|cli| cli.command);
+        let base = ["storefront", "load", "--profile", "smoke"];
+        let Ok(crate::commands::Command::Load(args)) =
+            parse(&[&base[..], &["--rate", "100", "--connections", "128"]].concat())
+        else {
+            panic!("--rate with --connections parses");
+        };
+        assert_eq!(args.connections, Some(128));
+        let Ok(crate::commands::Command::Load(args)) =
+            parse(&[&base[..], &["--rate", "100"]].concat())
+        else {
+            panic!("--rate alone parses");
+        };
+        assert_eq!(args.connections, None, "the default is the pool's (64)");
+        for bad in [
+            &["--rate", "100", "--connections", "0"][..],
+            &["--connections", "8"][..],
+        ] {
+            assert!(
+                parse(&[&base[..], bad].concat()).is_err(),
+                "{bad:?}: zero connections, or connections without the open model, is refused"
+            );
+        }
     }
 }

@@ -16,7 +16,7 @@ use super::closed;
 use super::open::{self, Done, OpenModel, OpenRun};
 use super::pace::Pace;
 use super::plan::Shared;
-use super::target::{ConnPool, OPEN_CONNECTIONS};
+use super::target::ConnPool;
 use super::template::Bindings;
 
 /// Streams of the seed: arrival `i` draws from stream `ARRIVALS + i`, away
@@ -24,9 +24,8 @@ use super::template::Bindings;
 const ARRIVALS: u64 = 1 << 32;
 
 /// Runs the open model. Each request borrows keep-alive connections from a
-/// pool of at most [`OPEN_CONNECTIONS`] and gives them back once answered
-/// (see `target::ConnPool`). `_http` is no longer used: the passes send on
-/// connections of their own (see `target::Conns`).
+/// pool of at most `connections` (shared out over the threads) and gives
+/// them back once answered (see `target::ConnPool`).
 ///
 /// The arrivals are shared out over one thread per core, each with its own
 /// single-threaded runtime, pool and part of the in-flight bound, all on
@@ -38,7 +37,7 @@ const ARRIVALS: u64 = 1 << 32;
 /// connections: started before, its first arrivals were already late by a
 /// thread's start and the handshakes, and that lag (a few ms, every run)
 /// counted in their latency from the intended send time.
-pub async fn run(shared: Arc<Shared>, model: OpenModel, _http: reqwest::Client) -> OpenRun {
+pub async fn run(shared: Arc<Shared>, model: OpenModel, connections: usize) -> OpenRun {
     let threads = std::thread::available_parallelism().map_or(1, |c| c.get()) as u64;
     let (ready_tx, mut ready) = tokio::sync::mpsc::unbounded_channel::<()>();
     let (start, started) = tokio::sync::watch::channel::<Option<Instant>>(None);
@@ -56,7 +55,7 @@ pub async fn run(shared: Arc<Shared>, model: OpenModel, _http: reqwest::Client) 
                 match runtime {
                     Ok(rt) => {
                         let part = rt.block_on(async move {
-                            let pool = Arc::new(ConnPool::new(share.in_flight(OPEN_CONNECTIONS)));
+                            let pool = Arc::new(ConnPool::new(share.in_flight(connections)));
                             pool.warm(&shared.targets.authorities()).await;
                             let _ = ready_tx.send(());
                             drop(ready_tx);

@@ -57,6 +57,9 @@ pub struct Options {
     pub rate: Option<f64>,
     /// Open model: requests in flight at most (beyond: dropped and counted).
     pub max_in_flight: usize,
+    /// Open model: keep-alive connections at most (`None`:
+    /// [`target::OPEN_CONNECTIONS`]).
+    pub connections: Option<usize>,
     /// goose's HTML report (closed model).
     pub html: Option<PathBuf>,
     pub hdr_out: Option<PathBuf>,
@@ -144,7 +147,7 @@ pub async fn run(lab: &Lab, profile: LoadProfile, opts: &Options) -> Result<Load
     });
     let mut builtin = Vec::new();
     let mut measurements = Vec::new();
-    let driven = drive(lab, &shared, opts, &mut builtin, &mut measurements).await;
+    let driven = drive(&shared, opts, &mut builtin, &mut measurements).await;
     // Every fault heals, and the fleet is ready again, before anything is
     // judged, even when the load failed.
     let fault_outcomes = match executor {
@@ -291,7 +294,6 @@ fn plan_faults(lab: &Lab, p: &LoadProfile, opts: &Options) -> Result<Option<(Vec
 /// Runs the load itself, closed or open model; what it measured besides
 /// the recorder goes into `builtin` and `measurements`.
 async fn drive(
-    lab: &Lab,
     shared: &Arc<Shared>,
     opts: &Options,
     builtin: &mut Vec<Invariant>,
@@ -312,7 +314,8 @@ async fn drive(
                 duration: shared.plan.profile.duration.0,
                 max_in_flight: opts.max_in_flight,
             };
-            let r = arrivals::run(shared.clone(), model, lab.http.clone()).await;
+            let connections = opts.connections.unwrap_or(target::OPEN_CONNECTIONS);
+            let r = arrivals::run(shared.clone(), model, connections).await;
             builtin.push(Invariant::equal(
                 "every arrival was sent (none dropped for overload)",
                 0,
@@ -328,6 +331,7 @@ async fn drive(
                 "arrivals sent".into(),
                 format!("{} of {}", r.sent, model.arrivals()),
             ));
+            measurements.push(("connections at most".into(), connections.to_string()));
             measurements.push((
                 "latest send (generator lag)".into(),
                 format!("{:.3} ms", r.max_send_lag.as_secs_f64() * 1000.0),

@@ -262,7 +262,8 @@ pub struct ConnPool {
     permits: tokio::sync::Semaphore,
 }
 
-/// Connections the open model keeps at most (as `wrk -c64`).
+/// Connections the open model keeps at most unless `load --connections`
+/// says otherwise (as `wrk -c64`).
 pub const OPEN_CONNECTIONS: usize = 64;
 
 /// Connections [`ConnPool::warm`] opens at most, across the servers: a
