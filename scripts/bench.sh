@@ -10,8 +10,8 @@
 #          tokens ahead: RATE_LIMIT_LEASE, 100 here); then -t1 -c1 for the
 #          p50 each proxy adds to the direct p50.
 #   load   `storefront load` on the same target: closed model (64 users, no
-#          think time) vs wrk; open model (--rate at 0.7x wrk's throughput):
-#          drops, corrected vs raw p99.
+#          think time) vs wrk; open model (--rate at 0.7x wrk's throughput,
+#          plus 2% for the drain: see below): drops, corrected vs raw p99.
 #   saga   `storefront saga` (every order approved, 5 forged webhooks so
 #          every invariant is judged): completed sagas/s at
 #          concurrency 64 and Postgres commits per saga (the fleet
@@ -51,7 +51,7 @@
 #   BENCH_SAGA_P50_ORDERS orders at concurrency 16 (96; quick 48)
 #   BENCH_PG_SECS         pgbench duration (10; quick 4)
 #   BENCH_PG_CLIENTS      pgbench clients (16; the scale factor is the same)
-#   BENCH_OPEN_RATE       open-model rate (default: 0.7 x wrk direct)
+#   BENCH_OPEN_RATE       open-model rate (default: 0.7 x 1.02 x wrk direct)
 #   BENCH_LOADGEN_RATE    rate for the load generator's RSS (20000)
 #   BENCH_BUILD=release   or debug, to try the script itself quickly
 #   BENCH_OUT             keep every raw output here (default: a temp dir, kept)
@@ -366,7 +366,13 @@ PY
       --json >"$r/load-closed.json" 2>"$r/load-closed.err" || true
     local rate=${BENCH_OPEN_RATE:-}
     if [ -z "$rate" ]; then
-      rate=$(python3 -c "import json,math,sys; print(math.ceil(0.7*json.load(open(sys.argv[1]))['rps']/100)*100)" \
+      # The achieved rate is answers over the whole run, the drain after the
+      # last arrival included, so a run offered exactly 0.7x that sent every
+      # arrival on time still read below it (27,200/s offered, none dropped:
+      # 0.6999x). Offered 2% more, a run passes only if its backlog at the
+      # end drains within 2% of its length (200 ms of 10 s); drains measured
+      # 5 to 200 ms.
+      rate=$(python3 -c "import json,math,sys; print(math.ceil(0.7*1.02*json.load(open(sys.argv[1]))['rps']/100)*100)" \
         "$r/wrk-direct.json" 2>/dev/null || echo 10000)
     fi
     echo "$rate" >"$r/open-rate.txt"
