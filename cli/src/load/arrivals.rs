@@ -49,6 +49,7 @@ pub async fn run(shared: Arc<Shared>, model: OpenModel, connections: usize) -> O
         let spawned = std::thread::Builder::new()
             .name(format!("load-arrivals-{index}"))
             .spawn(move || {
+                super::pace::yield_to_the_target();
                 let runtime = tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .build();
