@@ -20,6 +20,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
+use chrono::{DateTime, Utc};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
@@ -164,23 +165,50 @@ struct Accepted {
     body: String,
 }
 
-async fn accepted(pg: &PgPool, orders: &[Uuid]) -> Result<Vec<Accepted>> {
-    let rows: Vec<(String, String, String)> = sqlx::query_as(
-        "SELECT w.provider, w.event_id, w.body::text FROM payments.webhook_events w \
+/// A round reads only webhooks received this long before the newest one
+/// the previous round saw, or later. `received_at` is its transaction's
+/// start, so a webhook whose transaction took longer than this to commit
+/// is missed by the rounds; the last round reads them all.
+const RECEIVED_MARGIN: Duration = Duration::from_secs(2);
+
+/// The run's accepted webhooks received at `since` or later (all of them
+/// if `None`), with the newest `received_at` among them.
+///
+/// Each round used to read every body of the run so far: on a 512-order
+/// run, 50 rounds of 6.4 ms, the second largest statement in Postgres's
+/// time. With 16,400 webhooks stored, 1,025 of them the run's, a round
+/// took 14.6 to 16.5 ms reading them all and 10.8 to 12.0 ms reading from
+/// the margin (eight of each; the table scan is left in both).
+async fn accepted(
+    pg: &PgPool,
+    orders: &[Uuid],
+    since: Option<DateTime<Utc>>,
+) -> Result<(Vec<Accepted>, Option<DateTime<Utc>>)> {
+    let rows: Vec<(String, String, String, DateTime<Utc>)> = sqlx::query_as(
+        "SELECT w.provider, w.event_id, w.body::text, w.received_at FROM payments.webhook_events w \
          JOIN payments.payments p ON p.provider = w.provider AND p.provider_ref = w.provider_ref \
-         WHERE p.order_id = ANY($1)",
+         WHERE p.order_id = ANY($1) AND ($2::timestamptz IS NULL OR w.received_at >= $2)",
     )
     .bind(orders)
+    .bind(since)
     .fetch_all(pg)
     .await?;
-    Ok(rows
+    let newest = rows.iter().map(|r| r.3).max();
+    let all = rows
         .into_iter()
-        .map(|(provider, event_id, body)| Accepted {
+        .map(|(provider, event_id, body, _)| Accepted {
             provider,
             event_id,
             body,
         })
-        .collect())
+        .collect();
+    Ok((all, newest))
+}
+
+/// Where the next round reads from, given the newest webhook seen so far.
+fn next_since(newest: Option<DateTime<Utc>>) -> Option<DateTime<Utc>> {
+    let margin = chrono::Duration::from_std(RECEIVED_MARGIN).expect("a small margin");
+    newest.map(|t| t - margin)
 }
 
 /// A body claiming something damaging about `intent`.
@@ -373,16 +401,21 @@ pub async fn run(
     let mut forged_sent = 0;
     let mut signing_error = None;
     let mut redelivered_any = false;
+    // The newest `received_at` read so far: rounds read from just before it.
+    let mut newest: Option<DateTime<Utc>> = None;
     loop {
         // The round after `stop` is the last: webhooks accepted since the
         // previous poll still get their re-deliveries.
         let last = *stop.borrow();
         let ids = orders.lock().expect("not poisoned").clone();
-        let new: Vec<Accepted> = match accepted(&target.pg, &ids).await {
-            Ok(all) => all
-                .into_iter()
-                .filter(|a| seen.insert((a.provider.clone(), a.event_id.clone())))
-                .collect(),
+        let since = if last { None } else { next_since(newest) };
+        let new: Vec<Accepted> = match accepted(&target.pg, &ids, since).await {
+            Ok((all, newest_now)) => {
+                newest = newest.max(newest_now);
+                all.into_iter()
+                    .filter(|a| seen.insert((a.provider.clone(), a.event_id.clone())))
+                    .collect()
+            }
             Err(error) => {
                 tracing::debug!(%error, "webhook_events unreadable this round");
                 Vec::new()

@@ -75,3 +75,15 @@ fn the_first_genuine_webhook_is_always_re_delivered_and_none_more_than_twice() {
     // Once one was re-delivered, a webhook may get none.
     assert!(counts.iter().all(|&n| n > 0), "{counts:?}");
 }
+
+#[test]
+fn a_round_reads_from_the_margin_before_the_newest_webhook_seen() {
+    use chrono::TimeZone;
+    assert_eq!(next_since(None), None, "before any webhook: everything");
+    let newest = chrono::Utc
+        .with_ymd_and_hms(2026, 12, 4, 5, 0, 0)
+        .single()
+        .expect("a valid time");
+    let since = next_since(Some(newest)).expect("a bound");
+    assert_eq!((newest - since).to_std().ok(), Some(RECEIVED_MARGIN));
+}
